@@ -1,0 +1,153 @@
+"""Command line: argument parsing only. One function per command; the work is in ``rewardlab.recipes``.
+
+Input problems (``RewardlabError``) print one message and exit with code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+from rewardlab.config import DemoConfig, ScoreConfig, TrainConfig, build_config, load_config, parse_overrides
+from rewardlab.errors import RewardlabError
+
+EXIT_INPUT_ERROR = 2
+
+
+def add_fields(parser: argparse.ArgumentParser, cls: type[BaseModel], skip: tuple[str, ...] = ()) -> None:
+    """``--flag`` per config field; the help text is the field's description (documented once)."""
+    for name, field in cls.model_fields.items():
+        if name in skip:
+            continue
+        flag = "--" + name.replace("_", "-")
+        default = None if field.is_required() else field.default
+        help_text = f"{field.description} (default: {default})" if default is not None else field.description
+        if field.annotation is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            parser.add_argument(flag, dest=name, default=None, required=field.is_required(), help=help_text)
+
+
+def fields_from(ns: argparse.Namespace, cls: type[BaseModel]) -> dict[str, Any]:
+    return {k: getattr(ns, k) for k in cls.model_fields if getattr(ns, k, None) is not None}
+
+
+def cmd_demo(ns: argparse.Namespace) -> int:
+    from rewardlab.recipes.demo import ACCURACY_TARGET, run_demo
+
+    data = {**parse_overrides(ns.overrides), **fields_from(ns, DemoConfig)}
+    result = run_demo(build_config(DemoConfig, data, source="command line"))
+    ok = result.accuracy >= ACCURACY_TARGET
+    flaws = ", ".join(f"{k} {v:.3f}" for k, v in result.by_flaw.items())
+    print(f"\nheld-out accuracy {result.accuracy:.3f} (target {ACCURACY_TARGET}): {'OK' if ok else 'BELOW TARGET'}")
+    print(f"by flaw: {flaws}")
+    print(f"time {result.seconds:.0f} s; run directory: {result.run_dir}")
+    print(f"  model:  {result.run_dir / 'model'}\n  report: {result.run_dir / 'report.md'}")
+    print(f"  curve:  {result.run_dir / 'learning_curve.png'}")
+    return 0 if ok else 1
+
+
+def cmd_train(ns: argparse.Namespace) -> int:
+    from rewardlab.recipes.train import run_train
+
+    cfg = load_config(TrainConfig, ns.config, ns.overrides)
+    result = run_train(cfg)
+    if result.metrics:
+        print(json.dumps({k: round(v, 4) for k, v in result.metrics.items()}))
+    print(f"model: {result.model_dir}")
+    return 0
+
+
+def cmd_score(ns: argparse.Namespace) -> int:
+    from rewardlab.recipes.score import run_score
+
+    cfg = build_config(ScoreConfig, fields_from(ns, ScoreConfig), source="command line")
+    n, out = run_score(cfg, ns.input, ns.output, ns.prompt_column, ns.response_column)
+    print(f"scored {n} responses → {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_compare(ns: argparse.Namespace) -> int:
+    from rewardlab.recipes.score import run_compare
+
+    cfg = build_config(ScoreConfig, fields_from(ns, ScoreConfig), source="command line")
+    comparison = run_compare(cfg, ns.prompt, ns.a, ns.b)
+    print(json.dumps(comparison))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rewardlab", description="Reward models for text and images.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="Offline CPU demo: generate pairs, train a tiny RM, evaluate, plot.")
+    add_fields(p, DemoConfig)
+    p.add_argument("overrides", nargs="*", help="key=value overrides of the demo config.")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("train", help="Train a reward model from a YAML config.")
+    p.add_argument("--config", required=True, help="YAML file (see configs/).")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. training.learning_rate=1e-5 model.lora.r=8")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("score", help="Score (prompt, response) rows of a file; writes JSONL with a score column.")
+    add_fields(p, ScoreConfig)
+    p.add_argument("--input", required=True, help="JSONL/CSV/Parquet file with prompt and response columns.")
+    p.add_argument("--output", default=None, help="Output JSONL (default: stdout).")
+    p.add_argument("--prompt-column", default="prompt", help="Prompt column name (default: prompt).")
+    p.add_argument("--response-column", default="response", help="Response column name (default: response).")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("compare", help="Which of two responses is better, with P(a ≻ b) = σ(score_a − score_b).")
+    add_fields(p, ScoreConfig, skip=("batch_size",))
+    p.add_argument("--prompt", required=True, help="The prompt.")
+    p.add_argument("--a", required=True, help="First response.")
+    p.add_argument("--b", required=True, help="Second response.")
+    p.set_defaults(func=cmd_compare)
+    return parser
+
+
+def setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(show_path=False, rich_tracebacks=False, console=_stderr_console())],
+    )
+    for noisy in ("httpx", "urllib3", "filelock", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    setup_logging(ns.verbose)
+    func: Callable[[argparse.Namespace], int] = ns.func
+    try:
+        return func(ns)
+    except RewardlabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""Typed configs and their resolution (defaults < YAML < overrides). Knows nothing of torch."""
+
+from rewardlab.config.loading import build_config, dump_config, load_config, parse_overrides
+from rewardlab.config.schema import (
+    ColumnMap,
+    DataConfig,
+    DataSource,
+    DemoConfig,
+    LoraSettings,
+    LossConfig,
+    ModelConfig,
+    ScoreConfig,
+    TrainConfig,
+)
+
+__all__ = [
+    "ColumnMap",
+    "DataConfig",
+    "DataSource",
+    "DemoConfig",
+    "LoraSettings",
+    "LossConfig",
+    "ModelConfig",
+    "ScoreConfig",
+    "TrainConfig",
+    "build_config",
+    "dump_config",
+    "load_config",
+    "parse_overrides",
+]

@@ -1,0 +1,177 @@
+"""Typed configs: one per command. Each knob is documented once, beside its field.
+
+This module knows nothing of torch. The ``training:`` section is a free mapping handed to
+``transformers.TrainingArguments``; the training layer checks its keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ColumnMap(StrictModel):
+    """Names of the columns a reader looks for; map your own names here (e.g. ``prompt: question``)."""
+
+    prompt: str = Field("prompt", description="Prompt column (optional for implicit-prompt pairs).")
+    chosen: str = Field("chosen", description="Preferred response column (pairs).")
+    rejected: str = Field("rejected", description="Dispreferred response column (pairs).")
+    margin: str = Field("margin", description="Optional preference strength column (pairs).")
+    response: str = Field("answer", description="One response per row (ranked CSV: prompt,answer,rank).")
+    rank: str = Field("rank", description="Rank of the row's response, 1 = best (ranked CSV).")
+    responses: str = Field("responses", description="List of responses (ranked JSONL groups).")
+    ranks: str = Field("ranks", description="List of ranks, 1 = best (ranked JSONL groups).")
+    responses_best_to_worst: str = Field(
+        "responses_best_to_worst", description="List of responses already sorted best first (no ties)."
+    )
+    images: str = Field("images", description="Image paths/URLs (vision records).")
+    id: str = Field("id", description="Optional record id column.")
+    subset: str = Field("subset", description="Optional subset column (per-subset metrics); also tried: 'source'.")
+
+
+class DataSource(StrictModel):
+    """One data source: a file (JSONL/JSON/CSV/Parquet, optionally .gz), a `datasets` directory or a hub name."""
+
+    path: str = Field(description="File path, `datasets.save_to_disk` directory, or hub dataset name.")
+    format: Literal["auto", "jsonl", "json", "csv", "parquet", "datasets_dir", "hub"] = Field(
+        "auto", description="File format; `auto` detects it from the suffix or the directory contents."
+    )
+    kind: Literal["auto", "pairs", "ranked"] = Field(
+        "auto", description="Pairs (chosen/rejected) or ranked responses; `auto` decides from the columns."
+    )
+    split: str = Field("train", description="Split to read from a `datasets` directory or hub dataset.")
+    name: str | None = Field(None, description="Hub dataset configuration name.")
+    columns: ColumnMap = Field(default_factory=ColumnMap, description="Column names to read.")
+    max_samples: int | None = Field(None, ge=1, description="Keep only the first N records.")
+    prefix_mismatch: Literal["common_prefix", "drop", "error"] = Field(
+        "common_prefix",
+        description=(
+            "Implicit-prompt pairs whose chosen and rejected transcripts differ before their last assistant "
+            "turn: `common_prefix` uses the shared turns as the prompt (counted and logged), `drop` skips "
+            "them (counted), `error` stops."
+        ),
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str) else value
+
+
+class DataConfig(StrictModel):
+    train: DataSource = Field(description="Training data.")
+    eval: DataSource | None = Field(None, description="Held-out evaluation data.")
+    eval_fraction: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Without `eval`: hold out this fraction of `train` (seeded) for eval."
+    )
+    ranked_as: Literal["pairs", "groups"] = Field(
+        "pairs", description="Ranked data: expand to all ordered pairs, or keep groups for a listwise loss."
+    )
+    max_length: int = Field(512, ge=8, description="Longest tokenized prompt+response (tokens).")
+    overlong: Literal["truncate", "drop"] = Field(
+        "truncate",
+        description=(
+            "Pairs longer than `max_length`: `truncate` cuts the prompt from the left, then the response's "
+            "start, keeping the end of the response and the EOS; `drop` skips the pair. Counted and logged."
+        ),
+    )
+    chat_template: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="Use the tokenizer's chat template: `auto` for conversational records only.",
+    )
+
+
+class LoraSettings(StrictModel):
+    r: int = Field(16, ge=1, description="LoRA rank.")
+    alpha: int = Field(32, ge=1, description="LoRA alpha.")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="LoRA dropout.")
+    target_modules: str | list[str] = Field("all-linear", description="Modules to adapt (peft syntax).")
+    merge_on_export: bool = Field(
+        True, description="Merge the adapter into the weights when saving (else save adapter + head)."
+    )
+
+
+class ModelConfig(StrictModel):
+    name_or_path: str = Field(description="Hub name or local directory of the backbone.")
+    pooling: Literal["auto", "last", "cls"] = Field(
+        "auto",
+        description=(
+            "Where the score is read: `last` non-pad token (decoders), `cls` first token via the model's own "
+            "head (encoders); `auto` picks by architecture."
+        ),
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("float32", description="Weights dtype.")
+    attn_implementation: str | None = Field(None, description="`sdpa`, `eager`, `flash_attention_2`, ...")
+    trust_remote_code: bool = Field(False, description="Allow custom model code from the hub.")
+    padding_side: Literal["auto", "left", "right"] = Field(
+        "auto", description="Padding side for batches; scores do not depend on it for decoders."
+    )
+    pad_token: str | None = Field(
+        None, description="Pad token to use if the tokenizer has none (default: the EOS token)."
+    )
+    lora: LoraSettings | None = Field(None, description="Train LoRA adapters (the head is trained fully).")
+
+
+class LossConfig(StrictModel):
+    name: Literal["bradley_terry", "plackett_luce"] = Field(
+        "bradley_terry", description="Pairwise Bradley–Terry, or listwise Plackett–Luce for ranked groups."
+    )
+    use_margin: bool = Field(True, description="Subtract a pair's `margin` inside the Bradley–Terry loss.")
+    center_coefficient: float | None = Field(
+        None, ge=0.0, description="Reward centering: add coef·mean(score²) to keep scores near zero."
+    )
+
+
+class TrainConfig(StrictModel):
+    output_dir: str = Field(description="Run directory: config, metrics, checkpoints and the final model.")
+    seed: int = Field(42, description="Seed for data splits, initialisation and shuffling.")
+    data: DataConfig
+    model: ModelConfig
+    loss: LossConfig = Field(default_factory=LossConfig)
+    training: dict[str, Any] = Field(
+        default_factory=dict, description="Passed to `transformers.TrainingArguments` (any of its fields)."
+    )
+    resume: bool | str = Field(
+        False, description="`true`: resume from the last checkpoint in output_dir; or a checkpoint path."
+    )
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> TrainConfig:
+        problems = []
+        if self.loss.name == "plackett_luce" and self.data.ranked_as != "groups":
+            problems.append("loss.name=plackett_luce needs data.ranked_as=groups")
+        if "output_dir" in self.training:
+            problems.append("set output_dir at the top level, not in training")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class ScoreConfig(StrictModel):
+    model: str = Field(description="Model directory written by `rewardlab train` (or any text RM).")
+    batch_size: int = Field(16, ge=1, description="Responses scored per forward pass.")
+    max_length: int | None = Field(
+        None, ge=8, description="Token limit (default: the one the model was trained with)."
+    )
+    normalize: bool = Field(
+        False, description="Return (score − mean) / std with the eval statistics saved with the model."
+    )
+    device: str = Field("auto", description="`cpu`, `cuda`, `cuda:1`, or `auto`.")
+
+
+class DemoConfig(StrictModel):
+    output_dir: str = Field("runs/demo", description="Run directory.")
+    seed: int = Field(0, description="Seed for data and model.")
+    n_train: int = Field(1600, ge=10, description="Generated training pairs.")
+    n_eval: int = Field(300, ge=10, description="Generated held-out pairs.")
+    epochs: float = Field(5.0, gt=0, description="Training epochs.")
+    batch_size: int = Field(16, ge=1, description="Pairs per step.")
+    learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate.")
+    model: Literal["tiny", "minilm"] = Field(
+        "tiny", description="`tiny`: a small Qwen2 decoder built from a config; `minilm`: the packaged MiniLM."
+    )

@@ -1,0 +1,84 @@
+"""Collators: encoded features → padded batches. Modality-agnostic: they pad whatever id lists they get.
+
+Pairs go into ONE forward pass: rows ``[0, b)`` are the chosen responses and rows ``[b, 2b)`` the rejected
+ones, padded together to the longest of the ``2b`` rows (DESIGN.md §4). Example with ``b = 2``::
+
+    features = [{"chosen_input_ids": [5, 6, 2], "rejected_input_ids": [5, 2], "margin": 0.0},
+                {"chosen_input_ids": [7, 2],    "rejected_input_ids": [7, 8, 9, 2], "margin": 1.0}]
+    PairCollator(pad_token_id=0, padding_side="right")(features)
+    # input_ids      = [[5, 6, 2, 0], [7, 2, 0, 0], [5, 2, 0, 0], [7, 8, 9, 2]]   (2b, T)
+    # attention_mask = [[1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]]   (2b, T)
+    # margin         = [0.0, 1.0]                                                  (b,)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+
+def pad_rows(
+    rows: list[list[int]], pad_value: int, padding_side: Literal["left", "right"], multiple_of: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad id lists to one length. Returns ``(ids, mask)``, both ``(n, T)`` int64."""
+    longest = max(len(r) for r in rows)
+    if multiple_of:
+        longest = -(-longest // multiple_of) * multiple_of
+    ids = torch.full((len(rows), longest), pad_value, dtype=torch.long)
+    mask = torch.zeros((len(rows), longest), dtype=torch.long)
+    for i, row in enumerate(rows):
+        n = len(row)
+        sl = slice(0, n) if padding_side == "right" else slice(longest - n, longest)
+        ids[i, sl] = torch.tensor(row, dtype=torch.long)
+        mask[i, sl] = 1
+    return ids, mask
+
+
+@dataclass
+class PairCollator:
+    """Batches pair features (see module docstring). Output keys: ``input_ids`` (2b, T), ``attention_mask``
+    (2b, T), optional ``token_type_ids`` (2b, T), ``margin`` (b,)."""
+
+    pad_token_id: int
+    padding_side: Literal["left", "right"] = "right"
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        rows = [f["chosen_input_ids"] for f in features] + [f["rejected_input_ids"] for f in features]
+        ids, mask = pad_rows(rows, self.pad_token_id, self.padding_side, self.pad_to_multiple_of)
+        batch = {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "margin": torch.tensor([f.get("margin", 0.0) for f in features], dtype=torch.float32),
+        }
+        if "chosen_token_type_ids" in features[0]:
+            types = [f["chosen_token_type_ids"] for f in features] + [f["rejected_token_type_ids"] for f in features]
+            batch["token_type_ids"], _ = pad_rows(types, 0, self.padding_side, self.pad_to_multiple_of)
+        return batch
+
+
+@dataclass
+class GroupCollator:
+    """Batches ranked-group features for a listwise loss. Output keys: ``input_ids`` (N, T) with the
+    responses of all groups one after another, ``attention_mask`` (N, T), optional ``token_type_ids``,
+    ``ranks`` (N,) and ``group_sizes`` (g,) with ``N = group_sizes.sum()``."""
+
+    pad_token_id: int
+    padding_side: Literal["left", "right"] = "right"
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        rows = [ids for f in features for ids in f["input_ids"]]
+        ids, mask = pad_rows(rows, self.pad_token_id, self.padding_side, self.pad_to_multiple_of)
+        batch = {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "ranks": torch.tensor([r for f in features for r in f["ranks"]], dtype=torch.long),
+            "group_sizes": torch.tensor([len(f["input_ids"]) for f in features], dtype=torch.long),
+        }
+        if "token_type_ids" in features[0]:
+            types = [t for f in features for t in f["token_type_ids"]]
+            batch["token_type_ids"], _ = pad_rows(types, 0, self.padding_side, self.pad_to_multiple_of)
+        return batch

@@ -1,0 +1,80 @@
+"""Records: what every reader produces and every transform consumes.
+
+A prompt or a response is either a plain string or a list of chat messages
+(``[{"role": "user", "content": "..."}, ...]``). Images are kept as given (paths, URLs or PIL images);
+only the model transform opens them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+Message = dict[str, Any]
+Text = Union[str, list[Message]]
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    """One human judgement: ``chosen`` is preferred over ``rejected`` as an answer to ``prompt``.
+
+    ``margin`` is an optional strength of the preference (added inside the Bradley–Terry loss);
+    ``subset`` names a slice of an eval set for per-subset metrics.
+    """
+
+    prompt: Text
+    chosen: Text
+    rejected: Text
+    images: tuple[Any, ...] = ()
+    margin: float | None = None
+    id: str | None = None
+    subset: str | None = None
+
+
+@dataclass(frozen=True)
+class RankedGroup:
+    """K responses to one prompt with their ranks (1 = best). Equal ranks are ties; gaps are allowed."""
+
+    prompt: Text
+    responses: tuple[Text, ...]
+    ranks: tuple[int, ...]
+    images: tuple[Any, ...] = ()
+    id: str | None = None
+    subset: str | None = None
+
+    def to_pairs(self) -> list[PreferencePair]:
+        """All K·(K−1)/2 ordered pairs (better, worse); tied responses give no pair."""
+        pairs = []
+        k = len(self.responses)
+        for i in range(k):
+            for j in range(k):
+                if self.ranks[i] < self.ranks[j]:
+                    pair_id = None if self.id is None else f"{self.id}:{i}>{j}"
+                    pairs.append(
+                        PreferencePair(
+                            prompt=self.prompt,
+                            chosen=self.responses[i],
+                            rejected=self.responses[j],
+                            images=self.images,
+                            id=pair_id,
+                            subset=self.subset,
+                        )
+                    )
+        return pairs
+
+
+Record = Union[PreferencePair, RankedGroup]
+
+
+@dataclass
+class ReadReport:
+    """What a reader did besides returning records: counts that must never be silent."""
+
+    source: str
+    format: str
+    rows: int = 0
+    records: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, key: str, n: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + n

@@ -1,0 +1,29 @@
+"""User-facing errors.
+
+Every problem caused by the user's input (a config, a data file, a model directory) is raised as a
+:class:`RewardlabError` whose message says what is wrong, where (file, row, field) and how to fix it.
+The CLI prints the message and exits with code 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class RewardlabError(Exception):
+    """An error in the user's input, with a message fit to print as is."""
+
+
+class ConfigError(RewardlabError):
+    """A config file or ``key=value`` override is invalid."""
+
+
+class DataError(RewardlabError):
+    """A data file or one of its rows is invalid."""
+
+    def __init__(self, message: str, *, source: str | None = None, row: int | None = None, field: str | None = None):
+        where = ":".join(str(p) for p in (source, row, field) if p is not None)
+        super().__init__(f"{where}: {message}" if where else message)
+        self.source, self.row, self.field = source, row, field
+
+
+class ModelError(RewardlabError):
+    """A model or checkpoint directory cannot be used."""

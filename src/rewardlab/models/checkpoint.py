@@ -1,0 +1,165 @@
+"""Checkpoint IO: portable, self-describing model directories, written atomically (DESIGN.md §7).
+
+A text RM directory is a standard Hugging Face directory — ``config.json``, ``model.safetensors`` and the
+tokenizer, loadable unchanged by ``AutoModelForSequenceClassification`` — or, for LoRA without merging,
+``adapter_config.json`` + ``adapter_model.safetensors`` (head included) — plus ``rewardlab.json``::
+
+    {"format_version": 1, "pooling": "last", "max_length": 512, "overlong": "truncate",
+     "chat_template": "auto", "padding_side": "right", "pad_equals_eos": false,
+     "normalization": {"mean": 0.12, "std": 1.9, "n": 600} | null, "config": {...resolved run config...}}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rewardlab.errors import ModelError
+from rewardlab.models.reward_model import RewardModel, unwrap_peft
+
+META_NAME = "rewardlab.json"
+FORMAT_VERSION = 1
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a fresh staging directory beside ``target``; on success it replaces ``target`` in one rename.
+
+    A crash or an exception leaves ``target`` as it was (old content or absent) and removes the staging dir.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    old = None
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        target.rename(old)
+    staging.rename(target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write a file through a temporary sibling and ``os.replace`` so readers never see half of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_model_files(
+    model: RewardModel,
+    tokenizer: Any,
+    directory: Path,
+    meta: dict[str, Any],
+    *,
+    merge_lora: bool,
+    state_dict: dict[str, Any] | None = None,
+) -> None:
+    """Write weights, tokenizer and ``rewardlab.json`` into an existing (staging) directory.
+
+    ``state_dict`` (keys of the RewardModel, i.e. ``backbone.``-prefixed) comes from the Trainer under
+    DeepSpeed/FSDP, where the live module's parameters may be partitioned.
+    """
+    backbone = model.backbone
+    is_peft = unwrap_peft(backbone) is not backbone
+    inner_sd = None
+    if state_dict is not None:
+        inner_sd = {k.removeprefix("backbone."): v for k, v in state_dict.items()}
+    if is_peft and merge_lora:
+        if inner_sd is not None:
+            backbone.load_state_dict(inner_sd, strict=False)
+        merged = _merged_copy(backbone)
+        merged.save_pretrained(directory)
+        meta = {**meta, "adapter": None}
+    else:
+        backbone.save_pretrained(directory, state_dict=inner_sd)
+        if is_peft:
+            meta = {**meta, "adapter": {"base_model": unwrap_peft(backbone).config._name_or_path}}
+    if tokenizer is not None:
+        tokenizer.save_pretrained(directory)
+    meta = {"format_version": FORMAT_VERSION, "pooling": model.pooling, **meta}
+    (directory / META_NAME).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+
+
+def _merged_copy(peft_model: Any) -> Any:
+    """Merge LoRA into a deep copy, so the live (training) model keeps its adapters."""
+    import copy
+
+    return copy.deepcopy(peft_model).merge_and_unload()
+
+
+def save_reward_model(
+    model: RewardModel,
+    tokenizer: Any,
+    target: str | os.PathLike[str],
+    meta: dict[str, Any],
+    *,
+    merge_lora: bool = True,
+) -> Path:
+    """Export a reward model directory atomically. Returns its path."""
+    with atomic_directory(target) as staging:
+        write_model_files(model, tokenizer, staging, meta, merge_lora=merge_lora)
+    return Path(target)
+
+
+def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+    meta_file = Path(path) / META_NAME
+    if not meta_file.is_file():
+        return {}
+    try:
+        return json.loads(meta_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{meta_file}: corrupt ({exc}); re-export the model") from None
+
+
+@dataclass
+class LoadedModel:
+    model: RewardModel
+    tokenizer: Any
+    meta: dict[str, Any]
+
+
+def load_reward_model(path: str | os.PathLike[str], *, device: str = "cpu", dtype: str | None = None) -> LoadedModel:
+    """Load a reward model directory (rewardlab export, LoRA adapter dir, or any HF sequence-classification RM)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from rewardlab.models.backbones import resolve_pooling
+
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelError(f"{path}: model directory not found")
+    meta = read_meta(path)
+    torch_dtype = getattr(torch, dtype) if dtype else None
+    kwargs = {"num_labels": 1, **({"dtype": torch_dtype} if torch_dtype else {})}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        if (path / "adapter_config.json").is_file():
+            from peft import AutoPeftModelForSequenceClassification
+
+            backbone = AutoPeftModelForSequenceClassification.from_pretrained(path, **kwargs)
+        else:
+            backbone = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"{path}: cannot load the model ({exc})") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    unwrap_peft(backbone).config.pad_token_id = tokenizer.pad_token_id
+    pooling = meta.get("pooling") or resolve_pooling(unwrap_peft(backbone), "auto")
+    model = RewardModel(backbone, pooling).to(device).eval()
+    return LoadedModel(model, tokenizer, meta)

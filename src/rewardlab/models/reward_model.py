@@ -1,0 +1,90 @@
+"""RewardModel: a backbone and a scalar head, pooled at the last non-pad token (DESIGN.md §3).
+
+The index of the scored token comes from the attention mask, never from ``input_ids == pad_token_id``,
+so a batch padded on either side, and a tokenizer whose pad token is its EOS token, score the same.
+(Hugging Face's own sequence-classification pooling looks for the pad id and so reads the token *before*
+a trailing EOS when pad == eos — a known way reward models silently learn from the wrong token.)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last attended token of each row, for left or right padding. ``(b, t) → (b,)``."""
+    t = attention_mask.shape[-1]
+    positions = torch.arange(t, device=attention_mask.device).expand_as(attention_mask)
+    return (positions * attention_mask.to(positions.dtype)).argmax(-1)
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that count attended tokens only, so left padding does not shift them. ``(b, t) → (b, t)``."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def unwrap_peft(model: nn.Module) -> nn.Module:
+    """The transformers model inside a peft wrapper (LoRA layers are injected in place, so it trains them)."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
+class RewardModel(nn.Module):
+    """Scores token sequences: ``forward(input_ids, attention_mask) → (b,)`` float32 scores.
+
+    Args:
+        backbone: an ``AutoModelForSequenceClassification`` model with ``num_labels=1``, optionally wrapped
+            by peft.
+        pooling: ``"last"`` reads the head at the last attended token (decoders: Llama, Qwen, ...);
+            ``"cls"`` uses the model's own head on the first token (encoders: BERT, DistilBERT, MiniLM).
+    """
+
+    def __init__(self, backbone: nn.Module, pooling: Literal["last", "cls"]):
+        super().__init__()
+        self.backbone = backbone
+        self.pooling = pooling
+        hf = unwrap_peft(backbone)
+        if pooling == "last" and not isinstance(getattr(hf, "score", None), nn.Module):
+            raise ValueError(f"pooling='last' needs a model with a `score` head; {type(hf).__name__} has none")
+
+    @property
+    def config(self) -> Any:
+        return unwrap_peft(self.backbone).config
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        **extra: Any,
+    ) -> torch.Tensor:
+        if self.pooling == "cls":
+            kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+            out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs, **extra)
+            return out.logits[:, 0].float()
+        hf = unwrap_peft(self.backbone)
+        body = getattr(hf, hf.base_model_prefix)
+        hidden = body(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids_from_mask(attention_mask),
+            use_cache=False,
+            **extra,
+        ).last_hidden_state  # (b, t, h)
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        pooled = hidden[rows, last_token_index(attention_mask)]  # (b, h)
+        return hf.score(pooled)[:, 0].float()  # (b,)
+
+    # Trainer calls these on the model it is given.
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None, **kwargs: Any) -> None:
+        hf = unwrap_peft(self.backbone)
+        kw = {"use_reentrant": False, **(activation_checkpointing_kwargs or {})}
+        hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
+        if hf is not self.backbone:
+            # Frozen embeddings give no grad to checkpointed blocks' inputs; LoRA needs them to require grad.
+            hf.enable_input_require_grads()
+
+    gradient_checkpointing_enable = activation_checkpointing_enable

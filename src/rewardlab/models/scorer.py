@@ -1,0 +1,156 @@
+"""Scorer: the one scoring path (DESIGN.md §6) used by evaluation, the CLI, the server and RL rewards.
+
+It applies the same transform as training (``TextTransform`` with the settings saved in ``rewardlab.json``)
+and runs batched, no-grad forwards. Inputs are sorted by length inside a call so batches carry little
+padding; results come back in the caller's order. Over-long inputs are always truncated when scoring
+(never dropped), by the training-time rule.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rewardlab.data.collator import pad_rows
+from rewardlab.data.records import PreferencePair, Text
+from rewardlab.data.transforms import TextTransform
+from rewardlab.errors import ModelError
+from rewardlab.models.reward_model import RewardModel
+
+DEFAULT_MAX_LENGTH = 1024
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Which of two responses the model prefers, and how sure: ``p_a = σ(score_a − score_b)``."""
+
+    better: str  # "a" or "b" ("a" on an exact tie)
+    p_a: float
+    score_a: float
+    score_b: float
+
+
+@dataclass(frozen=True)
+class RankedResponse:
+    index: int
+    response: Text
+    score: float
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+class Scorer:
+    """Batched scoring of (prompt, response) with a :class:`RewardModel`."""
+
+    def __init__(
+        self,
+        model: RewardModel,
+        tokenizer: Any,
+        *,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        chat_template: str = "auto",
+        padding_side: str = "right",
+        batch_size: int = 16,
+        normalization: dict[str, float] | None = None,
+    ):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.transform = TextTransform(tokenizer, max_length, model.pooling, "truncate", chat_template)
+        self.padding_side = padding_side
+        self.batch_size = batch_size
+        self.normalization = normalization
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str,
+        *,
+        batch_size: int = 16,
+        device: str = "auto",
+        max_length: int | None = None,
+        dtype: str | None = None,
+    ) -> Scorer:
+        """Load a model directory; transform settings come from its ``rewardlab.json`` when present."""
+        from rewardlab.models.checkpoint import load_reward_model
+
+        loaded = load_reward_model(path, device=resolve_device(device), dtype=dtype)
+        meta = loaded.meta
+        return cls(
+            loaded.model,
+            loaded.tokenizer,
+            max_length=max_length or meta.get("max_length") or DEFAULT_MAX_LENGTH,
+            chat_template=meta.get("chat_template", "auto"),
+            padding_side=meta.get("padding_side", "right"),
+            batch_size=batch_size,
+            normalization=meta.get("normalization"),
+        )
+
+    @property
+    def device(self) -> Any:
+        return next(self.model.parameters()).device
+
+    def score(
+        self, prompts: Sequence[Text] | Text, responses: Sequence[Text], *, normalize: bool = False
+    ) -> list[float]:
+        """Scores of ``responses``; ``prompts`` is one prompt for all, or one per response."""
+        if isinstance(prompts, str) or (prompts and isinstance(prompts[0], dict)):
+            prompts = [prompts] * len(responses)  # type: ignore[list-item]
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        encoded = [self.transform.encode(p, r) for p, r in zip(prompts, responses)]
+        scores = self._score_encoded(encoded)
+        return self.normalize(scores) if normalize else scores
+
+    def _score_encoded(self, encoded: list[Any]) -> list[float]:
+        import torch
+
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))
+        out = [0.0] * len(encoded)
+        pad_id = self.tokenizer.pad_token_id
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                ids, mask = pad_rows([encoded[i].input_ids for i in idx], pad_id, self.padding_side)
+                kwargs = {}
+                if encoded[idx[0]].token_type_ids is not None:
+                    kwargs["token_type_ids"], _ = pad_rows(
+                        [encoded[i].token_type_ids for i in idx], 0, self.padding_side
+                    )
+                    kwargs["token_type_ids"] = kwargs["token_type_ids"].to(self.device)
+                scores = self.model(ids.to(self.device), mask.to(self.device), **kwargs)
+                for i, s in zip(idx, scores.tolist()):
+                    out[i] = s
+        return out
+
+    def normalize(self, scores: list[float]) -> list[float]:
+        if not self.normalization:
+            raise ModelError(
+                "this model has no saved normalization statistics (mean/std of eval scores); train it with an eval set"
+            )
+        mean, std = self.normalization["mean"], self.normalization["std"] or 1.0
+        return [(s - mean) / std for s in scores]
+
+    def score_pairs(self, pairs: Sequence[PreferencePair]) -> tuple[list[float], list[float]]:
+        """(chosen scores, rejected scores), one forward batch stream for both."""
+        n = len(pairs)
+        scores = self.score([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs])
+        return scores[:n], scores[n:]
+
+    def compare(self, prompt: Text, a: Text, b: Text) -> Comparison:
+        score_a, score_b = self.score([prompt, prompt], [a, b])
+        p_a = 1.0 / (1.0 + math.exp(-(score_a - score_b)))
+        return Comparison("a" if score_a >= score_b else "b", p_a, score_a, score_b)
+
+    def rank(self, prompt: Text, responses: Sequence[Text]) -> list[RankedResponse]:
+        """Responses sorted best first (best-of-N)."""
+        scores = self.score(prompt, responses)
+        ranked = sorted(range(len(responses)), key=lambda i: -scores[i])
+        return [RankedResponse(i, responses[i], scores[i]) for i in ranked]

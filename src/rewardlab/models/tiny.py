@@ -1,0 +1,108 @@
+"""Tiny models built from configs, with a tokenizer trained in memory: for the demo, tests and benchmarks.
+
+Nothing is downloaded. The result is a normal model directory (``config.json``, weights, tokenizer) that
+``AutoModelForSequenceClassification`` / ``AutoTokenizer`` load like any hub model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Literal
+
+# A ChatML-style template so conversational records work with tiny tokenizers too.
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+SPECIALS = ["<|endoftext|>", "<|pad|>", "<|im_start|>", "<|im_end|>", "[CLS]", "[SEP]", "[UNK]"]
+Family = Literal["qwen2", "qwen3", "llama", "bert"]
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 512, *, pad_is_eos: bool = False, encoder: bool = False):
+    """Byte-level BPE trained on ``texts`` in about a second, wrapped as a ``PreTrainedTokenizerFast``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    core.train_from_iterator(texts, trainer=trainer)
+    if encoder:
+        # BERT's pair layout, so `tokenizer(prompt, response)` gives what rewardlab's transform builds.
+        from tokenizers import processors
+
+        cls_id, sep_id = core.token_to_id("[CLS]"), core.token_to_id("[SEP]")
+        core.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]",
+            pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+            special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+        )
+    special = {"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>" if pad_is_eos else "<|pad|>"}
+    if encoder:
+        special.update(cls_token="[CLS]", sep_token="[SEP]", unk_token="[UNK]")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"]
+        if encoder
+        else ["input_ids", "attention_mask"],
+        **special,
+    )
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def tiny_config(family: Family, vocab_size: int, tokenizer, *, hidden: int = 64, layers: int = 2, heads: int = 4):
+    from transformers import BertConfig, LlamaConfig, Qwen2Config, Qwen3Config
+
+    common = dict(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        max_position_embeddings=1024,
+        pad_token_id=tokenizer.pad_token_id,
+        num_labels=1,
+    )
+    if family == "bert":
+        return BertConfig(**common, type_vocab_size=2)
+    decoder = dict(
+        common,
+        num_key_value_heads=max(1, heads // 2),
+        head_dim=hidden // heads,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+        tie_word_embeddings=False,
+    )
+    cls = {"qwen2": Qwen2Config, "qwen3": Qwen3Config, "llama": LlamaConfig}[family]
+    return cls(**decoder)
+
+
+def build_tiny_model(
+    directory: str | Path,
+    texts: Iterable[str],
+    *,
+    family: Family = "qwen2",
+    vocab_size: int = 512,
+    hidden: int = 64,
+    layers: int = 2,
+    heads: int = 4,
+    pad_is_eos: bool = False,
+    seed: int = 0,
+) -> Path:
+    """Write a randomly initialised ``*ForSequenceClassification`` (``num_labels=1``) and its tokenizer."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    tokenizer = train_tokenizer(texts, vocab_size, pad_is_eos=pad_is_eos, encoder=family == "bert")
+    config = tiny_config(family, len(tokenizer), tokenizer, hidden=hidden, layers=layers, heads=heads)
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_config(config)
+    directory = Path(directory)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory

@@ -1,0 +1,150 @@
+"""``rewardlab train``: config → data → model → RewardTrainer → exported model, metrics, plot, report."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rewardlab.config.schema import TrainConfig
+from rewardlab.data.prepare import PreparedData, prepare_data
+from rewardlab.errors import ConfigError, DataError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model_dir: Path
+    metrics: dict[str, float]
+    counts: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_resume(cfg: TrainConfig) -> str | None:
+    """``resume: true`` → last complete checkpoint in output_dir (None if there is none yet); a path → itself."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if cfg.resume is False:
+        return None
+    if isinstance(cfg.resume, str):
+        if not Path(cfg.resume).is_dir():
+            raise ConfigError(f"resume: checkpoint directory {cfg.resume} not found")
+        return cfg.resume
+    out = Path(cfg.output_dir)
+    last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    if last is None:
+        logger.info("resume: no checkpoint in %s yet, starting from scratch", out)
+    return last
+
+
+def build_datasets(data: PreparedData, transform: Any, ranked_as: str) -> tuple[Any, Any, dict[str, Any]]:
+    """Encode records; the over-long policy's counts are logged and returned (never silent)."""
+    from rewardlab.data.dataset import EncodedDataset
+
+    encode = transform.encode_group if ranked_as == "groups" else transform.encode_pair
+    train = [f for f in map(encode, data.train) if f is not None]
+    train_stats = transform.stats.as_dict()
+    transform.stats.__init__()
+    eval_features = [f for f in map(transform.encode_pair, data.eval) if f is not None]
+    eval_stats = transform.stats.as_dict()
+    counts = {"train": train_stats, "eval": eval_stats}
+    for split, stats in counts.items():
+        if stats["truncated"] or stats["dropped"]:
+            logger.warning(
+                "%s: %d of %d records longer than max_length=%d were %s",
+                split,
+                stats["truncated"] or stats["dropped"],
+                stats["seen"],
+                transform.max_length,
+                "truncated (prompt start cut first)" if stats["truncated"] else "dropped",
+            )
+    if not train:
+        raise DataError(f"every training record is longer than max_length={transform.max_length}; raise it")
+    return EncodedDataset(train), (EncodedDataset(eval_features) if eval_features else None), counts
+
+
+def export_meta(cfg: TrainConfig, pooling: str, padding_side: str, tokenizer: Any) -> dict[str, Any]:
+    return {
+        "max_length": cfg.data.max_length,
+        "overlong": cfg.data.overlong,
+        "chat_template": cfg.data.chat_template,
+        "padding_side": padding_side,
+        "pad_equals_eos": tokenizer.pad_token_id == tokenizer.eos_token_id,
+        "normalization": None,
+        "config": cfg.model_dump(mode="json"),
+    }
+
+
+def run_train(cfg: TrainConfig) -> TrainResult:
+    """Train a reward model as ``cfg`` says. Input problems raise before anything is written."""
+    from rewardlab.data.collator import GroupCollator, PairCollator
+    from rewardlab.data.transforms import TextTransform
+    from rewardlab.models.backbones import load_backbone, load_tokenizer, resolve_pooling
+    from rewardlab.models.reward_model import RewardModel
+    from rewardlab.recipes.run_record import write_run_record
+    from rewardlab.training.arguments import build_training_args
+    from rewardlab.training.callbacks import MetricsFileCallback
+    from rewardlab.training.trainer import RewardTrainer
+
+    run_dir = Path(cfg.output_dir)
+    data = prepare_data(cfg.data, cfg.seed)
+    resume = resolve_resume(cfg)
+    args = build_training_args(str(run_dir), cfg.training, has_eval=bool(data.eval), seed=cfg.seed)
+    tokenizer = load_tokenizer(cfg.model)
+    from transformers import set_seed
+
+    set_seed(cfg.seed)
+    backbone = load_backbone(cfg.model, tokenizer)
+    pooling = resolve_pooling(backbone, cfg.model.pooling)
+    # Encoders read [CLS] at position 0, so they pad on the right; decoders score the same either way.
+    padding_side = "right" if pooling == "cls" or cfg.model.padding_side == "auto" else cfg.model.padding_side
+    transform = TextTransform(tokenizer, cfg.data.max_length, pooling, cfg.data.overlong, cfg.data.chat_template)
+    train_set, eval_set, counts = build_datasets(data, transform, cfg.data.ranked_as)
+    counts["records"] = {r.source: {"rows": r.rows, "records": r.records, **r.counts} for r in data.reports}
+
+    write_run_record(run_dir, cfg)
+    collator_cls = GroupCollator if cfg.data.ranked_as == "groups" else PairCollator
+    trainer = RewardTrainer(
+        model=RewardModel(backbone, pooling),
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        data_collator=collator_cls(tokenizer.pad_token_id, padding_side),
+        processing_class=tokenizer,
+        loss_config=cfg.loss,
+        export_meta=export_meta(cfg, pooling, padding_side, tokenizer),
+        callbacks=[MetricsFileCallback(run_dir / "metrics.jsonl")],
+    )
+    trainer.train(resume_from_checkpoint=resume)
+    return finish_run(cfg, trainer, eval_set, counts)
+
+
+def finish_run(cfg: TrainConfig, trainer: Any, eval_set: Any, counts: dict[str, Any]) -> TrainResult:
+    """Final eval, normalization statistics, atomic export (LoRA merged if asked), plot and report."""
+    import numpy as np
+
+    from rewardlab.evaluation.metrics import preference_accuracy, score_statistics
+    from rewardlab.evaluation.plots import plot_learning_curve
+    from rewardlab.evaluation.report import write_train_report
+    from rewardlab.models.checkpoint import atomic_write_text, save_reward_model
+
+    run_dir = Path(cfg.output_dir)
+    metrics: dict[str, float] = {}
+    meta = dict(trainer.export_meta)
+    if eval_set is not None:
+        preds = np.asarray(trainer.predict(eval_set).predictions)  # (n, 2)
+        metrics = {f"eval_{k}": v for k, v in preference_accuracy(preds[:, 0], preds[:, 1]).items()}
+        meta["normalization"] = score_statistics(preds.reshape(-1))
+    model_dir = run_dir / "model"
+    if trainer.args.should_save:
+        merge = cfg.model.lora.merge_on_export if cfg.model.lora else True
+        save_reward_model(trainer.model, trainer.processing_class, model_dir, meta, merge_lora=merge)
+        summary = {"metrics": metrics, "counts": counts, "global_step": trainer.state.global_step}
+        atomic_write_text(run_dir / "results.json", json.dumps(summary, indent=2))
+        plot_learning_curve(run_dir / "metrics.jsonl", run_dir / "learning_curve.png")
+        write_train_report(run_dir, metrics, counts)
+    trainer.accelerator.wait_for_everyone()
+    return TrainResult(run_dir, model_dir, metrics, counts)

@@ -1,0 +1,52 @@
+"""Losses as pure functions. Shapes in the docstrings; the trainer only orchestrates."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def bradley_terry_loss(
+    chosen: torch.Tensor, rejected: torch.Tensor, margin: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean of ``−log σ(r⁺ − r⁻ − margin)``. ``chosen``, ``rejected``, ``margin``: ``(b,)`` → scalar.
+
+    With a margin the model must beat the rejected response by at least that much (Llama 2, Touvron et al.
+    2023, §3.2.2).
+    """
+    diff = chosen - rejected
+    if margin is not None:
+        diff = diff - margin
+    return -F.logsigmoid(diff).mean()
+
+
+def centering_penalty(scores: torch.Tensor, coefficient: float) -> torch.Tensor:
+    """``coefficient · mean(score²)`` over all scores ``(n,)``: keeps scores near zero, which makes them
+    comparable across prompts (Eisenstein et al. 2023, "Helping or Herding?")."""
+    return coefficient * scores.pow(2).mean()
+
+
+def plackett_luce_loss(scores: torch.Tensor, ranks: torch.Tensor, group_sizes: torch.Tensor) -> torch.Tensor:
+    """Listwise Plackett–Luce negative log-likelihood with ties (Breslow's rule), mean over groups.
+
+    ``scores``, ``ranks``: ``(N,)`` — the responses of all groups one after another; ``group_sizes``: ``(g,)``
+    with ``sum = N``. Rank 1 is best. For each response ``i`` of a group, the term is
+    ``s_i − log Σ_{j: rank_j ≥ rank_i} exp(s_j)``: the probability of choosing ``i`` first among those not
+    ranked above it. Tied responses share their risk set, which pulls their scores together. A group's loss
+    is ``−Σ_i term_i``; the result is the mean over groups.
+    """
+    g, k = group_sizes.numel(), int(group_sizes.max())
+    offsets = torch.cumsum(group_sizes, 0) - group_sizes  # (g,)
+    slot = torch.arange(k, device=scores.device)  # (k,)
+    valid = slot[None, :] < group_sizes[:, None]  # (g, k)
+    flat = (offsets[:, None] + slot[None, :]).clamp(max=scores.numel() - 1)  # (g, k)
+    s = scores[flat]  # (g, k)
+    r = ranks[flat]  # (g, k)
+    # risk[g, i, j]: response j is still "in the urn" when i is picked.
+    risk = valid[:, None, :] & (r[:, None, :] >= r[:, :, None])  # (g, k, k)
+    # Padding slots get themselves as risk set: a finite log-sum-exp keeps NaN out of the backward pass.
+    risk = risk | torch.eye(k, dtype=torch.bool, device=scores.device)
+    logits = s[:, None, :].expand(g, k, k).masked_fill(~risk, float("-inf"))
+    log_denominator = torch.logsumexp(logits, dim=-1)  # (g, k)
+    terms = (s - log_denominator).masked_fill(~valid, 0.0)  # (g, k)
+    return -(terms.sum(-1)).mean()

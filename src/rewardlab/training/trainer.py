@@ -1,0 +1,168 @@
+"""RewardTrainer: a ``transformers.Trainer`` that trains a :class:`RewardModel` on pairs or ranked groups.
+
+Everything a ``TrainingArguments`` knob does keeps working (DeepSpeed/FSDP, mixed precision, activation
+checkpointing, rotation, resume, ``report_to``); this class only says how a batch becomes a loss, how
+a checkpoint is written (a standard model directory, atomically) and read back, and which train metrics
+(pairwise accuracy, mean margin) are logged next to the loss.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import SequentialSampler
+from transformers import Trainer
+from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.trainer_utils import EvalPrediction, rotate_checkpoints
+
+from rewardlab.config.schema import LossConfig
+from rewardlab.evaluation.metrics import preference_accuracy
+from rewardlab.models.checkpoint import write_model_files
+from rewardlab.models.reward_model import RewardModel
+from rewardlab.training.losses import bradley_terry_loss, centering_penalty, plackett_luce_loss
+from rewardlab.training.weights import load_backbone_weights
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def pair_metrics(eval_pred: EvalPrediction) -> dict[str, float]:
+    """``compute_metrics`` for pair predictions ``(n, 2)`` = (chosen, rejected) scores."""
+    preds = np.asarray(eval_pred.predictions)
+    stats = preference_accuracy(preds[:, 0], preds[:, 1])
+    return {k: float(v) for k, v in stats.items()}
+
+
+class RewardTrainer(Trainer):
+    """Trainer for reward models.
+
+    Args:
+        loss_config: which loss, margins, centering.
+        export_meta: the ``rewardlab.json`` content written into every checkpoint.
+        **kwargs: as for ``transformers.Trainer`` (``model`` must be a :class:`RewardModel`).
+    """
+
+    def __init__(self, *args: Any, loss_config: LossConfig, export_meta: dict[str, Any], **kwargs: Any):
+        kwargs.setdefault("compute_metrics", pair_metrics)
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.model, RewardModel):
+            raise TypeError(f"RewardTrainer needs a RewardModel, got {type(self.model).__name__}")
+        self.loss_config = loss_config
+        self.export_meta = export_meta
+        self._train_sums = torch.zeros(3, dtype=torch.float64)  # accuracy sum, margin sum, pair count
+        self._staging_dir: str | None = None
+
+    # -- loss --------------------------------------------------------------------------------------------------
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        scores = model(**{k: inputs[k] for k in MODEL_INPUTS if k in inputs})  # (rows,)
+        outputs: dict[str, torch.Tensor] = {"scores": scores}
+        if "group_sizes" in inputs:
+            loss = plackett_luce_loss(scores, inputs["ranks"], inputs["group_sizes"])
+        else:
+            b = inputs["margin"].shape[0]
+            chosen, rejected = scores[:b], scores[b:]
+            margin = inputs["margin"] if self.loss_config.use_margin else None
+            loss = bradley_terry_loss(chosen, rejected, margin)
+            outputs.update(chosen=chosen, rejected=rejected)
+            if model.training:
+                diff = (chosen - rejected).detach().double().cpu()
+                acc = (diff > 0).double() + 0.5 * (diff == 0).double()
+                self._train_sums += torch.stack([acc.sum(), diff.sum(), torch.tensor(float(b))])
+        if self.loss_config.center_coefficient:
+            loss = loss + centering_penalty(scores, self.loss_config.center_coefficient)
+        return (loss, outputs) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
+        if prediction_loss_only or "chosen" not in outputs:
+            return loss.detach(), None, None
+        logits = torch.stack([outputs["chosen"], outputs["rejected"]], dim=1)  # (b, 2)
+        # Labels are unused, but the Trainer only calls compute_metrics when some are present.
+        return loss.detach(), logits, torch.zeros(logits.shape[0], device=logits.device)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:
+            sums = self._train_sums.to(self.args.device)
+            if self.args.world_size > 1:
+                sums = self.accelerator.reduce(sums, reduction="sum")
+            if sums[2] > 0:
+                logs["accuracy"] = round(float(sums[0] / sums[2]), 4)
+                logs["margin"] = round(float(sums[1] / sums[2]), 4)
+            self._train_sums.zero_()
+        super().log(logs, start_time)
+
+    # -- sampling ----------------------------------------------------------------------------------------------
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        lengths = getattr(dataset, "lengths", None)
+        if self.args.train_sampling_strategy == "group_by_length" and lengths is not None:
+            # Batches of similar length carry less padding; the feature lengths are known, not re-derived.
+            return LengthGroupedSampler(
+                self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=lengths
+            )
+        return super()._get_train_sampler(train_dataset)
+
+    def _get_eval_sampler(self, eval_dataset):
+        # Keep eval order = dataset order (predictions line up with records); length grouping is a train trick.
+        if self.args.train_sampling_strategy == "group_by_length" and self.args.world_size <= 1:
+            return SequentialSampler(eval_dataset)
+        return super()._get_eval_sampler(eval_dataset)
+
+    # -- checkpoints -------------------------------------------------------------------------------------------
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        output_dir = output_dir or self.args.output_dir
+        if not self.args.should_save:
+            return
+        os.makedirs(output_dir, exist_ok=True)
+        write_model_files(
+            self.model,
+            self.processing_class,
+            Path(output_dir),
+            self.export_meta,
+            merge_lora=False,
+            state_dict=state_dict,
+        )
+        torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+
+    def _get_output_dir(self, trial) -> str:
+        return self._staging_dir or super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """Write ``checkpoint-N`` into a staging directory, then rename it into place: a crash mid-save never
+        leaves a checkpoint that looks complete (resume and evaluation would pick it up)."""
+        run_dir = super()._get_output_dir(trial)
+        name = f"checkpoint-{self.state.global_step}"
+        self._staging_dir = os.path.join(run_dir, ".staging")
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging_dir = None
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            staged, final = os.path.join(run_dir, ".staging", name), os.path.join(run_dir, name)
+            if os.path.exists(final):
+                shutil.rmtree(final)
+            os.rename(staged, final)
+            shutil.rmtree(os.path.join(run_dir, ".staging"), ignore_errors=True)
+            best = self.state.best_model_checkpoint
+            if best and ".staging" in best:
+                self.state.best_model_checkpoint = best.replace(os.sep + ".staging", "")
+            rotate_checkpoints(
+                output_dir=run_dir,
+                save_total_limit=self.args.save_total_limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=True,
+            )
+        self.accelerator.wait_for_everyone()
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        load_backbone_weights((model or self.model).backbone, resume_from_checkpoint)
+
+    def _load_best_model(self) -> None:
+        load_backbone_weights(self.model.backbone, self.state.best_model_checkpoint)

@@ -1,0 +1,81 @@
+"""Losses against values computed by hand."""
+
+import math
+
+import pytest
+import torch
+
+from rewardlab.training.losses import bradley_terry_loss, centering_penalty, plackett_luce_loss
+
+
+def sig(x):
+    return 1 / (1 + math.exp(-x))
+
+
+def test_bradley_terry_hand_values():
+    chosen, rejected = torch.tensor([2.0, 0.0]), torch.tensor([1.0, 1.0])
+    expected = (-math.log(sig(1.0)) - math.log(sig(-1.0))) / 2
+    assert bradley_terry_loss(chosen, rejected).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_bradley_terry_margin_is_subtracted():
+    chosen, rejected, margin = torch.tensor([2.0]), torch.tensor([1.0]), torch.tensor([0.5])
+    assert bradley_terry_loss(chosen, rejected, margin).item() == pytest.approx(-math.log(sig(0.5)), abs=1e-6)
+    # A margin equal to the score gap leaves log 2.
+    assert bradley_terry_loss(chosen, rejected, torch.tensor([1.0])).item() == pytest.approx(math.log(2), abs=1e-6)
+
+
+def test_bradley_terry_swap_is_mirror():
+    c, r = torch.tensor([0.3, -1.2, 2.0]), torch.tensor([0.1, 0.4, -0.5])
+    forward = -torch.nn.functional.logsigmoid(c - r)
+    backward = -torch.nn.functional.logsigmoid(r - c)
+    # loss(c, r) - loss(r, c) = -(c - r) summed: log σ(x) - log σ(-x) = x
+    assert (forward - backward).sum().item() == pytest.approx(-(c - r).sum().item(), abs=1e-5)
+    assert bradley_terry_loss(c, r).item() == pytest.approx(forward.mean().item(), abs=1e-6)
+
+
+def test_centering_penalty_hand_value():
+    scores = torch.tensor([1.0, -3.0, 2.0, 0.0])
+    assert centering_penalty(scores, 0.01).item() == pytest.approx(0.01 * (1 + 9 + 4 + 0) / 4)
+
+
+def test_plackett_luce_three_responses_hand_value():
+    s = torch.tensor([2.0, 1.0, 0.0])
+    ranks = torch.tensor([1, 2, 3])
+    lse = lambda *xs: math.log(sum(math.exp(x) for x in xs))  # noqa: E731
+    expected = -((2 - lse(2, 1, 0)) + (1 - lse(1, 0)) + 0.0)
+    assert plackett_luce_loss(s, ranks, torch.tensor([3])).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_plackett_luce_order_of_listing_does_not_matter():
+    s, ranks = torch.tensor([0.0, 2.0, 1.0]), torch.tensor([3, 1, 2])
+    ref = plackett_luce_loss(torch.tensor([2.0, 1.0, 0.0]), torch.tensor([1, 2, 3]), torch.tensor([3]))
+    assert plackett_luce_loss(s, ranks, torch.tensor([3])).item() == pytest.approx(ref.item(), abs=1e-6)
+
+
+def test_plackett_luce_k2_equals_bradley_terry():
+    c, r = torch.tensor([0.7, -0.2]), torch.tensor([0.1, 0.9])
+    scores = torch.stack([c, r], 1).reshape(-1)  # groups (c0, r0), (c1, r1)
+    ranks = torch.tensor([1, 2, 1, 2])
+    pl = plackett_luce_loss(scores, ranks, torch.tensor([2, 2]))
+    assert pl.item() == pytest.approx(bradley_terry_loss(c, r).item(), abs=1e-6)
+
+
+def test_plackett_luce_ties_share_a_risk_set_and_gaps_are_fine():
+    # ranks [1, 3, 3] (a gap and a tie): terms s0 - lse(all), s1 - lse(s1, s2), s2 - lse(s1, s2)
+    s = torch.tensor([1.0, 0.5, -0.5])
+    lse = lambda *xs: math.log(sum(math.exp(x) for x in xs))  # noqa: E731
+    expected = -((1.0 - lse(1.0, 0.5, -0.5)) + (0.5 - lse(0.5, -0.5)) + (-0.5 - lse(0.5, -0.5)))
+    got = plackett_luce_loss(s, torch.tensor([1, 3, 3]), torch.tensor([3]))
+    assert got.item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_plackett_luce_mixed_group_sizes_mean_over_groups_and_finite_grads():
+    s = torch.tensor([2.0, 1.0, 0.0, 0.3, -0.3], requires_grad=True)
+    ranks = torch.tensor([1, 2, 3, 1, 2])
+    loss = plackett_luce_loss(s, ranks, torch.tensor([3, 2]))
+    g1 = plackett_luce_loss(s[:3], ranks[:3], torch.tensor([3]))
+    g2 = plackett_luce_loss(s[3:], ranks[3:], torch.tensor([2]))
+    assert loss.item() == pytest.approx((g1.item() + g2.item()) / 2, abs=1e-6)
+    loss.backward()
+    assert torch.isfinite(s.grad).all()
