@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 from rewardlab.errors import ConfigError
 
 C = TypeVar("C", bound=BaseModel)
+_YAML11_BOOL_WORDS = {"yes", "no", "on", "off", "y", "n"}
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
@@ -25,6 +26,8 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
+        if raw.strip().lower() in _YAML11_BOOL_WORDS:
+            value = raw.strip()  # `eval_strategy=no` means the string "no", not False
         # YAML 1.1 reads 1e-4 as a string; numbers are what people mean.
         if isinstance(value, str):
             try:

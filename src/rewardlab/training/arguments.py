@@ -42,6 +42,8 @@ def build_training_args(output_dir: str, user: dict[str, Any], *, has_eval: bool
 
     # Pinned memory only helps host→GPU copies; on CPU it just warns.
     defaults = {**DEFAULTS, "dataloader_pin_memory": torch.cuda.is_available()}
+    # YAML 1.1 reads `save_strategy: no` as False; the strategies mean the string.
+    user = {k: ("no" if k.endswith("_strategy") and v is False else v) for k, v in user.items()}
     kwargs = {**defaults, "seed": seed, **user, "output_dir": output_dir}
     if has_eval:
         kwargs.setdefault("eval_strategy", kwargs.get("save_strategy", "epoch"))

@@ -1,0 +1,524 @@
+"""Training throughput: rewardlab vs TRL's ``RewardTrainer`` on the same model, pairs and settings.
+
+Run from the repository root (needs ``pip install -e .[bench]``, i.e. trl)::
+
+    python bench/bench_train.py                          # fp32, ~2-3 min on 2 CPU cores
+    python bench/bench_train.py --gradient-checkpointing
+    python bench/bench_train.py --bf16 --out results.json
+    python bench/bench_train.py --data hh-rlhf           # real pairs from ../shared/data (when present)
+    python bench/bench_train.py --quick                  # tiny model, a few steps (the smoke test)
+
+A tiny decoder reward model (``rewardlab.models.tiny``) is written once to a temporary directory, and the
+pairs once to a JSONL file. Each side then trains in its own subprocess (clean peak RSS, no shared caches):
+rewardlab through ``rewardlab.recipes.train.run_train`` with its defaults (length-grouped batches), TRL
+through ``trl.RewardTrainer`` with its defaults, except the settings listed in ``FORCED`` which are set equal
+on both sides. The first ``--warmup`` steps are not timed. Padding is counted in the batches the collators
+produce; tokens/s counts real (non-pad) tokens only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+SIDES = ("rewardlab", "trl")
+HH_RLHF = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hh-rlhf" / "harmless-base" / "test.jsonl.gz"
+)
+# Settings given the same value on both sides (the rest stays each library's default).
+FORCED = (
+    "max_steps",
+    "per_device_train_batch_size",
+    "max_length",
+    "activation_checkpointing",
+    "bf16",
+    "learning_rate",
+    "optim",
+    "seed",
+    "save_strategy",
+    "logging_steps",
+    "report_to",
+    "disable_tqdm",
+    "use_cpu",
+)
+
+
+# ---------------------------------------------------------------------------------------------- options
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=None, help="Optimizer steps per side (default 16; quick: 5).")
+    p.add_argument("--warmup", type=int, default=None, help="Untimed first steps (default 3; quick: 1).")
+    p.add_argument("--batch-size", type=int, default=8, help="Pairs per step (per_device_train_batch_size).")
+    p.add_argument("--max-length", type=int, default=512, help="Longest prompt+response in tokens, both sides.")
+    p.add_argument("--pairs", type=int, default=None, help="Training pairs (default 512; quick: 64).")
+    p.add_argument("--data", choices=["generated", "hh-rlhf"], default="generated", help="Where pairs come from.")
+    p.add_argument("--hidden", type=int, default=None, help="Hidden size (default 384; quick: 64).")
+    p.add_argument("--layers", type=int, default=None, help="Decoder layers (default 8; quick: 2).")
+    p.add_argument("--vocab-size", type=int, default=None, help="Tokenizer vocabulary (default 512; hh-rlhf 2048).")
+    p.add_argument("--lr", type=float, default=1e-4, help="Learning rate, both sides.")
+    p.add_argument("--seed", type=int, default=0, help="Seed for data, weights and shuffling.")
+    p.add_argument("--gradient-checkpointing", action="store_true", help="Recompute activations (both sides).")
+    p.add_argument("--bf16", action="store_true", help="bf16 mixed precision (both sides; default fp32).")
+    p.add_argument(
+        "--trl-sampling",
+        choices=["random", "group_by_length"],
+        default="random",
+        help="TRL's train_sampling_strategy (its default is random; rewardlab's is group_by_length).",
+    )
+    p.add_argument("--quick", action="store_true", help="Tiny model and few steps: a smoke test in seconds.")
+    p.add_argument("--out", type=Path, default=None, help="Also write the results as JSON here.")
+    p.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)  # internal: run one side
+    p.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    quick = {"steps": 5, "warmup": 1, "pairs": 64, "hidden": 64, "layers": 2}
+    full = {"steps": 16, "warmup": 3, "pairs": 512, "hidden": 384, "layers": 8}
+    for key, value in (quick if args.quick else full).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.vocab_size is None:
+        args.vocab_size = 2048 if args.data == "hh-rlhf" else 512
+    if not 1 <= args.warmup < args.steps:
+        p.error(f"--warmup ({args.warmup}) must be at least 1 and smaller than --steps ({args.steps})")
+    return args
+
+
+# ---------------------------------------------------------------------------------------------- data and model
+
+
+def _log_uniform(rng: random.Random, low: int, high: int) -> int:
+    return round(math.exp(rng.uniform(math.log(low), math.log(high))))
+
+
+def _extend(rng: random.Random, text: str, sentences: list[str], count, target: int) -> str:
+    """Append random sentences to ``text`` until it is about ``target`` tokens long (``count`` measures)."""
+    n = count(text)
+    while n < target:
+        sentence = " " + rng.choice(sentences)
+        text += sentence
+        n += count(sentence)
+    return text
+
+
+def generated_pairs(n: int, seed: int, tokenizer: Any) -> list[dict[str, str]]:
+    """``n`` pairs from ``rewardlab.data.synthetic``, extended with its sentences to log-uniform lengths:
+    prompts ~20–200 tokens, responses ~10–200 tokens, drawn independently (hh-rlhf's ``Human:/Assistant:``)."""
+    from rewardlab.data import synthetic
+
+    rng = random.Random(seed)
+    sentences = [s for facts in synthetic.TOPICS.values() for s in facts] + synthetic.CLOSERS + synthetic.ASKS
+    sentences = [s.format(t=rng.choice(list(synthetic.TOPICS))) for s in sentences]
+    cache: dict[str, int] = {}
+
+    def count(text: str) -> int:
+        if text not in cache:
+            cache[text] = len(tokenizer(text, add_special_tokens=False).input_ids)
+        return cache[text]
+
+    rows = []
+    for pair in synthetic.make_pairs(n, seed):
+        head, tail = "\n\nHuman: " + str(pair.prompt), "\n\nAssistant:"
+        prompt = _extend(rng, head, sentences, count, _log_uniform(rng, 20, 200) - count(tail)) + tail
+        chosen = _extend(rng, " " + str(pair.chosen), sentences, count, _log_uniform(rng, 10, 200))
+        rejected = _extend(rng, " " + str(pair.rejected), sentences, count, _log_uniform(rng, 10, 200))
+        rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+    return rows
+
+
+def hh_rlhf_pairs(n: int) -> list[dict[str, str]]:
+    """The first ``n`` plain-text pairs of hh-rlhf harmless-base test (prompt extracted by rewardlab's reader)."""
+    from rewardlab.config.schema import DataSource
+    from rewardlab.data.readers import read_records
+
+    if not HH_RLHF.is_file():
+        sys.exit(f"--data hh-rlhf: {HH_RLHF} not found (only in the project's checkout); use --data generated")
+    records, _ = read_records(DataSource(path=str(HH_RLHF)))
+    rows = [{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected} for r in records]
+    return [r for r in rows if all(isinstance(v, str) for v in r.values())][:n]
+
+
+def build_inputs(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Writes the tiny model and ``pairs.jsonl`` into ``work``; returns model size and data statistics."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from rewardlab.data.synthetic import corpus, make_pairs
+    from rewardlab.models.tiny import build_tiny_model
+
+    rows = hh_rlhf_pairs(args.pairs) if args.data == "hh-rlhf" else None
+    texts = [t for r in rows for t in r.values()] if rows else corpus(make_pairs(2000, args.seed)) + ["Human:"]
+    heads = max(1, args.hidden // 64)
+    model_dir = build_tiny_model(
+        work / "model", texts, vocab_size=args.vocab_size, hidden=args.hidden, layers=args.layers, heads=heads
+    )
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    rows = rows or generated_pairs(args.pairs, args.seed, tokenizer)
+    with (work / "pairs.jsonl").open("w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    return {
+        "model": _model_info(AutoConfig.from_pretrained(model_dir), model_dir),
+        "data": _data_stats(rows, tokenizer),
+    }
+
+
+def _model_info(config: Any, model_dir: Path) -> dict[str, Any]:
+    from safetensors import safe_open
+
+    with safe_open(str(model_dir / "model.safetensors"), "pt") as f:
+        params = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118
+    return {
+        "architecture": config.architectures[0],
+        "params_m": round(params / 1e6, 2),
+        "hidden": config.hidden_size,
+        "layers": config.num_hidden_layers,
+        "heads": config.num_attention_heads,
+        "vocab": config.vocab_size,
+    }
+
+
+def _data_stats(rows: list[dict[str, str]], tokenizer: Any) -> dict[str, Any]:
+    def lengths(key: str) -> list[int]:
+        return [len(ids) for ids in tokenizer([r[key] for r in rows], add_special_tokens=False).input_ids]
+
+    prompt, chosen, rejected = lengths("prompt"), lengths("chosen"), lengths("rejected")
+    longest = [p + max(c, r) + 1 for p, c, r in zip(prompt, chosen, rejected)]  # + EOS
+    return {
+        "pairs": len(rows),
+        "prompt_tokens": _spread(prompt),
+        "response_tokens": _spread(chosen + rejected),
+        "longest_sequence_of_pair": _spread(longest),
+    }
+
+
+def _spread(values: list[int]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {"min": ordered[0], "mean": round(sum(values) / len(values), 1), "max": ordered[-1]}
+
+
+# ---------------------------------------------------------------------------------------------- one side (subprocess)
+
+
+class Meter:
+    """What one side did: ``(rows, real tokens, token slots)`` of every batch its collator produced (in the
+    order the steps consume them), and the time at the end of every optimizer step."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[int, int, int]] = []
+        self.step_ends: list[float] = []
+        self.peak_rss_mib = 0.0
+        self.cuda_peak_mib: float | None = None
+
+    def wrap(self, collator: Any) -> Any:
+        def collate(features: list[dict[str, Any]]) -> dict[str, Any]:
+            batch = collator(features)
+            mask = batch["attention_mask"]  # (2b, T): chosen rows, then rejected rows
+            self.batches.append((mask.shape[0], int(mask.sum()), mask.numel()))
+            return batch
+
+        return collate
+
+    def callback(self) -> Any:
+        import torch
+        from transformers import TrainerCallback
+
+        meter, cuda = self, torch.cuda.is_available()
+
+        class StepTimer(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if cuda:
+                    torch.cuda.synchronize()
+                meter.step_ends.append(time.perf_counter())
+
+            def on_train_end(self, args, state, control, **kwargs):
+                meter.peak_rss_mib = _peak_rss_mib()  # the high-water mark up to here, before any export
+                if cuda:
+                    meter.cuda_peak_mib = torch.cuda.max_memory_allocated() / 2**20
+
+        return StepTimer()
+
+    def summary(self, warmup: int) -> dict[str, Any]:
+        """Throughput over steps ``warmup+1 .. last``; step ``i`` consumed the ``i``-th collated batch (the data
+        loader may have collated one batch ahead, which is left out)."""
+        timed = self.batches[warmup : len(self.step_ends)]
+        seconds = self.step_ends[-1] - self.step_ends[warmup - 1]
+        rows, real, slots = (sum(b[i] for b in timed) for i in range(3))
+        return {
+            "timed_steps": len(timed),
+            "timed_seconds": round(seconds, 3),
+            "pairs_per_s": rows / 2 / seconds,
+            "tokens_per_s": real / seconds,
+            "padding_fraction": 1 - real / slots,
+            "real_tokens_per_pair": real / (rows / 2),
+            "peak_rss_mib": round(self.peak_rss_mib, 1),
+            "cuda_peak_mib": None if self.cuda_peak_mib is None else round(self.cuda_peak_mib, 1),
+        }
+
+
+def _peak_rss_mib() -> float:
+    import resource
+
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux (bytes on macOS)
+    return kib / 2**20 if sys.platform == "darwin" else kib / 2**10
+
+
+def forced_training(spec: dict[str, Any]) -> dict[str, Any]:
+    """The ``TrainingArguments`` both sides get, whatever their own defaults are."""
+    import dataclasses
+
+    import torch
+    from transformers import TrainingArguments
+
+    optim = next(f.default for f in dataclasses.fields(TrainingArguments) if f.name == "optim")
+    return {
+        "max_steps": spec["steps"],
+        "per_device_train_batch_size": spec["batch_size"],
+        "activation_checkpointing": spec["gradient_checkpointing"],  # the new name of gradient_checkpointing
+        "bf16": spec["bf16"],
+        "learning_rate": spec["lr"],
+        "optim": str(getattr(optim, "value", optim)),  # transformers' default, set explicitly on both sides
+        "seed": spec["seed"],
+        "save_strategy": "no",
+        "logging_steps": 10**6,  # no log line inside the timed steps
+        "report_to": "none",
+        "disable_tqdm": True,
+        "use_cpu": not torch.cuda.is_available(),  # transformers refuses bf16 on CPU without it
+    }
+
+
+def _args_report(args: Any) -> dict[str, Any]:
+    """The settings a side trained with: the forced ones, and defaults that differ between the libraries."""
+    keys = [k for k in FORCED if hasattr(args, k)] + ["train_sampling_strategy", "lr_scheduler_type", "warmup_steps"]
+    keys += ["weight_decay", "max_grad_norm", "dataloader_num_workers", "dataloader_pin_memory", "fp16"]
+    return {k: _plain(getattr(args, k)) for k in keys}
+
+
+def run_rewardlab(spec: dict[str, Any]) -> dict[str, Any]:
+    """rewardlab's real path (``run_train``: reader → TextTransform → length-grouped RewardTrainer), metered."""
+    import rewardlab.training.trainer as trainer_module
+    from rewardlab.config.schema import TrainConfig
+    from rewardlab.recipes.train import run_train
+
+    meter, seen = Meter(), {}
+
+    class MeteredTrainer(trainer_module.RewardTrainer):
+        def __init__(self, *args: Any, **kwargs: Any):
+            kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), meter.callback()]
+            super().__init__(*args, **kwargs)
+            self.data_collator = meter.wrap(self.data_collator)
+            seen["trainer"], seen["setup_s"] = self, time.perf_counter() - start
+
+    # run_train imports RewardTrainer from its module when it runs: hand it the metered subclass (this process only).
+    trainer_module.RewardTrainer = MeteredTrainer
+    cfg = TrainConfig(
+        output_dir=str(Path(spec["work"]) / "rewardlab-run"),
+        seed=spec["seed"],
+        data={"train": {"path": spec["pairs_path"]}, "max_length": spec["max_length"]},
+        model={"name_or_path": spec["model_dir"]},
+        training=forced_training(spec),
+    )
+    start = time.perf_counter()
+    result = run_train(cfg)
+    trainer, counts = seen["trainer"], result.counts["train"]
+    return {
+        **meter.summary(spec["warmup"]),
+        "setup_s": round(seen["setup_s"], 2),
+        "pairs_trained_on": len(trainer.train_dataset),
+        "pairs_dropped": counts["dropped"],
+        "pairs_truncated": counts["truncated"],
+        "args": _args_report(trainer.args),
+    }
+
+
+def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
+    """TRL's ``RewardTrainer`` on the same JSONL (explicit prompt/chosen/rejected), its defaults except ``FORCED``."""
+    from datasets import Dataset
+    from trl import RewardConfig, RewardTrainer
+
+    rows = [json.loads(line) for line in Path(spec["pairs_path"]).read_text(encoding="utf-8").splitlines()]
+    out_dir = str(Path(spec["work"]) / "trl-run")
+    defaults = RewardConfig(output_dir=out_dir, use_cpu=forced_training(spec)["use_cpu"])
+    config = RewardConfig(
+        output_dir=out_dir,
+        max_length=spec["max_length"],
+        train_sampling_strategy=spec["trl_sampling"],
+        **forced_training(spec),
+    )
+    meter, start = Meter(), time.perf_counter()
+    trainer = RewardTrainer(
+        model=spec["model_dir"], args=config, train_dataset=Dataset.from_list(rows), callbacks=[meter.callback()]
+    )
+    if spec["trl_sampling"] == "group_by_length":
+        # Trainer's LengthGroupedSampler reads a "length" column; TRL's dataset has none, so add it and keep it.
+        longest = [
+            max(len(c), len(r))
+            for c, r in zip(trainer.train_dataset["chosen_ids"], trainer.train_dataset["rejected_ids"])
+        ]
+        trainer.train_dataset = trainer.train_dataset.add_column("length", longest)
+        trainer._signature_columns = ["chosen_ids", "rejected_ids", "margin", "length"]
+    setup_s = time.perf_counter() - start
+    trainer.data_collator = meter.wrap(trainer.data_collator)
+    trainer.train()
+    forced = {k: {"trl_default": _plain(getattr(defaults, k)), "used": _plain(getattr(config, k))} for k in FORCED}
+    return {
+        **meter.summary(spec["warmup"]),
+        "setup_s": round(setup_s, 2),
+        "pairs_trained_on": len(trainer.train_dataset),
+        "pairs_dropped": len(rows) - len(trainer.train_dataset),
+        "pairs_truncated": 0,
+        "args": _args_report(trainer.args),
+        "forced": forced,
+    }
+
+
+def _plain(value: Any) -> Any:
+    return (
+        value if isinstance(value, (int, float, bool, str)) or value is None else str(getattr(value, "value", value))
+    )
+
+
+def worker_main(args: argparse.Namespace) -> None:
+    spec = json.loads(args.spec.read_text(encoding="utf-8"))
+    result = (run_rewardlab if args.worker == "rewardlab" else run_trl)(spec)
+    Path(spec["work"], f"{args.worker}.json").write_text(json.dumps(result), encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------- both sides
+
+
+def run_side(side: str, spec_path: Path, work: Path) -> dict[str, Any]:
+    """One side in a fresh interpreter, so its peak RSS is its own and it warms no cache for the other."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", side, "--spec", str(spec_path)]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-8000:])
+        sys.exit(f"the {side} side failed (exit {proc.returncode}); its output is above")
+    result = json.loads((work / f"{side}.json").read_text(encoding="utf-8"))
+    result["wall_s"] = round(time.perf_counter() - start, 1)
+    return result
+
+
+def ratios(sides: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    """rewardlab / TRL for every measured quantity (> 1 is better for throughput, worse for padding and memory)."""
+    keys = ("pairs_per_s", "tokens_per_s", "padding_fraction", "peak_rss_mib", "cuda_peak_mib", "real_tokens_per_pair")
+    out: dict[str, float | None] = {}
+    for key in keys:
+        ours, theirs = sides["rewardlab"][key], sides["trl"][key]
+        out[key] = round(ours / theirs, 3) if ours is not None and theirs else None
+    return out
+
+
+def settings(args: argparse.Namespace) -> dict[str, Any]:
+    keys = ("steps", "warmup", "batch_size", "max_length", "pairs", "data", "lr", "seed", "trl_sampling")
+    return {k: getattr(args, k) for k in keys} | {
+        "gradient_checkpointing": args.gradient_checkpointing,
+        "precision": "bf16" if args.bf16 else "fp32",
+    }
+
+
+def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    with tempfile.TemporaryDirectory(prefix="rewardlab-bench-") as tmp:
+        work = Path(tmp)
+        inputs = build_inputs(args, work)
+        spec = {
+            **vars(args),
+            "work": str(work),
+            "model_dir": str(work / "model"),
+            "pairs_path": str(work / "pairs.jsonl"),
+            "out": None,
+            "spec": None,
+        }
+        spec_path = work / "spec.json"
+        spec_path.write_text(json.dumps(spec), encoding="utf-8")
+        sides = {side: run_side(side, spec_path, work) for side in SIDES}
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
+    return {
+        "settings": settings(args),
+        "device": device,
+        "torch_threads": torch.get_num_threads(),
+        **inputs,
+        "sides": sides,
+        "ratios": ratios(sides),
+        "trl_forced_equal": sides["trl"].pop("forced"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def _row(cells: list[Any]) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def markdown(res: dict[str, Any]) -> str:
+    """The results as Markdown: throughput table with the ratio row, what each side trained on, forced settings."""
+    cuda = any(s["cuda_peak_mib"] is not None for s in res["sides"].values())
+    head = ["side", "pairs/s", "tokens/s", "padding %", "peak RSS MiB"] + (["CUDA peak MiB"] if cuda else [])
+    lines = [_row(head), _row(["---"] * len(head))]
+    for side, r in res["sides"].items():
+        cells = [side, _fmt(r["pairs_per_s"]), _fmt(r["tokens_per_s"], 0), _fmt(100 * r["padding_fraction"], 1)]
+        lines.append(_row(cells + [_fmt(r["peak_rss_mib"], 0)] + ([_fmt(r["cuda_peak_mib"], 0)] if cuda else [])))
+    q = res["ratios"]
+    cells = ["rewardlab/TRL", _fmt(q["pairs_per_s"]), _fmt(q["tokens_per_s"]), _fmt(q["padding_fraction"])]
+    lines.append(_row(cells + [_fmt(q["peak_rss_mib"])] + ([_fmt(q["cuda_peak_mib"])] if cuda else [])))
+
+    head = [
+        "side",
+        "pairs trained on",
+        "dropped",
+        "truncated",
+        "real tokens/pair",
+        "timed steps",
+        "timed s",
+        "setup s",
+    ]
+    lines += ["", _row(head), _row(["---"] * len(head))]
+    for side, r in res["sides"].items():
+        keys = ("pairs_trained_on", "pairs_dropped", "pairs_truncated")
+        cells = [side, *(r[k] for k in keys), _fmt(r["real_tokens_per_pair"], 1), r["timed_steps"]]
+        lines.append(_row(cells + [_fmt(r["timed_seconds"]), _fmt(r["setup_s"])]))
+
+    forced = ", ".join(f"{k}={v['used']} (TRL default {v['trl_default']})" for k, v in res["trl_forced_equal"].items())
+    trl, ours = res["sides"]["trl"]["args"], res["sides"]["rewardlab"]["args"]
+    own = [k for k in ours if k not in res["trl_forced_equal"] and ours[k] != trl.get(k)]
+    lines += [
+        "",
+        f"Model: {res['model']}. Data: {res['data']}. Device: {res['device']}, {res['torch_threads']} torch threads.",
+        f"Settings: {res['settings']}.",
+        f"Forced equal on TRL: {forced}.",
+        "Left at each library's default (rewardlab vs TRL): "
+        + (", ".join(f"{k}: {ours[k]} vs {trl.get(k)}" for k in own) or "none differ")
+        + ".",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.worker:
+        worker_main(args)
+        return
+    res = run_benchmark(args)
+    print(markdown(res))
+    if args.out:
+        args.out.write_text(json.dumps(res, indent=2), encoding="utf-8")
+        print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
