@@ -59,6 +59,8 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
     cfg = load_config(TrainConfig, ns.config, ns.overrides)
     result = run_train(cfg)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # one report per run, not one per process
     if result.metrics:
         print(json.dumps({k: round(v, 4) for k, v in result.metrics.items()}))
     print(f"model: {result.model_dir}")

@@ -37,6 +37,19 @@ def pair_metrics(eval_pred: EvalPrediction) -> dict[str, float]:
     return {k: float(v) for k, v in stats.items()}
 
 
+class SeededLengthGroupedSampler(LengthGroupedSampler):
+    """Length-grouped order drawn from ``seed + epoch``: identical for any world size and after a resume
+    (the Trainer calls ``set_epoch`` before it skips the batches already seen)."""
+
+    def __init__(self, batch_size: int, *, lengths: list[int], seed: int):
+        super().__init__(batch_size, lengths=lengths, generator=torch.Generator())
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator.manual_seed(self.seed + epoch)
+
+
 class RewardTrainer(Trainer):
     """Trainer for reward models.
 
@@ -103,9 +116,9 @@ class RewardTrainer(Trainer):
         lengths = getattr(dataset, "lengths", None)
         if self.args.train_sampling_strategy == "group_by_length" and lengths is not None:
             # Batches of similar length carry less padding; the feature lengths are known, not re-derived.
-            return LengthGroupedSampler(
-                self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=lengths
-            )
+            # Grouping by the *global* batch makes the order the same for any number of processes.
+            global_batch = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
+            return SeededLengthGroupedSampler(global_batch, lengths=lengths, seed=self.args.seed)
         return super()._get_train_sampler(train_dataset)
 
     def _get_eval_sampler(self, eval_dataset):
