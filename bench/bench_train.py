@@ -57,11 +57,17 @@ FORCED = (
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=None, help="Optimizer steps per side (default 16; quick: 5).")
-    p.add_argument("--warmup", type=int, default=None, help="Untimed first steps (default 3; quick: 1).")
+    p.add_argument("--steps", type=int, default=None, help="Optimizer steps per side (default 10; quick: 5).")
+    p.add_argument("--warmup", type=int, default=None, help="Untimed first steps (default 2; quick: 1).")
     p.add_argument("--batch-size", type=int, default=8, help="Pairs per step (per_device_train_batch_size).")
     p.add_argument("--max-length", type=int, default=512, help="Longest prompt+response in tokens, both sides.")
-    p.add_argument("--pairs", type=int, default=None, help="Training pairs (default 512; quick: 64).")
+    p.add_argument(
+        "--pairs",
+        type=int,
+        default=None,
+        help="Training pairs. Default: batch size × timed steps, so the timed steps are one epoch on both sides "
+        "(the warm-up steps run into the next epoch) and both time the same pairs, whatever their batch order.",
+    )
     p.add_argument("--data", choices=["generated", "hh-rlhf"], default="generated", help="Where pairs come from.")
     p.add_argument("--hidden", type=int, default=None, help="Hidden size (default 384; quick: 64).")
     p.add_argument("--layers", type=int, default=None, help="Decoder layers (default 8; quick: 2).")
@@ -81,8 +87,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)  # internal: run one side
     p.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    quick = {"steps": 5, "warmup": 1, "pairs": 64, "hidden": 64, "layers": 2}
-    full = {"steps": 16, "warmup": 3, "pairs": 512, "hidden": 384, "layers": 8}
+    quick = {"steps": 5, "warmup": 1, "hidden": 64, "layers": 2}
+    full = {"steps": 10, "warmup": 2, "hidden": 384, "layers": 8}
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -90,6 +96,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.vocab_size = 2048 if args.data == "hh-rlhf" else 512
     if not 1 <= args.warmup < args.steps:
         p.error(f"--warmup ({args.warmup}) must be at least 1 and smaller than --steps ({args.steps})")
+    if args.pairs is None:
+        args.pairs = args.batch_size * (args.steps - args.warmup)
     return args
 
 
@@ -345,7 +353,6 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
 
     rows = [json.loads(line) for line in Path(spec["pairs_path"]).read_text(encoding="utf-8").splitlines()]
     out_dir = str(Path(spec["work"]) / "trl-run")
-    defaults = RewardConfig(output_dir=out_dir, use_cpu=forced_training(spec)["use_cpu"])
     config = RewardConfig(
         output_dir=out_dir,
         max_length=spec["max_length"],
@@ -367,7 +374,8 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
     setup_s = time.perf_counter() - start
     trainer.data_collator = meter.wrap(trainer.data_collator)
     trainer.train()
-    forced = {k: {"trl_default": _plain(getattr(defaults, k)), "used": _plain(getattr(config, k))} for k in FORCED}
+    defaults = _trl_defaults()
+    forced = {k: {"trl_default": _plain(defaults[k]), "used": _plain(getattr(config, k))} for k in FORCED}
     return {
         **meter.summary(spec["warmup"]),
         "setup_s": round(setup_s, 2),
@@ -377,6 +385,20 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
         "args": _args_report(trainer.args),
         "forced": forced,
     }
+
+
+def _trl_defaults() -> dict[str, Any]:
+    """``RewardConfig``'s field defaults, resolved as its ``__post_init__`` does (instantiating it with bf16 on
+    fails on a CPU-only machine)."""
+    import dataclasses
+
+    from trl import RewardConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(RewardConfig) if f.default is not dataclasses.MISSING}
+    defaults["bf16"] = not defaults["fp16"] if defaults["bf16"] is None else defaults["bf16"]
+    defaults["activation_checkpointing"] = defaults["gradient_checkpointing"]  # the deprecated alias TRL overrides
+    defaults["max_length"] = defaults.get("max_length")
+    return defaults
 
 
 def _plain(value: Any) -> Any:
@@ -397,6 +419,7 @@ def worker_main(args: argparse.Namespace) -> None:
 def run_side(side: str, spec_path: Path, work: Path) -> dict[str, Any]:
     """One side in a fresh interpreter, so its peak RSS is its own and it warms no cache for the other."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", side, "--spec", str(spec_path)]
+    print(f"training with {side} ...", file=sys.stderr, flush=True)
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
     if proc.returncode != 0:
