@@ -26,8 +26,8 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def build_training_args(output_dir: str, user: dict[str, Any], *, has_eval: bool, seed: int) -> TrainingArguments:
-    """Defaults < the user's ``training:`` keys. Unknown keys fail with a "did you mean" hint."""
+def check_training_keys(user: dict[str, Any]) -> None:
+    """Unknown ``training:`` keys fail with a "did you mean" hint."""
     known = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
     unknown = [k for k in user if k not in known]
     if unknown:
@@ -38,6 +38,11 @@ def build_training_args(output_dir: str, user: dict[str, Any], *, has_eval: bool
                 f"training.{key}: unknown TrainingArguments field" + (f"; did you mean {close[0]!r}?" if close else "")
             )
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(hints))
+
+
+def build_training_args(output_dir: str, user: dict[str, Any], *, has_eval: bool, seed: int) -> TrainingArguments:
+    """Defaults < the user's ``training:`` keys."""
+    check_training_keys(user)
     import torch
 
     # Pinned memory only helps host→GPU copies; on CPU it just warns.
