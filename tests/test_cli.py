@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.tiny import make_tiny, pair_rows, write_jsonl
 
 from rewardlab.cli import main
 from rewardlab.data.synthetic import make_pairs
 from rewardlab.models.scorer import Scorer
+from tests.tiny import make_tiny, pair_rows, write_jsonl
 
 
 @pytest.fixture(scope="module")

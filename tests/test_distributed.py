@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.tiny import make_tiny, pair_rows, write_jsonl
 
 from rewardlab.data.synthetic import make_pairs
+from tests.tiny import make_tiny, pair_rows, write_jsonl
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.tiny import PAIRS, make_tiny
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from rewardlab.data.collator import GroupCollator, PairCollator, pad_rows
@@ -13,6 +12,7 @@ from rewardlab.data.transforms import TextTransform
 from rewardlab.models.checkpoint import load_reward_model, save_reward_model
 from rewardlab.models.reward_model import RewardModel, last_token_index
 from rewardlab.models.scorer import Scorer
+from tests.tiny import PAIRS, make_tiny
 
 DECODERS = ["qwen2", "qwen3", "llama"]
 

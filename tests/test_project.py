@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from rewardlab.config import TrainConfig, load_config
+from rewardlab.config.schema import EvalConfig
 from rewardlab.training.arguments import check_training_keys
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,6 +39,9 @@ def test_layers_contract_holds():
 def test_shipped_configs_are_valid(path):
     text = path.read_text()
     assert text.startswith("#") and "rewardlab" in text.splitlines()[0], "each config starts with its command"
+    if "rewardlab eval" in text.splitlines()[0]:
+        load_config(EvalConfig, path)
+        return
     cfg = load_config(TrainConfig, path)
     check_training_keys(cfg.training)
 

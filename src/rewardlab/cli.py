@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from rewardlab.config import DemoConfig, ScoreConfig, TrainConfig, build_config, load_config, parse_overrides
+from rewardlab.config.schema import EvalConfig, InspectConfig
 from rewardlab.errors import RewardlabError
 
 EXIT_INPUT_ERROR = 2
@@ -85,6 +86,46 @@ def cmd_compare(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rank(ns: argparse.Namespace) -> int:
+    from rewardlab.recipes.score import run_rank
+
+    cfg = build_config(ScoreConfig, fields_from(ns, ScoreConfig), source="command line")
+    print(json.dumps(run_rank(cfg, ns.prompt, ns.response or [], ns.responses_file), ensure_ascii=False, indent=2))
+    return 0
+
+
+def cmd_eval(ns: argparse.Namespace) -> int:
+    from rewardlab.recipes.evaluate import run_eval
+
+    result = run_eval(load_config(EvalConfig, ns.config, ns.overrides))
+    if result.rows and all(r["status"] != "ok" for r in result.rows):
+        print("error: no model directory could be evaluated (see the error column)", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    print(f"results: {result.output_dir / 'evaluation_results.csv'}")
+    return 0
+
+
+def cmd_report(ns: argparse.Namespace) -> int:
+    from rewardlab.evaluation.html_report import render_html_report
+
+    print(render_html_report(ns.run_dir))
+    return 0
+
+
+def cmd_inspect(ns: argparse.Namespace) -> int:
+    from rewardlab.recipes.inspect import render_inspect, run_inspect
+
+    source = {"path": ns.data, **parse_overrides(ns.overrides)}
+    data = {"data": source, **fields_from(ns, InspectConfig)}
+    report = run_inspect(build_config(InspectConfig, data, source="command line"))
+    render_inspect(report)
+    if ns.json:
+        from rewardlab.models.checkpoint import atomic_write_text
+
+        atomic_write_text(ns.json, json.dumps(report, indent=2, ensure_ascii=False, default=str))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rewardlab", description="Reward models for text and images.")
     parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging.")
@@ -114,26 +155,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--a", required=True, help="First response.")
     p.add_argument("--b", required=True, help="Second response.")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("rank", help="Best-of-N: responses to one prompt sorted by score, best first.")
+    add_fields(p, ScoreConfig)
+    p.add_argument("--prompt", required=True, help="The prompt.")
+    p.add_argument("--response", action="append", help="A candidate response (repeat the flag for each).")
+    p.add_argument("--responses-file", default=None, help="File with one response per line (or a JSONL of strings).")
+    p.set_defaults(func=cmd_rank)
+
+    p = sub.add_parser("eval", help="Evaluate model dirs × checkpoints × eval sets → CSV, JSON, log, plots.")
+    p.add_argument("--config", required=True, help="YAML file with model_dirs and eval_sets (see configs/eval.yaml).")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. output_dir=eval_out batch_size=32")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("report", help="Render RUN_DIR/report.html: tables and plots of an eval or training run.")
+    p.add_argument("run_dir", help="An eval output directory or a training run directory.")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("inspect", help="Rows, columns, format, lengths, duplicates, malformed rows, rank stats.")
+    p.add_argument("data", help="Data file, `datasets` directory or hub name.")
+    add_fields(p, InspectConfig, skip=("data",))
+    p.add_argument("--json", default=None, help="Also write the report as JSON to this file.")
+    p.add_argument("overrides", nargs="*", help="Reader options, e.g. kind=ranked columns.response=answer_text")
+    p.set_defaults(func=cmd_inspect)
     return parser
 
 
 def setup_logging(verbose: bool) -> None:
     from rich.logging import RichHandler
 
+    from rewardlab.recipes.console import stderr_console
+
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
-        handlers=[RichHandler(show_path=False, rich_tracebacks=False, console=_stderr_console())],
+        handlers=[RichHandler(show_path=False, rich_tracebacks=False, console=stderr_console())],
     )
     for noisy in ("httpx", "urllib3", "filelock", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def _stderr_console() -> Any:
-    from rich.console import Console
-
-    return Console(stderr=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -175,3 +175,56 @@ class DemoConfig(StrictModel):
     model: Literal["tiny", "minilm"] = Field(
         "tiny", description="`tiny`: a small Qwen2 decoder built from a config; `minilm`: the packaged MiniLM."
     )
+
+
+class EvalSetConfig(DataSource):
+    """One evaluation set: a data source (pairs or ranked groups) with a display name."""
+
+    label: str | None = Field(None, description="Name in the results (default: the file name).")
+
+    @property
+    def display_name(self) -> str:
+        if self.label:
+            return self.label
+        base = self.path.rstrip("/").split("/")[-1]
+        for suffix in (".gz", ".jsonl", ".json", ".csv", ".parquet"):
+            base = base.removesuffix(suffix)
+        return base
+
+
+class EvalConfig(StrictModel):
+    """`rewardlab eval`: many model directories × their checkpoints × one or more eval sets."""
+
+    model_dirs: list[str] = Field(
+        description="Model or run directories; glob patterns allowed (e.g. `runs/*`). A run directory's "
+        "`model/` export and each checkpoint are evaluated."
+    )
+    checkpoint_pattern: str = Field("checkpoint-*", description="Glob for checkpoint subdirectories.")
+    include_final: bool = Field(True, description="Also evaluate the final export (the directory itself or `model/`).")
+    eval_sets: list[EvalSetConfig] = Field(min_length=1, description="Evaluation data sets.")
+    output_dir: str = Field("eval_results", description="Where results, logs and plots are written.")
+    batch_size: int = Field(16, ge=1, description="Responses scored per forward pass.")
+    max_length: int | None = Field(None, ge=8, description="Token limit (default: each model's own).")
+    device: str = Field("auto", description="`cpu`, `cuda`, `cuda:1`, or `auto`.")
+    per_sample_scores: bool = Field(False, description="Include every sample's scores in the JSON results.")
+    calibration_bins: int = Field(10, ge=2, description="Bins of the reliability table / ECE.")
+    plots: bool = Field(True, description="Write PNG plots beside the results.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_dir(cls, value: Any) -> Any:
+        if isinstance(value, dict) and isinstance(value.get("model_dirs"), str):
+            return {**value, "model_dirs": [value["model_dirs"]]}
+        return value
+
+
+class InspectConfig(StrictModel):
+    """`rewardlab inspect DATA`: what is in a preference data file before training on it."""
+
+    data: DataSource = Field(description="The data to inspect (path plus reader options).")
+    tokenizer: str | None = Field(
+        None, description="Tokenizer (directory or hub name) for token lengths; default: whitespace words."
+    )
+    max_length: int = Field(512, ge=1, description="Count the pairs whose prompt+response exceeds this length.")
+    examples: int = Field(3, ge=0, description="How many example records to show.")
+    max_errors: int = Field(20, ge=1, description="How many malformed rows to list (all are counted).")

@@ -35,3 +35,241 @@ def score_statistics(scores: Sequence[float]) -> dict[str, float]:
     """Mean, std and count of scores: the normalization saved with a model."""
     s = np.asarray(scores, dtype=np.float64)
     return {"mean": float(s.mean()), "std": float(s.std()), "n": int(s.size)}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Shared validation and small numeric helpers
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _vectors(**named: Sequence[float]) -> list[np.ndarray]:
+    """Each argument as a 1-D float64 array; ValueError naming the culprits if one is not 1-D, holds NaN or the
+    lengths differ. Returned in argument order."""
+    arrays = []
+    for name, values in named.items():
+        a = np.asarray(values, dtype=np.float64)
+        if a.ndim != 1:
+            raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
+        if np.isnan(a).any():
+            raise ValueError(f"{name} contains NaN")
+        arrays.append(a)
+    lengths = {name: a.size for name, a in zip(named, arrays)}
+    if len(set(lengths.values())) > 1:
+        listed = ", ".join(f"{name} has {n}" for name, n in lengths.items())
+        raise ValueError(f"inputs must have the same length: {listed}")
+    return arrays
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson correlation of two equal-length 1-D arrays; nan when fewer than 2 values or either is constant."""
+    if x.size < 2:
+        return float("nan")
+    dx, dy = x - x.mean(), y - y.mean()
+    denom = np.sqrt((dx * dx).sum() * (dy * dy).sum())
+    return float((dx * dy).sum() / denom) if denom > 0 else float("nan")
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """Ascending ranks 1..n of ``x`` (n,); ties share the mean of the ranks they span: [5, 1, 5] -> [2.5, 1, 2.5]."""
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(x.size, dtype=np.float64)
+    ranks[order] = np.arange(1, x.size + 1, dtype=np.float64)
+    _, inverse = np.unique(x, return_inverse=True)
+    sums = np.bincount(inverse, weights=ranks)
+    counts = np.bincount(inverse)
+    return sums[inverse] / counts[inverse]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Pairs: accuracy by subset
+# ---------------------------------------------------------------------------------------------------------------------
+
+NO_SUBSET = "(none)"
+
+
+def subset_accuracy(chosen: Sequence[float], rejected: Sequence[float], subsets: Sequence[str | None]) -> dict:
+    """Preference accuracy per subset plus a count-weighted aggregate (reward-bench style).
+
+    ``chosen``, ``rejected``: scores (n,); ``subsets``: the subset name of each pair (n,). A pair whose subset is
+    ``None`` is reported under ``"(none)"`` (``NO_SUBSET``) — not ``"all"``, which would read as the total.
+
+    Returns ``{"subsets": {name: preference_accuracy(...)}, "weighted_accuracy", "macro_accuracy", "n"}``, subsets
+    in order of first appearance. ``weighted_accuracy`` = Σ_s n_s·acc_s / Σ_s n_s (equal to the pooled accuracy);
+    ``macro_accuracy`` is the unweighted mean over subsets. Both are nan when n == 0.
+    """
+    c, r = _vectors(chosen=chosen, rejected=rejected)
+    names = [NO_SUBSET if s is None else str(s) for s in subsets]
+    if len(names) != c.size:
+        raise ValueError(f"inputs must have the same length: chosen has {c.size}, subsets has {len(names)}")
+    labels = np.asarray(names, dtype=object)
+    per_subset = {}
+    for name in dict.fromkeys(names):
+        mask = labels == name
+        per_subset[name] = preference_accuracy(c[mask], r[mask])
+    n = int(c.size)
+    if n == 0:
+        return {"subsets": {}, "weighted_accuracy": float("nan"), "macro_accuracy": float("nan"), "n": 0}
+    weighted = sum(m["n"] * m["accuracy"] for m in per_subset.values()) / n
+    macro = sum(m["accuracy"] for m in per_subset.values()) / len(per_subset)
+    return {"subsets": per_subset, "weighted_accuracy": float(weighted), "macro_accuracy": float(macro), "n": n}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Ranked groups. Human rank 1 = best; every metric is oriented so that +1 / 1.0 means "the model agrees with the
+# human order" (higher score <-> lower rank number).
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _group(scores: Sequence[float], ranks: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Validated (K,) score and *goodness* arrays of one group; goodness = -rank so that larger means better."""
+    s, r = _vectors(scores=scores, ranks=ranks)
+    if s.size == 0:
+        raise ValueError("a ranked group needs at least one response")
+    return s, -r
+
+
+def kendall_tau(scores: Sequence[float], ranks: Sequence[float]) -> float:
+    """Kendall's tau-b between model scores (K,) and human ranks (K,), ties allowed in both.
+
+    tau_b = (n_c - n_d) / sqrt((n0 - n1)(n0 - n2)) with n0 = K(K-1)/2 pairs, n1 pairs tied in score and n2 pairs
+    tied in rank; a pair tied on either side is neither concordant nor discordant. +1 when the score order matches
+    the human order exactly (highest score has rank 1). nan when undefined: K < 2, or all scores or all ranks tied.
+    """
+    s, g = _group(scores, ranks)
+    iu = np.triu_indices(s.size, k=1)  # every unordered pair (i < j) once
+    ds = np.sign(s[:, None] - s[None, :])[iu]
+    dg = np.sign(g[:, None] - g[None, :])[iu]
+    n0 = ds.size
+    n1, n2 = int((ds == 0).sum()), int((dg == 0).sum())
+    denom = np.sqrt(float(n0 - n1) * float(n0 - n2))
+    return float((ds * dg).sum() / denom) if denom > 0 else float("nan")
+
+
+def spearman_rho(scores: Sequence[float], ranks: Sequence[float]) -> float:
+    """Spearman's rho between model scores (K,) and human ranks (K,): the Pearson correlation of average ranks.
+
+    Ties on either side share the mean of the ranks they span. +1 when the score order matches the human order
+    (highest score has rank 1). nan when undefined: K < 2, or all scores or all ranks tied.
+    """
+    s, g = _group(scores, ranks)
+    return _pearson(_average_ranks(s), _average_ranks(g))
+
+
+def top1_accuracy(scores: Sequence[float], ranks: Sequence[float]) -> float:
+    """Whether the top-scored response of a group (K,) is a human-best one, in [0, 1].
+
+    "Best" is every response with the smallest rank, so any of several rank-1 responses counts. When several
+    responses tie for the top score, the model's pick is uniform among them and the result is the fraction of the
+    tied responses that are best (the expected top-1 accuracy of a random tie-break).
+    """
+    s, g = _group(scores, ranks)
+    top = s == s.max()
+    best = g == g.max()
+    return float((top & best).sum() / top.sum())
+
+
+def ranking_metrics(groups_scores: Sequence[Sequence[float]], groups_ranks: Sequence[Sequence[float]]) -> dict:
+    """Mean agreement over ranked groups; group g has scores (K_g,) and human ranks (K_g,), K_g may vary.
+
+    Returns ``kendall_tau`` and ``spearman_rho`` (means over the groups where they are defined; nan if none),
+    ``top1_accuracy`` (mean over all groups), ``n_groups`` and ``n_tau_undefined`` (groups skipped from both
+    correlation means: tau-b and rho are undefined under the same condition, see ``kendall_tau``).
+    """
+    if len(groups_scores) != len(groups_ranks):
+        raise ValueError(f"groups_scores has {len(groups_scores)} groups but groups_ranks has {len(groups_ranks)}")
+    taus, rhos, top1 = [], [], []
+    for i, (scores, ranks) in enumerate(zip(groups_scores, groups_ranks)):
+        try:
+            taus.append(kendall_tau(scores, ranks))
+        except ValueError as err:
+            raise ValueError(f"group {i}: {err}") from None
+        rhos.append(spearman_rho(scores, ranks))
+        top1.append(top1_accuracy(scores, ranks))
+    tau, rho = np.asarray(taus, dtype=np.float64), np.asarray(rhos, dtype=np.float64)
+    defined = ~np.isnan(tau)
+    return {
+        "kendall_tau": float(tau[defined].mean()) if defined.any() else float("nan"),
+        "spearman_rho": float(rho[defined].mean()) if defined.any() else float("nan"),
+        "top1_accuracy": float(np.mean(top1)) if top1 else float("nan"),
+        "n_groups": len(taus),
+        "n_tau_undefined": int((~defined).sum()),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Calibration of P(chosen > rejected) = sigmoid(margin)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def calibration(margins: Sequence[float], n_bins: int = 10) -> dict:
+    """Expected calibration error of the Bradley–Terry probability p = σ(margin), margin = chosen − rejected (n,).
+
+    Every pair's true outcome is "chosen wins", so binning p itself would only ever test one side. We use the
+    symmetric (top-label) form: the model predicts the side with p ≥ 0.5 with confidence max(p, 1 − p) = σ(|margin|)
+    in [0.5, 1]; it is correct (1) if margin > 0, wrong (0) if margin < 0, and half right (0.5) if margin == 0.
+    Confidences fall into ``n_bins`` equal-width bins over [0.5, 1], each [lo, hi) and the last one closed.
+
+    Returns ``ece`` = Σ_b (n_b / n)·|accuracy_b − confidence_b| (nan if n == 0), ``n``, and ``reliability``: one
+    dict per bin with ``lo``, ``hi``, ``count`` and the bin's mean ``confidence`` and ``accuracy`` (both None when
+    the bin is empty).
+    """
+    if isinstance(n_bins, bool) or not isinstance(n_bins, int | np.integer) or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
+    (m,) = _vectors(margins=margins)
+    confidence = 1.0 / (1.0 + np.exp(-np.abs(m)))  # σ(|m|): no overflow for large |m|
+    correct = np.where(m > 0, 1.0, np.where(m < 0, 0.0, 0.5))
+    edges = np.linspace(0.5, 1.0, n_bins + 1)
+    index = np.clip(np.searchsorted(edges, confidence, side="right") - 1, 0, n_bins - 1)
+    n = int(m.size)
+    table, ece = [], 0.0
+    for b in range(n_bins):
+        in_bin = index == b
+        count = int(in_bin.sum())
+        conf = float(confidence[in_bin].mean()) if count else None
+        acc = float(correct[in_bin].mean()) if count else None
+        if count:
+            ece += count / n * abs(acc - conf)
+        table.append(
+            {"lo": float(edges[b]), "hi": float(edges[b + 1]), "count": count, "confidence": conf, "accuracy": acc}
+        )
+    return {"ece": float(ece) if n else float("nan"), "n": n, "reliability": table}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Length bias
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def length_bias(
+    chosen_scores: Sequence[float],
+    rejected_scores: Sequence[float],
+    chosen_lengths: Sequence[float],
+    rejected_lengths: Sequence[float],
+) -> dict:
+    """How much scores follow response length; all four inputs are (n,), lengths in any unit (tokens, characters).
+
+    Returns ``score_length_corr`` (Pearson r of score vs length over all 2n responses; nan if undefined),
+    ``chosen_longer_fraction`` (share of pairs whose chosen response is strictly longer; nan if n == 0),
+    ``accuracy_when_chosen_longer`` / ``n_chosen_longer`` and ``accuracy_when_chosen_shorter`` /
+    ``n_chosen_shorter`` (``preference_accuracy`` on the pairs where chosen is strictly longer / shorter; nan when
+    there are none), ``n_same_length`` and ``n``. A model that leans on length scores well when chosen is longer
+    and badly when it is shorter.
+    """
+    cs, rs, cl, rl = _vectors(
+        chosen_scores=chosen_scores,
+        rejected_scores=rejected_scores,
+        chosen_lengths=chosen_lengths,
+        rejected_lengths=rejected_lengths,
+    )
+    n = int(cs.size)
+    longer, shorter = cl > rl, cl < rl
+    return {
+        "score_length_corr": _pearson(np.concatenate([cs, rs]), np.concatenate([cl, rl])),
+        "chosen_longer_fraction": float(longer.mean()) if n else float("nan"),
+        "accuracy_when_chosen_longer": float(preference_accuracy(cs[longer], rs[longer])["accuracy"]),
+        "n_chosen_longer": int(longer.sum()),
+        "accuracy_when_chosen_shorter": float(preference_accuracy(cs[shorter], rs[shorter])["accuracy"]),
+        "n_chosen_shorter": int(shorter.sum()),
+        "n_same_length": int((~longer & ~shorter).sum()),
+        "n": n,
+    }

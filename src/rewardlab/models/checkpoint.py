@@ -137,6 +137,7 @@ class LoadedModel:
 def load_reward_model(path: str | os.PathLike[str], *, device: str = "cpu", dtype: str | None = None) -> LoadedModel:
     """Load a reward model directory (rewardlab export, LoRA adapter dir, or any HF sequence-classification RM)."""
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from rewardlab.models.backbones import resolve_pooling
@@ -155,8 +156,8 @@ def load_reward_model(path: str | os.PathLike[str], *, device: str = "cpu", dtyp
             backbone = AutoPeftModelForSequenceClassification.from_pretrained(path, **kwargs)
         else:
             backbone = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"{path}: cannot load the model ({exc})") from None
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
+        raise ModelError(f"{path}: cannot load the model: missing, corrupt or incomplete files ({exc})") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     unwrap_peft(backbone).config.pad_token_id = tokenizer.pad_token_id

@@ -9,7 +9,7 @@ padding; results come back in the caller's order. Over-long inputs are always tr
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,18 +98,26 @@ class Scorer:
         return next(self.model.parameters()).device
 
     def score(
-        self, prompts: Sequence[Text] | Text, responses: Sequence[Text], *, normalize: bool = False
+        self,
+        prompts: Sequence[Text] | Text,
+        responses: Sequence[Text],
+        *,
+        normalize: bool = False,
+        on_batch: Callable[[int], None] | None = None,
     ) -> list[float]:
-        """Scores of ``responses``; ``prompts`` is one prompt for all, or one per response."""
+        """Scores of ``responses``; ``prompts`` is one prompt for all, or one per response.
+
+        ``on_batch(n)`` is called after each forward pass with the number of responses it scored (progress bars).
+        """
         if isinstance(prompts, str) or (prompts and isinstance(prompts[0], dict)):
             prompts = [prompts] * len(responses)  # type: ignore[list-item]
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
         encoded = [self.transform.encode(p, r) for p, r in zip(prompts, responses)]
-        scores = self._score_encoded(encoded)
+        scores = self._score_encoded(encoded, on_batch)
         return self.normalize(scores) if normalize else scores
 
-    def _score_encoded(self, encoded: list[Any]) -> list[float]:
+    def _score_encoded(self, encoded: list[Any], on_batch: Callable[[int], None] | None = None) -> list[float]:
         import torch
 
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))
@@ -128,6 +136,8 @@ class Scorer:
                 scores = self.model(ids.to(self.device), mask.to(self.device), **kwargs)
                 for i, s in zip(idx, scores.tolist()):
                     out[i] = s
+                if on_batch is not None:
+                    on_batch(len(idx))
         return out
 
     def normalize(self, scores: list[float]) -> list[float]:

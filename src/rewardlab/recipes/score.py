@@ -66,3 +66,44 @@ def run_compare(cfg: ScoreConfig, prompt: str, a: str, b: str) -> dict[str, Any]
     scorer = Scorer.from_pretrained(cfg.model, device=cfg.device, max_length=cfg.max_length)
     c = scorer.compare(prompt, a, b)
     return {"better": c.better, "p_a_better": round(c.p_a, 6), "score_a": c.score_a, "score_b": c.score_b}
+
+
+def read_responses_file(path: str) -> list[Text]:
+    """One response per line; a JSONL file of strings (or of {"response": ...}) is decoded."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError("file not found", source=path)
+    responses: list[Text] = []
+    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        if p.suffix == ".jsonl":
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"not valid JSON ({exc.msg})", source=path, row=lineno) from None
+            value = value.get("response") if isinstance(value, dict) else value
+            if not isinstance(value, (str, list)) or not value:
+                raise DataError('expected a non-empty string or {"response": ...}', source=path, row=lineno)
+            responses.append(value)
+        else:
+            responses.append(line)
+    return responses
+
+
+def run_rank(cfg: ScoreConfig, prompt: str, responses: list[Text], responses_file: str | None) -> list[dict[str, Any]]:
+    """Best-of-N: the responses sorted by score, best first, each with its input index and score."""
+    from rewardlab.models.scorer import Scorer
+
+    if responses_file:
+        responses = [*responses, *read_responses_file(responses_file)]
+    if len(responses) < 2:
+        raise DataError("rank needs at least 2 responses (--response ... --response ..., or --responses-file)")
+    scorer = Scorer.from_pretrained(cfg.model, batch_size=cfg.batch_size, device=cfg.device, max_length=cfg.max_length)
+    ranked = scorer.rank(prompt, responses)
+    normalized = scorer.normalize([r.score for r in ranked]) if cfg.normalize else None
+    return [
+        {"rank": i + 1, "index": r.index, "score": r.score, "response": r.response,
+         **({"normalized_score": normalized[i]} if normalized else {})}
+        for i, r in enumerate(ranked)
+    ]  # fmt: skip

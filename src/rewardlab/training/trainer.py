@@ -82,9 +82,11 @@ class RewardTrainer(Trainer):
             loss = bradley_terry_loss(chosen, rejected, margin)
             outputs.update(chosen=chosen, rejected=rejected)
             if model.training:
-                diff = (chosen - rejected).detach().double().cpu()
+                # Accumulated on the device: no host sync per step; read when logging.
+                diff = (chosen - rejected).detach().double()
                 acc = (diff > 0).double() + 0.5 * (diff == 0).double()
-                self._train_sums += torch.stack([acc.sum(), diff.sum(), torch.tensor(float(b))])
+                self._train_sums = self._train_sums.to(diff.device)
+                self._train_sums += torch.stack([acc.sum(), diff.sum(), diff.new_tensor(float(b))])
         if self.loss_config.center_coefficient:
             loss = loss + centering_penalty(scores, self.loss_config.center_coefficient)
         return (loss, outputs) if return_outputs else loss
@@ -102,7 +104,7 @@ class RewardTrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:
             sums = self._train_sums.to(self.args.device)
-            if self.args.world_size > 1:
+            if self.args.world_size > 1:  # every process logs at the same step, so this collective is safe
                 sums = self.accelerator.reduce(sums, reduction="sum")
             if sums[2] > 0:
                 logs["accuracy"] = round(float(sums[0] / sums[2]), 4)
@@ -122,10 +124,9 @@ class RewardTrainer(Trainer):
         return super()._get_train_sampler(train_dataset)
 
     def _get_eval_sampler(self, eval_dataset):
-        # Keep eval order = dataset order (predictions line up with records); length grouping is a train trick.
-        if self.args.train_sampling_strategy == "group_by_length" and self.args.world_size <= 1:
-            return SequentialSampler(eval_dataset)
-        return super()._get_eval_sampler(eval_dataset)
+        # Eval keeps dataset order (predictions line up with records): length grouping is a training trick.
+        # With several processes, None lets accelerate shard the dataset in order.
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
     # -- checkpoints -------------------------------------------------------------------------------------------
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:

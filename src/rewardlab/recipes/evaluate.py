@@ -1,0 +1,317 @@
+"""``rewardlab eval``: many models × all their checkpoints × eval sets → CSV, JSON, log, plots, a table.
+
+One bad checkpoint (missing or corrupt weights) is reported in its row and skipped; the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from glob import glob
+from pathlib import Path
+from typing import Any
+
+from rewardlab.config.schema import EvalConfig
+from rewardlab.data.records import PreferencePair, RankedGroup, Text
+from rewardlab.errors import DataError, ModelError, RewardlabError
+
+logger = logging.getLogger(__name__)
+
+CSV_COLUMNS = [
+    "model", "checkpoint", "step", "eval_set", "status", "n_pairs", "accuracy", "ties", "margin_mean",
+    "margin_std", "ece", "score_mean", "score_std", "score_length_corr", "accuracy_chosen_shorter",
+    "n_chosen_shorter", "n_groups", "kendall_tau", "spearman_rho", "top1_accuracy", "seconds", "path", "error",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One model directory to evaluate: a run's final export or one of its checkpoints."""
+
+    model: str
+    checkpoint: str
+    step: int | None
+    path: Path
+
+
+@dataclass
+class EvalSet:
+    name: str
+    source: str
+    pairs: list[PreferencePair] = field(default_factory=list)
+    groups: list[RankedGroup] = field(default_factory=list)
+
+
+@dataclass
+class EvalResult:
+    output_dir: Path
+    rows: list[dict[str, Any]]
+    best: dict[str, int]
+
+
+def is_model_dir(path: Path) -> bool:
+    return (path / "config.json").is_file() or (path / "adapter_config.json").is_file()
+
+
+def _step(path: Path) -> int | None:
+    match = re.search(r"(\d+)$", path.name)
+    return int(match.group(1)) if match else None
+
+
+def find_candidates(cfg: EvalConfig) -> list[Candidate]:
+    """Expand ``model_dirs`` globs into final exports and checkpoints, checkpoints in step order."""
+    found: list[Candidate] = []
+    for pattern in cfg.model_dirs:
+        dirs = [Path(p) for p in sorted(glob(str(Path(pattern).expanduser()))) if Path(p).is_dir()]
+        if not dirs:
+            raise ModelError(f"model_dirs: no directory matches {pattern!r}")
+        for d in dirs:
+            checkpoints = sorted(
+                (c for c in d.glob(cfg.checkpoint_pattern) if c.is_dir()), key=lambda c: _step(c) or 0
+            )
+            final = d if is_model_dir(d) else (d / "model" if is_model_dir(d / "model") else None)
+            if cfg.include_final and final is not None and final not in checkpoints:
+                last_step = max((_step(c) or 0 for c in checkpoints), default=None)
+                found.append(Candidate(d.name, "final", last_step, final))
+            found.extend(Candidate(d.name, c.name, _step(c), c) for c in checkpoints)
+    if not found:
+        raise ModelError(
+            f"no model to evaluate: no final export and no checkpoint matching {cfg.checkpoint_pattern!r} "
+            f"in {', '.join(cfg.model_dirs)}"
+        )
+    return found
+
+
+def load_eval_sets(cfg: EvalConfig) -> list[EvalSet]:
+    from rewardlab.data.readers import read_records
+
+    sets = []
+    for source in cfg.eval_sets:
+        records, _ = read_records(source)
+        es = EvalSet(source.display_name, source.path)
+        for rec in records:
+            (es.pairs if isinstance(rec, PreferencePair) else es.groups).append(rec)
+        if not es.pairs and not any(len(set(g.ranks)) > 1 for g in es.groups):
+            raise DataError("the eval set has no pair to compare (empty, or only ties)", source=source.path)
+        sets.append(es)
+    names = [s.name for s in sets]
+    if len(set(names)) != len(names):
+        raise DataError(f"two eval sets share a name ({names}); set `label:` on them")
+    return sets
+
+
+def response_length(tokenizer: Any, response: Text) -> int:
+    text = response if isinstance(response, str) else " ".join(str(m.get("content", "")) for m in response)
+    return len(tokenizer(text, add_special_tokens=False).input_ids)
+
+
+@dataclass
+class SetScores:
+    """Scores of one model on one eval set; pairs from groups included (ties give no pair)."""
+
+    chosen: list[float]
+    rejected: list[float]
+    chosen_len: list[int]
+    rejected_len: list[int]
+    subsets: list[str | None]
+    group_scores: list[list[float]]
+
+
+def score_set(scorer: Any, es: EvalSet, on_batch: Any = None) -> SetScores:
+    prompts = [p.prompt for p in es.pairs] * 2 + [g.prompt for g in es.groups for _ in g.responses]
+    responses = [p.chosen for p in es.pairs] + [p.rejected for p in es.pairs]
+    responses += [r for g in es.groups for r in g.responses]
+    scores = scorer.score(prompts, responses, on_batch=on_batch)
+    lengths = [response_length(scorer.tokenizer, r) for r in responses]
+    n = len(es.pairs)
+    out = SetScores(scores[:n], scores[n : 2 * n], lengths[:n], lengths[n : 2 * n], [p.subset for p in es.pairs], [])
+    offset = 2 * n
+    for g in es.groups:
+        k = len(g.responses)
+        gs, gl = scores[offset : offset + k], lengths[offset : offset + k]
+        out.group_scores.append(gs)
+        for i in range(k):
+            for j in range(k):
+                if g.ranks[i] < g.ranks[j]:
+                    out.chosen.append(gs[i])
+                    out.rejected.append(gs[j])
+                    out.chosen_len.append(gl[i])
+                    out.rejected_len.append(gl[j])
+                    out.subsets.append(g.subset)
+        offset += k
+    return out
+
+
+def set_metrics(scores: SetScores, es: EvalSet, bins: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(CSV row metrics, JSON detail) for one model on one eval set."""
+    from rewardlab.evaluation import metrics as m
+
+    row: dict[str, Any] = {}
+    detail: dict[str, Any] = {}
+    if scores.chosen:
+        acc = m.preference_accuracy(scores.chosen, scores.rejected)
+        margins = [c - r for c, r in zip(scores.chosen, scores.rejected)]
+        cal = m.calibration(margins, n_bins=bins)
+        bias = m.length_bias(scores.chosen, scores.rejected, scores.chosen_len, scores.rejected_len)
+        stats = m.score_statistics(scores.chosen + scores.rejected)
+        row.update(
+            n_pairs=acc["n"], accuracy=acc["accuracy"], ties=acc["ties"], margin_mean=acc["margin_mean"],
+            margin_std=acc["margin_std"], ece=cal["ece"], score_mean=stats["mean"], score_std=stats["std"],
+            score_length_corr=bias["score_length_corr"], accuracy_chosen_shorter=bias["accuracy_when_chosen_shorter"],
+            n_chosen_shorter=bias["n_chosen_shorter"],
+        )  # fmt: skip
+        detail.update(
+            subsets=m.subset_accuracy(scores.chosen, scores.rejected, scores.subsets),
+            reliability=cal["reliability"], length_bias=bias,
+        )  # fmt: skip
+    if es.groups:
+        ranking = m.ranking_metrics(scores.group_scores, [list(g.ranks) for g in es.groups])
+        row.update(
+            n_groups=ranking["n_groups"],
+            kendall_tau=ranking["kendall_tau"],
+            spearman_rho=ranking["spearman_rho"],
+            top1_accuracy=ranking["top1_accuracy"],
+        )
+        detail["ranking"] = ranking
+    return row, detail
+
+
+def samples(scores: SetScores, es: EvalSet) -> dict[str, Any]:
+    """Per-sample scores (JSON, and the plots of the best model)."""
+    groups = [
+        {"prompt": g.prompt, "responses": list(g.responses), "ranks": list(g.ranks), "scores": s}
+        for g, s in zip(es.groups, scores.group_scores)
+    ]
+    return {
+        "chosen": scores.chosen,
+        "rejected": scores.rejected,
+        "chosen_length": scores.chosen_len,
+        "rejected_length": scores.rejected_len,
+        "groups": groups,
+    }
+
+
+def evaluate_candidate(cand: Candidate, sets: list[EvalSet], cfg: EvalConfig, progress: Any) -> list[tuple]:
+    """[(row, detail, samples)] per eval set; a load or scoring failure becomes an error row per set."""
+    from rewardlab.models.scorer import Scorer
+
+    base = {"model": cand.model, "checkpoint": cand.checkpoint, "step": cand.step, "path": str(cand.path)}
+    start = time.perf_counter()
+    try:
+        scorer = Scorer.from_pretrained(
+            str(cand.path), batch_size=cfg.batch_size, device=cfg.device, max_length=cfg.max_length
+        )
+    except (RewardlabError, OSError, RuntimeError, ValueError, KeyError) as exc:
+        logger.warning("%s: cannot be loaded, skipped (%s)", cand.path, exc)
+        return [
+            ({**base, "eval_set": es.name, "status": "error", "error": str(exc).splitlines()[0]}, {}, None)
+            for es in sets
+        ]
+    results = []
+    for es in sets:
+        t0 = time.perf_counter()
+        try:
+            scores = score_set(scorer, es, on_batch=progress)
+        except (RuntimeError, ValueError, IndexError) as exc:
+            logger.warning("%s on %s: scoring failed, skipped (%s)", cand.path, es.name, exc)
+            results.append(({**base, "eval_set": es.name, "status": "error", "error": str(exc)}, {}, None))
+            continue
+        row, detail = set_metrics(scores, es, cfg.calibration_bins)
+        row = {**base, "eval_set": es.name, "status": "ok", **row, "seconds": round(time.perf_counter() - t0, 3)}
+        results.append((row, detail, samples(scores, es)))
+    logger.info("%s/%s: done in %.1f s", cand.model, cand.checkpoint, time.perf_counter() - start)
+    return results
+
+
+def best_rows(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Index of the best row per eval set: highest accuracy, else (ranked-only sets) highest Kendall τ."""
+    best: dict[str, int] = {}
+    for i, row in enumerate(rows):
+        key = row.get("accuracy", row.get("kendall_tau"))
+        if row["status"] != "ok" or key is None or (isinstance(key, float) and math.isnan(key)):
+            continue
+        cur = best.get(row["eval_set"])
+        cur_key = None if cur is None else rows[cur].get("accuracy", rows[cur].get("kendall_tau"))
+        if cur is None or key > cur_key:
+            best[row["eval_set"]] = i
+    return best
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_COLUMNS})
+    return buf.getvalue()
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def add_log_file(out: Path) -> logging.Handler:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(out / "logs" / f"eval_{stamp}.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    if logging.getLogger().level > logging.INFO or logging.getLogger().level == logging.NOTSET:
+        logging.getLogger().setLevel(logging.INFO)
+    return handler
+
+
+def run_eval(cfg: EvalConfig) -> EvalResult:
+    """Evaluate every candidate on every eval set; write results, log and plots into ``cfg.output_dir``."""
+    from rewardlab.models.checkpoint import atomic_write_text
+    from rewardlab.recipes.eval_output import make_plots, print_table, progress_bar
+
+    candidates = find_candidates(cfg)
+    sets = load_eval_sets(cfg)
+    out = Path(cfg.output_dir)
+    handler = add_log_file(out)
+    try:
+        logger.info("evaluating %d model directories on %d eval sets", len(candidates), len(sets))
+        rows, details, kept = [], [], {}
+        per_candidate = sum(2 * len(s.pairs) + sum(len(g.responses) for g in s.groups) for s in sets)
+        with progress_bar(len(candidates) * per_candidate) as advance:
+            for cand in candidates:
+                for row, detail, sample in evaluate_candidate(cand, sets, cfg, advance):
+                    rows.append(row)
+                    entry = {k: row[k] for k in ("model", "checkpoint", "step", "eval_set")}
+                    if cfg.per_sample_scores and sample is not None:
+                        detail = {**detail, "scores": sample}
+                    details.append({**entry, **detail})
+                    kept[len(rows) - 1] = sample
+        best = best_rows(rows)
+        plots = make_plots(out, rows, best, kept) if cfg.plots else []
+        payload = {
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "config": cfg.model_dump(mode="json"),
+            "rows": rows,
+            "details": details,
+            "best": best,
+            "plots": plots,
+        }
+        atomic_write_text(out / "evaluation_results.csv", to_csv(rows))
+        atomic_write_text(out / "evaluation_results.json", json.dumps(_json_safe(payload), indent=2, default=str))
+        print_table(rows, best)
+        failed = sum(r["status"] != "ok" for r in rows)
+        logger.info("wrote %s (%d rows, %d failed)", out / "evaluation_results.csv", len(rows), failed)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    return EvalResult(out, rows, best)
