@@ -1,0 +1,456 @@
+"""One self-contained HTML page per run directory, for a person who would rather look than read.
+
+``render_html_report(run_dir)`` writes ``run_dir/report.html`` from what ``rewardlab eval``
+(``evaluation_results.json`` + PNG plots) or ``rewardlab train`` (``results.json``, ``metrics.jsonl``,
+``learning_curve.png``) left there. Images are embedded as base64 data URIs and the CSS is inline: the page
+loads nothing, runs no script (its Content-Security-Policy forbids both), and can be mailed or attached as is.
+Every piece of text from the run (model names, error messages, subset names) goes through ``html.escape``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rewardlab.errors import DataError
+from rewardlab.evaluation.plots import read_jsonl
+
+EVAL_FILE = "evaluation_results.json"
+TRAIN_FILE = "results.json"
+REPORT_FILE = "report.html"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+WIDE_PNG_PX = 1000  # wider plots span the whole plot grid instead of one of its two columns
+NO_SUBSET = "(none)"  # the name metrics.subset_accuracy gives to pairs without a subset
+
+# Plot file name prefix (as written by `rewardlab eval`) -> caption; the rest of the name is the eval set.
+PLOT_CAPTIONS = {
+    "accuracy_by_step": "Accuracy across checkpoint steps, one line per model (dashed: chance).",
+    "score_vs_length": "Score vs response length: a strong correlation means the model may reward length.",
+    "score_bars": "Scores of ranked answers, best human rank on top (dark bar: the model's top pick).",
+    "scores": "Scores of chosen (green) and rejected (red) responses: the less overlap, the better.",
+    "margins": "Margins chosen − rejected: mass right of 0 is pairs the model gets right.",
+    "reliability": "Reliability: bars on the dashed diagonal mean the confidence σ(|margin|) can be trusted.",
+}
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:0;background:#f4f5f7;
+color:#1d232b;line-height:1.45}
+main{max-width:1240px;margin:0 auto;padding:24px 28px 48px}
+h1{margin:0 0 4px;font-size:1.7rem}h2{margin:32px 0 10px;font-size:1.3rem;border-bottom:2px solid #d8dde3;
+padding-bottom:4px}h3{margin:20px 0 8px;font-size:1.05rem}
+.sub{color:#5b6570;margin:0 0 16px}
+.cards{display:flex;flex-wrap:wrap;gap:12px;margin:12px 0}
+.card{background:#fff;border:1px solid #dde2e7;border-radius:8px;padding:10px 16px;min-width:120px}
+.card .v{font-size:1.6rem;font-weight:650}.card .k{color:#5b6570;font-size:.85rem}
+.card.best{border-left:5px solid #1f9d55}.card.bad{border-left:5px solid #d64545}
+.scroll{overflow-x:auto;background:#fff;border:1px solid #dde2e7;border-radius:8px;width:fit-content;max-width:100%}
+table{border-collapse:collapse;font-size:.86rem}
+th,td{padding:4px 8px;border-bottom:1px solid #e7eaee;text-align:left;white-space:nowrap}
+th{background:#eef1f4;font-weight:600;white-space:normal;vertical-align:bottom;max-width:7.5em}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+tr.best td{background:#e3f6e9;font-weight:600}tr.error td{background:#fdecec;color:#a61b1b}
+td.msg{white-space:normal;max-width:640px;word-break:break-word}
+.bar{display:inline-block;width:44px;height:8px;background:#e4e7eb;border-radius:4px;margin-right:8px;
+vertical-align:middle}.bar>span{display:block;height:100%;border-radius:4px;background:#3b82c4}
+tr.best .bar>span{background:#1f9d55}
+.muted{color:#7a848e;font-weight:400}.sub2{display:block;font-size:.75rem;line-height:1.1}
+.note{color:#5b6570;font-size:.85rem;margin:6px 2px}
+.plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:16px;margin-top:10px}
+figure.wide{grid-column:1/-1}
+figure{margin:0;background:#fff;border:1px solid #dde2e7;border-radius:8px;padding:10px}
+figure img{display:block;max-width:100%;height:auto;margin:0 auto}
+figcaption{font-size:.85rem;color:#3d4650;margin-top:6px}
+figcaption code{color:#7a848e}
+details{margin-top:28px}summary{cursor:pointer;color:#3d4650}
+pre{background:#fff;border:1px solid #dde2e7;border-radius:8px;padding:12px;overflow-x:auto;font-size:.8rem}
+"""
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Entry point
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def render_html_report(run_dir: str | Path) -> Path:
+    """Write ``run_dir/report.html`` for an eval output directory or a training run directory; return its path.
+
+    ``evaluation_results.json`` wins when both result files are present. Raises ``DataError`` when neither is
+    there, or when one is not valid JSON / not shaped as the commands write it (the message names the file).
+    """
+    run_dir = Path(run_dir)
+    if (run_dir / EVAL_FILE).is_file():
+        page = _eval_page(run_dir, _load_json(run_dir / EVAL_FILE))
+    elif (run_dir / TRAIN_FILE).is_file():
+        page = _train_page(run_dir, _load_json(run_dir / TRAIN_FILE))
+    else:
+        raise DataError(f"{run_dir}: no {EVAL_FILE} or {TRAIN_FILE}; run `rewardlab eval` or `rewardlab train` first")
+    return _write_atomic(run_dir / REPORT_FILE, page)
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"not valid JSON ({exc.msg}, line {exc.lineno}); re-run the command that wrote it",
+                        source=str(path)) from exc  # fmt: skip
+    except UnicodeDecodeError as exc:
+        raise DataError("not UTF-8 text; re-run the command that wrote it", source=str(path)) from exc
+    if not isinstance(data, dict):
+        raise DataError(f"expected a JSON object, found {type(data).__name__}", source=str(path))
+    return data
+
+
+def _write_atomic(path: Path, text: str) -> Path:
+    """Temp file in the same directory + ``os.replace``: a reader never sees half a page. (Not
+    ``models.checkpoint.atomic_write_text``: evaluation sits below models in the layers.)"""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Small HTML builders
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _num(value: Any) -> float | None:
+    """A finite number, else None (JSON nulls, NaN written as strings, booleans, text)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    x = _num(value)
+    if x is None:
+        return "–"
+    return str(int(x)) if isinstance(value, int) else f"{x:.{digits}f}"
+
+
+def _page(title: str, body: str) -> str:
+    csp = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+    return (
+        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{csp}">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{_e(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n{body}\n</main>\n</body>\n</html>\n"
+    )
+
+
+def _cards(items: list[tuple[str, str, str]]) -> str:
+    """(value, label, extra css class) -> a row of big-number cards."""
+    cells = "".join(f'<div class="card {cls}"><div class="v">{_e(v)}</div><div class="k">{_e(k)}</div></div>'
+                    for v, k, cls in items)  # fmt: skip
+    return f'<div class="cards">{cells}</div>'
+
+
+def _table(header: list[tuple[str, bool]], rows: list[str]) -> str:
+    """``header``: (label, is numeric); ``rows``: ready ``<tr>`` strings."""
+    head = "".join(f'<th class="num">{_e(h)}</th>' if num else f"<th>{_e(h)}</th>" for h, num in header)
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+
+
+def _kv_table(items: dict[str, Any]) -> str:
+    rows = [f'<tr><td>{_e(k)}</td><td class="num">{_e(_fmt(v, 4) if _num(v) is not None else v)}</td></tr>'
+            for k, v in items.items()]  # fmt: skip
+    return _table([("metric", False), ("value", True)], rows)
+
+
+def _bar_cell(value: Any) -> str:
+    """A number with a small bar (0..1) in front of it."""
+    x = _num(value)
+    if x is None:
+        return '<td class="num">–</td>'
+    width = max(0.0, min(1.0, x)) * 100
+    return f'<td class="num"><span class="bar"><span style="width:{width:.1f}%"></span></span>{x:.3f}</td>'
+
+
+def _heat_cell(acc: Any, n: Any) -> str:
+    """Accuracy cell tinted from red (≤ 0.5, chance) to green (1.0), with the pair count beside it."""
+    x = _num(acc)
+    if x is None:
+        return '<td class="num">–</td>'
+    hue = 120 * max(0.0, min(1.0, (x - 0.5) / 0.5))
+    count = f' <span class="muted">n={_e(_fmt(n))}</span>' if _num(n) is not None else ""
+    return f'<td class="num" style="background:hsl({hue:.0f},65%,86%)">{x:.3f}{count}</td>'
+
+
+def _image(path: Path, caption: str) -> str:
+    """A ``<figure>`` with the PNG inline; a wide PNG (a grid of panels) takes a whole row of the plot grid."""
+    raw = path.read_bytes()
+    wide = int.from_bytes(raw[16:20], "big") > WIDE_PNG_PX  # IHDR width, right after the 8-byte signature
+    data = base64.b64encode(raw).decode("ascii")
+    opening = '<figure class="wide">' if wide else "<figure>"
+    return (f'{opening}<img src="data:image/png;base64,{data}" alt="{_e(caption)}">'
+            f"<figcaption>{_e(caption)} <code>{_e(path.name)}</code></figcaption></figure>")  # fmt: skip
+
+
+def _png_in(run_dir: Path, name: Any) -> Path | None:
+    """``run_dir/name`` when it is a PNG file inside ``run_dir`` (a listed name never reaches outside it)."""
+    if not isinstance(name, str) or not name.lower().endswith(".png"):
+        return None
+    path = (run_dir / name).resolve()
+    if not path.is_relative_to(run_dir.resolve()) or not path.is_file():
+        return None
+    with path.open("rb") as f:
+        return path if f.read(8) == PNG_SIGNATURE else None
+
+
+def _config_block(config: Any) -> str:
+    if not config:
+        return ""
+    text = json.dumps(config, indent=2, ensure_ascii=False, default=str)
+    return f"<details><summary>Resolved config</summary><pre>{_e(text)}</pre></details>"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Evaluation page
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _pm(mean_key: str, std_key: str):
+    def cell(row: dict) -> str:
+        mean, std = _num(row.get(mean_key)), _num(row.get(std_key))
+        extra = f' <span class="muted sub2">± {std:.3f}</span>' if std is not None and mean is not None else ""
+        return f'<td class="num">{_fmt(mean)}{extra}</td>'
+
+    return cell
+
+
+def _plain(key: str, digits: int = 3):
+    return lambda row: f'<td class="num">{_e(_fmt(row.get(key), digits))}</td>'
+
+
+def _shorter(row: dict) -> str:
+    acc, n = _num(row.get("accuracy_chosen_shorter")), row.get("n_chosen_shorter")
+    extra = f' <span class="muted sub2">n={_e(_fmt(n))}</span>' if _num(n) is not None and acc is not None else ""
+    return f'<td class="num">{_fmt(acc)}{extra}</td>'
+
+
+# Results table columns: (row key, header, renderer(row) -> "<td>"). A column empty in every ok row of a set is
+# hidden, so a pairwise set shows no ranking columns and a ranking-only set no pair columns.
+COLUMNS = [
+    ("n_pairs", "pairs", _plain("n_pairs")),
+    ("accuracy", "accuracy", lambda row: _bar_cell(row.get("accuracy"))),
+    ("ties", "ties", _plain("ties")),
+    ("margin_mean", "margin mean ± std", _pm("margin_mean", "margin_std")),
+    ("ece", "ECE", _plain("ece")),
+    ("score_mean", "score mean ± std", _pm("score_mean", "score_std")),
+    ("score_length_corr", "length corr. r", _plain("score_length_corr")),
+    ("accuracy_chosen_shorter", "acc. when chosen shorter", _shorter),
+    ("n_groups", "groups", _plain("n_groups")),
+    ("kendall_tau", "Kendall τ", _plain("kendall_tau")),
+    ("spearman_rho", "Spearman ρ", _plain("spearman_rho")),
+    ("top1_accuracy", "top-1", lambda row: _bar_cell(row.get("top1_accuracy"))),
+    ("seconds", "seconds", _plain("seconds", 1)),
+]
+
+
+def _rows_of(data: dict, path: Path) -> list[dict]:
+    rows = data.get("rows", [])
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise DataError("'rows' must be a list of objects; re-run `rewardlab eval`", source=str(path))
+    return rows
+
+
+def _best_indices(data: dict) -> set[int]:
+    """Row indices in ``data["best"]`` (eval set -> row index)."""
+    best = data.get("best")
+    if not isinstance(best, dict):
+        return set()
+    return {i for i in best.values() if isinstance(i, int) and not isinstance(i, bool)}
+
+
+def _eval_page(run_dir: Path, data: dict) -> str:
+    rows = _rows_of(data, run_dir / EVAL_FILE)
+    details = [d for d in data.get("details") or [] if isinstance(d, dict)]
+    best = _best_indices(data)
+    eval_sets = list(dict.fromkeys(str(r.get("eval_set", "?")) for r in rows))
+    plots = _group_plots(run_dir, data.get("plots") or [], eval_sets)
+    body = [_eval_header(run_dir, data, rows, eval_sets), _best_cards(rows, best)]
+    for eval_set in eval_sets:
+        members = [(i, r) for i, r in enumerate(rows) if str(r.get("eval_set", "?")) == eval_set]
+        body.append(f"<h2>Eval set: {_e(eval_set)}</h2>")
+        body.append(_results_table(members, best))
+        body.append(_subset_table([d for d in details if str(d.get("eval_set", "?")) == eval_set]))
+        body.append(_plot_grid(plots.pop(eval_set, [])))
+    leftover = [fig for figs in plots.values() for fig in figs]
+    if leftover:
+        body += ["<h2>Other plots</h2>", _plot_grid(leftover)]
+    if not rows:
+        body.append('<p class="note">No results: no model directory or eval set was found.</p>')
+    body.append(_config_block(data.get("config")))
+    return _page(f"rewardlab eval — {run_dir.name}", "\n".join(b for b in body if b))
+
+
+def _eval_header(run_dir: Path, data: dict, rows: list[dict], eval_sets: list[str]) -> str:
+    models = {str(r.get("model")) for r in rows}
+    checkpoints = {(str(r.get("model")), str(r.get("checkpoint"))) for r in rows}
+    failed = sum(r.get("status") != "ok" for r in rows)
+    cards = [
+        (str(len(models)), "models", ""),
+        (str(len(checkpoints)), "checkpoints", ""),
+        (str(len(eval_sets)), "eval sets", ""),
+        (str(failed), "failed evaluations", "bad" if failed else ""),
+    ]
+    created = _e(data.get("created") or "unknown time")
+    return (f"<h1>Evaluation report</h1><p class=\"sub\">{_e(run_dir.resolve().name)} · created {created}</p>"
+            + _cards(cards))  # fmt: skip
+
+
+def _best_cards(rows: list[dict], best: set[int]) -> str:
+    items = []
+    for i in sorted(best):
+        if 0 <= i < len(rows):
+            r = rows[i]
+            key, label = ("accuracy", "accuracy") if _num(r.get("accuracy")) is not None else ("kendall_tau", "τ")
+            where = f"best {label} on {r.get('eval_set')}: {r.get('model')} / {r.get('checkpoint')}"
+            items.append((_fmt(r.get(key)), where, "best"))
+    return _cards(items) if items else ""
+
+
+def _results_table(members: list[tuple[int, dict]], best: set[int]) -> str:
+    ok = [r for _, r in members if r.get("status") == "ok"]
+    columns = [c for c in COLUMNS if any(_num(r.get(c[0])) is not None for r in ok)]
+    if all(not r.get("ties") for r in ok):  # ties only tell something when there are some
+        columns = [c for c in columns if c[0] != "ties"]
+    header = [("", False), ("model", False), ("checkpoint", False), ("step", True)] + [(c[1], True) for c in columns]
+    html_rows = []
+    for i, r in members:
+        lead = f"<td>{_e(r.get('model'))}</td><td>{_e(r.get('checkpoint'))}</td>"
+        lead += f'<td class="num">{_fmt(r.get("step"))}</td>'
+        if r.get("status") != "ok":
+            msg = _e(r.get("error") or "failed (no message)")
+            span = max(1, len(columns))
+            html_rows.append(
+                f'<tr class="error"><td>✗</td>{lead}<td class="msg" colspan="{span}">error: {msg}</td></tr>'
+            )
+            continue
+        cls, mark = ("best", '<td title="best on this eval set">★</td>') if i in best else ("", "<td></td>")
+        cells = "".join(render(r) for _, _, render in columns)
+        html_rows.append(f'<tr class="{cls}">{mark}{lead}{cells}</tr>')
+    note = ('<p class="note">★ best on this eval set (accuracy; Kendall τ for ranking-only sets). '
+            "Red rows could not be evaluated. Accuracy 0.5 is chance.</p>")  # fmt: skip
+    return _table(header, html_rows) + note
+
+
+def _subset_table(details: list[dict]) -> str:
+    """Per-subset accuracy: one row per subset, one column per model/checkpoint; hidden when no pair has one."""
+    with_subsets = [d for d in details if isinstance(d.get("subsets"), dict)
+                    and isinstance(d["subsets"].get("subsets"), dict) and d["subsets"]["subsets"]]  # fmt: skip
+    names = list(dict.fromkeys(name for d in with_subsets for name in d["subsets"]["subsets"]))
+    if not names or names == [NO_SUBSET]:
+        return ""
+    header = [("subset", False)] + [(f"{d.get('model')} / {d.get('checkpoint')}", True) for d in with_subsets]
+    rows = []
+    for name in names:
+        cells = []
+        for d in with_subsets:
+            s = d["subsets"]["subsets"].get(name)
+            cells.append(
+                _heat_cell(s.get("accuracy"), s.get("n")) if isinstance(s, dict) else '<td class="num">–</td>'
+            )
+        rows.append(f"<tr><td>{_e(name)}</td>{''.join(cells)}</tr>")
+    weighted = "".join(_heat_cell(d["subsets"].get("weighted_accuracy"), d["subsets"].get("n")) for d in with_subsets)
+    rows.append(f"<tr><td><b>all pairs (weighted)</b></td>{weighted}</tr>")
+    return "<h3>Accuracy per subset</h3>" + _table(header, rows)
+
+
+def _group_plots(run_dir: Path, names: list[Any], eval_sets: list[str]) -> dict[str, list[str]]:
+    """eval set -> rendered ``<figure>``s of its plots; plots whose name matches no set go under ``""``."""
+    suffixes = {_slug(s): s for s in eval_sets}
+    grouped: dict[str, list[str]] = {}
+    for name in names:
+        path = _png_in(run_dir, name)
+        if path is None:
+            continue
+        prefix = next((p for p in PLOT_CAPTIONS if path.stem.startswith(p + "_")), None)
+        rest = path.stem[len(prefix) + 1 :] if prefix else path.stem
+        eval_set = suffixes.get(rest, "")
+        caption = PLOT_CAPTIONS[prefix] if prefix else path.stem.replace("_", " ")
+        grouped.setdefault(eval_set, []).append(_image(path, caption))
+    return grouped
+
+
+def _slug(text: str) -> str:
+    """How `rewardlab eval` names a set in plot file names; a mismatch only moves a plot to "Other plots"."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "set"
+
+
+def _plot_grid(figures: list[str]) -> str:
+    return f'<div class="plots">{"".join(figures)}</div>' if figures else ""
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Training page
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _train_page(run_dir: Path, data: dict) -> str:
+    metrics = data.get("metrics") if isinstance(data.get("metrics"), dict) else {}
+    counts = data.get("counts") if isinstance(data.get("counts"), dict) else {}
+    try:
+        logs = read_jsonl(run_dir / "metrics.jsonl")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(
+            f"not valid JSON lines ({exc}); re-run `rewardlab train`", source=str(run_dir / "metrics.jsonl")
+        ) from exc
+    losses = [_num(r.get("loss")) for r in logs if isinstance(r, dict)]
+    losses = [x for x in losses if x is not None]
+    cards = [(_fmt(data.get("global_step")), "optimizer steps", "")]
+    if _num(metrics.get("eval_accuracy")) is not None:
+        cards.append((_fmt(metrics["eval_accuracy"]), "final eval accuracy", "best"))
+    if losses:
+        cards.append((f"{losses[0]:.3f} → {losses[-1]:.3f}", f"train loss, first → last of {len(losses)} logs", ""))
+    body = [f'<h1>Training report</h1><p class="sub">{_e(run_dir.resolve().name)}</p>', _cards(cards),
+            "<h2>Final evaluation</h2>",
+            _kv_table(metrics) if metrics else '<p class="note">No eval set was configured.</p>',
+            "<h2>Data</h2>", _counts_tables(counts), "<h2>Learning curve</h2>"]  # fmt: skip
+    curve = _png_in(run_dir, "learning_curve.png")
+    body.append(_plot_grid([_image(curve, "Train loss (and eval loss / accuracy when logged) by step.")])
+                if curve else '<p class="note">learning_curve.png is missing.</p>')  # fmt: skip
+    return _page(f"rewardlab train — {run_dir.name}", "\n".join(body))
+
+
+def _counts_tables(counts: dict) -> str:
+    """Records read per source, then encoded / truncated / dropped per split; any other count as key-value."""
+    parts = []
+    records = counts.get("records")
+    if isinstance(records, dict) and records:
+        rows = []
+        for source, c in records.items():
+            c = c if isinstance(c, dict) else {}
+            other = ", ".join(f"{k}={v}" for k, v in c.items() if k not in ("rows", "records")) or "–"
+            rows.append(f'<tr><td>{_e(source)}</td><td class="num">{_fmt(c.get("rows"))}</td>'
+                        f'<td class="num">{_fmt(c.get("records"))}</td><td>{_e(other)}</td></tr>')  # fmt: skip
+        parts.append(_table([("source", False), ("rows", True), ("records", True), ("other counts", False)], rows))
+    splits = {k: v for k, v in counts.items() if k != "records" and isinstance(v, dict)}
+    if splits:
+        keys = list(dict.fromkeys(k for v in splits.values() for k in v))
+        labels = {"seen": "encoded"}
+        rows = [f"<tr><td>{_e(split)}</td>" + "".join(f'<td class="num">{_e(_fmt(v.get(k)))}</td>' for k in keys)
+                + "</tr>" for split, v in splits.items()]  # fmt: skip
+        parts.append("<h3>Encoding</h3>" + _table([("split", False)] + [(labels.get(k, k), True) for k in keys], rows))
+    scalars = {k: v for k, v in counts.items() if not isinstance(v, dict)}
+    if scalars:
+        parts.append(_kv_table(scalars))
+    return "\n".join(parts) or '<p class="note">No counts were recorded.</p>'
