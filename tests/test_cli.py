@@ -217,3 +217,14 @@ def test_cli_subprocess_usage_errors_exit_2():
     assert proc.returncode == 2 and "--config" in proc.stderr
     proc = run_cli("demo", "n_train=abc")
     assert proc.returncode == 2 and "n_train" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_inspect_command(workspace, tmp_path, capsys):
+    out = tmp_path / "inspect.json"
+    assert main(["inspect", str(workspace / "train.jsonl"), "--max-length", "20", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["rows"] == 160 and report["records"] == 160 and report["lengths"]["unit"] == "words"
+    assert "Lengths (words)" in capsys.readouterr().out
+    assert main(["inspect", str(tmp_path / "missing.jsonl")]) == 2
+    assert "missing.jsonl: file not found" in capsys.readouterr().err
+    assert main(["inspect", str(workspace / "train.jsonl"), "--tokenizer", str(tmp_path / "no_tok")]) == 2

@@ -40,6 +40,13 @@ Report counts (only keys that occurred): ``implicit_prompt`` (pairs whose prompt
 ``prefix_mismatch_dropped``, ``blank_response`` (whitespace-only responses kept), ``margin`` (pairs with a
 margin), ``images`` (records with images), ``groups``, ``ranked_pairs`` (pairs the groups expand to, ties
 excluded) and ``ties`` (tied response pairs within groups).
+
+Lenient reading (:func:`read_records_lenient`, for ``rewardlab inspect``): every row-level problem — a malformed
+JSON line, a line of invalid UTF-8 in a JSONL file, a CSV row with the wrong number of cells, any invalid
+field, identical chosen and rejected, an invalid ranked group — is collected and the row skipped, and reading
+goes on. File-level problems (missing file, unknown format, undecodable gzip, invalid UTF-8 in a JSON or CSV
+file, unparsable JSON list, duplicate CSV header names, a first row whose columns fit no record kind) still
+raise. The counts then describe the records returned; ``rows`` also counts the rows that were skipped.
 """
 
 from __future__ import annotations
@@ -50,28 +57,43 @@ import io
 import itertools
 import json
 import logging
-import math
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rewardlab.config.schema import ColumnMap, DataSource
+from rewardlab.config.schema import DataSource
 from rewardlab.data.prompts import extract_prompt, split_common_messages
 from rewardlab.data.records import PreferencePair, RankedGroup, ReadReport, Record, Text
+from rewardlab.data.validation import (
+    RowContext,
+    check_response,
+    column_names,
+    images_field,
+    label_field,
+    margin_field,
+    rank_field,
+    rank_list_field,
+    same_text_type,
+    subset_field,
+    text_field,
+    text_list_field,
+    type_name,
+)
 from rewardlab.errors import DataError
 
 logger = logging.getLogger(__name__)
 
 Rows = Iterator[tuple[int, dict[str, Any]]]
+OnError = Callable[[DataError], None]
 
 _SUFFIX_FORMATS = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 _FORMAT_HINT = (
     "use a .jsonl, .jsonl.gz, .json, .json.gz, .csv, .csv.gz or .parquet file, a directory written by "
     "`datasets` save_to_disk or a hub dataset name, or set `format:` explicitly"
 )
-_MESSAGE_HINT = 'a message is an object like {"role": "user", "content": "..."}'
+IDENTICAL_PAIR_MESSAGE = "chosen and rejected are identical"  # start of that row error, for tools that count it
 
 
 def read_records(source: DataSource) -> tuple[list[Record], ReadReport]:
@@ -84,13 +106,38 @@ def read_records(source: DataSource) -> tuple[list[Record], ReadReport]:
     Raises :class:`DataError` (``file:row:field: what is wrong and how to fix it``) for a missing path, an
     unknown format, unreadable bytes or JSON, an empty source, and any invalid row; nothing is returned then.
     """
-    fmt = _resolve_format(source)
-    report = ReadReport(source=source.path, format=fmt)
-    ctx = _Context(source.path, source.columns, report, source.prefix_mismatch, csv=fmt == "csv")
-    records = _build_records(_open_rows(fmt, source), source, ctx)
-    report.records = len(records)
-    _log_report(report)
-    return records, report
+    records, ctx = _read(source, collect=False)
+    _log_report(ctx.report)
+    return records, ctx.report
+
+
+@dataclass
+class ReadResult:
+    """What :func:`read_records_lenient` read: the good records, the report and every row-level problem.
+
+    ``form`` is how rows were read: ``pairs`` (one pair per row), ``groups`` (one ranked group per row) or
+    ``rank_rows`` (one ranked response per row); None when no row could be read (then ``records`` is empty and
+    ``errors`` says why). ``explicit_prompt`` is False for implicit-prompt pairs. ``columns`` are the columns of
+    the first row parsed (the one the form was decided from). ``errors`` are in reading order (for
+    ``rank_rows``, the problems of whole groups come last); each has ``.row``, ``.field`` and ``.source``.
+    """
+
+    records: list[Record]
+    report: ReadReport
+    errors: list[DataError]
+    form: str | None
+    explicit_prompt: bool
+    columns: list[str]
+
+
+def read_records_lenient(source: DataSource) -> ReadResult:
+    """Like :func:`read_records`, but row-level problems are collected instead of raised (module docstring).
+
+    Raises :class:`DataError` only for file-level problems; a source whose every row is unreadable returns no
+    records and its errors. Nothing is logged: the caller reports.
+    """
+    records, ctx = _read(source, collect=True)
+    return ReadResult(records, ctx.report, ctx.errors or [], ctx.form, ctx.explicit_prompt, ctx.columns)
 
 
 def iter_rows(source: DataSource) -> Rows:
@@ -99,19 +146,32 @@ def iter_rows(source: DataSource) -> Rows:
     return _open_rows(_resolve_format(source), source)
 
 
-@dataclass
-class _Context:
-    """What row parsers need: where we are (for errors), the column names, the report and the policies."""
+def _read(source: DataSource, *, collect: bool) -> tuple[list[Record], RowContext]:
+    fmt = _resolve_format(source)
+    report = ReadReport(source=source.path, format=fmt)
+    ctx = RowContext(source.path, source.columns, report, source.prefix_mismatch, csv=fmt == "csv")
+    ctx.errors = [] if collect else None
+    records = _build_records(_open_rows(fmt, source, ctx.row_error), source, ctx)
+    report.records = len(records)
+    return records, ctx
 
-    label: str
-    cols: ColumnMap
-    report: ReadReport
-    policy: str
-    csv: bool = False  # CSV cells are strings: parse numbers, treat empty optional cells as missing
-    explicit_prompt: bool = True
 
-    def error(self, message: str, row: int | None = None, field: str | None = None) -> DataError:
-        return DataError(message, source=self.label, row=row, field=field)
+def _raise(err: DataError) -> None:
+    raise err
+
+
+def _attempt(ctx: RowContext, make: Callable[..., Any], *args: Any) -> Any:
+    """``make(*args)``; when collecting, a :class:`DataError` is collected instead, the counts the failed row
+    added are rolled back, and None is returned (as for a dropped row)."""
+    if ctx.errors is None:
+        return make(*args)
+    counts = dict(ctx.report.counts)
+    try:
+        return make(*args)
+    except DataError as err:
+        ctx.report.counts = counts
+        ctx.errors.append(err)
+        return None
 
 
 # ---------------------------------------------------------------------------------------------- formats
@@ -177,15 +237,18 @@ def _is_saved_dataset(path: Path) -> bool:
     )
 
 
-def _open_rows(fmt: str, source: DataSource) -> Rows:
-    """Rows as ``(row_number, dict)``, lazily: reading and decoding errors surface while iterating."""
+def _open_rows(fmt: str, source: DataSource, on_error: OnError = _raise) -> Rows:
+    """Rows as ``(row_number, dict)``, lazily: reading and decoding errors surface while iterating.
+
+    A row that cannot be parsed (bad JSON line, wrong CSV cell count, ...) goes to ``on_error`` and is skipped
+    when ``on_error`` returns; file-level problems always raise."""
     path = Path(source.path).expanduser()
     if fmt == "jsonl":
-        return _jsonl_rows(_read_text(path, source.path), source.path)
+        return _jsonl_rows(_decoded_lines(path, source.path, on_error), source.path, on_error)
     if fmt == "json":
-        return _json_rows(path, source.path)
+        return _json_rows(path, source.path, on_error)
     if fmt == "csv":
-        return _csv_rows(path, source.path)
+        return _csv_rows(path, source.path, on_error)
     if fmt == "parquet":
         return _parquet_rows(path, source.path)
     if fmt == "datasets_dir":
@@ -193,8 +256,8 @@ def _open_rows(fmt: str, source: DataSource) -> Rows:
     return _hub_rows(source)
 
 
-def _read_text(path: Path, label: str) -> str:
-    """The whole file as text: gunzipped if it starts with the gzip magic bytes, UTF-8 (a BOM is dropped)."""
+def _read_bytes(path: Path, label: str) -> bytes:
+    """The file's bytes, gunzipped if they start with the gzip magic bytes."""
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
         try:
@@ -204,41 +267,67 @@ def _read_text(path: Path, label: str) -> str:
                 f"cannot decompress the gzip file ({err}); it is truncated or corrupt: re-create or re-download it",
                 source=label,
             ) from None
+    return raw
+
+
+def _read_text(path: Path, label: str) -> str:
+    """The whole file as text: gunzipped if it starts with the gzip magic bytes, UTF-8 (a BOM is dropped)."""
+    raw = _read_bytes(path, label)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = raw.count(b"\n", 0, err.start) + 1
-        raise DataError(
-            f"line {line} is not valid UTF-8 (byte {raw[err.start]:#04x}); re-save the file as UTF-8 "
-            "(e.g. `iconv -f latin1 -t utf-8`)",
-            source=label,
-            row=line,
-        ) from None
+        raise _utf8_error(line, raw[err.start], label) from None
 
 
-def _jsonl_rows(text: str, label: str) -> Rows:
-    for lineno, line in enumerate(text.split("\n"), start=1):  # not splitlines(): JSON strings may hold U+2028
+def _decoded_lines(path: Path, label: str, on_error: OnError) -> Iterator[tuple[int, str]]:
+    """A JSONL file's lines, decoded one by one so that invalid UTF-8 is the problem of one line (a UTF-8
+    sequence never contains the newline byte)."""
+    for lineno, chunk in enumerate(_read_bytes(path, label).split(b"\n"), start=1):
+        try:
+            yield lineno, chunk.decode("utf-8-sig" if lineno == 1 else "utf-8")
+        except UnicodeDecodeError as err:
+            on_error(_utf8_error(lineno, chunk[err.start], label))
+
+
+def _utf8_error(line: int, byte: int, label: str) -> DataError:
+    return DataError(
+        f"line {line} is not valid UTF-8 (byte {byte:#04x}); re-save the file as UTF-8 "
+        "(e.g. `iconv -f latin1 -t utf-8`)",
+        source=label,
+        row=line,
+    )
+
+
+def _jsonl_rows(lines: Iterable[tuple[int, str]], label: str, on_error: OnError) -> Rows:
+    for lineno, line in lines:
         line = line.strip()
         if not line:
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as err:
-            raise DataError(
-                f"malformed JSON ({err.msg}, column {err.colno}); each line must be one complete JSON object",
-                source=label,
-                row=lineno,
-            ) from None
-        if not isinstance(row, dict):
-            raise DataError(
-                f"expected a JSON object, got a {_type_name(row)}; each line must be one JSON object",
-                source=label,
-                row=lineno,
+            on_error(
+                DataError(
+                    f"malformed JSON ({err.msg}, column {err.colno}); each line must be one complete JSON object",
+                    source=label,
+                    row=lineno,
+                )
             )
+            continue
+        if not isinstance(row, dict):
+            on_error(
+                DataError(
+                    f"expected a JSON object, got a {type_name(row)}; each line must be one JSON object",
+                    source=label,
+                    row=lineno,
+                )
+            )
+            continue
         yield lineno, row
 
 
-def _json_rows(path: Path, label: str) -> Rows:
+def _json_rows(path: Path, label: str, on_error: OnError) -> Rows:
     text = _read_text(path, label)
     if not text.strip():
         return
@@ -246,7 +335,8 @@ def _json_rows(path: Path, label: str) -> Rows:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         if text.lstrip().startswith("{"):  # several objects: JSON lines (which locates a real syntax error)
-            yield from _jsonl_rows(text, label)
+            # not splitlines(): JSON strings may hold U+2028
+            yield from _jsonl_rows(enumerate(text.split("\n"), start=1), label, on_error)
             return
         raise DataError(
             f"malformed JSON ({err.msg}, line {err.lineno} column {err.colno})", source=label, row=err.lineno
@@ -254,16 +344,17 @@ def _json_rows(path: Path, label: str) -> Rows:
     if not isinstance(data, list):
         raise DataError(
             f"a .json file must hold a list of objects ([{{...}}, {{...}}]) or one object per line, got a "
-            f"{_type_name(data)}; for one record per line name the file .jsonl",
+            f"{type_name(data)}; for one record per line name the file .jsonl",
             source=label,
         )
     for index, row in enumerate(data, start=1):
         if not isinstance(row, dict):
-            raise DataError(f"list item is a {_type_name(row)}, expected an object", source=label, row=index)
+            on_error(DataError(f"list item is a {type_name(row)}, expected an object", source=label, row=index))
+            continue
         yield index, row
 
 
-def _csv_rows(path: Path, label: str) -> Rows:
+def _csv_rows(path: Path, label: str, on_error: OnError) -> Rows:
     reader = csv.reader(io.StringIO(_read_text(path, label), newline=""))
     try:
         header = next(reader, None)
@@ -278,12 +369,15 @@ def _csv_rows(path: Path, label: str) -> Rows:
             if not values:
                 continue
             if len(values) != len(header):
-                raise DataError(
-                    f"has {len(values)} fields but the header (line 1) has {len(header)}; quote cells that contain "
-                    "commas or line breaks",
-                    source=label,
-                    row=start,
+                on_error(
+                    DataError(
+                        f"has {len(values)} fields but the header (line 1) has {len(header)}; quote cells that "
+                        "contain commas or line breaks",
+                        source=label,
+                        row=start,
+                    )
                 )
+                continue
             yield start, dict(zip(header, values))
     except csv.Error as err:
         raise DataError(f"malformed CSV ({err})", source=label, row=reader.line_num) from None
@@ -346,21 +440,24 @@ def _hub_rows(source: DataSource) -> Rows:
 # ---------------------------------------------------------------------------------------------- records
 
 
-def _build_records(rows: Rows, source: DataSource, ctx: _Context) -> list[Record]:
+def _build_records(rows: Rows, source: DataSource, ctx: RowContext) -> list[Record]:
     """Decide the record form from the first row, then turn every row into records (see module docstring)."""
     first = next(rows, None)
     if first is None:
+        if ctx.errors:  # lenient reading, and no row could be parsed: the errors say why
+            return []
         raise ctx.error("has no rows (empty file or split); check the path, `split:` and the file's content")
-    form = _detect_form(first[1], first[0], source.kind, ctx)
+    ctx.form = form = _detect_form(first[1], first[0], source.kind, ctx)
+    ctx.columns = list(first[1])
     rows = itertools.chain([first], rows)
     if form == "rank_rows":
         return _groups_from_rank_rows(rows, ctx, source.max_samples)
-    ctx.explicit_prompt = ctx.cols.prompt in first[1]
+    ctx.explicit_prompt = form != "pairs" or ctx.cols.prompt in first[1]
     make = _pair_from_row if form == "pairs" else _group_from_row
     records: list[Record] = []
     for rowno, row in rows:
         ctx.report.rows += 1
-        record = make(rowno, row, ctx)
+        record = _attempt(ctx, make, rowno, row, ctx)
         if record is not None:
             records.append(record)
         if source.max_samples is not None and len(records) >= source.max_samples:
@@ -368,7 +465,7 @@ def _build_records(rows: Rows, source: DataSource, ctx: _Context) -> list[Record
     return records
 
 
-def _detect_form(row: dict[str, Any], rowno: int, kind: str, ctx: _Context) -> str:
+def _detect_form(row: dict[str, Any], rowno: int, kind: str, ctx: RowContext) -> str:
     """``pairs``, ``groups`` (one group per row) or ``rank_rows`` (one response per row), from the columns."""
     c = ctx.cols
     pairs = c.chosen in row or c.rejected in row
@@ -386,23 +483,23 @@ def _detect_form(row: dict[str, Any], rowno: int, kind: str, ctx: _Context) -> s
     )
     if kind == "auto":
         needs = f"pairs need {c.chosen!r} and {c.rejected!r}; {needs}"
+    what = "ranked data" if kind == "ranked" else "records"
     raise ctx.error(
-        f"cannot read {'ranked data' if kind == 'ranked' else 'records'} from the columns found ({_columns(row)}): "
-        f"{needs}. Map your column names in the config (e.g. `columns: {{chosen: answer_a, rejected: answer_b}}`)"
-        " or set `kind:`",
+        f"cannot read {what} from the columns found ({column_names(row)}): {needs}. Map your column names in the "
+        "config (e.g. `columns: {chosen: answer_a, rejected: answer_b}`) or set `kind:`",
         rowno,
     )
 
 
-def _pair_from_row(rowno: int, row: dict[str, Any], ctx: _Context) -> PreferencePair | None:
+def _pair_from_row(rowno: int, row: dict[str, Any], ctx: RowContext) -> PreferencePair | None:
     """One pair from one row; None when the row is dropped by ``prefix_mismatch: drop``."""
     c = ctx.cols
-    chosen = _text(row, c.chosen, rowno, ctx)
-    rejected = _text(row, c.rejected, rowno, ctx)
-    _same_text_type(chosen, c.chosen, rejected, c.rejected, rowno, ctx)
+    chosen = text_field(row, c.chosen, rowno, ctx)
+    rejected = text_field(row, c.rejected, rowno, ctx)
+    same_text_type(chosen, c.chosen, rejected, c.rejected, rowno, ctx)
     if ctx.explicit_prompt:
-        prompt = _text(row, c.prompt, rowno, ctx, allow_empty=True)
-        _same_text_type(chosen, c.chosen, prompt, c.prompt, rowno, ctx)
+        prompt = text_field(row, c.prompt, rowno, ctx, allow_empty=True)
+        same_text_type(chosen, c.chosen, prompt, c.prompt, rowno, ctx)
     else:
         if row.get(c.prompt) is not None:
             raise ctx.error(
@@ -416,10 +513,10 @@ def _pair_from_row(rowno: int, row: dict[str, Any], ctx: _Context) -> Preference
             return None
         prompt, chosen, rejected = split
     for value, col in ((chosen, c.chosen), (rejected, c.rejected)):
-        _check_response(value, col, rowno, ctx)
+        check_response(value, col, rowno, ctx)
     if chosen == rejected:
         raise ctx.error(
-            "chosen and rejected are identical (after removing the shared prompt); a pair needs two different "
+            f"{IDENTICAL_PAIR_MESSAGE} (after removing the shared prompt); a pair needs two different "
             "responses: fix or remove the row",
             rowno,
             c.chosen,
@@ -428,14 +525,14 @@ def _pair_from_row(rowno: int, row: dict[str, Any], ctx: _Context) -> Preference
         prompt=prompt,
         chosen=chosen,
         rejected=rejected,
-        images=_images(row, rowno, ctx),
-        margin=_margin(row, rowno, ctx),
-        id=_label(row, c.id, rowno, ctx),
-        subset=_subset(row, rowno, ctx),
+        images=images_field(row, rowno, ctx),
+        margin=margin_field(row, rowno, ctx),
+        id=label_field(row, c.id, rowno, ctx),
+        subset=subset_field(row, rowno, ctx),
     )
 
 
-def _split_implicit(chosen: Text, rejected: Text, rowno: int, ctx: _Context) -> tuple[Text, Text, Text] | None:
+def _split_implicit(chosen: Text, rejected: Text, rowno: int, ctx: RowContext) -> tuple[Text, Text, Text] | None:
     """Implicit prompt: the shared start of chosen and rejected, with ``prefix_mismatch`` applied."""
     if isinstance(chosen, str) and isinstance(rejected, str):
         prompt, chosen, rejected, matched = extract_prompt(chosen, rejected)
@@ -460,40 +557,52 @@ def _split_implicit(chosen: Text, rejected: Text, rowno: int, ctx: _Context) -> 
     return prompt, chosen, rejected
 
 
-def _group_from_row(rowno: int, row: dict[str, Any], ctx: _Context) -> RankedGroup:
+def _group_from_row(rowno: int, row: dict[str, Any], ctx: RowContext) -> RankedGroup:
     """One ranked group from a row with ``responses`` + ``ranks`` or ``responses_best_to_worst``."""
     c = ctx.cols
-    prompt = _text(row, c.prompt, rowno, ctx, allow_empty=True)
+    prompt = text_field(row, c.prompt, rowno, ctx, allow_empty=True)
     if row.get(c.responses_best_to_worst) is not None:
         col = c.responses_best_to_worst
-        responses = _text_list(row, col, rowno, ctx)
+        responses = text_list_field(row, col, rowno, ctx)
         ranks = list(range(1, len(responses) + 1))
     else:
         col = c.responses
-        responses = _text_list(row, col, rowno, ctx)
-        ranks = _rank_list(row, len(responses), rowno, ctx)
+        responses = text_list_field(row, col, rowno, ctx)
+        ranks = rank_list_field(row, len(responses), rowno, ctx)
     return _make_group(prompt, responses, ranks, rowno, row, col, ctx)
 
 
-def _groups_from_rank_rows(rows: Rows, ctx: _Context, max_samples: int | None) -> list[Record]:
+def _groups_from_rank_rows(rows: Rows, ctx: RowContext, max_samples: int | None) -> list[Record]:
     """Ranked rows (``prompt, answer, rank``): group by prompt, in order of first appearance."""
     c = ctx.cols
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     for rowno, row in rows:
         ctx.report.rows += 1
-        prompt = _text(row, c.prompt, rowno, ctx, allow_empty=True)
-        response = _text(row, c.response, rowno, ctx)
-        rank = _rank(row.get(c.rank), rowno, c.rank, ctx, row)
+        parsed = _attempt(ctx, _rank_row, rowno, row, ctx)
+        if parsed is None:
+            continue
+        prompt, response, rank = parsed
         key = ("text", prompt) if isinstance(prompt, str) else ("messages", json.dumps(prompt, sort_keys=True))
         group = groups.setdefault(key, {"rowno": rowno, "row": row, "prompt": prompt, "responses": [], "ranks": []})
         group["responses"].append(response)
         group["ranks"].append(rank)
     kept = list(groups.values())[:max_samples]
-    return [_make_group(g["prompt"], g["responses"], g["ranks"], g["rowno"], g["row"], c.response, ctx) for g in kept]
+    made = [
+        _attempt(ctx, _make_group, g["prompt"], g["responses"], g["ranks"], g["rowno"], g["row"], c.response, ctx)
+        for g in kept
+    ]
+    return [group for group in made if group is not None]
+
+
+def _rank_row(rowno: int, row: dict[str, Any], ctx: RowContext) -> tuple[Text, Text, int]:
+    """One ``prompt, answer, rank`` row's prompt, response and rank."""
+    c = ctx.cols
+    prompt = text_field(row, c.prompt, rowno, ctx, allow_empty=True)
+    return prompt, text_field(row, c.response, rowno, ctx), rank_field(row.get(c.rank), rowno, c.rank, ctx, row)
 
 
 def _make_group(
-    prompt: Text, responses: list[Text], ranks: list[int], rowno: int, row: dict[str, Any], col: str, ctx: _Context
+    prompt: Text, responses: list[Text], ranks: list[int], rowno: int, row: dict[str, Any], col: str, ctx: RowContext
 ) -> RankedGroup:
     """Validate a group (≥ 2 responses, one text type, no identical responses ranked apart) and count it."""
     if len(responses) < 2:
@@ -504,8 +613,8 @@ def _make_group(
             col,
         )
     for response in responses:
-        _same_text_type(responses[0], col, response, col, rowno, ctx)
-    _same_text_type(responses[0], col, prompt, ctx.cols.prompt, rowno, ctx)
+        same_text_type(responses[0], col, response, col, rowno, ctx)
+    same_text_type(responses[0], col, prompt, ctx.cols.prompt, rowno, ctx)
     for i, j in itertools.combinations(range(len(responses)), 2):
         if responses[i] == responses[j] and ranks[i] != ranks[j]:
             raise ctx.error(f"responses {i} and {j} are identical but ranked {ranks[i]} and {ranks[j]}", rowno, col)
@@ -514,190 +623,15 @@ def _make_group(
     ctx.report.add("ranked_pairs", len(ranks) * (len(ranks) - 1) // 2 - ties)
     if ties:
         ctx.report.add("ties", ties)
-    group_id = _label(row, ctx.cols.id, rowno, ctx) or _label(row, "group_id", rowno, ctx) or str(rowno)
+    group_id = label_field(row, ctx.cols.id, rowno, ctx) or label_field(row, "group_id", rowno, ctx) or str(rowno)
     return RankedGroup(
         prompt=prompt,
         responses=tuple(responses),
         ranks=tuple(ranks),
-        images=_images(row, rowno, ctx),
+        images=images_field(row, rowno, ctx),
         id=group_id,
-        subset=_subset(row, rowno, ctx),
+        subset=subset_field(row, rowno, ctx),
     )
-
-
-# ---------------------------------------------------------------------------------------------- fields
-
-
-def _text(row: dict[str, Any], col: str, rowno: int, ctx: _Context, *, allow_empty: bool = False) -> Text:
-    """A required prompt/response: a string, or a list of ``{role, content}`` messages."""
-    _require(row, col, rowno, ctx)
-    return _check_text(row[col], col, rowno, ctx, allow_empty=allow_empty)
-
-
-def _require(row: dict[str, Any], col: str, rowno: int, ctx: _Context) -> None:
-    """Raise the missing-field error (with the columns found and the `columns:` hint) if ``col`` is absent."""
-    if col not in row:
-        raise ctx.error(
-            f"missing required field {col!r} (columns found: {_columns(row)}). If it has another name, map it in "
-            f"the config, e.g. `columns: {{{_logical_name(col, ctx)}: your_column}}`",
-            rowno,
-            col,
-        )
-
-
-def _check_text(value: Any, field: str, rowno: int, ctx: _Context, *, allow_empty: bool = False) -> Text:
-    if value is None:
-        raise ctx.error("is null; every row needs a value here: fill it in or remove the row", rowno, field)
-    if isinstance(value, str):
-        if not value and not allow_empty:
-            raise ctx.error("is an empty string; fill in the response or remove the row", rowno, field)
-        return value
-    if isinstance(value, list):
-        if not value and not allow_empty:
-            raise ctx.error("is an empty list of messages; fill in the response or remove the row", rowno, field)
-        for i, message in enumerate(value):
-            if not (
-                isinstance(message, dict)
-                and isinstance(message.get("role"), str)
-                and isinstance(message.get("content"), (str, list))
-            ):
-                raise ctx.error(f"is not a chat message ({_short(message)}); {_MESSAGE_HINT}", rowno, f"{field}[{i}]")
-        return value
-    raise ctx.error(
-        f"must be a string or a list of chat messages, got a {_type_name(value)} ({_short(value)})", rowno, field
-    )
-
-
-def _check_response(value: Text, col: str, rowno: int, ctx: _Context) -> None:
-    """A response left after prompt extraction: never empty; whitespace-only is kept but counted."""
-    if not value:
-        raise ctx.error("is empty after removing the shared prompt; fix or remove the row", rowno, col)
-    if isinstance(value, str) and not value.strip():
-        ctx.report.add("blank_response")
-
-
-def _text_list(row: dict[str, Any], col: str, rowno: int, ctx: _Context) -> list[Text]:
-    _require(row, col, rowno, ctx)
-    value = row[col]
-    if not isinstance(value, list):
-        raise ctx.error(f"must be a list of responses, got a {_type_name(value)} ({_short(value)})", rowno, col)
-    responses = [_check_text(item, f"{col}[{i}]", rowno, ctx) for i, item in enumerate(value)]
-    for response in responses:
-        if isinstance(response, str) and not response.strip():
-            ctx.report.add("blank_response")
-    return responses
-
-
-def _rank_list(row: dict[str, Any], n: int, rowno: int, ctx: _Context) -> list[int]:
-    col = ctx.cols.ranks
-    _require(row, col, rowno, ctx)
-    value = row[col]
-    if not isinstance(value, list) or len(value) != n:
-        got = f"{len(value)} ranks" if isinstance(value, list) else f"a {_type_name(value)}"
-        raise ctx.error(f"must be a list of {n} integer ranks (one per response, 1 = best), got {got}", rowno, col)
-    return [_rank(rank, rowno, f"{col}[{i}]", ctx) for i, rank in enumerate(value)]
-
-
-def _rank(value: Any, rowno: int, field: str, ctx: _Context, row: dict[str, Any] | None = None) -> int:
-    if row is not None:
-        _require(row, field, rowno, ctx)
-    if ctx.csv and isinstance(value, str) and value.strip().isdecimal():
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ctx.error(f"rank must be an integer ≥ 1 (1 = best), got {_short(value)}", rowno, field)
-    return value
-
-
-def _margin(row: dict[str, Any], rowno: int, ctx: _Context) -> float | None:
-    col = ctx.cols.margin
-    value = row.get(col)
-    if value is None or (ctx.csv and value.strip() == ""):
-        return None
-    if ctx.csv:
-        value = _parse_float(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ctx.error(f"margin must be a finite number, got {_short(value)}; leave it out for no margin", rowno, col)
-    ctx.report.add("margin")
-    return float(value)
-
-
-def _images(row: dict[str, Any], rowno: int, ctx: _Context) -> tuple[Any, ...]:
-    """Images as given: a list → tuple, one string (or one decoded image object) → 1-tuple, missing → ()."""
-    col = ctx.cols.images
-    value = row.get(col)
-    if value is None or (ctx.csv and value == ""):
-        return ()
-    items = list(value) if isinstance(value, (list, tuple)) else [value]
-    for i, item in enumerate(items):
-        if item is None or item == "" or isinstance(item, (bool, int, float)):
-            field = f"{col}[{i}]" if isinstance(value, (list, tuple)) else col
-            raise ctx.error(f"must be an image path or URL, got {_short(item)}", rowno, field)
-    if items:
-        ctx.report.add("images")
-    return tuple(items)
-
-
-def _label(row: dict[str, Any], col: str, rowno: int, ctx: _Context) -> str | None:
-    """An optional id-like column as a string (None when absent or empty)."""
-    value = row.get(col)
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ctx.error(f"must be a string or an integer, got a {_type_name(value)} ({_short(value)})", rowno, col)
-    return str(value)
-
-
-def _subset(row: dict[str, Any], rowno: int, ctx: _Context) -> str | None:
-    col = ctx.cols.subset if ctx.cols.subset in row else "source"
-    return _label(row, col, rowno, ctx)
-
-
-def _same_text_type(a: Text, a_col: str, b: Text, b_col: str, rowno: int, ctx: _Context) -> None:
-    if isinstance(a, str) != isinstance(b, str):
-        raise ctx.error(
-            f"is a {_type_name(b)} but {a_col!r} is a {_type_name(a)}; prompt and responses must all be strings or "
-            "all be lists of chat messages",
-            rowno,
-            b_col,
-        )
-
-
-# ---------------------------------------------------------------------------------------------- helpers
-
-
-def _parse_float(text: str) -> float | str:
-    """``text`` as a float, or unchanged when it is not a number (the caller reports it)."""
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def _columns(row: dict[str, Any]) -> str:
-    return ", ".join(repr(k) for k in row) or "none"
-
-
-def _logical_name(col: str, ctx: _Context) -> str:
-    """The ``columns:`` key whose value is ``col`` (``chosen`` for the chosen column), for hints."""
-    for key, value in ctx.cols.model_dump().items():
-        if value == col:
-            return key
-    return col
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    return {str: "string", list: "list", dict: "object"}.get(type(value), type(value).__name__)
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _log_report(report: ReadReport) -> None:

@@ -1,0 +1,352 @@
+"""``rewardlab inspect DATA``: what is in a preference data file before training on it.
+
+:func:`run_inspect` reads the source leniently (every malformed row is collected, the good rows are still
+measured) and returns a JSON-serialisable report; :func:`render_inspect` prints it as rich tables.
+
+Report keys:
+
+- ``source``, ``format``, ``form`` (``pairs`` | ``groups`` | ``rank_rows``, see :mod:`rewardlab.data.readers`;
+  None when no row was readable), ``kind`` (``pairs`` | ``ranked``), ``prompt`` (``explicit`` | ``implicit``),
+  ``text`` (``strings`` | ``messages`` | ``mixed``), ``rows`` (data rows read, bad ones included), ``records``,
+  ``columns`` (of the first readable row), ``reader_counts`` (the reader's report counts).
+- ``problems``: ``count`` (all row-level problems), ``identical_pairs`` (of them, chosen == rejected),
+  ``by_field`` (``{field: count}``, ``"(row)"`` for a whole-row problem) and ``listed`` (the first
+  ``max_errors`` as ``{"row", "field", "message"}``).
+- ``lengths``: ``unit`` (``tokens`` with ``tokenizer``, else whitespace-separated ``words``), ``max_length``,
+  one summary per text field (pairs: ``prompt``, ``chosen``, ``rejected``; groups: ``prompt``, ``responses``),
+  each ``{count, min, p50, p90, p95, p99, max, mean}`` (linear-interpolated percentiles), and ``over_max_length``
+  ``{count, of}``: pairs whose prompt+chosen or prompt+rejected is longer than ``max_length`` (groups: responses
+  whose prompt+response is). Tokens are counted without special tokens, prompt and response separately; chat
+  messages are measured as their contents joined by newlines.
+- ``duplicates``: ``records`` (records that exactly repeat an earlier one: same prompt, chosen and rejected /
+  same prompt and responses), ``unique_prompts`` and ``repeated_prompts`` (distinct prompts in 2+ records).
+- ``ranked`` (groups only, else None): ``groups``, ``responses``, ``k_distribution`` (``{K: count}``),
+  ``groups_with_ties``, ``tied_pairs``, ``groups_with_rank_gaps`` (distinct ranks are not 1..m) and
+  ``pairs_after_expansion`` (ties give no pair).
+- ``margin`` (pairs, when the first row has a margin column or any pair a margin; else None): ``summary`` of
+  the margins given and ``missing`` (pairs without one).
+- ``subsets`` (when the first row has a subset or ``source`` column or any record a subset; else None):
+  ``{subset: records}``, ``"(none)"`` for no value.
+- ``examples``: the first ``examples`` records, texts cut to about 200 characters.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rewardlab.config.schema import InspectConfig
+from rewardlab.data.readers import IDENTICAL_PAIR_MESSAGE, read_records_lenient
+from rewardlab.data.records import PreferencePair, RankedGroup, Record, Text
+from rewardlab.errors import DataError, ModelError
+
+Measure = Callable[[list[str]], list[int]]
+EXAMPLE_CHARS = 200
+_PERCENTILES = (50, 90, 95, 99)
+
+
+def run_inspect(cfg: InspectConfig) -> dict[str, Any]:
+    """Read ``cfg.data`` leniently and return the report described in the module docstring.
+
+    Raises :class:`DataError` for file-level problems only (missing file, unknown format, ...) and
+    :class:`ModelError` when ``cfg.tokenizer`` cannot be loaded. Row-level problems go to ``problems``.
+    """
+    measure = _tokenizer_measure(cfg.tokenizer) if cfg.tokenizer else _word_measure
+    result = read_records_lenient(cfg.data)
+    records = result.records
+    pairs = [r for r in records if isinstance(r, PreferencePair)]
+    groups = [r for r in records if isinstance(r, RankedGroup)]
+    cols = cfg.data.columns
+    has_margin = bool(pairs) and (cols.margin in result.columns or any(p.margin is not None for p in pairs))
+    has_subset = cols.subset in result.columns or "source" in result.columns or any(r.subset for r in records)
+    return {
+        "source": result.report.source,
+        "format": result.report.format,
+        "form": result.form,
+        "kind": None if result.form is None else "pairs" if result.form == "pairs" else "ranked",
+        "prompt": "explicit" if result.explicit_prompt else "implicit",
+        "text": _text_type(records),
+        "rows": result.report.rows,
+        "records": result.report.records,
+        "columns": list(result.columns),
+        "reader_counts": dict(sorted(result.report.counts.items())),
+        "problems": _problems(result.errors, cfg.max_errors),
+        "lengths": _lengths(pairs, groups, measure, cfg.max_length, "tokens" if cfg.tokenizer else "words"),
+        "duplicates": _duplicates(records),
+        "ranked": _ranked(groups) if result.form in ("groups", "rank_rows") else None,
+        "margin": _margin(pairs) if has_margin else None,
+        "subsets": dict(Counter(r.subset or "(none)" for r in records).most_common()) if has_subset else None,
+        "examples": [_example(r) for r in records[: cfg.examples]],
+    }
+
+
+# ---------------------------------------------------------------------------------------------- measuring
+
+
+def _word_measure(texts: list[str]) -> list[int]:
+    return [len(text.split()) for text in texts]
+
+
+def _tokenizer_measure(name: str) -> Measure:
+    """Token counts (no special tokens) from ``AutoTokenizer.from_pretrained(name)``; ModelError if it won't load."""
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError, KeyError, TypeError, ImportError) as err:
+        raise ModelError(
+            f"{name}: cannot load a tokenizer ({err}); give a local tokenizer directory or a hub name, or leave out "
+            "`tokenizer` to count whitespace-separated words"
+        ) from None
+
+    def measure(texts: list[str]) -> list[int]:
+        if not texts:
+            return []
+        ids = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+        return [len(seq) for seq in ids]
+
+    return measure
+
+
+def flatten(text: Text) -> str:
+    """The text that is measured: a string as is; chat messages as their contents (text parts) joined by newlines."""
+    if isinstance(text, str):
+        return text
+    return "\n".join(_content(message.get("content")) for message in text)
+
+
+def _content(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    parts = content if isinstance(content, list) else []
+    return "\n".join(p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str))
+
+
+def summarize(values: Sequence[float]) -> dict[str, Any] | None:
+    """``{count, min, p50, p90, p95, p99, max, mean}`` of ``values`` (None when empty); percentiles interpolate
+    linearly between order statistics (numpy's default), floats are rounded to 3 decimals."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    out: dict[str, Any] = {"count": len(ordered), "min": ordered[0]}
+    for q in _PERCENTILES:
+        pos = (len(ordered) - 1) * q / 100
+        lo, hi = math.floor(pos), math.ceil(pos)
+        out[f"p{q}"] = round(ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo), 3)
+    out["max"] = ordered[-1]
+    out["mean"] = round(math.fsum(ordered) / len(ordered), 3)
+    return out
+
+
+def _lengths(
+    pairs: list[PreferencePair], groups: list[RankedGroup], measure: Measure, max_length: int, unit: str
+) -> dict[str, Any]:
+    """Length summaries per text field and the over-``max_length`` count (module docstring)."""
+    out: dict[str, Any] = {"unit": unit, "max_length": max_length}
+    if groups:
+        prompt = measure([flatten(g.prompt) for g in groups])
+        responses = measure([flatten(text) for g in groups for text in g.responses])
+        owner = [prompt[i] for i, g in enumerate(groups) for _ in g.responses]  # each response's prompt length
+        over = sum(p + r > max_length for p, r in zip(owner, responses))
+        out.update(prompt=summarize(prompt), responses=summarize(responses))
+        out["over_max_length"] = {"count": over, "of": len(responses)}
+        return out
+    prompt = measure([flatten(p.prompt) for p in pairs])
+    chosen = measure([flatten(p.chosen) for p in pairs])
+    rejected = measure([flatten(p.rejected) for p in pairs])
+    over = sum(max(c, r) + p > max_length for p, c, r in zip(prompt, chosen, rejected))
+    out.update(prompt=summarize(prompt), chosen=summarize(chosen), rejected=summarize(rejected))
+    out["over_max_length"] = {"count": over, "of": len(pairs)}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- counting
+
+
+def _problems(errors: list[DataError], max_errors: int) -> dict[str, Any]:
+    by_field = Counter(err.field or "(row)" for err in errors)
+    return {
+        "count": len(errors),
+        "identical_pairs": sum(_message(err).startswith(IDENTICAL_PAIR_MESSAGE) for err in errors),
+        "by_field": dict(by_field.most_common()),
+        "listed": [{"row": err.row, "field": err.field, "message": _message(err)} for err in errors[:max_errors]],
+    }
+
+
+def _message(err: DataError) -> str:
+    """The error's message without its ``source:row:field: `` prefix (those are listed separately)."""
+    text = str(err)
+    where = ":".join(str(p) for p in (err.source, err.row, err.field) if p is not None)
+    return text[len(where) + 2 :] if where and text.startswith(f"{where}: ") else text
+
+
+def _key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _duplicates(records: list[Record]) -> dict[str, int]:
+    seen: set[str] = set()
+    repeats = 0
+    prompts: Counter[str] = Counter()
+    for record in records:
+        if isinstance(record, PreferencePair):
+            key = _key([record.prompt, record.chosen, record.rejected])
+        else:
+            key = _key([record.prompt, list(record.responses)])
+        repeats += key in seen
+        seen.add(key)
+        prompts[_key(record.prompt)] += 1
+    return {
+        "records": repeats,
+        "unique_prompts": len(prompts),
+        "repeated_prompts": sum(n > 1 for n in prompts.values()),
+    }
+
+
+def _ranked(groups: list[RankedGroup]) -> dict[str, Any]:
+    ties_per_group = [sum(n * (n - 1) // 2 for n in Counter(g.ranks).values()) for g in groups]
+    gaps = sum(sorted(set(g.ranks)) != list(range(1, len(set(g.ranks)) + 1)) for g in groups)
+    all_pairs = sum(len(g.ranks) * (len(g.ranks) - 1) // 2 for g in groups)
+    return {
+        "groups": len(groups),
+        "responses": sum(len(g.responses) for g in groups),
+        "k_distribution": dict(sorted(Counter(len(g.responses) for g in groups).items())),
+        "groups_with_ties": sum(t > 0 for t in ties_per_group),
+        "tied_pairs": sum(ties_per_group),
+        "groups_with_rank_gaps": gaps,
+        "pairs_after_expansion": all_pairs - sum(ties_per_group),
+    }
+
+
+def _margin(pairs: list[PreferencePair]) -> dict[str, Any]:
+    margins = [p.margin for p in pairs if p.margin is not None]
+    return {"summary": summarize(margins), "missing": len(pairs) - len(margins)}
+
+
+def _text_type(records: list[Record]) -> str | None:
+    kinds = {isinstance(r.responses[0] if isinstance(r, RankedGroup) else r.chosen, str) for r in records}
+    return None if not kinds else "mixed" if len(kinds) > 1 else "strings" if kinds == {True} else "messages"
+
+
+def _clip(text: Text) -> str:
+    """Display form: a string, or chat messages as ``role: content`` lines; cut to ~``EXAMPLE_CHARS``."""
+    shown = (
+        text if isinstance(text, str) else "\n".join(f"{m.get('role')}: {_content(m.get('content'))}" for m in text)
+    )
+    return shown if len(shown) <= EXAMPLE_CHARS else shown[:EXAMPLE_CHARS] + "…"
+
+
+def _example(record: Record) -> dict[str, Any]:
+    if isinstance(record, RankedGroup):
+        return {
+            "id": record.id,
+            "prompt": _clip(record.prompt),
+            "responses": [_clip(r) for r in record.responses],
+            "ranks": list(record.ranks),
+        }
+    out = {"prompt": _clip(record.prompt), "chosen": _clip(record.chosen), "rejected": _clip(record.rejected)}
+    extras = {"id": record.id, "margin": record.margin, "subset": record.subset}
+    return {**out, **{k: v for k, v in extras.items() if v is not None}}
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+
+
+def render_inspect(report: dict[str, Any]) -> None:
+    """Print ``report`` (from :func:`run_inspect`) to stdout as rich tables."""
+    from rewardlab.recipes.console import stdout_console
+
+    console = stdout_console()
+    console.print(_overview_table(report))
+    console.print(_lengths_table(report["lengths"]))
+    if report["ranked"] is not None:
+        console.print(_mapping_table("Ranked groups", report["ranked"]))
+    if report["margin"] is not None and report["margin"]["summary"] is not None:
+        console.print(
+            _mapping_table("Margins", {**report["margin"]["summary"], "missing": report["margin"]["missing"]})
+        )
+    if report["subsets"] is not None:
+        console.print(_mapping_table("Subsets (records)", report["subsets"]))
+    if report["reader_counts"]:
+        console.print(_mapping_table("Reader counts", report["reader_counts"]))
+    if report["problems"]["count"]:
+        console.print(_problems_table(report["problems"]))
+    else:
+        console.print("No problems found.")
+    for i, example in enumerate(report["examples"], start=1):
+        if "ranks" in example:  # a group: one line per response, with its rank
+            lines = [f"[rank {rank}] {text}" for rank, text in zip(example["ranks"], example["responses"])]
+            example = {"id": example["id"], "prompt": example["prompt"], "responses": "\n".join(lines)}
+        console.print(_mapping_table(f"Example {i}", example))
+
+
+def _overview_table(report: dict[str, Any]) -> Any:
+    dup = report["duplicates"]
+    kind = report["kind"] or "unknown (no readable row)"
+    if report["kind"] == "pairs":
+        kind = f"pairs, {report['prompt']} prompt"
+    elif report["kind"] == "ranked":
+        kind = f"ranked groups ({'one row per group' if report['form'] == 'groups' else 'one row per response'})"
+    if report["text"] == "messages":
+        kind += ", conversational"
+    overview = {
+        "source": report["source"],
+        "format": report["format"],
+        "kind": kind,
+        "rows / records": f"{report['rows']} / {report['records']}",
+        "columns": ", ".join(report["columns"]),
+        "problems": report["problems"]["count"],
+        "duplicate records": dup["records"],
+        "prompts (unique / repeated)": f"{dup['unique_prompts']} / {dup['repeated_prompts']}",
+    }
+    return _mapping_table("Data", overview)
+
+
+def _mapping_table(title: str, mapping: dict[str, Any]) -> Any:
+    """Two columns, key and value; values are data, so they are shown as plain Text (never parsed as markup)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in mapping.items():
+        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+        table.add_row(Text(str(key)), Text(shown))
+    return table
+
+
+def _lengths_table(lengths: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    over = lengths["over_max_length"]
+    caption = f"{over['count']} of {over['of']} over max_length {lengths['max_length']} (prompt + response)"
+    table = Table(title=f"Lengths ({lengths['unit']})", caption=caption, title_justify="left")
+    stats = ("count", "min", "p50", "p90", "p95", "p99", "max", "mean")
+    table.add_column("field")
+    for stat in stats:
+        table.add_column(stat, justify="right")
+    for name, summary in lengths.items():
+        if isinstance(summary, dict) and "p50" in summary:
+            table.add_row(name, *(str(summary[s]) for s in stats))
+    return table
+
+
+def _problems_table(problems: dict[str, Any]) -> Any:
+    from rich.table import Table
+    from rich.text import Text
+
+    listed = problems["listed"]
+    title = f"Problems: {problems['count']} (identical chosen/rejected: {problems['identical_pairs']})"
+    if problems["count"] > len(listed):
+        title += f", first {len(listed)} shown"
+    table = Table(title=title, title_justify="left")
+    table.add_column("row", justify="right")
+    table.add_column("field")
+    table.add_column("message", overflow="fold")
+    for item in listed:
+        table.add_row(str(item["row"] or ""), Text(item["field"] or ""), Text(item["message"]))
+    return table
