@@ -156,3 +156,42 @@ def test_rank_command(trained, capsys, tmp_path):
     assert ranked[0]["score"] == pytest.approx(max(scores), abs=1e-6)
     assert main(["rank", "--model", model, "--prompt", "p", "--response", "only one"]) == 2
     assert "at least 2 responses" in capsys.readouterr().err
+
+
+def test_eval_on_the_shared_real_sets_writes_outputs_and_plots(trained, tmp_path, shared_data_dir):
+    root, _ = trained
+    out = tmp_path / "real"
+    result = run_eval(eval_config(
+        root, model_dirs=[str(root / "runs" / "tiny")], checkpoint_pattern="checkpoint-[12]0", plots=True,
+        output_dir=str(out),
+        eval_sets=[
+            {"path": str(shared_data_dir / "hh-rlhf" / "harmless-base" / "test.jsonl.gz"), "max_samples": 40,
+             "label": "hh"},
+            {"path": str(shared_data_dir / "hhh-alignment" / "hhh_alignment_rankings.jsonl"), "max_samples": 20,
+             "label": "hhh"},
+        ],
+    ))  # fmt: skip
+    assert len(result.rows) == 6 and all(r["status"] == "ok" for r in result.rows)
+    hh = next(r for r in result.rows if r["eval_set"] == "hh")
+    assert hh["n_pairs"] == 40 and 0 <= hh["accuracy"] <= 1 and 0 <= hh["ece"] <= 1
+    hhh = next(r for r in result.rows if r["eval_set"] == "hhh")
+    assert hhh["n_groups"] == 20 and -1 <= hhh["kendall_tau"] <= 1
+    for name in ("evaluation_results.csv", "evaluation_results.json"):
+        assert (out / name).stat().st_size > 0
+    assert next((out / "logs").glob("eval_*.log")).stat().st_size > 0
+    plots = json.loads((out / "evaluation_results.json").read_text())["plots"]
+    expected = {
+        "accuracy_by_step_hh.png",
+        "scores_hh.png",
+        "margins_hh.png",
+        "reliability_hh.png",
+        "score_vs_length_hh.png",
+        "score_bars_hhh.png",
+        "accuracy_by_step_hhh.png",
+    }
+    assert expected <= set(plots)
+    for name in plots:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["report", str(out)]) == 0
+    html = (out / "report.html").read_text()
+    assert html.count('src="data:image/png;base64,') == len(plots)
