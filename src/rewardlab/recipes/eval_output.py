@@ -5,28 +5,34 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 
+class ProgressHandle:
+    """``advance(n)`` after each scored batch; ``describe(text)`` when the sweep moves to another checkpoint."""
+
+    def __init__(self, progress: Any, task: Any):
+        self._progress, self._task = progress, task
+
+    def advance(self, n: int) -> None:
+        self._progress.advance(self._task, n)
+
+    def describe(self, text: str) -> None:
+        self._progress.update(self._task, description=text)
+
+
 @contextlib.contextmanager
-def progress_bar(total: int) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar over scored responses (all checkpoints, all batches); yields ``advance(n)``."""
+def progress_bar(total: int) -> Iterator[ProgressHandle]:
+    """A rich progress bar over every scored response of every checkpoint, batch by batch."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from rewardlab.recipes.console import stderr_console
 
-    with Progress(
-        TextColumn("scoring"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=stderr_console(),
-        transient=False,
-    ) as progress:
-        task = progress.add_task("scoring", total=total)
-        yield lambda n: progress.advance(task, n)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=stderr_console()) as progress:
+        yield ProgressHandle(progress, progress.add_task("scoring", total=total))
 
 
 def _fmt(value: Any, digits: int = 4) -> str:

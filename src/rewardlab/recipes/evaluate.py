@@ -287,9 +287,10 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
         logger.info("evaluating %d model directories on %d eval sets", len(candidates), len(sets))
         rows, details, kept = [], [], {}
         per_candidate = sum(2 * len(s.pairs) + sum(len(g.responses) for g in s.groups) for s in sets)
-        with progress_bar(len(candidates) * per_candidate) as advance:
-            for cand in candidates:
-                for row, detail, sample in evaluate_candidate(cand, sets, cfg, advance):
+        with progress_bar(len(candidates) * per_candidate) as progress:
+            for i, cand in enumerate(candidates, start=1):
+                progress.describe(f"[{i}/{len(candidates)}] {cand.model}/{cand.checkpoint}")
+                for row, detail, sample in evaluate_candidate(cand, sets, cfg, progress.advance):
                     rows.append(row)
                     entry = {k: row[k] for k in ("model", "checkpoint", "step", "eval_set")}
                     if cfg.per_sample_scores and sample is not None:
