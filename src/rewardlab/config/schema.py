@@ -115,6 +115,11 @@ class ModelConfig(StrictModel):
         None, description="Pad token to use if the tokenizer has none (default: the EOS token)."
     )
     lora: LoraSettings | None = Field(None, description="Train LoRA adapters (the head is trained fully).")
+    freeze_vision_tower: bool = Field(
+        False, description="Vision-language models: keep the vision tower's weights fixed."
+    )
+    min_pixels: int | None = Field(None, ge=1, description="Qwen-VL: smallest image area after resizing (pixels).")
+    max_pixels: int | None = Field(None, ge=1, description="Qwen-VL: largest image area after resizing (pixels).")
 
 
 class LossConfig(StrictModel):

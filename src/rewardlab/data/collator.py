@@ -36,10 +36,26 @@ def pad_rows(
     return ids, mask
 
 
+# Per-row id sequences padded like input_ids (with 0), and per-image tensors concatenated along dim 0.
+ROW_SEQUENCES = ("token_type_ids", "mm_token_type_ids")
+IMAGE_TENSORS = ("pixel_values", "image_grid_thw")
+
+
+def stack_images(items: list[dict[str, Any]], batch: dict[str, torch.Tensor], image_rows: list[int]) -> None:
+    """Concatenate each item's image tensors once and record which image every row uses (``image_rows``)."""
+    for key in IMAGE_TENSORS:
+        if key in items[0]:
+            batch[key] = torch.cat([torch.as_tensor(it[key]) for it in items], dim=0)
+    if "pixel_values" in batch:
+        batch["image_rows"] = torch.tensor(image_rows, dtype=torch.long)
+
+
 @dataclass
 class PairCollator:
     """Batches pair features (see module docstring). Output keys: ``input_ids`` (2b, T), ``attention_mask``
-    (2b, T), optional ``token_type_ids`` (2b, T), ``margin`` (b,)."""
+    (2b, T), optional ``token_type_ids`` / ``mm_token_type_ids`` (2b, T), ``margin`` (b,); with images,
+    ``pixel_values`` etc. hold each pair's image ONCE and ``image_rows`` (2b,) = ``[0..b) + [0..b)`` maps both
+    rows of pair ``i`` to image ``i``, so the vision tower runs once per pair."""
 
     pad_token_id: int
     padding_side: Literal["left", "right"] = "right"
@@ -53,9 +69,31 @@ class PairCollator:
             "attention_mask": mask,
             "margin": torch.tensor([f.get("margin", 0.0) for f in features], dtype=torch.float32),
         }
-        if "chosen_token_type_ids" in features[0]:
-            types = [f["chosen_token_type_ids"] for f in features] + [f["rejected_token_type_ids"] for f in features]
-            batch["token_type_ids"], _ = pad_rows(types, 0, self.padding_side, self.pad_to_multiple_of)
+        for key in ROW_SEQUENCES:
+            if f"chosen_{key}" in features[0]:
+                seqs = [f[f"chosen_{key}"] for f in features] + [f[f"rejected_{key}"] for f in features]
+                batch[key], _ = pad_rows(seqs, 0, self.padding_side, self.pad_to_multiple_of)
+        b = len(features)
+        stack_images(features, batch, list(range(b)) * 2)
+        return batch
+
+
+@dataclass
+class RowCollator:
+    """Batches single encoded rows (scoring): keys ``input_ids``, ``attention_mask``, optional row sequences,
+    and image tensors with ``image_rows = arange(n)``. Rows are dicts with ``input_ids`` and optional
+    ``token_type_ids`` / ``mm_token_type_ids`` / image tensors."""
+
+    pad_token_id: int
+    padding_side: Literal["left", "right"] = "right"
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        ids, mask = pad_rows([r["input_ids"] for r in rows], self.pad_token_id, self.padding_side)
+        batch = {"input_ids": ids, "attention_mask": mask}
+        for key in ROW_SEQUENCES:
+            if rows[0].get(key) is not None:
+                batch[key], _ = pad_rows([r[key] for r in rows], 0, self.padding_side)
+        stack_images(rows, batch, list(range(len(rows))))
         return batch
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from rewardlab.config.schema import DataConfig
+from rewardlab.config.schema import DataConfig, DataSource
 from rewardlab.data.readers import read_records
 from rewardlab.data.records import PreferencePair, RankedGroup, ReadReport, Record
 from rewardlab.errors import DataError
@@ -33,15 +35,35 @@ def expand(records: list[Record], ranked_as: str) -> list[Record]:
     return out
 
 
+def resolve_image_paths(records: list[Record], data_path: str) -> list[Record]:
+    """Relative image paths in a data file point next to that file (so a data folder can be moved)."""
+    base = Path(data_path).expanduser().parent
+    if not Path(data_path).expanduser().is_file():
+        return records
+
+    def fix(images: tuple) -> tuple:
+        return tuple(
+            str(base / im) if isinstance(im, str) and not im.startswith(("http://", "https://", "/")) else im
+            for im in images
+        )
+
+    return [dataclasses.replace(r, images=fix(r.images)) if r.images else r for r in records]
+
+
+def read_source(source: DataSource) -> tuple[list[Record], ReadReport]:
+    records, report = read_records(source)
+    return resolve_image_paths(records, source.path), report
+
+
 def as_pairs(records: list[Record]) -> list[PreferencePair]:
     return [p for p in expand(records, "pairs") if isinstance(p, PreferencePair)]
 
 
 def prepare_data(cfg: DataConfig, seed: int) -> PreparedData:
-    train_records, train_report = read_records(cfg.train)
+    train_records, train_report = read_source(cfg.train)
     reports = [train_report]
     if cfg.eval is not None:
-        eval_records, eval_report = read_records(cfg.eval)
+        eval_records, eval_report = read_source(cfg.eval)
         reports.append(eval_report)
     elif cfg.eval_fraction > 0:
         # Split by record (a ranked group stays whole) so no prompt is in both sets through its pairs.

@@ -14,6 +14,7 @@ the prompt) and so that training and scoring read exactly the same ids (`Scorer`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from rewardlab.data.records import PreferencePair, RankedGroup, Text
@@ -34,9 +35,28 @@ class TransformStats:
 
 @dataclass
 class EncodedText:
+    """One row: token ids, optional segment ids (encoders), and ``extras`` for the backbone — for vision
+    rows ``pixel_values`` and, per family, ``image_grid_thw`` / ``mm_token_type_ids``."""
+
     input_ids: list[int]
     token_type_ids: list[int] | None
     truncated: bool = False
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def fit_to_budget(
+    prompt_ids: list[int], response_ids: list[int], budget: int, overlong: str
+) -> tuple[list[int], list[int], bool] | None:
+    """Apply the over-long policy: ``None`` to drop, else ids cut from the prompt's start first, then from the
+    response's start, so that the end of the response, where the score is read, survives."""
+    if len(prompt_ids) + len(response_ids) <= budget:
+        return prompt_ids, response_ids, False
+    if overlong == "drop":
+        return None
+    keep_response = min(len(response_ids), max(budget, 0))
+    keep_prompt = max(budget, 0) - keep_response
+    prompt_ids = prompt_ids[len(prompt_ids) - keep_prompt :] if keep_prompt > 0 else []
+    return prompt_ids, response_ids[len(response_ids) - keep_response :], True
 
 
 @dataclass
@@ -106,24 +126,21 @@ class TextTransform:
         return head, full[len(head) :], True
 
     # -- encoding ----------------------------------------------------------------------------------------------
-    def encode(self, prompt: Text, response: Text) -> EncodedText | None:
+    def encode(self, prompt: Text, response: Text, images: tuple[Any, ...] = ()) -> EncodedText | None:
         """Token ids for one (prompt, response); ``None`` when over-long and the policy is ``drop``."""
+        if images:
+            raise DataError("the record has images but the model is text-only; use a vision-language backbone")
         prompt_text, response_text, templated = self._render(prompt, response)
         tok = self.tokenizer
         prompt_ids = tok(prompt_text, add_special_tokens=False).input_ids if prompt_text else []
         response_ids = tok(response_text, add_special_tokens=False).input_ids
         head, mid, tail = ([], [], []) if templated and self.pooling == "last" else (self._head, self._mid, self._tail)
-        budget = self.max_length - len(head) - len(mid) - len(tail)
-        truncated = len(prompt_ids) + len(response_ids) > budget
-        if truncated:
-            if self.overlong == "drop":
-                return None
-            keep_response = min(len(response_ids), budget)
-            keep_prompt = budget - keep_response
-            # Cut the prompt's start first (the recent context matters most), then the response's start, so that
-            # the end of the response, where the score is read, survives.
-            prompt_ids = prompt_ids[len(prompt_ids) - keep_prompt :] if keep_prompt > 0 else []
-            response_ids = response_ids[len(response_ids) - keep_response :]
+        fitted = fit_to_budget(
+            prompt_ids, response_ids, self.max_length - len(head) - len(mid) - len(tail), self.overlong
+        )
+        if fitted is None:
+            return None
+        prompt_ids, response_ids, truncated = fitted
         first = head + prompt_ids + mid
         second = response_ids + tail
         type_ids = [0] * len(first) + [1] * len(second) if self._type_ids else None
@@ -132,8 +149,8 @@ class TextTransform:
     def encode_pair(self, pair: PreferencePair) -> dict[str, Any] | None:
         """Features of one pair for :class:`~rewardlab.data.collator.PairCollator`; ``None`` if dropped."""
         self.stats.seen += 1
-        chosen = self.encode(pair.prompt, pair.chosen)
-        rejected = self.encode(pair.prompt, pair.rejected)
+        chosen = self.encode(pair.prompt, pair.chosen, pair.images)
+        rejected = self.encode(pair.prompt, pair.rejected, pair.images)
         if chosen is None or rejected is None:
             self.stats.dropped += 1
             return None
@@ -151,7 +168,7 @@ class TextTransform:
     def encode_group(self, group: RankedGroup) -> dict[str, Any] | None:
         """Features of one ranked group for :class:`~rewardlab.data.collator.GroupCollator`."""
         self.stats.seen += 1
-        encoded = [self.encode(group.prompt, response) for response in group.responses]
+        encoded = [self.encode(group.prompt, response, group.images) for response in group.responses]
         if any(e is None for e in encoded):
             self.stats.dropped += 1
             return None
@@ -160,3 +177,134 @@ class TextTransform:
         if encoded[0].token_type_ids is not None:
             feature["token_type_ids"] = [e.token_type_ids for e in encoded]
         return feature
+
+
+# -- vision ----------------------------------------------------------------------------------------------------
+# Prompt layouts per family: (text before the image, text between the image and the prompt... ) rendered as
+# ``before + <image tokens> + after_image + prompt + before_response`` then ``response + end``.
+VISION_LAYOUTS: dict[str, dict[str, str]] = {
+    # LLaVA-1.5: "USER: <image>\n{prompt} ASSISTANT: {response}</s>"
+    "llava": {"before": "USER: ", "after_image": "\n", "before_response": " ASSISTANT:", "response_prefix": " "},
+    # Qwen-VL chat format with vision start/end markers around the image pads.
+    "qwen2_vl": {
+        "before": "<|im_start|>user\n<|vision_start|>", "after_image": "<|vision_end|>",
+        "before_response": "<|im_end|>\n<|im_start|>assistant\n", "response_prefix": "",
+    },
+}  # fmt: skip
+VISION_LAYOUTS["qwen2_5_vl"] = VISION_LAYOUTS["qwen2_vl"]
+
+
+def load_image(ref: Any, root: Path | None) -> Any:
+    """A PIL image from a path (relative paths resolve against ``root``, the data file's folder) or a PIL image.
+
+    URLs are kept as strings in records but not fetched here: download the images and point at the files.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if hasattr(ref, "convert"):
+        return ref.convert("RGB")
+    if not isinstance(ref, str):
+        raise DataError(f"an image must be a path or a PIL image, got {type(ref).__name__}")
+    if ref.startswith(("http://", "https://")):
+        raise DataError(f"image {ref!r} is a URL; download the images and give local paths")
+    path = Path(ref)
+    if not path.is_absolute() and root is not None:
+        path = root / path
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except FileNotFoundError:
+        raise DataError(f"image {path} not found") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(f"image {path} is corrupt or not an image ({exc})") from None
+
+
+@dataclass
+class VisionTransform:
+    """(prompt, response, image) → token ids with the image's placeholder tokens, plus pixel inputs.
+
+    Exactly one image per record. The image block is never truncated: over-long text is cut as in
+    :func:`fit_to_budget`. ``image_tokens(pixel_inputs)`` gives the number of placeholder tokens an image
+    needs (it depends on the family and, for Qwen-VL, on the image size).
+
+    Args:
+        tokenizer, image_processor: the backbone's tokenizer and (PIL) image processor.
+        model_type: a key of :data:`VISION_LAYOUTS`.
+        image_token_id: the placeholder token id (``config.image_token_id``).
+        image_tokens: callable ``pixel_inputs -> int``.
+        image_root: folder that relative image paths are resolved against.
+    """
+
+    tokenizer: Any
+    image_processor: Any
+    model_type: str
+    image_token_id: int
+    image_tokens: Any
+    max_length: int
+    overlong: Literal["truncate", "drop"] = "truncate"
+    image_root: Path | None = None
+    stats: TransformStats = field(default_factory=TransformStats)
+    pooling: str = "last"
+
+    def __post_init__(self) -> None:
+        if self.model_type not in VISION_LAYOUTS:
+            raise DataError(f"no prompt layout for model type {self.model_type!r}; known: {sorted(VISION_LAYOUTS)}")
+        self.layout = VISION_LAYOUTS[self.model_type]
+        tok = self.tokenizer
+        self._bos = [tok.bos_token_id] if tok.bos_token_id is not None and self.model_type == "llava" else []
+        self._eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
+        self._mm_types = self.model_type.startswith("qwen")
+
+    def pixel_inputs(self, images: tuple[Any, ...]) -> dict[str, Any]:
+        if len(images) != 1:
+            raise DataError(f"a vision record needs exactly one image, got {len(images)}")
+        image = load_image(images[0], self.image_root)
+        return dict(self.image_processor(images=[image], return_tensors="pt"))
+
+    def encode(self, prompt: Text, response: Text, images: tuple[Any, ...] = (), pixels: dict | None = None):
+        """One row; pass ``pixels`` (from :meth:`pixel_inputs`) to reuse an image already processed."""
+        if not isinstance(prompt, str) or not isinstance(response, str):
+            raise DataError("vision records take plain-string prompts and responses")
+        pixels = pixels if pixels is not None else self.pixel_inputs(images)
+        tok, lay = self.tokenizer, self.layout
+        before = self._bos + tok(lay["before"], add_special_tokens=False).input_ids
+        image = [self.image_token_id] * int(self.image_tokens(pixels))
+        prompt_ids = tok(lay["after_image"] + prompt + lay["before_response"], add_special_tokens=False).input_ids
+        response_ids = tok(lay["response_prefix"] + response, add_special_tokens=False).input_ids
+        fitted = fit_to_budget(prompt_ids, response_ids, self.max_length - len(before) - len(image) - len(self._eos),
+                               self.overlong)  # fmt: skip
+        if fitted is None:
+            return None
+        prompt_ids, response_ids, truncated = fitted
+        ids = before + image + prompt_ids + response_ids + self._eos
+        extras = dict(pixels)
+        if self._mm_types:
+            extras["mm_token_type_ids"] = [1 if t == self.image_token_id else 0 for t in ids]
+        return EncodedText(ids, None, truncated, extras)
+
+    def encode_pair(self, pair: PreferencePair) -> dict[str, Any] | None:
+        """Pair features; the image is processed once and sent once (the backbone encodes it once)."""
+        self.stats.seen += 1
+        try:
+            pixels = self.pixel_inputs(pair.images)
+        except DataError as exc:
+            raise DataError(f"record {pair.id or '(no id)'}: {exc}") from None
+        chosen = self.encode(pair.prompt, pair.chosen, pixels=pixels)
+        rejected = self.encode(pair.prompt, pair.rejected, pixels=pixels)
+        if chosen is None or rejected is None:
+            self.stats.dropped += 1
+            return None
+        self.stats.truncated += int(chosen.truncated or rejected.truncated)
+        feature: dict[str, Any] = {
+            "chosen_input_ids": chosen.input_ids,
+            "rejected_input_ids": rejected.input_ids,
+            "margin": 0.0 if pair.margin is None else float(pair.margin),
+            **pixels,
+        }
+        if self._mm_types:
+            feature["chosen_mm_token_type_ids"] = chosen.extras["mm_token_type_ids"]
+            feature["rejected_mm_token_type_ids"] = rejected.extras["mm_token_type_ids"]
+        return feature
+
+    def encode_group(self, group: RankedGroup) -> dict[str, Any] | None:
+        raise DataError("ranked groups with images are not supported yet; use data.ranked_as=pairs")

@@ -40,39 +40,119 @@ def load_tokenizer(cfg: ModelConfig) -> Any:
     return tok
 
 
+def is_vision_model(name_or_path: str, trust_remote_code: bool = False) -> bool:
+    """Whether ``name_or_path`` is a vision-language model (a family in :data:`rewardlab.models.vision.FAMILIES`)."""
+    from transformers import AutoConfig
+
+    from rewardlab.models.vision import is_vision_config
+
+    try:
+        return is_vision_config(AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{name_or_path}: cannot read the model config ({exc})") from None
+
+
 def load_backbone(cfg: ModelConfig, tokenizer: Any) -> Any:
-    """``AutoModelForSequenceClassification`` with one output; LoRA applied when configured."""
+    """``AutoModelForSequenceClassification`` with one output — or, for a vision-language model, a
+    :class:`~rewardlab.models.vision.VisionRewardBackbone` — with LoRA applied when configured."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    kwargs: dict[str, Any] = {"num_labels": 1, "trust_remote_code": cfg.trust_remote_code}
+    from rewardlab.models.vision import VisionRewardBackbone
+
+    kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
     kwargs["dtype"] = getattr(torch, cfg.dtype) if cfg.dtype != "auto" else "auto"
     if cfg.attn_implementation:
         kwargs["attn_implementation"] = cfg.attn_implementation
+    vision = is_vision_model(cfg.name_or_path, cfg.trust_remote_code)
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(cfg.name_or_path, **kwargs)
+        if vision:
+            model = VisionRewardBackbone.from_pretrained(cfg.name_or_path, **kwargs)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(cfg.name_or_path, num_labels=1, **kwargs)
     except (OSError, ValueError) as exc:
-        raise ModelError(f"{cfg.name_or_path}: cannot load a sequence-classification model ({exc})") from None
-    model.config.pad_token_id = tokenizer.pad_token_id
+        raise ModelError(f"{cfg.name_or_path}: cannot load a reward backbone ({exc})") from None
+    model.config.get_text_config().pad_token_id = tokenizer.pad_token_id
+    if cfg.freeze_vision_tower:
+        if not vision:
+            raise ModelError("model.freeze_vision_tower is set, but the model has no vision tower")
+        logger.info("froze %d vision-tower parameters", model.freeze_vision_tower())
     if cfg.lora is not None:
-        model = apply_lora(model, cfg.lora)
+        model = apply_lora(model, cfg.lora, vision=vision)
     return model
 
 
-def apply_lora(model: Any, lora: LoraSettings) -> Any:
+# LoRA on a VLM adapts the language model only (the vision tower and projector keep their weights).
+VISION_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+
+
+def apply_lora(model: Any, lora: LoraSettings, *, vision: bool = False) -> Any:
     """Wrap with peft LoRA; the freshly initialised head is trained fully and saved (``modules_to_save``)."""
     from peft import LoraConfig, TaskType, get_peft_model
 
     head = [name for name in ("score", "classifier", "pre_classifier") if hasattr(model, name)]
+    targets = VISION_LORA_TARGETS if vision and lora.target_modules == "all-linear" else lora.target_modules
     peft_cfg = LoraConfig(
-        task_type=TaskType.SEQ_CLS,
+        task_type=None if vision else TaskType.SEQ_CLS,
         r=lora.r,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
-        target_modules=lora.target_modules,
+        target_modules=targets,
         modules_to_save=head,
     )
     peft_model = get_peft_model(model, peft_cfg)
     trainable, total = peft_model.get_nb_trainable_parameters()
     logger.info("LoRA: %d of %d parameters trainable (%.2f%%)", trainable, total, 100 * trainable / total)
     return peft_model
+
+
+def image_token_count(config: Any) -> Any:
+    """``pixel_inputs -> int``: placeholder tokens one image needs in this VLM."""
+    if config.model_type == "llava":
+        vision = config.vision_config
+        n = (vision.image_size // vision.patch_size) ** 2
+        full = config.vision_feature_select_strategy == "full"  # "default" drops the CLS token
+        return lambda _pixels: n + int(full)
+    merge = config.vision_config.spatial_merge_size
+    return lambda pixels: int(pixels["image_grid_thw"][0].prod()) // merge**2
+
+
+def load_image_processor(path: str, config: Any, min_pixels: int | None = None, max_pixels: int | None = None):
+    """The PIL image processor of the family (no torchvision needed)."""
+    from pathlib import Path
+
+    if config.model_type == "llava":
+        from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil as cls
+    else:
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil as cls
+    kwargs = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
+    if (Path(path) / "preprocessor_config.json").is_file() or not Path(path).exists():
+        try:
+            return cls.from_pretrained(path, **kwargs)
+        except OSError as exc:
+            raise ModelError(f"{path}: cannot load the image processor ({exc})") from None
+    raise ModelError(f"{path}: no preprocessor_config.json (the image processor) in the model directory")
+
+
+def make_transform(
+    backbone: Any,
+    tokenizer: Any,
+    path: str,
+    *,
+    max_length: int,
+    pooling: str,
+    overlong: str = "truncate",
+    chat_template: str = "auto",
+    image_processor: Any = None,
+) -> Any:
+    """The model transform for this backbone: text (tokenizer) or vision (tokenizer + image processor)."""
+    from rewardlab.data.transforms import TextTransform, VisionTransform
+    from rewardlab.models.reward_model import unwrap_peft
+    from rewardlab.models.vision import is_vision_config
+
+    config = unwrap_peft(backbone).config
+    if not is_vision_config(config):
+        return TextTransform(tokenizer, max_length, pooling, overlong, chat_template)
+    processor = image_processor or load_image_processor(path, config)
+    return VisionTransform(tokenizer, processor, config.model_type, config.image_token_id, image_token_count(config),
+                           max_length, overlong)  # fmt: skip

@@ -141,6 +141,7 @@ def load_reward_model(path: str | os.PathLike[str], *, device: str = "cpu", dtyp
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from rewardlab.models.backbones import resolve_pooling
+    from rewardlab.models.vision import HEAD_FILE, VisionRewardBackbone
 
     path = Path(path)
     if not path.is_dir():
@@ -150,7 +151,11 @@ def load_reward_model(path: str | os.PathLike[str], *, device: str = "cpu", dtyp
     kwargs = {"num_labels": 1, **({"dtype": torch_dtype} if torch_dtype else {})}
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        if (path / "adapter_config.json").is_file():
+        if (path / HEAD_FILE).is_file():
+            backbone = VisionRewardBackbone.from_pretrained(
+                path, **{k: v for k, v in kwargs.items() if k != "num_labels"}
+            )
+        elif (path / "adapter_config.json").is_file():
             from peft import AutoPeftModelForSequenceClassification
 
             backbone = AutoPeftModelForSequenceClassification.from_pretrained(path, **kwargs)
@@ -160,7 +165,7 @@ def load_reward_model(path: str | os.PathLike[str], *, device: str = "cpu", dtyp
         raise ModelError(f"{path}: cannot load the model: missing, corrupt or incomplete files ({exc})") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    unwrap_peft(backbone).config.pad_token_id = tokenizer.pad_token_id
+    unwrap_peft(backbone).config.get_text_config().pad_token_id = tokenizer.pad_token_id
     pooling = meta.get("pooling") or resolve_pooling(unwrap_peft(backbone), "auto")
     model = RewardModel(backbone, pooling).to(device).eval()
     return LoadedModel(model, tokenizer, meta)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rewardlab.data.collator import pad_rows
+from rewardlab.data.collator import RowCollator
 from rewardlab.data.records import PreferencePair, Text
 from rewardlab.data.transforms import TextTransform
 from rewardlab.errors import ModelError
@@ -60,10 +60,12 @@ class Scorer:
         padding_side: str = "right",
         batch_size: int = 16,
         normalization: dict[str, float] | None = None,
+        transform: Any = None,
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self.transform = TextTransform(tokenizer, max_length, model.pooling, "truncate", chat_template)
+        self.transform = transform or TextTransform(tokenizer, max_length, model.pooling, "truncate", chat_template)
+        self.collator = RowCollator(tokenizer.pad_token_id, padding_side)
         self.padding_side = padding_side
         self.batch_size = batch_size
         self.normalization = normalization
@@ -79,18 +81,28 @@ class Scorer:
         dtype: str | None = None,
     ) -> Scorer:
         """Load a model directory; transform settings come from its ``rewardlab.json`` when present."""
+        from rewardlab.models.backbones import make_transform
         from rewardlab.models.checkpoint import load_reward_model
 
         loaded = load_reward_model(path, device=resolve_device(device), dtype=dtype)
         meta = loaded.meta
+        max_length = max_length or meta.get("max_length") or DEFAULT_MAX_LENGTH
+        transform = make_transform(
+            loaded.model.backbone,
+            loaded.tokenizer,
+            str(path),
+            max_length=max_length,
+            pooling=loaded.model.pooling,
+            chat_template=meta.get("chat_template", "auto"),
+        )
         return cls(
             loaded.model,
             loaded.tokenizer,
-            max_length=max_length or meta.get("max_length") or DEFAULT_MAX_LENGTH,
-            chat_template=meta.get("chat_template", "auto"),
+            max_length=max_length,
             padding_side=meta.get("padding_side", "right"),
             batch_size=batch_size,
             normalization=meta.get("normalization"),
+            transform=transform,
         )
 
     @property
@@ -104,8 +116,10 @@ class Scorer:
         *,
         normalize: bool = False,
         on_batch: Callable[[int], None] | None = None,
+        images: Sequence[tuple[Any, ...]] | None = None,
     ) -> list[float]:
-        """Scores of ``responses``; ``prompts`` is one prompt for all, or one per response.
+        """Scores of ``responses``; ``prompts`` is one prompt for all, or one per response; ``images`` (vision
+        models) one tuple of images per response.
 
         ``on_batch(n)`` is called after each forward pass with the number of responses it scored (progress bars).
         """
@@ -113,7 +127,8 @@ class Scorer:
             prompts = [prompts] * len(responses)  # type: ignore[list-item]
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
-        encoded = [self.transform.encode(p, r) for p, r in zip(prompts, responses)]
+        images = images if images is not None else [()] * len(responses)
+        encoded = [self.transform.encode(p, r, imgs) for p, r, imgs in zip(prompts, responses, images)]
         scores = self._score_encoded(encoded, on_batch)
         return self.normalize(scores) if normalize else scores
 
@@ -122,18 +137,13 @@ class Scorer:
 
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))
         out = [0.0] * len(encoded)
-        pad_id = self.tokenizer.pad_token_id
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 idx = order[start : start + self.batch_size]
-                ids, mask = pad_rows([encoded[i].input_ids for i in idx], pad_id, self.padding_side)
-                kwargs = {}
-                if encoded[idx[0]].token_type_ids is not None:
-                    kwargs["token_type_ids"], _ = pad_rows(
-                        [encoded[i].token_type_ids for i in idx], 0, self.padding_side
-                    )
-                    kwargs["token_type_ids"] = kwargs["token_type_ids"].to(self.device)
-                scores = self.model(ids.to(self.device), mask.to(self.device), **kwargs)
+                rows = [{"input_ids": e.input_ids, "token_type_ids": e.token_type_ids, **e.extras}
+                        for e in (encoded[i] for i in idx)]  # fmt: skip
+                batch = {k: v.to(self.device) for k, v in self.collator(rows).items()}
+                scores = self.model(**batch)
                 for i, s in zip(idx, scores.tolist()):
                     out[i] = s
                 if on_batch is not None:
@@ -151,7 +161,10 @@ class Scorer:
     def score_pairs(self, pairs: Sequence[PreferencePair]) -> tuple[list[float], list[float]]:
         """(chosen scores, rejected scores), one forward batch stream for both."""
         n = len(pairs)
-        scores = self.score([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs])
+        images = [p.images for p in pairs] * 2
+        scores = self.score(
+            [p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs], images=images
+        )
         return scores[:n], scores[n:]
 
     def compare(self, prompt: Text, a: Text, b: Text) -> Comparison:

@@ -90,11 +90,11 @@ def find_candidates(cfg: EvalConfig) -> list[Candidate]:
 
 
 def load_eval_sets(cfg: EvalConfig) -> list[EvalSet]:
-    from rewardlab.data.readers import read_records
+    from rewardlab.data.prepare import read_source
 
     sets = []
     for source in cfg.eval_sets:
-        records, _ = read_records(source)
+        records, _ = read_source(source)
         es = EvalSet(source.display_name, source.path)
         for rec in records:
             (es.pairs if isinstance(rec, PreferencePair) else es.groups).append(rec)
@@ -128,7 +128,8 @@ def score_set(scorer: Any, es: EvalSet, on_batch: Any = None) -> SetScores:
     prompts = [p.prompt for p in es.pairs] * 2 + [g.prompt for g in es.groups for _ in g.responses]
     responses = [p.chosen for p in es.pairs] + [p.rejected for p in es.pairs]
     responses += [r for g in es.groups for r in g.responses]
-    scores = scorer.score(prompts, responses, on_batch=on_batch)
+    images = [p.images for p in es.pairs] * 2 + [g.images for g in es.groups for _ in g.responses]
+    scores = scorer.score(prompts, responses, on_batch=on_batch, images=images)
     lengths = [response_length(scorer.tokenizer, r) for r in responses]
     n = len(es.pairs)
     out = SetScores(scores[:n], scores[n : 2 * n], lengths[:n], lengths[n : 2 * n], [p.subset for p in es.pairs], [])

@@ -81,9 +81,16 @@ def export_meta(cfg: TrainConfig, pooling: str, padding_side: str, tokenizer: An
 def run_train(cfg: TrainConfig) -> TrainResult:
     """Train a reward model as ``cfg`` says. Input problems raise before anything is written."""
     from rewardlab.data.collator import GroupCollator, PairCollator
-    from rewardlab.data.transforms import TextTransform
-    from rewardlab.models.backbones import load_backbone, load_tokenizer, resolve_pooling
-    from rewardlab.models.reward_model import RewardModel
+    from rewardlab.models.backbones import (
+        is_vision_model,
+        load_backbone,
+        load_image_processor,
+        load_tokenizer,
+        make_transform,
+        resolve_pooling,
+    )
+    from rewardlab.models.reward_model import RewardModel, unwrap_peft
+    from rewardlab.models.vision import ProcessorBundle
     from rewardlab.recipes.run_record import write_run_record
     from rewardlab.training.arguments import build_training_args
     from rewardlab.training.callbacks import MetricsFileCallback
@@ -101,7 +108,16 @@ def run_train(cfg: TrainConfig) -> TrainResult:
     pooling = resolve_pooling(backbone, cfg.model.pooling)
     # Encoders read [CLS] at position 0, so they pad on the right; decoders score the same either way.
     padding_side = "right" if pooling == "cls" or cfg.model.padding_side == "auto" else cfg.model.padding_side
-    transform = TextTransform(tokenizer, cfg.data.max_length, pooling, cfg.data.overlong, cfg.data.chat_template)
+    processing = tokenizer
+    image_processor = None
+    if is_vision_model(cfg.model.name_or_path, cfg.model.trust_remote_code):
+        config = unwrap_peft(backbone).config
+        image_processor = load_image_processor(cfg.model.name_or_path, config, cfg.model.min_pixels,
+                                               cfg.model.max_pixels)  # fmt: skip
+        processing = ProcessorBundle(tokenizer, image_processor)
+    transform = make_transform(backbone, tokenizer, cfg.model.name_or_path, max_length=cfg.data.max_length,
+                               pooling=pooling, overlong=cfg.data.overlong, chat_template=cfg.data.chat_template,
+                               image_processor=image_processor)  # fmt: skip
     train_set, eval_set, counts = build_datasets(data, transform, cfg.data.ranked_as)
     counts["records"] = {r.source: {"rows": r.rows, "records": r.records, **r.counts} for r in data.reports}
 
@@ -113,7 +129,7 @@ def run_train(cfg: TrainConfig) -> TrainResult:
         train_dataset=train_set,
         eval_dataset=eval_set,
         data_collator=collator_cls(tokenizer.pad_token_id, padding_side),
-        processing_class=tokenizer,
+        processing_class=processing,
         loss_config=cfg.loss,
         export_meta=export_meta(cfg, pooling, padding_side, tokenizer),
         callbacks=[MetricsFileCallback(run_dir / "metrics.jsonl")],

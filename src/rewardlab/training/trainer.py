@@ -27,7 +27,8 @@ from rewardlab.models.reward_model import RewardModel
 from rewardlab.training.losses import bradley_terry_loss, centering_penalty, plackett_luce_loss
 from rewardlab.training.weights import load_backbone_weights
 
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# Batch keys the loss reads; every other key is a model input (ids, masks, image tensors, ...).
+LOSS_INPUTS = ("margin", "ranks", "group_sizes")
 
 
 def pair_metrics(eval_pred: EvalPrediction) -> dict[str, float]:
@@ -71,7 +72,7 @@ class RewardTrainer(Trainer):
 
     # -- loss --------------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        scores = model(**{k: inputs[k] for k in MODEL_INPUTS if k in inputs})  # (rows,)
+        scores = model(**{k: v for k, v in inputs.items() if k not in LOSS_INPUTS})  # (rows,)
         outputs: dict[str, torch.Tensor] = {"scores": scores}
         if "group_sizes" in inputs:
             loss = plackett_luce_loss(scores, inputs["ranks"], inputs["group_sizes"])

@@ -1,0 +1,187 @@
+"""Vision-language backbones for reward models (part of the backbone loader, DESIGN.md §2).
+
+A :class:`VisionRewardBackbone` wraps an ``AutoModelForImageTextToText`` model (LLaVA, Qwen2-VL,
+Qwen2.5-VL) and a scalar ``score`` head, and exposes the same two things a text decoder does —
+``getattr(model, model.base_model_prefix)`` returning final hidden states, and ``model.score`` — so
+:class:`~rewardlab.models.reward_model.RewardModel`, the trainer and the Scorer need no vision branch.
+
+Images are encoded once per *image*, not once per row: the collator sends each distinct image once with
+``image_rows`` saying which image every row uses (a pair's chosen and rejected rows share theirs), and the
+vision tower's features are reused through ``mm_encoder_outputs``. A family is one small
+:class:`VisionFamily` entry in :data:`FAMILIES`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+HEAD_FILE = "reward_head.safetensors"
+
+
+@dataclass(frozen=True)
+class VisionFamily:
+    """What differs between VLM families, and nothing else.
+
+    ``vision_modules``: attribute names (on the inner model) of the vision tower, frozen on request.
+    ``mrope``: the family computes its own 3-D rotary positions (Qwen-VL), so no 2-D ``position_ids``.
+    ``feature_kwargs``: extra inputs ``get_image_features`` takes besides ``pixel_values``.
+    """
+
+    vision_modules: tuple[str, ...]
+    mrope: bool
+    feature_kwargs: tuple[str, ...] = ()
+    row_kwargs: tuple[str, ...] = field(default=())
+
+
+FAMILIES: dict[str, VisionFamily] = {
+    "llava": VisionFamily(vision_modules=("vision_tower",), mrope=False),
+    "qwen2_vl": VisionFamily(
+        ("visual",), mrope=True, feature_kwargs=("image_grid_thw",), row_kwargs=("mm_token_type_ids",)
+    ),
+    "qwen2_5_vl": VisionFamily(
+        ("visual",), mrope=True, feature_kwargs=("image_grid_thw",), row_kwargs=("mm_token_type_ids",)
+    ),
+}
+
+
+def is_vision_config(config: Any) -> bool:
+    return getattr(config, "model_type", None) in FAMILIES
+
+
+@dataclass
+class HiddenStates:
+    last_hidden_state: torch.Tensor
+
+
+class VisionBody(nn.Module):
+    """The VLM's inner model, called with each image encoded once. Returns final hidden states ``(rows, t, h)``."""
+
+    def __init__(self, vlm: nn.Module, family: VisionFamily):
+        super().__init__()
+        self.vlm = vlm
+        self.family = family
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+        use_cache: bool = False,
+        pixel_values: torch.Tensor | None = None,
+        image_rows: torch.Tensor | None = None,
+        **extra: Any,
+    ) -> HiddenStates:
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        inner = self.vlm.model
+        kwargs: dict[str, Any] = {k: extra[k] for k in self.family.row_kwargs if k in extra}
+        if pixel_values is not None:
+            feature_kwargs = {k: extra[k] for k in self.family.feature_kwargs if k in extra}
+            per_image = inner.get_image_features(pixel_values=pixel_values, return_dict=True, **feature_kwargs)
+            rows = image_rows.tolist() if image_rows is not None else list(range(input_ids.shape[0]))
+            features = [per_image.pooler_output[i] for i in rows]  # one entry per row, shared tensors
+            kwargs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=features)}
+            if "image_grid_thw" in extra:
+                kwargs["image_grid_thw"] = extra["image_grid_thw"][
+                    image_rows if image_rows is not None else slice(None)
+                ]
+        if not self.family.mrope:
+            kwargs["position_ids"] = position_ids
+        out = inner(input_ids=input_ids, attention_mask=attention_mask, use_cache=use_cache, **kwargs)
+        return HiddenStates(out.last_hidden_state)
+
+
+class VisionRewardBackbone(nn.Module):
+    """A VLM plus a scalar head, shaped like a text sequence-classification decoder (``body`` + ``score``)."""
+
+    base_model_prefix = "body"
+
+    def __init__(self, vlm: nn.Module, model_type: str):
+        super().__init__()
+        self.model_type = model_type
+        self.body = VisionBody(vlm, FAMILIES[model_type])
+        hidden = vlm.config.get_text_config().hidden_size
+        self.score = nn.Linear(hidden, 1, bias=False, dtype=next(vlm.parameters()).dtype)
+        nn.init.normal_(self.score.weight, std=1.0 / (hidden + 1) ** 0.5)
+
+    @property
+    def vlm(self) -> nn.Module:
+        return self.body.vlm
+
+    @property
+    def config(self) -> Any:
+        return self.vlm.config
+
+    def freeze_vision_tower(self) -> int:
+        """Freeze the vision tower; returns how many parameters were frozen."""
+        frozen = 0
+        for name in self.body.family.vision_modules:
+            for p in getattr(self.vlm.model, name).parameters():
+                p.requires_grad_(False)
+                frozen += p.numel()
+        return frozen
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
+        self.vlm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
+
+    def enable_input_require_grads(self) -> None:
+        self.vlm.enable_input_require_grads()
+
+    def save_pretrained(self, directory: str | Path, state_dict: dict | None = None, **_: Any) -> None:
+        """The VLM as a standard directory (``AutoModelForImageTextToText`` loads it) + ``reward_head.safetensors``."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        vlm_sd = head_sd = None
+        if state_dict is not None:
+            vlm_sd = {k.removeprefix("body.vlm."): v for k, v in state_dict.items() if k.startswith("body.vlm.")}
+            head_sd = {k.removeprefix("score."): v for k, v in state_dict.items() if k.startswith("score.")}
+        self.vlm.save_pretrained(directory, state_dict=vlm_sd)
+        head = head_sd if head_sd is not None else self.score.state_dict()
+        save_file({k: v.detach().contiguous().cpu() for k, v in head.items()}, str(directory / HEAD_FILE))
+        (directory / "reward_head.json").write_text(json.dumps({"model_type": self.model_type}), encoding="utf-8")
+
+    def load_checkpoint(self, directory: str | Path) -> None:
+        """Load weights written by :meth:`save_pretrained` into this live model (resume)."""
+        from safetensors.torch import load_file
+
+        fresh = type(self.vlm).from_pretrained(directory, dtype=next(self.vlm.parameters()).dtype)
+        self.vlm.load_state_dict(fresh.state_dict())
+        self.score.load_state_dict(load_file(str(Path(directory) / HEAD_FILE)))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **kwargs: Any) -> VisionRewardBackbone:
+        """A VLM directory or hub name; a saved head is loaded when present, else the head is new."""
+        from safetensors.torch import load_file
+        from transformers import AutoModelForImageTextToText
+
+        vlm = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
+        model = cls(vlm, vlm.config.model_type)
+        head = Path(path) / HEAD_FILE
+        if head.is_file():
+            model.score.load_state_dict(load_file(str(head)))
+        return model
+
+
+@dataclass
+class ProcessorBundle:
+    """Tokenizer + image processor saved side by side into every checkpoint (what the Trainer calls the
+    processing class)."""
+
+    tokenizer: Any
+    image_processor: Any
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        self.tokenizer.save_pretrained(directory)
+        self.image_processor.save_pretrained(directory)
+
+    def __getattr__(self, name: str) -> Any:  # pad_token_id, eos_token_id, ... come from the tokenizer
+        if name in ("tokenizer", "image_processor"):
+            raise AttributeError(name)
+        return getattr(self.tokenizer, name)
