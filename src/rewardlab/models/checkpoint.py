@@ -140,7 +140,7 @@ def load_reward_model(path: str | os.PathLike[str], *, device: str = "cpu", dtyp
     from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from rewardlab.models.backbones import resolve_pooling
+    from rewardlab.models.backbones import is_vision_model, resolve_pooling
     from rewardlab.models.vision import HEAD_FILE, VisionRewardBackbone
 
     path = Path(path)
@@ -151,7 +151,7 @@ def load_reward_model(path: str | os.PathLike[str], *, device: str = "cpu", dtyp
     kwargs = {"num_labels": 1, **({"dtype": torch_dtype} if torch_dtype else {})}
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        if (path / HEAD_FILE).is_file():
+        if (path / HEAD_FILE).is_file() or is_vision_model(str(path)):
             backbone = VisionRewardBackbone.from_pretrained(
                 path, **{k: v for k, v in kwargs.items() if k != "num_labels"}
             )

@@ -19,7 +19,14 @@ SPECIALS = ["<|endoftext|>", "<|pad|>", "<|im_start|>", "<|im_end|>", "[CLS]", "
 Family = Literal["qwen2", "qwen3", "llama", "bert"]
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 512, *, pad_is_eos: bool = False, encoder: bool = False):
+def train_tokenizer(
+    texts: Iterable[str],
+    vocab_size: int = 512,
+    *,
+    pad_is_eos: bool = False,
+    encoder: bool = False,
+    extra_specials: list[str] | None = None,
+):
     """Byte-level BPE trained on ``texts`` in about a second, wrapped as a ``PreTrainedTokenizerFast``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -28,7 +35,9 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 512, *, pad_is_eos: 
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=vocab_size,
+        special_tokens=SPECIALS + (extra_specials or []),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     core.train_from_iterator(texts, trainer=trainer)
     if encoder:
@@ -105,4 +114,85 @@ def build_tiny_model(
     directory = Path(directory)
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
+    return directory
+
+
+VisionFamilyName = Literal["llava", "qwen2_vl", "qwen2_5_vl"]
+VISION_SPECIALS = ["<image>", "<|image_pad|>", "<|vision_start|>", "<|vision_end|>", "<|video_pad|>"]
+
+
+def tiny_vlm_config(family: VisionFamilyName, tokenizer, *, hidden: int = 64, layers: int = 2, image_size: int = 64):
+    """A small LLaVA (CLIP vision tower + Llama) or Qwen2(.5)-VL config, ids taken from ``tokenizer``."""
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, Qwen2_5_VLConfig, Qwen2VLConfig
+
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in VISION_SPECIALS}
+    text = dict(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
+    )  # fmt: skip
+    if family == "llava":
+        vision = CLIPVisionConfig(
+            hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers, num_attention_heads=4,
+            image_size=image_size, patch_size=16, projection_dim=hidden,
+        )  # fmt: skip
+        return LlavaConfig(
+            vision_config=vision, text_config=LlamaConfig(**text), image_token_id=ids["<image>"],
+            image_seq_length=(image_size // 16) ** 2, vision_feature_layer=-1,
+            vision_feature_select_strategy="default", projector_hidden_act="gelu",
+        )  # fmt: skip
+    head_dim = hidden // 4
+    text["rope_scaling"] = {"type": "mrope", "mrope_section": [head_dim // 8, head_dim // 8, head_dim // 4]}
+    common = dict(
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+    )  # fmt: skip
+    if family == "qwen2_vl":
+        vision = dict(
+            depth=layers, embed_dim=hidden, hidden_size=hidden, num_heads=4, mlp_ratio=2, patch_size=14,
+            spatial_merge_size=2, temporal_patch_size=2, in_channels=3,
+        )  # fmt: skip
+        return Qwen2VLConfig(text_config=text, vision_config=vision, **common)
+    vision = dict(
+        depth=layers, hidden_size=hidden, intermediate_size=2 * hidden, num_heads=4, out_hidden_size=hidden,
+        patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
+        fullatt_block_indexes=[layers - 1], in_chans=3,
+    )  # fmt: skip
+    return Qwen2_5_VLConfig(text_config=text, vision_config=vision, **common)
+
+
+def build_tiny_vlm(
+    directory: str | Path,
+    texts: Iterable[str],
+    *,
+    family: VisionFamilyName = "llava",
+    vocab_size: int = 512,
+    hidden: int = 64,
+    layers: int = 2,
+    image_size: int = 64,
+    seed: int = 0,
+) -> Path:
+    """Write a randomly initialised VLM (``AutoModelForImageTextToText`` loads it), its tokenizer and its PIL
+    image processor. The reward head is added when rewardlab loads it."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    tokenizer = train_tokenizer(texts, vocab_size, extra_specials=VISION_SPECIALS)
+    config = tiny_vlm_config(family, tokenizer, hidden=hidden, layers=layers, image_size=image_size)
+    torch.manual_seed(seed)
+    model = AutoModelForImageTextToText.from_config(config)
+    directory = Path(directory)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    if family == "llava":
+        from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+        side = {"height": image_size, "width": image_size}
+        processor = CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size=side)
+    else:
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+        area = (image_size // 28 * 28) ** 2
+        processor = Qwen2VLImageProcessorPil(min_pixels=area, max_pixels=area, patch_size=14, merge_size=2)
+    processor.save_pretrained(directory)
     return directory

@@ -1,0 +1,143 @@
+"""Vision-language reward models on tiny random LLaVA, Qwen2-VL and Qwen2.5-VL built from configs.
+
+The same test bodies run for a text decoder too (``FAMILIES`` includes ``qwen2``): the collator, RewardModel,
+trainer and Scorer are one code path for both modalities.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rewardlab.config import TrainConfig, build_config
+from rewardlab.data.records import PreferencePair
+from rewardlab.data.screenshots import make_screenshot_pairs, write_jsonl
+from rewardlab.data.synthetic import corpus
+from rewardlab.errors import DataError
+from rewardlab.models.backbones import make_transform
+from rewardlab.models.checkpoint import load_reward_model, save_reward_model
+from rewardlab.models.scorer import Scorer
+from rewardlab.models.tiny import build_tiny_vlm
+from rewardlab.recipes.train import run_train
+from tests.tiny import make_tiny, pair_rows
+from tests.tiny import write_jsonl as write_rows
+
+VISION = ["llava", "qwen2_vl", "qwen2_5_vl"]
+FAMILIES = ["qwen2", *VISION]
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shots")
+    pairs = make_screenshot_pairs(8, seed=0, out_dir=root / "train")
+    write_jsonl(pairs, root / "train.jsonl")
+    return root, pairs
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, shots):
+    root = tmp_path_factory.mktemp("vlm")
+    texts = corpus(shots[1]) * 4
+    out = {fam: build_tiny_vlm(root / fam, texts, family=fam, hidden=32) for fam in VISION}
+    out["qwen2"] = make_tiny(root / "qwen2")
+    return out
+
+
+def scorer_for(path, side="right") -> Scorer:
+    loaded = load_reward_model(path)
+    transform = make_transform(loaded.model.backbone, loaded.tokenizer, str(path), max_length=256, pooling="last")
+    return Scorer(loaded.model, loaded.tokenizer, transform=transform, padding_side=side, max_length=256)
+
+
+def sample_pairs(family, shots):
+    pairs = shots[1][:4]
+    return pairs if family in VISION else [PreferencePair(p.prompt, p.chosen, p.rejected) for p in pairs]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_scores_do_not_depend_on_padding_side(models, shots, family):
+    pairs = sample_pairs(family, shots)
+    scorer = scorer_for(models[family], "right")  # one model: a raw VLM gets a freshly initialised head per load
+    right = scorer.score_pairs(pairs)
+    scorer.collator.padding_side = "left"
+    left = scorer.score_pairs(pairs)
+    assert left[0] == pytest.approx(right[0], abs=1e-5) and left[1] == pytest.approx(right[1], abs=1e-5)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_save_load_gives_identical_scores(models, shots, tmp_path, family):
+    pairs = sample_pairs(family, shots)
+    scorer = scorer_for(models[family])
+    with torch.no_grad():
+        for p in scorer.model.backbone.score.parameters():
+            p.add_(0.3)  # a trained head, not the freshly initialised one
+    before = scorer.score_pairs(pairs)
+    bundle = scorer.tokenizer
+    if family in VISION:
+        from rewardlab.models.vision import ProcessorBundle
+
+        bundle = ProcessorBundle(scorer.tokenizer, scorer.transform.image_processor)
+    out = save_reward_model(scorer.model, bundle, tmp_path / "export", {"max_length": 256})
+    after = Scorer.from_pretrained(str(out), device="cpu").score_pairs(pairs)
+    assert after[0] == pytest.approx(before[0], abs=1e-6) and after[1] == pytest.approx(before[1], abs=1e-6)
+
+
+@pytest.mark.parametrize("family", VISION)
+def test_image_encoded_once_per_pair_gives_the_same_scores(models, shots, family):
+    """The pair batch sends each image once (image_rows); scoring each row with its own copy agrees."""
+    from rewardlab.data.collator import PairCollator
+
+    scorer = scorer_for(models[family])
+    pairs = shots[1][:3]
+    batch = PairCollator(scorer.tokenizer.pad_token_id)([scorer.transform.encode_pair(p) for p in pairs])
+    assert batch["image_rows"].tolist() == [0, 1, 2, 0, 1, 2]
+    n_images = batch["image_grid_thw"].shape[0] if "image_grid_thw" in batch else batch["pixel_values"].shape[0]
+    assert n_images == 3  # not 6
+    with torch.no_grad():
+        shared = scorer.model(**batch)
+    separate = scorer.score_pairs(pairs)
+    assert shared[:3].tolist() == pytest.approx(separate[0], abs=1e-5)
+    assert shared[3:].tolist() == pytest.approx(separate[1], abs=1e-5)
+
+
+def train_config(tmp_path, base, data, **model):
+    return build_config(TrainConfig, {
+        "output_dir": str(tmp_path / "run"),
+        "data": {"train": str(data), "max_length": 256},
+        "model": {"name_or_path": str(base), **model},
+        "training": {"max_steps": 6, "per_device_train_batch_size": 8, "learning_rate": 5e-3, "logging_steps": 1,
+                     "save_strategy": "no", "warmup_steps": 0, "lr_scheduler_type": "constant"},
+    })  # fmt: skip
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_training_steps_lower_the_loss(models, shots, tmp_path, family):
+    root, pairs = shots
+    data = root / "train.jsonl"
+    if family not in VISION:
+        data = write_rows(tmp_path / "text.jsonl", pair_rows(pairs))
+    result = run_train(train_config(tmp_path, models[family], data))
+    rows = [r for r in (result.run_dir / "metrics.jsonl").read_text().splitlines() if '"loss"' in r]
+    losses = [float(r.split('"loss": ')[1].split(",")[0]) for r in rows]
+    assert len(losses) == 6 and losses[-1] < losses[0]
+
+
+def test_frozen_vision_tower_is_bit_identical_after_training(models, shots, tmp_path):
+    root, _ = shots
+    result = run_train(train_config(tmp_path, models["llava"], root / "train.jsonl", freeze_vision_tower=True))
+    before, after = load_file(models["llava"] / "model.safetensors"), load_file(result.model_dir / "model.safetensors")
+    tower = [k for k in before if "vision_tower" in k]
+    assert tower and all(torch.equal(before[k], after[k]) for k in tower)
+    language = [k for k in before if "language_model" in k and "layers" in k]
+    assert any(not torch.equal(before[k], after[k]) for k in language)
+
+
+def test_missing_or_corrupt_image_names_the_record(models, shots, tmp_path):
+    scorer = scorer_for(models["llava"])
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    for image, message in ((tmp_path / "none.png", "not found"), (bad, "corrupt or not an image")):
+        pair = PreferencePair("Describe this web page.", "a", "b", images=(str(image),), id="rec-7")
+        with pytest.raises(DataError, match=f"record rec-7: image .*{message}"):
+            scorer.transform.encode_pair(pair)
