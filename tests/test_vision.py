@@ -141,3 +141,49 @@ def test_missing_or_corrupt_image_names_the_record(models, shots, tmp_path):
         pair = PreferencePair("Describe this web page.", "a", "b", images=(str(image),), id="rec-7")
         with pytest.raises(DataError, match=f"record rec-7: image .*{message}"):
             scorer.transform.encode_pair(pair)
+
+
+def test_irrelevant_query_rows_and_loss_on_a_hand_built_batch(models, shots):
+    from rewardlab.config.schema import LossConfig
+    from rewardlab.data.collator import PairCollator
+    from rewardlab.training.arguments import build_training_args
+    from rewardlab.training.losses import bradley_terry_loss
+    from rewardlab.training.trainer import RewardTrainer
+
+    scorer = scorer_for(models["llava"])
+    features = [scorer.transform.encode_pair(p) for p in shots[1][:3]]
+    batch = PairCollator(scorer.tokenizer.pad_token_id, num_irrelevant_pairs=1)(features)
+    assert batch["irrelevant_pairs"].tolist() == [[0, 6], [1, 7], [2, 8]]
+    assert batch["image_rows"].tolist() == [0, 1, 2, 0, 1, 2, 1, 2, 0]  # chosen text of pair i, image of pair i+1
+    assert torch.equal(batch["input_ids"][6:], batch["input_ids"][:3])
+
+    class FixedScores(torch.nn.Module):
+        def forward(self, **_):
+            return torch.tensor([2.0, 0.5, 1.0, 1.0, 0.0, 1.5, -1.0, 0.5, 3.0])
+
+    args = build_training_args("unused", {"report_to": "none"}, has_eval=False, seed=0)
+    trainer = RewardTrainer(model=scorer.model, args=args, loss_config=LossConfig(irrelevant_loss_weight=0.5),
+                            export_meta={})  # fmt: skip
+    stub = FixedScores().eval()
+    loss = trainer.compute_loss(stub, {**batch, "margin": torch.zeros(3)})
+    s = stub()
+    expected = bradley_terry_loss(s[:3], s[3:6]) + 0.5 * bradley_terry_loss(s[[0, 1, 2]], s[[6, 7, 8]])
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-7)
+
+
+def test_training_with_irrelevant_queries_logs_them_separately(models, shots, tmp_path):
+    import json
+
+    from rewardlab.errors import ConfigError
+
+    root, pairs = shots
+    cfg = train_config(tmp_path, models["llava"], root / "train.jsonl")
+    cfg.data.num_irrelevant_pairs = 2
+    result = run_train(cfg)
+    rows = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    logged = [r for r in rows if "loss" in r]
+    assert all(0 <= r["irrelevant_accuracy"] <= 1 and r["irrelevant_loss"] > 0 for r in logged)
+    text_cfg = train_config(tmp_path, models["qwen2"], write_rows(tmp_path / "t.jsonl", pair_rows(pairs)))
+    text_cfg.data.num_irrelevant_pairs = 1
+    with pytest.raises(ConfigError, match="num_irrelevant_pairs needs a vision-language model"):
+        run_train(text_cfg)

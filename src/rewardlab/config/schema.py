@@ -84,6 +84,14 @@ class DataConfig(StrictModel):
         "auto",
         description="Use the tokenizer's chat template: `auto` for conversational records only.",
     )
+    num_irrelevant_pairs: int = Field(
+        0,
+        ge=0,
+        description=(
+            "Vision: per pair, extra pairs where the chosen text with its own image is preferred over the same "
+            "text with another record's image (robustness to irrelevant queries); logged separately."
+        ),
+    )
 
 
 class LoraSettings(StrictModel):
@@ -129,6 +137,9 @@ class LossConfig(StrictModel):
     use_margin: bool = Field(True, description="Subtract a pair's `margin` inside the Bradley–Terry loss.")
     center_coefficient: float | None = Field(
         None, ge=0.0, description="Reward centering: add coef·mean(score²) to keep scores near zero."
+    )
+    irrelevant_loss_weight: float = Field(
+        1.0, ge=0.0, description="Weight of the irrelevant-query loss (with data.num_irrelevant_pairs > 0)."
     )
 
 

@@ -299,6 +299,8 @@ class VisionTransform:
             "chosen_input_ids": chosen.input_ids,
             "rejected_input_ids": rejected.input_ids,
             "margin": 0.0 if pair.margin is None else float(pair.margin),
+            # Rows can swap images only with images that need as many placeholder tokens.
+            "image_tokens": int(self.image_tokens(pixels)),
             **pixels,
         }
         if self._mm_types:

@@ -110,7 +110,10 @@ def run_train(cfg: TrainConfig) -> TrainResult:
     padding_side = "right" if pooling == "cls" or cfg.model.padding_side == "auto" else cfg.model.padding_side
     processing = tokenizer
     image_processor = None
-    if is_vision_model(cfg.model.name_or_path, cfg.model.trust_remote_code):
+    vision = is_vision_model(cfg.model.name_or_path, cfg.model.trust_remote_code)
+    if cfg.data.num_irrelevant_pairs and not vision:
+        raise ConfigError("data.num_irrelevant_pairs needs a vision-language model (it swaps images between pairs)")
+    if vision:
         config = unwrap_peft(backbone).config
         image_processor = load_image_processor(cfg.model.name_or_path, config, cfg.model.min_pixels,
                                                cfg.model.max_pixels)  # fmt: skip
@@ -122,13 +125,18 @@ def run_train(cfg: TrainConfig) -> TrainResult:
     counts["records"] = {r.source: {"rows": r.rows, "records": r.records, **r.counts} for r in data.reports}
 
     write_run_record(run_dir, cfg)
-    collator_cls = GroupCollator if cfg.data.ranked_as == "groups" else PairCollator
+    if cfg.data.ranked_as == "groups":
+        collator = GroupCollator(tokenizer.pad_token_id, padding_side)
+    else:
+        collator = PairCollator(
+            tokenizer.pad_token_id, padding_side, num_irrelevant_pairs=cfg.data.num_irrelevant_pairs
+        )
     trainer = RewardTrainer(
         model=RewardModel(backbone, pooling),
         args=args,
         train_dataset=train_set,
         eval_dataset=eval_set,
-        data_collator=collator_cls(tokenizer.pad_token_id, padding_side),
+        data_collator=collator,
         processing_class=processing,
         loss_config=cfg.loss,
         export_meta=export_meta(cfg, pooling, padding_side, tokenizer),

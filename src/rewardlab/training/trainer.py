@@ -28,7 +28,9 @@ from rewardlab.training.losses import bradley_terry_loss, centering_penalty, pla
 from rewardlab.training.weights import load_backbone_weights
 
 # Batch keys the loss reads; every other key is a model input (ids, masks, image tensors, ...).
-LOSS_INPUTS = ("margin", "ranks", "group_sizes")
+LOSS_INPUTS = ("margin", "ranks", "group_sizes", "irrelevant_pairs")
+# Train metrics summed on the device between two log lines: name → index in RewardTrainer._train_sums.
+SUMS = {"accuracy": 0, "margin": 1, "pairs": 2, "irrelevant_accuracy": 3, "irrelevant_loss": 4, "irrelevant_pairs": 5}
 
 
 def pair_metrics(eval_pred: EvalPrediction) -> dict[str, float]:
@@ -67,7 +69,7 @@ class RewardTrainer(Trainer):
             raise TypeError(f"RewardTrainer needs a RewardModel, got {type(self.model).__name__}")
         self.loss_config = loss_config
         self.export_meta = export_meta
-        self._train_sums = torch.zeros(3, dtype=torch.float64)  # accuracy sum, margin sum, pair count
+        self._train_sums = torch.zeros(len(SUMS), dtype=torch.float64)
         self._staging_dir: str | None = None
 
     # -- loss --------------------------------------------------------------------------------------------------
@@ -78,19 +80,32 @@ class RewardTrainer(Trainer):
             loss = plackett_luce_loss(scores, inputs["ranks"], inputs["group_sizes"])
         else:
             b = inputs["margin"].shape[0]
-            chosen, rejected = scores[:b], scores[b:]
+            chosen, rejected = scores[:b], scores[b : 2 * b]
             margin = inputs["margin"] if self.loss_config.use_margin else None
             loss = bradley_terry_loss(chosen, rejected, margin)
             outputs.update(chosen=chosen, rejected=rejected)
             if model.training:
-                # Accumulated on the device: no host sync per step; read when logging.
-                diff = (chosen - rejected).detach().double()
-                acc = (diff > 0).double() + 0.5 * (diff == 0).double()
-                self._train_sums = self._train_sums.to(diff.device)
-                self._train_sums += torch.stack([acc.sum(), diff.sum(), diff.new_tensor(float(b))])
+                self._accumulate(chosen - rejected, first=SUMS["accuracy"])
+        if "irrelevant_pairs" in inputs:
+            # Irrelevant-query augmentation: the chosen text with its own image beats it with another image.
+            idx = inputs["irrelevant_pairs"]  # (m, 2)
+            own, other = scores[idx[:, 0]], scores[idx[:, 1]]
+            irrelevant = bradley_terry_loss(own, other)
+            loss = loss + self.loss_config.irrelevant_loss_weight * irrelevant
+            if model.training:
+                self._accumulate(own - other, first=SUMS["irrelevant_accuracy"], loss=irrelevant)
         if self.loss_config.center_coefficient:
             loss = loss + centering_penalty(scores, self.loss_config.center_coefficient)
         return (loss, outputs) if return_outputs else loss
+
+    def _accumulate(self, diff: torch.Tensor, *, first: int, loss: torch.Tensor | None = None) -> None:
+        """Add (accuracy sum, margin or loss sum, count) of ``diff`` (n,) into the sums, on the device."""
+        diff = diff.detach().double()
+        acc = (diff > 0).double() + 0.5 * (diff == 0).double()
+        n = diff.new_tensor(float(diff.numel()))
+        second = diff.sum() if loss is None else loss.detach().double() * n
+        self._train_sums = self._train_sums.to(diff.device)
+        self._train_sums[first : first + 3] += torch.stack([acc.sum(), second, n])
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)
@@ -107,9 +122,12 @@ class RewardTrainer(Trainer):
             sums = self._train_sums.to(self.args.device)
             if self.args.world_size > 1:  # every process logs at the same step, so this collective is safe
                 sums = self.accelerator.reduce(sums, reduction="sum")
-            if sums[2] > 0:
-                logs["accuracy"] = round(float(sums[0] / sums[2]), 4)
-                logs["margin"] = round(float(sums[1] / sums[2]), 4)
+            for name, count in (("accuracy", "pairs"), ("irrelevant_accuracy", "irrelevant_pairs")):
+                n = sums[SUMS[count]]
+                if n > 0:
+                    logs[name] = round(float(sums[SUMS[name]] / n), 4)
+                    second = "margin" if name == "accuracy" else "irrelevant_loss"
+                    logs[second] = round(float(sums[SUMS[second]] / n), 4)
             self._train_sums.zero_()
         super().log(logs, start_time)
 
