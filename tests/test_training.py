@@ -177,3 +177,28 @@ def test_swap_invariant_after_training(tmp_path, data):
     c, r = scorer.score_pairs(EVAL_PAIRS[:10])
     c2, r2 = scorer.score_pairs([PreferencePair(p.prompt, p.rejected, p.chosen) for p in EVAL_PAIRS[:10]])
     assert torch.allclose(torch.tensor(c) - torch.tensor(r), -(torch.tensor(c2) - torch.tensor(r2)), atol=1e-6)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None, reason="bitsandbytes not installed")
+def test_qlora_4bit_trains_and_exports_adapter_and_head(tmp_path, data):
+    base = make_tiny(tmp_path / "base")
+    _, result = train(
+        tmp_path,
+        base,
+        data,
+        model={"lora": {"r": 4}, "quantization": {"bits": 4, "compute_dtype": "float32"}},
+        training={"max_steps": 4, "num_train_epochs": 1, "use_cpu": True},
+    )
+    # Adapter + head, loaded onto the full-precision base: the standard QLoRA deployment.
+    assert (result.model_dir / "adapter_config.json").is_file()
+    assert held_out_accuracy(result.model_dir) == pytest.approx(result.metrics["eval_accuracy"], abs=0.05)
+
+
+def test_quantization_without_lora_is_a_config_error():
+    from rewardlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.quantization needs model.lora"):
+        build_config(
+            TrainConfig,
+            {"output_dir": "o", "data": {"train": "t"}, "model": {"name_or_path": "m", "quantization": {"bits": 4}}},
+        )

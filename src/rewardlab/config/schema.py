@@ -99,9 +99,23 @@ class LoraSettings(StrictModel):
     alpha: int = Field(32, ge=1, description="LoRA alpha.")
     dropout: float = Field(0.05, ge=0.0, lt=1.0, description="LoRA dropout.")
     target_modules: str | list[str] = Field("all-linear", description="Modules to adapt (peft syntax).")
-    merge_on_export: bool = Field(
-        True, description="Merge the adapter into the weights when saving (else save adapter + head)."
+    merge_on_export: bool | None = Field(
+        None,
+        description=(
+            "Merge the adapter into the weights of the final export (else save adapter + head). Default: merge, "
+            "except for quantized backbones, whose adapter + head load onto the full-precision base."
+        ),
     )
+
+
+class QuantizationSettings(StrictModel):
+    """Load the backbone's linear layers quantized with bitsandbytes (QLoRA: needs `model.lora`). The head,
+    and for vision-language models the vision tower and projector, stay in full precision."""
+
+    bits: Literal[4, 8] = Field(4, description="4-bit (QLoRA) or 8-bit weights.")
+    quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type.")
+    compute_dtype: Literal["bfloat16", "float16", "float32"] = Field("bfloat16", description="Matmul dtype.")
+    double_quant: bool = Field(True, description="Also quantize the quantization constants (saves ~0.4 bit/param).")
 
 
 class ModelConfig(StrictModel):
@@ -123,6 +137,7 @@ class ModelConfig(StrictModel):
         None, description="Pad token to use if the tokenizer has none (default: the EOS token)."
     )
     lora: LoraSettings | None = Field(None, description="Train LoRA adapters (the head is trained fully).")
+    quantization: QuantizationSettings | None = Field(None, description="bitsandbytes 4/8-bit loading (QLoRA).")
     freeze_vision_tower: bool = Field(
         False, description="Vision-language models: keep the vision tower's weights fixed."
     )
@@ -163,6 +178,10 @@ class TrainConfig(StrictModel):
             problems.append("loss.name=plackett_luce needs data.ranked_as=groups")
         if "output_dir" in self.training:
             problems.append("set output_dir at the top level, not in training")
+        if self.model.quantization is not None and self.model.lora is None:
+            problems.append(
+                "model.quantization needs model.lora (quantized weights are not trained; LoRA adapters are)"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self

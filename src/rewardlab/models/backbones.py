@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
-from rewardlab.config.schema import LoraSettings, ModelConfig
+from rewardlab.config.schema import LoraSettings, ModelConfig, QuantizationSettings
 from rewardlab.errors import ModelError
 
 logger = logging.getLogger(__name__)
@@ -65,6 +65,8 @@ def load_backbone(cfg: ModelConfig, tokenizer: Any) -> Any:
     if cfg.attn_implementation:
         kwargs["attn_implementation"] = cfg.attn_implementation
     vision = is_vision_model(cfg.name_or_path, cfg.trust_remote_code)
+    if cfg.quantization is not None:
+        kwargs["quantization_config"] = quantization_config(cfg.quantization, vision=vision)
     try:
         if vision:
             model = VisionRewardBackbone.from_pretrained(cfg.name_or_path, **kwargs)
@@ -77,9 +79,47 @@ def load_backbone(cfg: ModelConfig, tokenizer: Any) -> Any:
         if not vision:
             raise ModelError("model.freeze_vision_tower is set, but the model has no vision tower")
         logger.info("froze %d vision-tower parameters", model.freeze_vision_tower())
+    if cfg.quantization is not None:
+        prepare_quantized(model)
     if cfg.lora is not None:
         model = apply_lora(model, cfg.lora, vision=vision)
     return model
+
+
+# Kept in full precision when quantizing: fresh heads, and a VLM's vision tower and projector.
+NOT_QUANTIZED = ["score", "classifier", "pre_classifier", "vision_tower", "multi_modal_projector", "visual", "lm_head"]
+
+
+def quantization_config(q: QuantizationSettings, *, vision: bool) -> Any:
+    import importlib.util
+
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ModelError("model.quantization needs bitsandbytes: pip install 'rewardlab[quant]'")
+    if q.bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=NOT_QUANTIZED)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=q.quant_type,
+        bnb_4bit_compute_dtype=getattr(torch, q.compute_dtype),
+        bnb_4bit_use_double_quant=q.double_quant,
+        llm_int8_skip_modules=NOT_QUANTIZED,
+    )
+
+
+def prepare_quantized(model: Any) -> None:
+    """Freeze quantized weights and make layer norms fp32 (peft's k-bit preparation), plus a CPU fix."""
+    import bitsandbytes as bnb
+    from peft import prepare_model_for_kbit_training
+
+    prepare_model_for_kbit_training(getattr(model, "vlm", model), use_gradient_checkpointing=False)
+    for module in model.modules():
+        # On CPUs with AVX512-BF16, an eval forward repacks 4-bit weights in place and the next training step
+        # fails ("a view of a leaf Variable ... in-place"); keep the portable kernel.
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
 
 
 # LoRA on a VLM adapts the language model only (the vision tower and projector keep their weights).

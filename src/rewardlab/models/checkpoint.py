@@ -151,7 +151,7 @@ def load_reward_model(path: str | os.PathLike[str], *, device: str = "cpu", dtyp
     kwargs = {"num_labels": 1, **({"dtype": torch_dtype} if torch_dtype else {})}
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        if (path / HEAD_FILE).is_file() or is_vision_model(str(path)):
+        if (path / HEAD_FILE).is_file() or ((path / "config.json").is_file() and is_vision_model(str(path))):
             backbone = VisionRewardBackbone.from_pretrained(
                 path, **{k: v for k, v in kwargs.items() if k != "num_labels"}
             )

@@ -121,9 +121,27 @@ VisionFamilyName = Literal["llava", "qwen2_vl", "qwen2_5_vl"]
 VISION_SPECIALS = ["<image>", "<|image_pad|>", "<|vision_start|>", "<|vision_end|>", "<|video_pad|>"]
 
 
-def tiny_vlm_config(family: VisionFamilyName, tokenizer, *, hidden: int = 64, layers: int = 2, image_size: int = 64):
-    """A small LLaVA (CLIP vision tower + Llama) or Qwen2(.5)-VL config, ids taken from ``tokenizer``."""
+def tiny_vlm_config(
+    family: VisionFamilyName,
+    tokenizer,
+    *,
+    hidden: int = 64,
+    layers: int = 2,
+    image_size: int = 64,
+    patch_size: int | None = None,
+    vision_layers: int | None = None,
+):
+    """A small LLaVA (CLIP vision tower + Llama) or Qwen2(.5)-VL config, ids taken from ``tokenizer``.
+
+    ``patch_size`` (default 16 for LLaVA; Qwen-VL's patches are 14 pixels, merged 2×2, and nothing else) and
+    ``vision_layers`` (default ``layers``) size the vision tower.
+    """
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, Qwen2_5_VLConfig, Qwen2VLConfig
+
+    if family != "llava" and patch_size not in (None, 14):
+        raise ValueError(f"{family}: patch_size must be 14 (or None), got {patch_size}")
+    patch = patch_size or 16
+    vision_layers = vision_layers or layers
 
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in VISION_SPECIALS}
     text = dict(
@@ -133,12 +151,12 @@ def tiny_vlm_config(family: VisionFamilyName, tokenizer, *, hidden: int = 64, la
     )  # fmt: skip
     if family == "llava":
         vision = CLIPVisionConfig(
-            hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers, num_attention_heads=4,
-            image_size=image_size, patch_size=16, projection_dim=hidden,
+            hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=vision_layers, num_attention_heads=4,
+            image_size=image_size, patch_size=patch, projection_dim=hidden,
         )  # fmt: skip
         return LlavaConfig(
             vision_config=vision, text_config=LlamaConfig(**text), image_token_id=ids["<image>"],
-            image_seq_length=(image_size // 16) ** 2, vision_feature_layer=-1,
+            image_seq_length=(image_size // patch) ** 2, vision_feature_layer=-1,
             vision_feature_select_strategy="default", projector_hidden_act="gelu",
         )  # fmt: skip
     head_dim = hidden // 4
@@ -149,14 +167,14 @@ def tiny_vlm_config(family: VisionFamilyName, tokenizer, *, hidden: int = 64, la
     )  # fmt: skip
     if family == "qwen2_vl":
         vision = dict(
-            depth=layers, embed_dim=hidden, hidden_size=hidden, num_heads=4, mlp_ratio=2, patch_size=14,
+            depth=vision_layers, embed_dim=hidden, hidden_size=hidden, num_heads=4, mlp_ratio=2, patch_size=14,
             spatial_merge_size=2, temporal_patch_size=2, in_channels=3,
         )  # fmt: skip
         return Qwen2VLConfig(text_config=text, vision_config=vision, **common)
     vision = dict(
-        depth=layers, hidden_size=hidden, intermediate_size=2 * hidden, num_heads=4, out_hidden_size=hidden,
+        depth=vision_layers, hidden_size=hidden, intermediate_size=2 * hidden, num_heads=4, out_hidden_size=hidden,
         patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
-        fullatt_block_indexes=[layers - 1], in_chans=3,
+        fullatt_block_indexes=[vision_layers - 1], in_chans=3,
     )  # fmt: skip
     return Qwen2_5_VLConfig(text_config=text, vision_config=vision, **common)
 
@@ -171,14 +189,18 @@ def build_tiny_vlm(
     layers: int = 2,
     image_size: int = 64,
     seed: int = 0,
+    patch_size: int | None = None,
+    vision_layers: int | None = None,
 ) -> Path:
     """Write a randomly initialised VLM (``AutoModelForImageTextToText`` loads it), its tokenizer and its PIL
-    image processor. The reward head is added when rewardlab loads it."""
+    image processor. The reward head is added when rewardlab loads it. ``patch_size`` and ``vision_layers``:
+    see :func:`tiny_vlm_config`."""
     import torch
     from transformers import AutoModelForImageTextToText
 
     tokenizer = train_tokenizer(texts, vocab_size, extra_specials=VISION_SPECIALS)
-    config = tiny_vlm_config(family, tokenizer, hidden=hidden, layers=layers, image_size=image_size)
+    config = tiny_vlm_config(family, tokenizer, hidden=hidden, layers=layers, image_size=image_size,
+                             patch_size=patch_size, vision_layers=vision_layers)  # fmt: skip
     torch.manual_seed(seed)
     model = AutoModelForImageTextToText.from_config(config)
     directory = Path(directory)

@@ -164,7 +164,10 @@ def finish_run(cfg: TrainConfig, trainer: Any, eval_set: Any, counts: dict[str, 
         meta["normalization"] = score_statistics(preds.reshape(-1))
     model_dir = run_dir / "model"
     if trainer.args.should_save:
-        merge = cfg.model.lora.merge_on_export if cfg.model.lora else True
+        lora = cfg.model.lora
+        merge = True if lora is None else lora.merge_on_export
+        if merge is None:
+            merge = cfg.model.quantization is None
         save_reward_model(trainer.model, trainer.processing_class, model_dir, meta, merge_lora=merge)
         summary = {"metrics": metrics, "counts": counts, "global_step": trainer.state.global_step}
         atomic_write_text(run_dir / "results.json", json.dumps(summary, indent=2))
