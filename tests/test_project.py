@@ -35,7 +35,7 @@ def test_layers_contract_holds():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((REPO / "configs").rglob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_are_valid(path):
     text = path.read_text()
     assert text.startswith("#") and "rewardlab" in text.splitlines()[0], "each config starts with its command"

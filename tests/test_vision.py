@@ -187,3 +187,20 @@ def test_training_with_irrelevant_queries_logs_them_separately(models, shots, tm
     text_cfg.data.num_irrelevant_pairs = 1
     with pytest.raises(ConfigError, match="num_irrelevant_pairs needs a vision-language model"):
         run_train(text_cfg)
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+def test_lora_on_the_language_model_with_checkpointing_exports_merged(models, shots, tmp_path, family):
+    root, pairs = shots
+    cfg = train_config(tmp_path, models[family], root / "train.jsonl", lora={"r": 4, "alpha": 8, "dropout": 0.0})
+    cfg.training.update(max_steps=3, activation_checkpointing=True)
+    result = run_train(cfg)
+    assert not (result.model_dir / "adapter_config.json").exists()
+    exported = load_file(result.model_dir / "model.safetensors")
+    assert not any("lora_" in k for k in exported)
+    base = load_file(models[family] / "model.safetensors")
+    changed = [k for k in base if not torch.equal(base[k], exported[k])]
+    vision_parts = ("vision_tower", "multi_modal_projector", "visual")
+    assert changed and not any(part in k for k in changed for part in vision_parts)  # language model only
+    scores = Scorer.from_pretrained(str(result.model_dir), device="cpu").score_pairs(pairs[:2])
+    assert all(map(lambda x: x == x, scores[0] + scores[1]))  # finite, no NaN
