@@ -204,3 +204,16 @@ def test_lora_on_the_language_model_with_checkpointing_exports_merged(models, sh
     assert changed and not any(part in k for k in changed for part in vision_parts)  # language model only
     scores = Scorer.from_pretrained(str(result.model_dir), device="cpu").score_pairs(pairs[:2])
     assert all(map(lambda x: x == x, scores[0] + scores[1]))  # finite, no NaN
+
+
+@pytest.mark.slow
+def test_bench_vision_runs_and_both_variants_agree():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "bench_vision.py"
+    proc = subprocess.run([sys.executable, str(script), "--pairs", "2", "--image-size", "64", "--steps", "1"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "identical scores: True" in proc.stdout and "speed-up:" in proc.stdout

@@ -1,0 +1,91 @@
+"""Vision RMs: what encoding each pair's image once saves, versus once per row (chosen and rejected).
+
+    python bench/bench_vision.py [--family llava|qwen2_vl] [--pairs 8] [--image-size 224] [--steps 5]
+
+Both variants train the same tiny VLM reward model on the same batch: "once" sends each pair's image a
+single time and reuses the vision features for both rows (rewardlab's collator, ``image_rows``); "per row"
+sends the image with every row, which is what a pipeline that treats chosen and rejected as two
+independent samples does. Prints forward+backward time per step for both, and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def build(tmp: Path, family: str, image_size: int, pairs: int):
+    from rewardlab.data.collator import PairCollator
+    from rewardlab.data.screenshots import make_screenshot_pairs
+    from rewardlab.data.synthetic import corpus
+    from rewardlab.models.backbones import make_transform
+    from rewardlab.models.checkpoint import load_reward_model
+    from rewardlab.models.tiny import build_tiny_vlm
+
+    records = make_screenshot_pairs(pairs, seed=0, out_dir=tmp / "shots", size=(256, 192))
+    path = build_tiny_vlm(tmp / "vlm", corpus(records) * 4, family=family, hidden=128, layers=4,
+                          image_size=image_size)  # fmt: skip
+    loaded = load_reward_model(path)
+    transform = make_transform(loaded.model.backbone, loaded.tokenizer, str(path), max_length=2048, pooling="last")
+    batch = PairCollator(loaded.tokenizer.pad_token_id)([transform.encode_pair(r) for r in records])
+    return loaded.model.train(), batch
+
+
+def per_row(batch: dict) -> dict:
+    """The same batch with every row carrying its own copy of the image."""
+    rows = batch["image_rows"]
+    out = {**batch, "image_rows": torch.arange(len(rows))}
+    if "image_grid_thw" in batch:  # Qwen-VL: patches are concatenated per image
+        grids = batch["image_grid_thw"]
+        sizes = grids.prod(-1).tolist()
+        chunks = torch.split(batch["pixel_values"], sizes)
+        out["pixel_values"] = torch.cat([chunks[i] for i in rows.tolist()])
+        out["image_grid_thw"] = grids[rows]
+    else:
+        out["pixel_values"] = batch["pixel_values"][rows]
+    return out
+
+
+def step_time(model, batch: dict) -> float:
+    start = time.perf_counter()
+    model(**{k: v for k, v in batch.items() if k != "margin"}).sum().backward()
+    model.zero_grad(set_to_none=True)
+    return time.perf_counter() - start
+
+
+def time_both(model, once: dict, twice: dict, steps: int) -> tuple[float, float]:
+    """Median step times, the two variants interleaved so that machine noise hits both alike."""
+    step_time(model, once), step_time(model, twice)  # warm-up
+    a, b = zip(*[(step_time(model, once), step_time(model, twice)) for _ in range(steps)])
+    return statistics.median(a), statistics.median(b)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--family", default="llava", choices=["llava", "qwen2_vl", "qwen2_5_vl"])
+    parser.add_argument("--pairs", type=int, default=8)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--steps", type=int, default=5)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        model, batch = build(Path(tmp), args.family, args.image_size, args.pairs)
+        duplicated = per_row(batch)
+        inputs = [{k: v for k, v in b.items() if k != "margin"} for b in (batch, duplicated)]
+        with torch.no_grad():
+            same = torch.allclose(model(**inputs[0]), model(**inputs[1]), atol=1e-5)
+        once, twice = time_both(model, batch, duplicated, args.steps)
+    print(f"{args.family}, {args.pairs} pairs, {args.image_size}px images, fwd+bwd per step (median of {args.steps}):")
+    print("| images encoded | s/step | pairs/s |\n|---|---|---|")
+    print(f"| once per pair (rewardlab) | {once:.3f} | {args.pairs / once:.1f} |")
+    print(f"| once per row | {twice:.3f} | {args.pairs / twice:.1f} |")
+    print(f"speed-up: {twice / once:.2f}x; identical scores: {same}")
+
+
+if __name__ == "__main__":
+    main()
