@@ -59,6 +59,28 @@ def fit_to_budget(
     return prompt_ids, response_ids[len(response_ids) - keep_response :], True
 
 
+def pair_features(
+    stats: TransformStats, pair: PreferencePair, chosen: EncodedText | None, rejected: EncodedText | None
+) -> dict[str, Any] | None:
+    """The row features of a pair (``chosen_*`` / ``rejected_*``, ``margin``), counting drops and truncations."""
+    if chosen is None or rejected is None:
+        stats.dropped += 1
+        return None
+    stats.truncated += int(chosen.truncated or rejected.truncated)
+    feature: dict[str, Any] = {
+        "chosen_input_ids": chosen.input_ids,
+        "rejected_input_ids": rejected.input_ids,
+        "margin": 0.0 if pair.margin is None else float(pair.margin),
+    }
+    if chosen.token_type_ids is not None:
+        feature["chosen_token_type_ids"] = chosen.token_type_ids
+        feature["rejected_token_type_ids"] = rejected.token_type_ids
+    if "mm_token_type_ids" in chosen.extras:
+        feature["chosen_mm_token_type_ids"] = chosen.extras["mm_token_type_ids"]
+        feature["rejected_mm_token_type_ids"] = rejected.extras["mm_token_type_ids"]
+    return feature
+
+
 @dataclass
 class TextTransform:
     """Turns (prompt, response) into model inputs for a text reward model.
@@ -151,19 +173,7 @@ class TextTransform:
         self.stats.seen += 1
         chosen = self.encode(pair.prompt, pair.chosen, pair.images)
         rejected = self.encode(pair.prompt, pair.rejected, pair.images)
-        if chosen is None or rejected is None:
-            self.stats.dropped += 1
-            return None
-        self.stats.truncated += int(chosen.truncated or rejected.truncated)
-        feature: dict[str, Any] = {
-            "chosen_input_ids": chosen.input_ids,
-            "rejected_input_ids": rejected.input_ids,
-            "margin": 0.0 if pair.margin is None else float(pair.margin),
-        }
-        if chosen.token_type_ids is not None:
-            feature["chosen_token_type_ids"] = chosen.token_type_ids
-            feature["rejected_token_type_ids"] = rejected.token_type_ids
-        return feature
+        return pair_features(self.stats, pair, chosen, rejected)
 
     def encode_group(self, group: RankedGroup) -> dict[str, Any] | None:
         """Features of one ranked group for :class:`~rewardlab.data.collator.GroupCollator`."""
@@ -291,21 +301,10 @@ class VisionTransform:
             raise DataError(f"record {pair.id or '(no id)'}: {exc}") from None
         chosen = self.encode(pair.prompt, pair.chosen, pixels=pixels)
         rejected = self.encode(pair.prompt, pair.rejected, pixels=pixels)
-        if chosen is None or rejected is None:
-            self.stats.dropped += 1
-            return None
-        self.stats.truncated += int(chosen.truncated or rejected.truncated)
-        feature: dict[str, Any] = {
-            "chosen_input_ids": chosen.input_ids,
-            "rejected_input_ids": rejected.input_ids,
-            "margin": 0.0 if pair.margin is None else float(pair.margin),
-            # Rows can swap images only with images that need as many placeholder tokens.
-            "image_tokens": int(self.image_tokens(pixels)),
-            **pixels,
-        }
-        if self._mm_types:
-            feature["chosen_mm_token_type_ids"] = chosen.extras["mm_token_type_ids"]
-            feature["rejected_mm_token_type_ids"] = rejected.extras["mm_token_type_ids"]
+        feature = pair_features(self.stats, pair, chosen, rejected)
+        if feature is not None:
+            # Sent once per pair; rows can swap images only with images needing as many placeholder tokens.
+            feature.update(pixels, image_tokens=int(self.image_tokens(pixels)))
         return feature
 
     def encode_group(self, group: RankedGroup) -> dict[str, Any] | None:
