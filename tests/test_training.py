@@ -66,8 +66,8 @@ def test_pad_equals_eos_still_learns(tmp_path, data):
 
 def test_listwise_plackett_luce_on_ranked_groups(tmp_path, data):
     groups = []
-    for i, p in enumerate(make_pairs(300, seed=6)):
-        worse = make_pairs(1, seed=1000 + i)[0].rejected  # another flawed answer, tied with the first
+    for p in make_pairs(300, seed=6):
+        worse = f"Stop bothering me. {p.rejected}"  # another flawed answer, tied with the first
         groups.append({"prompt": p.prompt, "responses": [p.chosen, p.rejected, worse], "ranks": [1, 2, 2]})
     write_jsonl(tmp_path / "groups.jsonl", groups)
     base = make_tiny(tmp_path / "base")
@@ -134,9 +134,10 @@ def test_tensorboard_logs_offline(tmp_path, data):
         tmp_path,
         base,
         data,
-        training={"report_to": ["tensorboard"], "max_steps": 10, "logging_dir": str(tmp_path / "tb")},
+        training={"report_to": ["tensorboard"], "max_steps": 10},
     )
-    assert list((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    # transformers writes them under output_dir/runs/<date>_<host> (or $TENSORBOARD_LOGGING_DIR).
+    assert list((result.run_dir / "runs").rglob("events.out.tfevents.*"))
 
 
 def test_hh_rlhf_real_file_with_truncation(tmp_path, shared_data_dir):

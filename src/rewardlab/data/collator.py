@@ -135,6 +135,8 @@ class GroupCollator:
     pad_to_multiple_of: int | None = None
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if "chosen_input_ids" in features[0]:  # eval sets are pairs even when training on groups
+            return PairCollator(self.pad_token_id, self.padding_side, self.pad_to_multiple_of)(features)
         rows = [ids for f in features for ids in f["input_ids"]]
         ids, mask = pad_rows(rows, self.pad_token_id, self.padding_side, self.pad_to_multiple_of)
         batch = {

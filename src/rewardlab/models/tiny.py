@@ -130,11 +130,13 @@ def tiny_vlm_config(
     image_size: int = 64,
     patch_size: int | None = None,
     vision_layers: int | None = None,
+    initializer_range: float = 0.02,
 ):
     """A small LLaVA (CLIP vision tower + Llama) or Qwen2(.5)-VL config, ids taken from ``tokenizer``.
 
     ``patch_size`` (default 16 for LLaVA; Qwen-VL's patches are 14 pixels, merged 2×2, and nothing else) and
-    ``vision_layers`` (default ``layers``) size the vision tower.
+    ``vision_layers`` (default ``layers``) size the vision tower. ``initializer_range`` is the language model's
+    init std (transformers' default 0.02 leaves attention almost uniform in a model this narrow).
     """
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, Qwen2_5_VLConfig, Qwen2VLConfig
 
@@ -148,6 +150,7 @@ def tiny_vlm_config(
         vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
+        initializer_range=initializer_range,
     )  # fmt: skip
     if family == "llava":
         vision = CLIPVisionConfig(
@@ -191,16 +194,18 @@ def build_tiny_vlm(
     seed: int = 0,
     patch_size: int | None = None,
     vision_layers: int | None = None,
+    initializer_range: float = 0.02,
 ) -> Path:
     """Write a randomly initialised VLM (``AutoModelForImageTextToText`` loads it), its tokenizer and its PIL
-    image processor. The reward head is added when rewardlab loads it. ``patch_size`` and ``vision_layers``:
-    see :func:`tiny_vlm_config`."""
+    image processor. The reward head is added when rewardlab loads it. ``patch_size``, ``vision_layers`` and
+    ``initializer_range``: see :func:`tiny_vlm_config`."""
     import torch
     from transformers import AutoModelForImageTextToText
 
     tokenizer = train_tokenizer(texts, vocab_size, extra_specials=VISION_SPECIALS)
     config = tiny_vlm_config(family, tokenizer, hidden=hidden, layers=layers, image_size=image_size,
-                             patch_size=patch_size, vision_layers=vision_layers)  # fmt: skip
+                             patch_size=patch_size, vision_layers=vision_layers,
+                             initializer_range=initializer_range)  # fmt: skip
     torch.manual_seed(seed)
     model = AutoModelForImageTextToText.from_config(config)
     directory = Path(directory)

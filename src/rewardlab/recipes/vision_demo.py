@@ -51,6 +51,7 @@ class VisionDemoConfig(StrictModel):
     hidden: int = Field(96, ge=16, description="Width of the language model and the vision tower.")
     layers: int = Field(3, ge=1, description="Language-model layers.")
     vision_layers: int | None = Field(None, ge=1, description="Vision-tower layers (default: `layers`).")
+    init_std: float = Field(0.02, gt=0, description="Init std of the language model's weights.")
     num_irrelevant_pairs: int = Field(
         1, ge=0, description="Per pair, extra rows preferring the chosen text with its own page over another page."
     )
@@ -172,6 +173,7 @@ def run_vision_demo(cfg: VisionDemoConfig) -> VisionDemoResult:
     model_path = build_tiny_vlm(
         run_dir / "base-model", description_corpus(), family=cfg.family, hidden=cfg.hidden, layers=cfg.layers,
         image_size=cfg.image_size, patch_size=cfg.patch_size, vision_layers=cfg.vision_layers, seed=cfg.seed,
+        initializer_range=cfg.init_std,
     )  # fmt: skip
     timings["prepare"] = time.perf_counter() - start
     result = run_train(vision_train_config(cfg, data_dir, model_path))
