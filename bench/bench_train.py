@@ -2,18 +2,25 @@
 
 Run from the repository root (needs ``pip install -e .[bench]``, i.e. trl)::
 
-    python bench/bench_train.py                          # fp32, ~2-3 min on 2 CPU cores
+    python bench/bench_train.py                          # fp32, ~2.5 min on 2 idle CPU cores
     python bench/bench_train.py --gradient-checkpointing
-    python bench/bench_train.py --bf16 --out results.json
+    python bench/bench_train.py --bf16 --repeats 3 --out results.json
     python bench/bench_train.py --data hh-rlhf           # real pairs from ../shared/data (when present)
     python bench/bench_train.py --quick                  # tiny model, a few steps (the smoke test)
 
-A tiny decoder reward model (``rewardlab.models.tiny``) is written once to a temporary directory, and the
-pairs once to a JSONL file. Each side then trains in its own subprocess (clean peak RSS, no shared caches):
-rewardlab through ``rewardlab.recipes.train.run_train`` with its defaults (length-grouped batches), TRL
-through ``trl.RewardTrainer`` with its defaults, except the settings listed in ``FORCED`` which are set equal
-on both sides. The first ``--warmup`` steps are not timed. Padding is counted in the batches the collators
-produce; tokens/s counts real (non-pad) tokens only.
+A tiny decoder reward model (``rewardlab.models.tiny``, ~11M parameters by default) is written once to a
+temporary directory, and the pairs once to a JSONL file. Each side then trains in its own subprocess (clean
+peak RSS, no shared caches): rewardlab through ``rewardlab.recipes.train.run_train`` with its defaults
+(length-grouped batches), TRL through ``trl.RewardTrainer`` with its defaults, except the settings in
+``FORCED``, which both sides get with the same value. The first ``--warmup`` steps are not timed. Padding is
+counted in the batches the collators produce; tokens/s counts real (non-pad) tokens only.
+
+By default there are exactly ``batch size × timed steps`` pairs, so the timed steps are one epoch's worth of
+batches on both sides and the comparison is not skewed by batch order (length grouping puts the longest
+batch first). Caveat: ``LengthGroupedSampler`` sorts within mega-batches of ``min(50, N // 4B) · B`` pairs,
+so with few pairs it groups less well than on a real data set (≥ 1,600 pairs at B = 8): the padding measured
+here is an upper bound for rewardlab. Timings on a shared machine are noisy: each side reports the share of
+CPU its threads got while timed, and ``--repeats`` alternates the sides and keeps the median.
 """
 
 from __future__ import annotations
@@ -57,7 +64,7 @@ FORCED = (
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=None, help="Optimizer steps per side (default 10; quick: 5).")
+    p.add_argument("--steps", type=int, default=None, help="Optimizer steps per side (default 18; quick: 5).")
     p.add_argument("--warmup", type=int, default=None, help="Untimed first steps (default 2; quick: 1).")
     p.add_argument("--batch-size", type=int, default=8, help="Pairs per step (per_device_train_batch_size).")
     p.add_argument("--max-length", type=int, default=512, help="Longest prompt+response in tokens, both sides.")
@@ -82,13 +89,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="random",
         help="TRL's train_sampling_strategy (its default is random; rewardlab's is group_by_length).",
     )
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads per side (default: torch's; quick: 1)."
+    )
+    p.add_argument("--repeats", type=int, default=1, help="Runs per side, alternating; the median is reported.")
     p.add_argument("--quick", action="store_true", help="Tiny model and few steps: a smoke test in seconds.")
     p.add_argument("--out", type=Path, default=None, help="Also write the results as JSON here.")
     p.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)  # internal: run one side
     p.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    quick = {"steps": 5, "warmup": 1, "hidden": 64, "layers": 2}
-    full = {"steps": 10, "warmup": 2, "hidden": 384, "layers": 8}
+    # One thread for the tiny model: it gains nothing from more, and on a busy machine an OpenMP barrier waiting
+    # for a descheduled thread can make each step seconds long.
+    quick = {"steps": 5, "warmup": 1, "hidden": 64, "layers": 2, "threads": 1}
+    full = {"steps": 18, "warmup": 2, "hidden": 384, "layers": 8}
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -96,6 +109,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.vocab_size = 2048 if args.data == "hh-rlhf" else 512
     if not 1 <= args.warmup < args.steps:
         p.error(f"--warmup ({args.warmup}) must be at least 1 and smaller than --steps ({args.steps})")
+    if args.repeats < 1:
+        p.error("--repeats must be at least 1")
     if args.pairs is None:
         args.pairs = args.batch_size * (args.steps - args.warmup)
     return args
@@ -222,6 +237,7 @@ class Meter:
     def __init__(self) -> None:
         self.batches: list[tuple[int, int, int]] = []
         self.step_ends: list[float] = []
+        self.step_cpu: list[float] = []  # CPU seconds of this process (all threads) at each step end
         self.peak_rss_mib = 0.0
         self.cuda_peak_mib: float | None = None
 
@@ -245,6 +261,7 @@ class Meter:
                 if cuda:
                     torch.cuda.synchronize()
                 meter.step_ends.append(time.perf_counter())
+                meter.step_cpu.append(time.process_time())
 
             def on_train_end(self, args, state, control, **kwargs):
                 meter.peak_rss_mib = _peak_rss_mib()  # the high-water mark up to here, before any export
@@ -259,6 +276,7 @@ class Meter:
         timed = self.batches[warmup : len(self.step_ends)]
         seconds = self.step_ends[-1] - self.step_ends[warmup - 1]
         rows, real, slots = (sum(b[i] for b in timed) for i in range(3))
+        cpu_seconds = self.step_cpu[-1] - self.step_cpu[warmup - 1]
         return {
             "timed_steps": len(timed),
             "timed_seconds": round(seconds, 3),
@@ -268,7 +286,17 @@ class Meter:
             "real_tokens_per_pair": real / (rows / 2),
             "peak_rss_mib": round(self.peak_rss_mib, 1),
             "cuda_peak_mib": None if self.cuda_peak_mib is None else round(self.cuda_peak_mib, 1),
+            # ≈ 1 when the process had its threads' cores to itself; well below 1: another process competed.
+            "cpu_share": round(cpu_seconds / seconds / _threads(), 2),
+            "step_seconds": [round(b - a, 3) for a, b in zip(self.step_ends, self.step_ends[1:])][warmup - 1 :],
+            "step_slots": [b[2] for b in timed],
         }
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _peak_rss_mib() -> float:
@@ -397,18 +425,22 @@ def _trl_defaults() -> dict[str, Any]:
     defaults = {f.name: f.default for f in dataclasses.fields(RewardConfig) if f.default is not dataclasses.MISSING}
     defaults["bf16"] = not defaults["fp16"] if defaults["bf16"] is None else defaults["bf16"]
     defaults["activation_checkpointing"] = defaults["gradient_checkpointing"]  # the deprecated alias TRL overrides
-    defaults["max_length"] = defaults.get("max_length")
     return defaults
 
 
 def _plain(value: Any) -> Any:
-    return (
-        value if isinstance(value, (int, float, bool, str)) or value is None else str(getattr(value, "value", value))
-    )
+    """A JSON-friendly setting: numbers, strings and None as they are, enums by value, the rest as text."""
+    if value is None or isinstance(value, (int, float, bool, str)):
+        return value
+    return str(getattr(value, "value", value))
 
 
 def worker_main(args: argparse.Namespace) -> None:
     spec = json.loads(args.spec.read_text(encoding="utf-8"))
+    if spec["threads"]:
+        import torch
+
+        torch.set_num_threads(spec["threads"])
     result = (run_rewardlab if args.worker == "rewardlab" else run_trl)(spec)
     Path(spec["work"], f"{args.worker}.json").write_text(json.dumps(result), encoding="utf-8")
 
@@ -430,6 +462,22 @@ def run_side(side: str, spec_path: Path, work: Path) -> dict[str, Any]:
     return result
 
 
+def run_sides(repeats: int, spec_path: Path, work: Path) -> dict[str, dict[str, Any]]:
+    """Each side ``repeats`` times, alternating which goes first; per side the run with the median pairs/s
+    (the upper one of two), with every run's pairs/s beside it."""
+    runs: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
+    for i in range(repeats):
+        for side in SIDES if i % 2 == 0 else SIDES[::-1]:
+            runs[side].append(run_side(side, spec_path, work))
+    sides = {}
+    for side, results in runs.items():
+        ordered = sorted(results, key=lambda r: r["pairs_per_s"])
+        runs_summary = {"pairs_per_s_runs": [round(r["pairs_per_s"], 3) for r in results]}
+        runs_summary["cpu_share_runs"] = [r["cpu_share"] for r in results]
+        sides[side] = {**ordered[len(ordered) // 2], **runs_summary}
+    return sides
+
+
 def ratios(sides: dict[str, dict[str, Any]]) -> dict[str, float | None]:
     """rewardlab / TRL for every measured quantity (> 1 is better for throughput, worse for padding and memory)."""
     keys = ("pairs_per_s", "tokens_per_s", "padding_fraction", "peak_rss_mib", "cuda_peak_mib", "real_tokens_per_pair")
@@ -441,7 +489,19 @@ def ratios(sides: dict[str, dict[str, Any]]) -> dict[str, float | None]:
 
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:
-    keys = ("steps", "warmup", "batch_size", "max_length", "pairs", "data", "lr", "seed", "trl_sampling")
+    keys = (
+        "steps",
+        "warmup",
+        "batch_size",
+        "max_length",
+        "pairs",
+        "data",
+        "lr",
+        "seed",
+        "trl_sampling",
+        "repeats",
+        "threads",
+    )
     return {k: getattr(args, k) for k in keys} | {
         "gradient_checkpointing": args.gradient_checkpointing,
         "precision": "bf16" if args.bf16 else "fp32",
@@ -464,12 +524,13 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         }
         spec_path = work / "spec.json"
         spec_path.write_text(json.dumps(spec), encoding="utf-8")
-        sides = {side: run_side(side, spec_path, work) for side in SIDES}
+        sides = run_sides(args.repeats, spec_path, work)
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
     return {
         "settings": settings(args),
         "device": device,
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": args.threads or torch.get_num_threads(),
+        "cores": os.cpu_count(),
         **inputs,
         "sides": sides,
         "ratios": ratios(sides),
@@ -489,7 +550,11 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 
 def markdown(res: dict[str, Any]) -> str:
-    """The results as Markdown: throughput table with the ratio row, what each side trained on, forced settings."""
+    """The results as Markdown: throughput with the ratio row, what each side trained on, the settings."""
+    return "\n".join([*_throughput_table(res), "", *_processed_table(res), "", *_notes(res)])
+
+
+def _throughput_table(res: dict[str, Any]) -> list[str]:
     cuda = any(s["cuda_peak_mib"] is not None for s in res["sides"].values())
     head = ["side", "pairs/s", "tokens/s", "padding %", "peak RSS MiB"] + (["CUDA peak MiB"] if cuda else [])
     lines = [_row(head), _row(["---"] * len(head))]
@@ -499,36 +564,39 @@ def markdown(res: dict[str, Any]) -> str:
     q = res["ratios"]
     cells = ["rewardlab/TRL", _fmt(q["pairs_per_s"]), _fmt(q["tokens_per_s"]), _fmt(q["padding_fraction"])]
     lines.append(_row(cells + [_fmt(q["peak_rss_mib"])] + ([_fmt(q["cuda_peak_mib"])] if cuda else [])))
+    return lines
 
-    head = [
-        "side",
-        "pairs trained on",
-        "dropped",
-        "truncated",
-        "real tokens/pair",
-        "timed steps",
-        "timed s",
-        "setup s",
-    ]
-    lines += ["", _row(head), _row(["---"] * len(head))]
+
+def _processed_table(res: dict[str, Any]) -> list[str]:
+    head = ["side", "pairs trained on", "dropped", "truncated", "real tokens/pair", "timed steps", "timed s"]
+    head += ["setup s", "each run: pairs/s (CPU share)"]
+    lines = [_row(head), _row(["---"] * len(head))]
     for side, r in res["sides"].items():
-        keys = ("pairs_trained_on", "pairs_dropped", "pairs_truncated")
-        cells = [side, *(r[k] for k in keys), _fmt(r["real_tokens_per_pair"], 1), r["timed_steps"]]
-        lines.append(_row(cells + [_fmt(r["timed_seconds"]), _fmt(r["setup_s"])]))
+        cells = [side, r["pairs_trained_on"], r["pairs_dropped"], r["pairs_truncated"]]
+        cells += [_fmt(r["real_tokens_per_pair"], 1), r["timed_steps"], _fmt(r["timed_seconds"]), _fmt(r["setup_s"])]
+        runs = zip(r["pairs_per_s_runs"], r["cpu_share_runs"])
+        cells.append(", ".join(f"{_fmt(x)} ({_fmt(share)})" for x, share in runs))
+        lines.append(_row(cells))
+    return lines
 
+
+def _notes(res: dict[str, Any]) -> list[str]:
     forced = ", ".join(f"{k}={v['used']} (TRL default {v['trl_default']})" for k, v in res["trl_forced_equal"].items())
     trl, ours = res["sides"]["trl"]["args"], res["sides"]["rewardlab"]["args"]
-    own = [k for k in ours if k not in res["trl_forced_equal"] and ours[k] != trl.get(k)]
-    lines += [
-        "",
+    own = ", ".join(f"{k}: {ours[k]} vs {trl.get(k)}" for k in ours if k not in FORCED and ours[k] != trl.get(k))
+    lines = [
         f"Model: {res['model']}. Data: {res['data']}. Device: {res['device']}, {res['torch_threads']} torch threads.",
         f"Settings: {res['settings']}.",
         f"Forced equal on TRL: {forced}.",
-        "Left at each library's default (rewardlab vs TRL): "
-        + (", ".join(f"{k}: {ours[k]} vs {trl.get(k)}" for k in own) or "none differ")
-        + ".",
+        f"Left at each library's default (rewardlab vs TRL): {own or 'none differ'}.",
     ]
-    return "\n".join(lines)
+    shares = {side: r["cpu_share"] for side, r in res["sides"].items()}
+    if res["device"].startswith("cpu") and min(shares.values()) < 0.85:
+        lines.append(
+            f"WARNING: CPU share while timed {shares} (1 = its threads always ran): another process competed "
+            "for the CPU, so these timings are unreliable; rerun on an idle machine (or with --repeats 3)."
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,49 @@
+"""The training benchmark (bench/bench_train.py) runs end to end on a tiny model and reports both sides."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "bench_train.py"
+OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("trl") is None, reason="trl is not installed (pip install -e .[bench])")
+def test_quick_benchmark_reports_both_sides(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **OFFLINE},
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "| rewardlab/TRL |" in proc.stdout
+
+    res = json.loads(out.read_text(encoding="utf-8"))
+    assert set(res["sides"]) == {"rewardlab", "trl"}
+    for side, r in res["sides"].items():
+        assert r["pairs_per_s"] > 0, side
+        assert r["tokens_per_s"] > 0, side
+        assert 0 <= r["padding_fraction"] < 1, side
+        assert r["peak_rss_mib"] > 0, side
+        assert r["timed_steps"] == res["settings"]["steps"] - res["settings"]["warmup"], side
+        # tokens/s counts real tokens only: the slots (real + padding) run at tokens/s ÷ (1 − padding).
+        assert r["tokens_per_s"] == pytest.approx(r["pairs_per_s"] * r["real_tokens_per_pair"]), side
+    assert {"pairs_per_s", "tokens_per_s", "padding_fraction", "peak_rss_mib"} <= set(res["ratios"])
+    ratio = res["sides"]["rewardlab"]["pairs_per_s"] / res["sides"]["trl"]["pairs_per_s"]
+    assert res["ratios"]["pairs_per_s"] == pytest.approx(ratio, abs=1e-3)
+    # Same settings on both sides; the ones TRL defaults otherwise are listed with its default.
+    forced = res["trl_forced_equal"]
+    assert forced["activation_checkpointing"] == {"trl_default": True, "used": False}
+    assert forced["bf16"]["used"] is False and forced["max_length"]["used"] == res["settings"]["max_length"]
+    assert res["sides"]["rewardlab"]["args"]["learning_rate"] == res["sides"]["trl"]["args"]["learning_rate"]
