@@ -43,6 +43,8 @@ def fields_from(ns: argparse.Namespace, cls: type[BaseModel]) -> dict[str, Any]:
 def cmd_demo(ns: argparse.Namespace) -> int:
     from rewardlab.recipes.demo import ACCURACY_TARGET, run_demo
 
+    if ns.vision:
+        return cmd_vision_demo(ns)
     data = {**parse_overrides(ns.overrides), **fields_from(ns, DemoConfig)}
     result = run_demo(build_config(DemoConfig, data, source="command line"))
     ok = result.accuracy >= ACCURACY_TARGET
@@ -53,6 +55,16 @@ def cmd_demo(ns: argparse.Namespace) -> int:
     print(f"  model:  {result.run_dir / 'model'}\n  report: {result.run_dir / 'report.md'}")
     print(f"  curve:  {result.run_dir / 'learning_curve.png'}")
     return 0 if ok else 1
+
+
+def cmd_vision_demo(ns: argparse.Namespace) -> int:
+    from rewardlab.recipes.vision_demo import ACCURACY_TARGET, VisionDemoConfig, format_summary, run_vision_demo
+
+    flags = {k: v for k, v in fields_from(ns, DemoConfig).items() if k != "vision"}
+    cfg = build_config(VisionDemoConfig, {**parse_overrides(ns.overrides), **flags}, source="command line")
+    result = run_vision_demo(cfg)
+    print("\n" + format_summary(result))
+    return 0 if result.accuracy >= ACCURACY_TARGET else 1
 
 
 def cmd_train(ns: argparse.Namespace) -> int:
@@ -131,7 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="Offline CPU demo: generate pairs, train a tiny RM, evaluate, plot.")
+    p = sub.add_parser(
+        "demo",
+        help="Offline CPU demo: generate pairs, train a tiny RM, evaluate, plot (--vision: screenshots, tiny VLM).",
+    )
     add_fields(p, DemoConfig)
     p.add_argument("overrides", nargs="*", help="key=value overrides of the demo config.")
     p.set_defaults(func=cmd_demo)

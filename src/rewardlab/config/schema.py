@@ -210,6 +210,11 @@ class DemoConfig(StrictModel):
     model: Literal["tiny", "minilm"] = Field(
         "tiny", description="`tiny`: a small Qwen2 decoder built from a config; `minilm`: the packaged MiniLM."
     )
+    vision: bool = Field(
+        False,
+        description="Vision demo instead: rendered web-page screenshots, a tiny VLM RM "
+        "(other options: see rewardlab.recipes.vision_demo.VisionDemoConfig).",
+    )
 
 
 class EvalSetConfig(DataSource):

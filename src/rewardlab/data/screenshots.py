@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -131,14 +132,16 @@ def _join(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def perturb(spec: PageSpec, rng: random.Random) -> tuple[PageSpec, str]:
+def perturb(spec: PageSpec, rng: random.Random, weights: Mapping[str, float] | None = None) -> tuple[PageSpec, str]:
     """A copy of ``spec`` with exactly one attribute set to another valid value, and that attribute's name.
 
-    The attribute is drawn uniformly from :data:`ATTRIBUTES`, except ``button_colour`` on a page without
-    buttons (it would not change the picture or the description). ``variant`` never changes.
+    The attribute is drawn uniformly from :data:`ATTRIBUTES` — or in proportion to ``weights`` (attribute → weight,
+    1.0 for those not named) — except ``button_colour`` on a page without buttons (it would not change the
+    picture or the description). ``variant`` never changes.
     """
     names = [a for a in ATTRIBUTES if a != "button_colour" or spec.button_count > 0]
-    name = rng.choice(names)
+    # Uniform draws keep rng.choice, so pages made without weights stay byte-identical to earlier versions.
+    name = rng.choice(names) if weights is None else rng.choices(names, [weights.get(a, 1.0) for a in names])[0]
     value = getattr(spec, name)
     if name in ("header_colour", "button_colour"):
         new: Any = rng.choice([c for c in COLOURS if c != value])
@@ -363,21 +366,29 @@ def _draw_buttons(draw: ImageDraw.ImageDraw, box: Box, spec: PageSpec, height: i
 
 
 def make_screenshot_pairs(
-    n: int, seed: int, out_dir: str | Path, size: tuple[int, int] = (256, 192)
+    n: int,
+    seed: int,
+    out_dir: str | Path,
+    size: tuple[int, int] = (256, 192),
+    attribute_weights: Mapping[str, float] | None = None,
 ) -> list[PreferencePair]:
     """Render ``n`` random pages into ``out_dir`` (``page_00000.png``, ...) and return one pair per page.
 
     ``chosen`` describes the page, ``rejected`` describes it with one attribute changed (named in ``subset``);
     ``images`` is the PNG's path as ``str(Path(out_dir) / name)``. Seeded: the same arguments give the same
-    pairs and byte-identical files.
+    pairs and byte-identical files. ``attribute_weights`` makes some changed attributes more frequent (see
+    :func:`perturb`), e.g. to train more on the hard ones; unknown names raise ``ValueError``.
     """
+    unknown = sorted(set(attribute_weights or ()) - set(ATTRIBUTES))
+    if unknown:
+        raise ValueError(f"attribute_weights: unknown attributes {unknown}; known: {list(ATTRIBUTES)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     pairs = []
     for i in range(n):
         spec = random_page(rng)
-        wrong, attribute = perturb(spec, rng)
+        wrong, attribute = perturb(spec, rng, attribute_weights)
         path = out / f"page_{i:05d}.png"
         render_page(spec, size).save(path, format="PNG")
         pairs.append(
