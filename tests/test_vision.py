@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from rewardlab.config import TrainConfig, build_config
-from rewardlab.data.records import PreferencePair
+from rewardlab.data.records import PreferencePair, RankedGroup
 from rewardlab.data.screenshots import make_screenshot_pairs, write_jsonl
 from rewardlab.data.synthetic import corpus
 from rewardlab.errors import DataError
@@ -131,6 +131,54 @@ def test_frozen_vision_tower_is_bit_identical_after_training(models, shots, tmp_
     assert tower and all(torch.equal(before[k], after[k]) for k in tower)
     language = [k for k in before if "language_model" in k and "layers" in k]
     assert any(not torch.equal(before[k], after[k]) for k in language)
+
+
+def screenshot_groups(pairs) -> list[RankedGroup]:
+    """A ranked group per page: its description, the one-attribute-off one, and another page's description."""
+    return [
+        RankedGroup(p.prompt, (p.chosen, p.rejected, pairs[(i + 1) % len(pairs)].chosen), (1, 2, 2), p.images, f"g{i}")
+        for i, p in enumerate(pairs)
+    ]
+
+
+@pytest.mark.parametrize("family", VISION)
+def test_ranked_group_sends_its_image_once_and_scores_like_single_rows(models, shots, family):
+    from rewardlab.data.collator import GroupCollator
+
+    scorer = scorer_for(models[family])
+    groups = screenshot_groups(shots[1][:3])
+    batch = GroupCollator(scorer.tokenizer.pad_token_id)([scorer.transform.encode_group(g) for g in groups])
+    assert batch["image_rows"].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert batch["group_sizes"].tolist() == [3, 3, 3] and batch["ranks"].tolist() == [1, 2, 2] * 3
+    n_images = batch["image_grid_thw"].shape[0] if "image_grid_thw" in batch else batch["pixel_values"].shape[0]
+    assert n_images == 3  # one per group, not one per response
+    assert ("mm_token_type_ids" in batch) == family.startswith("qwen")
+    model_inputs = {k: v for k, v in batch.items() if k not in ("ranks", "group_sizes")}
+    with torch.no_grad():
+        shared = scorer.model(**model_inputs).tolist()
+    separate = [s for g in groups for s in scorer.score(g.prompt, list(g.responses), images=[g.images] * 3)]
+    assert shared == pytest.approx(separate, abs=1e-5)
+
+
+def test_listwise_training_on_ranked_groups_with_images(models, shots, tmp_path):
+    import json
+
+    from rewardlab.errors import ConfigError
+
+    root, pairs = shots
+    rows = [{"prompt": g.prompt, "responses": list(g.responses), "ranks": list(g.ranks), "images": list(g.images)}
+            for g in screenshot_groups(pairs)]  # fmt: skip
+    data = write_rows(tmp_path / "groups.jsonl", rows)
+    cfg = train_config(tmp_path, models["llava"], data)
+    cfg.data.ranked_as = "groups"
+    cfg.loss.name = "plackett_luce"
+    result = run_train(cfg)
+    logged = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in logged if "loss" in r]
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    cfg.data.num_irrelevant_pairs = 1
+    with pytest.raises(ConfigError, match="num_irrelevant_pairs works on pairs"):
+        run_train(cfg)
 
 
 def test_missing_or_corrupt_image_names_the_record(models, shots, tmp_path):

@@ -127,8 +127,9 @@ class RowCollator:
 @dataclass
 class GroupCollator:
     """Batches ranked-group features for a listwise loss. Output keys: ``input_ids`` (N, T) with the
-    responses of all groups one after another, ``attention_mask`` (N, T), optional ``token_type_ids``,
-    ``ranks`` (N,) and ``group_sizes`` (g,) with ``N = group_sizes.sum()``."""
+    responses of all groups one after another, ``attention_mask`` (N, T), optional ``token_type_ids`` /
+    ``mm_token_type_ids``, ``ranks`` (N,) and ``group_sizes`` (g,) with ``N = group_sizes.sum()``; with images,
+    each group's image ONCE and ``image_rows`` (N,) mapping every response row to its group's image."""
 
     pad_token_id: int
     padding_side: Literal["left", "right"] = "right"
@@ -145,7 +146,9 @@ class GroupCollator:
             "ranks": torch.tensor([r for f in features for r in f["ranks"]], dtype=torch.long),
             "group_sizes": torch.tensor([len(f["input_ids"]) for f in features], dtype=torch.long),
         }
-        if "token_type_ids" in features[0]:
-            types = [t for f in features for t in f["token_type_ids"]]
-            batch["token_type_ids"], _ = pad_rows(types, 0, self.padding_side, self.pad_to_multiple_of)
+        for key in ROW_SEQUENCES:
+            if key in features[0]:
+                seqs = [t for f in features for t in f[key]]
+                batch[key], _ = pad_rows(seqs, 0, self.padding_side, self.pad_to_multiple_of)
+        stack_images(features, batch, [g for g, f in enumerate(features) for _ in f["input_ids"]])
         return batch

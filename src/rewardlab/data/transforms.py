@@ -81,6 +81,23 @@ def pair_features(
     return feature
 
 
+def group_features(
+    stats: TransformStats, group: RankedGroup, encoded: list[EncodedText | None]
+) -> dict[str, Any] | None:
+    """The row features of a ranked group (``input_ids``, ``ranks`` and per-row sequences, one entry per
+    response), counting drops and truncations; ``None`` when any response is dropped."""
+    if any(e is None for e in encoded):
+        stats.dropped += 1
+        return None
+    stats.truncated += int(any(e.truncated for e in encoded))
+    feature: dict[str, Any] = {"input_ids": [e.input_ids for e in encoded], "ranks": list(group.ranks)}
+    if encoded[0].token_type_ids is not None:
+        feature["token_type_ids"] = [e.token_type_ids for e in encoded]
+    if "mm_token_type_ids" in encoded[0].extras:
+        feature["mm_token_type_ids"] = [e.extras["mm_token_type_ids"] for e in encoded]
+    return feature
+
+
 @dataclass
 class TextTransform:
     """Turns (prompt, response) into model inputs for a text reward model.
@@ -178,15 +195,7 @@ class TextTransform:
     def encode_group(self, group: RankedGroup) -> dict[str, Any] | None:
         """Features of one ranked group for :class:`~rewardlab.data.collator.GroupCollator`."""
         self.stats.seen += 1
-        encoded = [self.encode(group.prompt, response, group.images) for response in group.responses]
-        if any(e is None for e in encoded):
-            self.stats.dropped += 1
-            return None
-        self.stats.truncated += int(any(e.truncated for e in encoded))
-        feature: dict[str, Any] = {"input_ids": [e.input_ids for e in encoded], "ranks": list(group.ranks)}
-        if encoded[0].token_type_ids is not None:
-            feature["token_type_ids"] = [e.token_type_ids for e in encoded]
-        return feature
+        return group_features(self.stats, group, [self.encode(group.prompt, r, group.images) for r in group.responses])
 
 
 # -- vision ----------------------------------------------------------------------------------------------------
@@ -295,10 +304,7 @@ class VisionTransform:
     def encode_pair(self, pair: PreferencePair) -> dict[str, Any] | None:
         """Pair features; the image is processed once and sent once (the backbone encodes it once)."""
         self.stats.seen += 1
-        try:
-            pixels = self.pixel_inputs(pair.images)
-        except DataError as exc:
-            raise DataError(f"record {pair.id or '(no id)'}: {exc}") from None
+        pixels = self._record_pixels(pair.images, pair.id)
         chosen = self.encode(pair.prompt, pair.chosen, pixels=pixels)
         rejected = self.encode(pair.prompt, pair.rejected, pixels=pixels)
         feature = pair_features(self.stats, pair, chosen, rejected)
@@ -308,4 +314,18 @@ class VisionTransform:
         return feature
 
     def encode_group(self, group: RankedGroup) -> dict[str, Any] | None:
-        raise DataError("ranked groups with images are not supported yet; use data.ranked_as=pairs")
+        """Group features; the K responses share one image, processed once and sent once."""
+        self.stats.seen += 1
+        pixels = self._record_pixels(group.images, group.id)
+        feature = group_features(
+            self.stats, group, [self.encode(group.prompt, r, pixels=pixels) for r in group.responses]
+        )
+        if feature is not None:
+            feature.update(pixels, image_tokens=int(self.image_tokens(pixels)))
+        return feature
+
+    def _record_pixels(self, images: tuple[Any, ...], record_id: str | None) -> dict[str, Any]:
+        try:
+            return self.pixel_inputs(images)
+        except DataError as exc:
+            raise DataError(f"record {record_id or '(no id)'}: {exc}") from None

@@ -113,6 +113,8 @@ def run_train(cfg: TrainConfig) -> TrainResult:
     vision = is_vision_model(cfg.model.name_or_path, cfg.model.trust_remote_code)
     if cfg.data.num_irrelevant_pairs and not vision:
         raise ConfigError("data.num_irrelevant_pairs needs a vision-language model (it swaps images between pairs)")
+    if cfg.data.num_irrelevant_pairs and cfg.data.ranked_as == "groups":
+        raise ConfigError("data.num_irrelevant_pairs works on pairs; set data.ranked_as=pairs or drop it")
     if vision:
         config = unwrap_peft(backbone).config
         image_processor = load_image_processor(cfg.model.name_or_path, config, cfg.model.min_pixels,
