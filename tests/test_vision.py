@@ -6,6 +6,8 @@ trainer and Scorer are one code path for both modalities.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -189,6 +191,49 @@ def test_missing_or_corrupt_image_names_the_record(models, shots, tmp_path):
         pair = PreferencePair("Describe this web page.", "a", "b", images=(str(image),), id="rec-7")
         with pytest.raises(DataError, match=f"record rec-7: image .*{message}"):
             scorer.transform.encode_pair(pair)
+
+
+def test_images_load_from_paths_urls_bytes_and_pil_alike(shots, tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    from PIL import Image
+
+    from rewardlab.data.transforms import load_image
+
+    root, pairs = shots
+    path = pairs[0].images[0]
+    expected = Image.open(path).convert("RGB").tobytes()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root / "train"))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        name = path.rsplit("/", 1)[-1]
+        sources = [path, url + name, {"bytes": Path(path).read_bytes(), "path": None}, Image.open(path)]
+        assert all(load_image(src, None).tobytes() == expected for src in sources)
+        with pytest.raises(DataError, match=r"image http://127\.0\.0\.1:\d+/missing\.png could not be fetched.*404"):
+            load_image(url + "missing.png", None)
+    finally:
+        server.shutdown()
+    relative = {"bytes": None, "path": name}
+    assert load_image(relative, root / "train").tobytes() == expected  # a dict's path resolves like a string's
+    with pytest.raises(DataError, match="must be a path, an http"):
+        load_image(3, None)
+
+
+def test_photo_exif_orientation_is_applied(tmp_path):
+    from PIL import Image
+
+    from rewardlab.data.transforms import load_image
+
+    img = Image.new("RGB", (40, 20), "red")
+    exif = img.getexif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    img.save(tmp_path / "photo.jpg", exif=exif)
+    assert load_image(str(tmp_path / "photo.jpg"), None).size == (20, 40)
 
 
 def test_irrelevant_query_rows_and_loss_on_a_hand_built_batch(models, shots):

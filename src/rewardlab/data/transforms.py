@@ -213,29 +213,59 @@ VISION_LAYOUTS: dict[str, dict[str, str]] = {
 VISION_LAYOUTS["qwen2_5_vl"] = VISION_LAYOUTS["qwen2_vl"]
 
 
-def load_image(ref: Any, root: Path | None) -> Any:
-    """A PIL image from a path (relative paths resolve against ``root``, the data file's folder) or a PIL image.
+IMAGE_URL_TIMEOUT_S = 30.0
 
-    URLs are kept as strings in records but not fetched here: download the images and point at the files.
+
+def load_image(ref: Any, root: Path | None) -> Any:
+    """An RGB PIL image from a path (relative paths resolve against ``root``, the data file's folder), an
+    ``http(s)://`` URL, a ``{"bytes": ..., "path": ...}`` dict (how ``datasets`` and Parquet
+    store images) or a PIL image. EXIF orientation is applied, as cameras record it.
+
+    Records keep URLs as strings; training encodes every record once before the first step, so each URL is
+    fetched once per run. Any failure is a :class:`DataError` saying what was wrong with which image.
     """
-    from PIL import Image, UnidentifiedImageError
+    import io
+
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     if hasattr(ref, "convert"):
-        return ref.convert("RGB")
-    if not isinstance(ref, str):
-        raise DataError(f"an image must be a path or a PIL image, got {type(ref).__name__}")
-    if ref.startswith(("http://", "https://")):
-        raise DataError(f"image {ref!r} is a URL; download the images and give local paths")
-    path = Path(ref)
-    if not path.is_absolute() and root is not None:
-        path = root / path
+        return ImageOps.exif_transpose(ref).convert("RGB")
+    where: Any
+    if isinstance(ref, dict) and (ref.get("bytes") is not None or ref.get("path")):
+        where = ref.get("path") or "(image bytes)"
+        source: Any = io.BytesIO(ref["bytes"]) if ref.get("bytes") is not None else _local_path(ref["path"], root)
+    elif isinstance(ref, str) and ref.startswith(("http://", "https://")):
+        where, source = ref, io.BytesIO(_fetch(ref))
+    elif isinstance(ref, str):
+        where = source = _local_path(ref, root)
+    else:
+        raise DataError(
+            "an image must be a path, an http(s) URL, a {'bytes', 'path'} dict or a PIL image, "
+            f"got {type(ref).__name__}"
+        )
     try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
+        with Image.open(source) as img:
+            return ImageOps.exif_transpose(img).convert("RGB")
     except FileNotFoundError:
-        raise DataError(f"image {path} not found") from None
+        raise DataError(f"image {where} not found") from None
     except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"image {path} is corrupt or not an image ({exc})") from None
+        raise DataError(f"image {where} is corrupt or not an image ({exc})") from None
+
+
+def _local_path(ref: str, root: Path | None) -> Path:
+    path = Path(ref)
+    return root / path if not path.is_absolute() and root is not None else path
+
+
+def _fetch(url: str) -> bytes:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=IMAGE_URL_TIMEOUT_S) as response:  # follows redirects
+            return response.read()
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise DataError(f"image {url} could not be fetched ({exc}); check the URL or download the images") from None
 
 
 @dataclass
