@@ -99,6 +99,14 @@ class LoraSettings(StrictModel):
     alpha: int = Field(32, ge=1, description="LoRA alpha.")
     dropout: float = Field(0.05, ge=0.0, lt=1.0, description="LoRA dropout.")
     target_modules: str | list[str] = Field("all-linear", description="Modules to adapt (peft syntax).")
+    projector: Literal["frozen", "lora", "full"] = Field(
+        "frozen",
+        description=(
+            "Vision-language models: the vision→language projector keeps its weights (`frozen`), gets LoRA "
+            "adapters on its linear layers (`lora`) or is trained fully (`full`); the vision tower stays frozen. "
+            "Any value but `frozen` is an error for a text model."
+        ),
+    )
     merge_on_export: bool | None = Field(
         None,
         description=(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, Literal
 
 from rewardlab.config.schema import LoraSettings, ModelConfig, QuantizationSettings
@@ -65,6 +66,7 @@ def load_backbone(cfg: ModelConfig, tokenizer: Any) -> Any:
     if cfg.attn_implementation:
         kwargs["attn_implementation"] = cfg.attn_implementation
     vision = is_vision_model(cfg.name_or_path, cfg.trust_remote_code)
+    check_vision_settings(cfg, vision)
     if cfg.quantization is not None:
         kwargs["quantization_config"] = quantization_config(cfg.quantization, vision=vision)
     try:
@@ -76,8 +78,6 @@ def load_backbone(cfg: ModelConfig, tokenizer: Any) -> Any:
         raise ModelError(f"{cfg.name_or_path}: cannot load a reward backbone ({exc})") from None
     model.config.get_text_config().pad_token_id = tokenizer.pad_token_id
     if cfg.freeze_vision_tower:
-        if not vision:
-            raise ModelError("model.freeze_vision_tower is set, but the model has no vision tower")
         logger.info("froze %d vision-tower parameters", model.freeze_vision_tower())
     if cfg.quantization is not None:
         prepare_quantized(model)
@@ -86,8 +86,32 @@ def load_backbone(cfg: ModelConfig, tokenizer: Any) -> Any:
     return model
 
 
-# Kept in full precision when quantizing: fresh heads, and a VLM's vision tower and projector.
-NOT_QUANTIZED = ["score", "classifier", "pre_classifier", "vision_tower", "multi_modal_projector", "visual", "lm_head"]
+def check_vision_settings(cfg: ModelConfig, vision: bool) -> None:
+    """Settings that only a vision-language model can honour fail for a text model, all listed, before loading."""
+    if vision:
+        return
+    problems = []
+    if cfg.freeze_vision_tower:
+        problems.append("model.freeze_vision_tower is set, but the model has no vision tower")
+    if cfg.lora is not None and cfg.lora.projector != "frozen":
+        problems.append(f"model.lora.projector={cfg.lora.projector} needs a vision-language model (a projector)")
+    if problems:
+        raise ModelError(f"{cfg.name_or_path}: " + "; ".join(problems))
+
+
+def _not_quantized() -> list[str]:
+    """Kept in full precision when quantizing: fresh heads, and a VLM's vision tower and projector.
+
+    transformers matches these against module names from the start or as a suffix, so a VLM's parts are named
+    by their full path in ``AutoModelForImageTextToText`` (``model.vision_tower``, ``model.visual.merger``).
+    """
+    from rewardlab.models.vision import FAMILIES
+
+    parts = {f"model.{m}" for family in FAMILIES.values() for m in (*family.vision_modules, family.projector)}
+    return ["score", "classifier", "pre_classifier", "lm_head", *sorted(parts)]
+
+
+NOT_QUANTIZED = _not_quantized()
 
 
 def quantization_config(q: QuantizationSettings, *, vision: bool) -> Any:
@@ -122,23 +146,43 @@ def prepare_quantized(model: Any) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
-# LoRA on a VLM adapts the language model only (the vision tower and projector keep their weights).
+# LoRA on a VLM adapts the language model; the vision tower keeps its weights, and the projector does unless
+# ``lora.projector`` says otherwise.
 VISION_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
 
+def lora_targets(model: Any, lora: LoraSettings, *, vision: bool) -> tuple[str | list[str], list[str]]:
+    """peft's ``(target_modules, modules_to_save)``: the head is always trained fully and saved; with
+    ``projector: lora`` the projector's linear layers join the targets (by full name), with ``full`` the
+    projector joins ``modules_to_save``."""
+    from torch import nn
+
+    to_save = [name for name in ("score", "classifier", "pre_classifier") if hasattr(model, name)]
+    targets = VISION_LORA_TARGETS if vision and lora.target_modules == "all-linear" else lora.target_modules
+    if not vision or lora.projector == "frozen":
+        return targets, to_save
+    projector = model.projector_path()
+    if lora.projector == "full":
+        return targets, [*to_save, projector]
+    linears = [name for name, module in model.named_modules()
+               if name.startswith(projector + ".") and isinstance(module, nn.Linear)]  # fmt: skip
+    if isinstance(targets, str):  # peft full-matches a string as one regex
+        return f"(?:{targets})|" + "|".join(re.escape(name) for name in linears), to_save
+    return [*targets, *linears], to_save
+
+
 def apply_lora(model: Any, lora: LoraSettings, *, vision: bool = False) -> Any:
-    """Wrap with peft LoRA; the freshly initialised head is trained fully and saved (``modules_to_save``)."""
+    """Wrap with peft LoRA (targets and fully trained modules: :func:`lora_targets`)."""
     from peft import LoraConfig, TaskType, get_peft_model
 
-    head = [name for name in ("score", "classifier", "pre_classifier") if hasattr(model, name)]
-    targets = VISION_LORA_TARGETS if vision and lora.target_modules == "all-linear" else lora.target_modules
+    targets, to_save = lora_targets(model, lora, vision=vision)
     peft_cfg = LoraConfig(
         task_type=None if vision else TaskType.SEQ_CLS,
         r=lora.r,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
         target_modules=targets,
-        modules_to_save=head,
+        modules_to_save=to_save,
     )
     peft_model = get_peft_model(model, peft_cfg)
     trainable, total = peft_model.get_nb_trainable_parameters()

@@ -129,13 +129,62 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 @dataclass
 class LoadedModel:
+    """A loaded reward model. ``processor_path``: where the image processor is read (the model directory, or an
+    adapter's base model when the adapter directory has none)."""
+
     model: RewardModel
     tokenizer: Any
     meta: dict[str, Any]
+    processor_path: Path
+
+
+def adapter_base(path: Path, meta: dict[str, Any]) -> tuple[str, bool]:
+    """``(base, is_vision)``: the base model an adapter directory was trained on (``adapter_config.json``'s
+    ``base_model_name_or_path``, else ``rewardlab.json``'s ``adapter.base_model``) and whether it is a VLM.
+    A base that is named nowhere or cannot be read is a ModelError naming both directories."""
+    from rewardlab.models.backbones import is_vision_model
+
+    try:
+        base = json.loads((path / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path / 'adapter_config.json'}: corrupt ({exc})") from None
+    base = base or (meta.get("adapter") or {}).get("base_model")
+    if not base:
+        raise ModelError(
+            f"{path}: the LoRA adapter names no base model (base_model_name_or_path in adapter_config.json)"
+        )
+    try:
+        return base, is_vision_model(base)
+    except ModelError as exc:
+        raise ModelError(
+            f"{path}: the LoRA adapter's base model {base} cannot be loaded (moved or deleted?); restore it, or set "
+            f"base_model_name_or_path in {path / 'adapter_config.json'} to where it is now ({exc})"
+        ) from None
+
+
+def _load_adapter(path: Path, meta: dict[str, Any], kwargs: dict[str, Any]) -> tuple[Any, str]:
+    """An adapter directory on its base model: ``(peft model, base)``. A VLM base gets rewardlab's reward head
+    (:class:`VisionRewardBackbone`) and the trained head comes from the adapter's ``modules_to_save``."""
+    from rewardlab.models.vision import VisionRewardBackbone
+
+    base, vision = adapter_base(path, meta)
+    if not vision:
+        from peft import AutoPeftModelForSequenceClassification
+
+        return AutoPeftModelForSequenceClassification.from_pretrained(path, num_labels=1, **kwargs), base
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(VisionRewardBackbone.from_pretrained(base, **kwargs), path), base
+
+
+def _has_files(directory: Path, *names: str) -> bool:
+    return any((directory / name).is_file() for name in names)
 
 
 def load_reward_model(path: str | os.PathLike[str], *, device: str = "cpu", dtype: str | None = None) -> LoadedModel:
-    """Load a reward model directory (rewardlab export, LoRA adapter dir, or any HF sequence-classification RM)."""
+    """Load a reward model directory: a rewardlab export or checkpoint (merged, or a LoRA adapter on its base
+    model, text or vision) or any HF sequence-classification RM. An adapter directory without its own tokenizer or
+    image processor uses its base model's."""
     import torch
     from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -147,20 +196,18 @@ def load_reward_model(path: str | os.PathLike[str], *, device: str = "cpu", dtyp
     if not path.is_dir():
         raise ModelError(f"{path}: model directory not found")
     meta = read_meta(path)
-    torch_dtype = getattr(torch, dtype) if dtype else None
-    kwargs = {"num_labels": 1, **({"dtype": torch_dtype} if torch_dtype else {})}
+    kwargs = {"dtype": getattr(torch, dtype)} if dtype else {}
+    assets = processor_path = path
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
         if (path / HEAD_FILE).is_file() or ((path / "config.json").is_file() and is_vision_model(str(path))):
-            backbone = VisionRewardBackbone.from_pretrained(
-                path, **{k: v for k, v in kwargs.items() if k != "num_labels"}
-            )
+            backbone = VisionRewardBackbone.from_pretrained(path, **kwargs)
         elif (path / "adapter_config.json").is_file():
-            from peft import AutoPeftModelForSequenceClassification
-
-            backbone = AutoPeftModelForSequenceClassification.from_pretrained(path, **kwargs)
+            backbone, base = _load_adapter(path, meta, kwargs)
+            assets = path if _has_files(path, "tokenizer_config.json", "tokenizer.json") else Path(base)
+            processor_path = path if _has_files(path, "preprocessor_config.json") else Path(base)
         else:
-            backbone = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+            backbone = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(assets)
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
         raise ModelError(f"{path}: cannot load the model: missing, corrupt or incomplete files ({exc})") from None
     if tokenizer.pad_token is None:
@@ -168,4 +215,4 @@ def load_reward_model(path: str | os.PathLike[str], *, device: str = "cpu", dtyp
     unwrap_peft(backbone).config.get_text_config().pad_token_id = tokenizer.pad_token_id
     pooling = meta.get("pooling") or resolve_pooling(unwrap_peft(backbone), "auto")
     model = RewardModel(backbone, pooling).to(device).eval()
-    return LoadedModel(model, tokenizer, meta)
+    return LoadedModel(model, tokenizer, meta, processor_path)

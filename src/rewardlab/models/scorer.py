@@ -90,7 +90,7 @@ class Scorer:
         transform = make_transform(
             loaded.model.backbone,
             loaded.tokenizer,
-            str(path),
+            str(loaded.processor_path),
             max_length=max_length,
             pooling=loaded.model.pooling,
             chat_template=meta.get("chat_template", "auto"),

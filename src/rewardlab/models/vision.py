@@ -29,23 +29,34 @@ class VisionFamily:
     """What differs between VLM families, and nothing else.
 
     ``vision_modules``: attribute names (on the inner model) of the vision tower, frozen on request.
+    ``projector``: dotted path (on the inner model) of the vision→language projector, which ``model.lora.projector``
+    keeps frozen, adapts with LoRA or trains fully.
     ``mrope``: the family computes its own 3-D rotary positions (Qwen-VL), so no 2-D ``position_ids``.
     ``feature_kwargs``: extra inputs ``get_image_features`` takes besides ``pixel_values``.
     """
 
     vision_modules: tuple[str, ...]
+    projector: str
     mrope: bool
     feature_kwargs: tuple[str, ...] = ()
     row_kwargs: tuple[str, ...] = field(default=())
 
 
 FAMILIES: dict[str, VisionFamily] = {
-    "llava": VisionFamily(vision_modules=("vision_tower",), mrope=False),
+    "llava": VisionFamily(vision_modules=("vision_tower",), projector="multi_modal_projector", mrope=False),
     "qwen2_vl": VisionFamily(
-        ("visual",), mrope=True, feature_kwargs=("image_grid_thw",), row_kwargs=("mm_token_type_ids",)
+        vision_modules=("visual",),
+        projector="visual.merger",
+        mrope=True,
+        feature_kwargs=("image_grid_thw",),
+        row_kwargs=("mm_token_type_ids",),
     ),
     "qwen2_5_vl": VisionFamily(
-        ("visual",), mrope=True, feature_kwargs=("image_grid_thw",), row_kwargs=("mm_token_type_ids",)
+        vision_modules=("visual",),
+        projector="visual.merger",
+        mrope=True,
+        feature_kwargs=("image_grid_thw",),
+        row_kwargs=("mm_token_type_ids",),
     ),
 }
 
@@ -118,6 +129,11 @@ class VisionRewardBackbone(nn.Module):
     def config(self) -> Any:
         return self.vlm.config
 
+    def projector_path(self) -> str:
+        """Dotted path of the vision→language projector from this module (the names peft matches)."""
+        projector = self.vlm.model.get_submodule(self.body.family.projector)
+        return next(name for name, module in self.named_modules() if module is projector)
+
     def freeze_vision_tower(self) -> int:
         """Freeze the vision tower; returns how many parameters were frozen."""
         frozen = 0
@@ -163,6 +179,7 @@ class VisionRewardBackbone(nn.Module):
 
         vlm = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
         model = cls(vlm, vlm.config.model_type)
+        model.name_or_path = str(path)  # peft records it as the adapter's base_model_name_or_path
         head = Path(path) / HEAD_FILE
         if head.is_file():
             model.score.load_state_dict(load_file(str(head)))
