@@ -25,7 +25,7 @@ from rewardlab.recipes.train import run_train
 from tests.tiny import make_tiny, pair_rows
 from tests.tiny import write_jsonl as write_rows
 
-VISION = ["llava", "qwen2_vl", "qwen2_5_vl"]
+VISION = ["llava", "llava_next", "qwen2_vl", "qwen2_5_vl"]
 FAMILIES = ["qwen2", *VISION]
 
 
@@ -133,6 +133,35 @@ def test_frozen_vision_tower_is_bit_identical_after_training(models, shots, tmp_
     assert tower and all(torch.equal(before[k], after[k]) for k in tower)
     language = [k for k in before if "language_model" in k and "layers" in k]
     assert any(not torch.equal(before[k], after[k]) for k in language)
+
+
+def test_llava_next_images_of_any_shape_batch_together(models, tmp_path):
+    """LLaVA-NeXT tiles each image by its aspect ratio, so images need different token and tile counts; a batch
+    of them (tiles zero-padded) scores as each image alone."""
+    from PIL import Image
+
+    from rewardlab.data.collator import PairCollator
+
+    scorer = scorer_for(models["llava_next"])
+    pairs = []
+    for i, size in enumerate([(64, 64), (200, 60), (60, 200), (150, 100)]):
+        Image.new("RGB", size, (40 * i, 90, 200)).save(tmp_path / f"{i}.png")
+        pairs.append(
+            PreferencePair(
+                "Describe this web page.", "a blue page", "a red page", images=(str(tmp_path / f"{i}.png"),)
+            )
+        )
+    features = [scorer.transform.encode_pair(p) for p in pairs]
+    assert len({f["image_tokens"] for f in features}) == 4  # one count per shape
+    batch = PairCollator(scorer.tokenizer.pad_token_id)(features)
+    assert batch["pixel_values"].shape[:2] == (4, max(torch.as_tensor(f["pixel_values"]).shape[1] for f in features))
+    with torch.no_grad():
+        together = scorer.model(**batch).tolist()
+    alone = [s for p in pairs for s in scorer.model(**PairCollator(scorer.tokenizer.pad_token_id)(
+        [scorer.transform.encode_pair(p)])).tolist()]  # fmt: skip
+    assert together[:4] == pytest.approx(alone[0::2], abs=1e-5) and together[4:] == pytest.approx(
+        alone[1::2], abs=1e-5
+    )
 
 
 def screenshot_groups(pairs) -> list[RankedGroup]:

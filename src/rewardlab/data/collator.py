@@ -38,14 +38,21 @@ def pad_rows(
 
 # Per-row id sequences padded like input_ids (with 0), and per-image tensors concatenated along dim 0.
 ROW_SEQUENCES = ("token_type_ids", "mm_token_type_ids")
-IMAGE_TENSORS = ("pixel_values", "image_grid_thw")
+IMAGE_TENSORS = ("pixel_values", "image_grid_thw", "image_sizes")
 
 
 def stack_images(items: list[dict[str, Any]], batch: dict[str, torch.Tensor], image_rows: list[int]) -> None:
-    """Concatenate each item's image tensors once and record which image every row uses (``image_rows``)."""
+    """Concatenate each item's image tensors once and record which image every row uses (``image_rows``).
+
+    Tiled pixel values (LLaVA-NeXT: ``(1, tiles, C, H, W)``, the tile count depending on the image's shape) are
+    zero-padded to the most tiles; the model reads each image's real count from its ``image_sizes``."""
     for key in IMAGE_TENSORS:
         if key in items[0]:
-            batch[key] = torch.cat([torch.as_tensor(it[key]) for it in items], dim=0)
+            tensors = [torch.as_tensor(it[key]) for it in items]
+            if tensors[0].dim() == 5:
+                most = max(t.shape[1] for t in tensors)
+                tensors = [torch.nn.functional.pad(t, (0, 0, 0, 0, 0, 0, 0, most - t.shape[1])) for t in tensors]
+            batch[key] = torch.cat(tensors, dim=0)
     if "pixel_values" in batch:
         batch["image_rows"] = torch.tensor(image_rows, dtype=torch.long)
 

@@ -211,6 +211,7 @@ VISION_LAYOUTS: dict[str, dict[str, str]] = {
     },
 }  # fmt: skip
 VISION_LAYOUTS["qwen2_5_vl"] = VISION_LAYOUTS["qwen2_vl"]
+VISION_LAYOUTS["llava_next"] = VISION_LAYOUTS["llava"]  # the Vicuna/Llama prompt of llava-v1.6-vicuna
 
 
 IMAGE_URL_TIMEOUT_S = 30.0
@@ -300,7 +301,7 @@ class VisionTransform:
             raise DataError(f"no prompt layout for model type {self.model_type!r}; known: {sorted(VISION_LAYOUTS)}")
         self.layout = VISION_LAYOUTS[self.model_type]
         tok = self.tokenizer
-        self._bos = [tok.bos_token_id] if tok.bos_token_id is not None and self.model_type == "llava" else []
+        self._bos = [tok.bos_token_id] if tok.bos_token_id is not None and self.model_type.startswith("llava") else []
         self._eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
         self._mm_types = self.model_type.startswith("qwen")
 

@@ -190,26 +190,25 @@ def apply_lora(model: Any, lora: LoraSettings, *, vision: bool = False) -> Any:
     return peft_model
 
 
-def image_token_count(config: Any) -> Any:
-    """``pixel_inputs -> int``: placeholder tokens one image needs in this VLM."""
-    if config.model_type == "llava":
-        vision = config.vision_config
-        n = (vision.image_size // vision.patch_size) ** 2
-        full = config.vision_feature_select_strategy == "full"  # "default" drops the CLS token
-        return lambda _pixels: n + int(full)
-    merge = config.vision_config.spatial_merge_size
-    return lambda pixels: int(pixels["image_grid_thw"][0].prod()) // merge**2
+def image_token_count(config: Any, image_processor: Any, tokenizer: Any) -> Any:
+    """``pixel_inputs -> int``: placeholder tokens one image needs in this VLM (the family's counter)."""
+    from rewardlab.models.vision import FAMILIES
+
+    return FAMILIES[config.model_type].image_tokens(config, image_processor, tokenizer)
 
 
 def load_image_processor(path: str, config: Any, min_pixels: int | None = None, max_pixels: int | None = None):
     """The PIL image processor of the family (no torchvision needed)."""
+    import importlib
     from pathlib import Path
 
-    if config.model_type == "llava":
-        from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil as cls
-    else:
-        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil as cls
+    from rewardlab.models.vision import FAMILIES
+
+    module, name = FAMILIES[config.model_type].image_processor.split(":")
+    cls = getattr(importlib.import_module(module), name)
     kwargs = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
+    if kwargs and not config.model_type.startswith("qwen"):
+        raise ModelError(f"{path}: model.min_pixels / max_pixels apply to Qwen-VL models, not {config.model_type}")
     if (Path(path) / "preprocessor_config.json").is_file() or not Path(path).exists():
         try:
             return cls.from_pretrained(path, **kwargs)
@@ -238,5 +237,5 @@ def make_transform(
     if not is_vision_config(config):
         return TextTransform(tokenizer, max_length, pooling, overlong, chat_template)
     processor = image_processor or load_image_processor(path, config)
-    return VisionTransform(tokenizer, processor, config.model_type, config.image_token_id, image_token_count(config),
-                           max_length, overlong)  # fmt: skip
+    return VisionTransform(tokenizer, processor, config.model_type, config.image_token_id,
+                           image_token_count(config, processor, tokenizer), max_length, overlong)  # fmt: skip

@@ -117,7 +117,7 @@ def build_tiny_model(
     return directory
 
 
-VisionFamilyName = Literal["llava", "qwen2_vl", "qwen2_5_vl"]
+VisionFamilyName = Literal["llava", "llava_next", "qwen2_vl", "qwen2_5_vl"]
 VISION_SPECIALS = ["<image>", "<|image_pad|>", "<|vision_start|>", "<|vision_end|>", "<|video_pad|>"]
 
 
@@ -132,15 +132,25 @@ def tiny_vlm_config(
     vision_layers: int | None = None,
     initializer_range: float = 0.02,
 ):
-    """A small LLaVA (CLIP vision tower + Llama) or Qwen2(.5)-VL config, ids taken from ``tokenizer``.
+    """A small LLaVA-1.5 or LLaVA-NeXT (CLIP vision tower + Llama) or Qwen2(.5)-VL config, ids from ``tokenizer``.
+
+    LLaVA-NeXT tiles an image into ``image_size`` crops on a grid of 1×1, 1×2, 2×1 or 2×2 (whichever fits its
+    aspect ratio best) plus one resized overview, so its number of image tokens depends on the image size.
 
     ``patch_size`` (default 16 for LLaVA; Qwen-VL's patches are 14 pixels, merged 2×2, and nothing else) and
     ``vision_layers`` (default ``layers``) size the vision tower. ``initializer_range`` is the language model's
     init std (transformers' default 0.02 leaves attention almost uniform in a model this narrow).
     """
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, Qwen2_5_VLConfig, Qwen2VLConfig
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaNextConfig,
+        Qwen2_5_VLConfig,
+        Qwen2VLConfig,
+    )
 
-    if family != "llava" and patch_size not in (None, 14):
+    if family.startswith("qwen") and patch_size not in (None, 14):
         raise ValueError(f"{family}: patch_size must be 14 (or None), got {patch_size}")
     patch = patch_size or 16
     vision_layers = vision_layers or layers
@@ -152,11 +162,18 @@ def tiny_vlm_config(
         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
         initializer_range=initializer_range,
     )  # fmt: skip
-    if family == "llava":
+    if family.startswith("llava"):
         vision = CLIPVisionConfig(
             hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=vision_layers, num_attention_heads=4,
             image_size=image_size, patch_size=patch, projection_dim=hidden,
         )  # fmt: skip
+    if family == "llava_next":
+        return LlavaNextConfig(
+            vision_config=vision, text_config=LlamaConfig(**text), image_token_id=ids["<image>"],
+            image_grid_pinpoints=llava_next_grid(image_size), vision_feature_layer=-1,
+            vision_feature_select_strategy="default", projector_hidden_act="gelu",
+        )  # fmt: skip
+    if family == "llava":
         return LlavaConfig(
             vision_config=vision, text_config=LlamaConfig(**text), image_token_id=ids["<image>"],
             image_seq_length=(image_size // patch) ** 2, vision_feature_layer=-1,
@@ -180,6 +197,11 @@ def tiny_vlm_config(
         fullatt_block_indexes=[vision_layers - 1], in_chans=3,
     )  # fmt: skip
     return Qwen2_5_VLConfig(text_config=text, vision_config=vision, **common)
+
+
+def llava_next_grid(side: int) -> list[list[int]]:
+    """LLaVA-NeXT's candidate tilings for crops of ``side`` pixels: 1×1, 1×2, 2×1 and 2×2."""
+    return [[side, side], [side, 2 * side], [2 * side, side], [2 * side, 2 * side]]
 
 
 def build_tiny_vlm(
@@ -216,6 +238,13 @@ def build_tiny_vlm(
 
         side = {"height": image_size, "width": image_size}
         processor = CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size=side)
+    elif family == "llava_next":
+        from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
+
+        side = {"height": image_size, "width": image_size}
+        processor = LlavaNextImageProcessorPil(
+            size={"shortest_edge": image_size}, crop_size=side, image_grid_pinpoints=llava_next_grid(image_size)
+        )
     else:
         from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 

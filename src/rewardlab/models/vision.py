@@ -1,7 +1,7 @@
 """Vision-language backbones for reward models (part of the backbone loader, DESIGN.md §2).
 
-A :class:`VisionRewardBackbone` wraps an ``AutoModelForImageTextToText`` model (LLaVA, Qwen2-VL,
-Qwen2.5-VL) and a scalar ``score`` head, and exposes the same two things a text decoder does —
+A :class:`VisionRewardBackbone` wraps an ``AutoModelForImageTextToText`` model (LLaVA-1.5, LLaVA-NeXT,
+Qwen2-VL, Qwen2.5-VL) and a scalar ``score`` head, and exposes the same two things a text decoder does —
 ``getattr(model, model.base_model_prefix)`` returning final hidden states, and ``model.score`` — so
 :class:`~rewardlab.models.reward_model.RewardModel`, the trainer and the Scorer need no vision branch.
 
@@ -14,6 +14,7 @@ vision tower's features are reused through ``mm_encoder_outputs``. A family is o
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,40 +25,86 @@ from torch import nn
 HEAD_FILE = "reward_head.safetensors"
 
 
+def fixed_image_tokens(config: Any, _processor: Any, _tokenizer: Any) -> Callable[[dict], int]:
+    """LLaVA-1.5: every image is resized to the tower's square input, so the count is fixed."""
+    vision = config.vision_config
+    n = (vision.image_size // vision.patch_size) ** 2
+    full = config.vision_feature_select_strategy == "full"  # "default" drops the CLS token
+    return lambda _pixels: n + int(full)
+
+
+def merged_grid_image_tokens(config: Any, _processor: Any, _tokenizer: Any) -> Callable[[dict], int]:
+    """Qwen-VL: one token per ``merge × merge`` block of the image's patch grid (``image_grid_thw``)."""
+    merge = config.vision_config.spatial_merge_size
+    return lambda pixels: int(pixels["image_grid_thw"][0].prod()) // merge**2
+
+
+def anyres_image_tokens(config: Any, processor: Any, tokenizer: Any) -> Callable[[dict], int]:
+    """LLaVA-NeXT: an overview crop plus the tiles of the best-fitting grid, unpadded to the image's aspect
+    ratio, plus one newline token per row — counted by transformers' own LLaVA-NeXT processor."""
+    from transformers import LlavaNextProcessor
+
+    counter = LlavaNextProcessor(
+        image_processor=processor, tokenizer=tokenizer, patch_size=config.vision_config.patch_size,
+        vision_feature_select_strategy=config.vision_feature_select_strategy, num_additional_image_tokens=1,
+    )  # fmt: skip
+    drop_cls = int(config.vision_feature_select_strategy == "default")
+
+    def count(pixels: dict) -> int:
+        height, width = (int(x) for x in pixels["image_sizes"][0])
+        crop_h, crop_w = pixels["pixel_values"].shape[-2:]
+        return counter._get_number_of_features(height, width, crop_h, crop_w) - drop_cls
+
+    return count
+
+
 @dataclass(frozen=True)
 class VisionFamily:
-    """What differs between VLM families, and nothing else.
+    """What differs between VLM families, and nothing else: adding a family is one entry in :data:`FAMILIES`
+    (plus its prompt layout in :data:`rewardlab.data.transforms.VISION_LAYOUTS`).
 
     ``vision_modules``: attribute names (on the inner model) of the vision tower, frozen on request.
     ``projector``: dotted path (on the inner model) of the vision→language projector, which ``model.lora.projector``
     keeps frozen, adapts with LoRA or trains fully.
     ``mrope``: the family computes its own 3-D rotary positions (Qwen-VL), so no 2-D ``position_ids``.
+    ``image_processor``: ``"module:Class"`` of its PIL image processor (no torchvision needed).
+    ``image_tokens``: ``(config, image_processor, tokenizer) -> (pixel_inputs -> int)``, placeholder tokens per
+    image.
     ``feature_kwargs``: extra inputs ``get_image_features`` takes besides ``pixel_values``.
+    ``row_kwargs``: per-row inputs of the language model besides ids and mask.
     """
 
     vision_modules: tuple[str, ...]
     projector: str
     mrope: bool
+    image_processor: str
+    image_tokens: Callable[[Any, Any, Any], Callable[[dict], int]]
     feature_kwargs: tuple[str, ...] = ()
     row_kwargs: tuple[str, ...] = field(default=())
 
 
+_CLIP = "transformers.models.clip.image_processing_pil_clip:CLIPImageProcessorPil"
+_LLAVA_NEXT = "transformers.models.llava_next.image_processing_pil_llava_next:LlavaNextImageProcessorPil"
+_QWEN = "transformers.models.qwen2_vl.image_processing_pil_qwen2_vl:Qwen2VLImageProcessorPil"
+_QWEN_VL = dict(
+    vision_modules=("visual",), projector="visual.merger", mrope=True, image_processor=_QWEN,
+    image_tokens=merged_grid_image_tokens, feature_kwargs=("image_grid_thw",), row_kwargs=("mm_token_type_ids",),
+)  # fmt: skip
+
 FAMILIES: dict[str, VisionFamily] = {
-    "llava": VisionFamily(vision_modules=("vision_tower",), projector="multi_modal_projector", mrope=False),
-    "qwen2_vl": VisionFamily(
-        vision_modules=("visual",),
-        projector="visual.merger",
-        mrope=True,
-        feature_kwargs=("image_grid_thw",),
-        row_kwargs=("mm_token_type_ids",),
+    "llava": VisionFamily(
+        ("vision_tower",), "multi_modal_projector", mrope=False, image_processor=_CLIP, image_tokens=fixed_image_tokens
     ),
-    "qwen2_5_vl": VisionFamily(
-        vision_modules=("visual",),
-        projector="visual.merger",
-        mrope=True,
-        feature_kwargs=("image_grid_thw",),
-        row_kwargs=("mm_token_type_ids",),
-    ),
+    "llava_next": VisionFamily(
+        ("vision_tower",),
+        "multi_modal_projector",
+        mrope=False,
+        image_processor=_LLAVA_NEXT,
+        image_tokens=anyres_image_tokens,
+        feature_kwargs=("image_sizes",),
+    ),  # fmt: skip
+    "qwen2_vl": VisionFamily(**_QWEN_VL),
+    "qwen2_5_vl": VisionFamily(**_QWEN_VL),
 }
 
 
