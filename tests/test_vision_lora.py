@@ -3,6 +3,7 @@ projector frozen, adapted with LoRA or trained fully — on tiny random LLaVA an
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shutil
@@ -198,3 +199,12 @@ def test_quantized_backbone_keeps_vision_tower_and_projector_in_full_precision(m
     assert language and all(isinstance(m, bnb.nn.Linear4bit) for m in language)
     projector_lora = [n for n in linears if f".{parts.projector}." in n and ".lora_A." in n]
     assert len(projector_lora) == 2  # both projector linears are adapted, in full precision
+
+
+@pytest.mark.skipif(importlib.util.find_spec("flash_attn") is not None, reason="flash-attn is installed here")
+def test_flash_attention_without_the_package_is_a_clear_model_error(models):
+    from rewardlab.models.backbones import load_backbone, load_tokenizer
+
+    cfg = ModelConfig(name_or_path=str(models["llava"]), attn_implementation="flash_attention_2")
+    with pytest.raises(ModelError, match=r"package the model settings need is missing: .*FlashAttention.*sdpa"):
+        load_backbone(cfg, load_tokenizer(cfg))

@@ -74,6 +74,9 @@ def load_backbone(cfg: ModelConfig, tokenizer: Any) -> Any:
             model = VisionRewardBackbone.from_pretrained(cfg.name_or_path, **kwargs)
         else:
             model = AutoModelForSequenceClassification.from_pretrained(cfg.name_or_path, num_labels=1, **kwargs)
+    except ImportError as exc:  # e.g. attn_implementation=flash_attention_2 without the flash-attn package
+        hint = " (or leave model.attn_implementation unset for sdpa)" if cfg.attn_implementation else ""
+        raise ModelError(f"{cfg.name_or_path}: a package the model settings need is missing: {exc}{hint}") from None
     except (OSError, ValueError) as exc:
         raise ModelError(f"{cfg.name_or_path}: cannot load a reward backbone ({exc})") from None
     model.config.get_text_config().pad_token_id = tokenizer.pad_token_id
