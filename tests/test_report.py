@@ -119,6 +119,16 @@ def test_learning_curve_still_works(tmp_path: Path):
     assert_png(plots.plot_learning_curve(tmp_path / "metrics.jsonl", tmp_path / "learning_curve.png"))
 
 
+def test_learning_curve_without_any_logged_loss_says_so(tmp_path: Path):
+    import warnings
+
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 2, "train_runtime": 1.0}) + "\n", encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "No artists with labels" legend warning
+        out = plots.plot_learning_curve(tmp_path / "metrics.jsonl", tmp_path / "learning_curve.png")
+    assert_png(out)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Synthetic run directories
 # ---------------------------------------------------------------------------------------------------------------------

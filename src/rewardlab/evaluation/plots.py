@@ -108,6 +108,8 @@ def plot_learning_curve(metrics_path: str | Path, out_path: str | Path) -> Path:
     rows = read_jsonl(metrics_path)
     train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
     evals = [(r["step"], r["eval_loss"], r.get("eval_accuracy")) for r in rows if "eval_loss" in r]
+    if not train and not evals:
+        return _no_data(out_path, "learning curve", "no loss logged yet (fewer steps than training.logging_steps?)")
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     if train:
         ax.plot(*zip(*train), label="train loss", color="tab:blue")
