@@ -1,6 +1,6 @@
 """Vision RMs: what encoding each pair's image once saves, versus once per row (chosen and rejected).
 
-    python bench/bench_vision.py [--family llava|qwen2_vl] [--pairs 8] [--image-size 224] [--steps 5]
+    python bench/bench_vision.py [--family llava|llava_next|qwen2_vl|qwen2_5_vl] [--pairs 8] [--image-size 224] [--steps 5]
 
 Both variants train the same tiny VLM reward model on the same batch: "once" sends each pair's image a
 single time and reuses the vision features for both rows (rewardlab's collator, ``image_rows``); "per row"
@@ -46,8 +46,10 @@ def per_row(batch: dict) -> dict:
         chunks = torch.split(batch["pixel_values"], sizes)
         out["pixel_values"] = torch.cat([chunks[i] for i in rows.tolist()])
         out["image_grid_thw"] = grids[rows]
-    else:
+    else:  # LLaVA: one image per entry; LLaVA-NeXT: (tiles, C, H, W) per entry, with its image_sizes
         out["pixel_values"] = batch["pixel_values"][rows]
+        if "image_sizes" in batch:
+            out["image_sizes"] = batch["image_sizes"][rows]
     return out
 
 
@@ -67,7 +69,7 @@ def time_both(model, once: dict, twice: dict, steps: int) -> tuple[float, float]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--family", default="llava", choices=["llava", "qwen2_vl", "qwen2_5_vl"])
+    parser.add_argument("--family", default="llava", choices=["llava", "llava_next", "qwen2_vl", "qwen2_5_vl"])
     parser.add_argument("--pairs", type=int, default=8)
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--steps", type=int, default=5)
