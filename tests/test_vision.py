@@ -293,7 +293,31 @@ def test_irrelevant_query_rows_and_loss_on_a_hand_built_batch(models, shots):
     assert loss.item() == pytest.approx(expected.item(), abs=1e-7)
 
 
-def test_training_with_irrelevant_queries_logs_them_separately(models, shots, tmp_path):
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+def test_irrelevant_rows_swap_the_text_or_both(models, shots, family):
+    from rewardlab.data.collator import PairCollator
+
+    scorer = scorer_for(models[family])
+    features = [scorer.transform.encode_pair(p) for p in shots[1][:3]]
+    pad = scorer.tokenizer.pad_token_id
+    text = PairCollator(pad, num_irrelevant_pairs=1, irrelevant_swap="text")(features)
+    assert text["irrelevant_pairs"].tolist() == [[0, 6], [1, 7], [2, 8]]
+    assert text["image_rows"].tolist()[6:] == [0, 1, 2]  # pair i's own image ...
+    assert torch.equal(text["input_ids"][6:], text["input_ids"][[1, 2, 0]])  # ... with pair i+1's chosen text
+    if family == "qwen2_vl":
+        assert torch.equal(text["mm_token_type_ids"][6:], text["mm_token_type_ids"][[1, 2, 0]])
+    both = PairCollator(pad, num_irrelevant_pairs=1, irrelevant_swap="both")(features)
+    assert both["irrelevant_pairs"].tolist() == [[0, 6], [0, 7], [1, 8], [1, 9], [2, 10], [2, 11]]
+    assert both["image_rows"].tolist()[6:] == [1, 0, 2, 1, 0, 2]
+    assert torch.equal(both["input_ids"][6:], both["input_ids"][[0, 1, 1, 2, 2, 0]])
+    # A pair whose chosen text is the same as pair 0's is no irrelevant text for pair 0: the next one is taken.
+    twin = [features[0], {**features[1], "chosen_input_ids": features[0]["chosen_input_ids"]}, features[2]]
+    batch = PairCollator(pad, num_irrelevant_pairs=1, irrelevant_swap="text")(twin)
+    assert torch.equal(batch["input_ids"][6], batch["input_ids"][2]) and batch["image_rows"][6] == 0
+
+
+@pytest.mark.parametrize("swap", ["image", "both"])
+def test_training_with_irrelevant_queries_logs_them_separately(models, shots, tmp_path, swap):
     import json
 
     from rewardlab.errors import ConfigError
@@ -301,6 +325,7 @@ def test_training_with_irrelevant_queries_logs_them_separately(models, shots, tm
     root, pairs = shots
     cfg = train_config(tmp_path, models["llava"], root / "train.jsonl")
     cfg.data.num_irrelevant_pairs = 2
+    cfg.data.irrelevant_swap = swap
     result = run_train(cfg)
     rows = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     logged = [r for r in rows if "loss" in r]

@@ -88,8 +88,15 @@ class DataConfig(StrictModel):
         0,
         ge=0,
         description=(
-            "Vision: per pair, extra pairs where the chosen text with its own image is preferred over the same "
-            "text with another record's image (robustness to irrelevant queries); logged separately."
+            "Vision: per pair, extra pairs where the chosen text with its own image is preferred over a "
+            "mismatched row (see irrelevant_swap); robustness to irrelevant queries, logged separately."
+        ),
+    )
+    irrelevant_swap: Literal["image", "text", "both"] = Field(
+        "image",
+        description=(
+            "The mismatched row of an irrelevant-query pair: the same text with another record's image (`image`), "
+            "another record's chosen text with this image (`text`), or one of each (`both`: two rows per count)."
         ),
     )
 

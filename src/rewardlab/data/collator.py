@@ -57,17 +57,25 @@ def stack_images(items: list[dict[str, Any]], batch: dict[str, torch.Tensor], im
         batch["image_rows"] = torch.tensor(image_rows, dtype=torch.long)
 
 
-def irrelevant_rows(features: list[dict[str, Any]], per_pair: int) -> list[tuple[int, int]]:
-    """``(i, j)`` for each irrelevant-query row: pair ``i``'s chosen text shown with pair ``j``'s image.
+def irrelevant_rows(features: list[dict[str, Any]], per_pair: int, swap: str = "image") -> list[tuple[int, int, int]]:
+    """``(pair, text, image)`` for each irrelevant-query row: the row shows pair ``text``'s chosen text with pair
+    ``image``'s image, and is the rejected side against pair ``pair``'s chosen row (its text with its own image).
 
-    ``j`` runs through the other pairs of the batch in order (i+1, i+2, ...), skipping images that need a
-    different number of placeholder tokens; deterministic, so a resumed run sees the same rows.
+    For pair ``i`` and another pair ``j``: ``swap="image"`` adds ``(i, i, j)`` (the same text, another image),
+    ``"text"`` adds ``(i, j, i)`` (another text, the same image), ``"both"`` adds both. ``j`` runs through the
+    other pairs of the batch in order (i+1, i+2, ...), skipping images that need a different number of
+    placeholder tokens and, for text swaps, texts identical to pair i's; deterministic, so a resumed run sees
+    the same rows.
     """
     b, out = len(features), []
     for i in range(b):
         others = [(i + s) % b for s in range(1, b)]
         same = [j for j in others if features[j].get("image_tokens") == features[i].get("image_tokens")]
-        out.extend((i, j) for j in same[:per_pair])
+        if swap in ("image", "both"):
+            out.extend((i, i, j) for j in same[:per_pair])
+        if swap in ("text", "both"):
+            texts = [j for j in same if features[j]["chosen_input_ids"] != features[i]["chosen_input_ids"]]
+            out.extend((i, j, i) for j in texts[:per_pair])
     return out
 
 
@@ -79,21 +87,26 @@ class PairCollator:
     rows of pair ``i`` to image ``i``, so the vision tower runs once per pair.
 
     ``num_irrelevant_pairs`` (vision): per pair, that many extra rows ``[2b, ...)`` with the pair's chosen
-    text and another pair's image, and ``irrelevant_pairs`` (m, 2) = (preferred row, rejected row) indices.
+    text and another pair's image (``irrelevant_swap="image"``), another pair's chosen text and this pair's
+    image (``"text"``), or one of each (``"both"``; see :func:`irrelevant_rows`), and ``irrelevant_pairs``
+    (m, 2) = (preferred row, rejected row) indices.
     """
 
     pad_token_id: int
     padding_side: Literal["left", "right"] = "right"
     pad_to_multiple_of: int | None = None
     num_irrelevant_pairs: int = 0
+    irrelevant_swap: Literal["image", "text", "both"] = "image"
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         rows = [f["chosen_input_ids"] for f in features] + [f["rejected_input_ids"] for f in features]
         b = len(features)
         image_rows = list(range(b)) * 2
-        extra = irrelevant_rows(features, self.num_irrelevant_pairs) if "pixel_values" in features[0] else []
-        rows += [features[i]["chosen_input_ids"] for i, _ in extra]
-        image_rows += [j for _, j in extra]
+        extra = []
+        if self.num_irrelevant_pairs and "pixel_values" in features[0]:
+            extra = irrelevant_rows(features, self.num_irrelevant_pairs, self.irrelevant_swap)
+        rows += [features[text]["chosen_input_ids"] for _, text, _ in extra]
+        image_rows += [image for _, _, image in extra]
         ids, mask = pad_rows(rows, self.pad_token_id, self.padding_side, self.pad_to_multiple_of)
         batch = {
             "input_ids": ids,
@@ -103,12 +116,12 @@ class PairCollator:
         for key in ROW_SEQUENCES:
             if f"chosen_{key}" in features[0]:
                 seqs = [f[f"chosen_{key}"] for f in features] + [f[f"rejected_{key}"] for f in features]
-                seqs += [features[i][f"chosen_{key}"] for i, _ in extra]
+                seqs += [features[text][f"chosen_{key}"] for _, text, _ in extra]
                 batch[key], _ = pad_rows(seqs, 0, self.padding_side, self.pad_to_multiple_of)
         stack_images(features, batch, image_rows)
         if extra:
-            # (preferred row, rejected row): pair i's chosen text with its own image beats it with image j.
-            batch["irrelevant_pairs"] = torch.tensor([[i, 2 * b + k] for k, (i, _) in enumerate(extra)])
+            # (preferred row, rejected row): pair i's chosen text with its own image beats the mismatched row.
+            batch["irrelevant_pairs"] = torch.tensor([[i, 2 * b + k] for k, (i, _, _) in enumerate(extra)])
         return batch
 
 

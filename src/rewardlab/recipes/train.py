@@ -131,7 +131,10 @@ def run_train(cfg: TrainConfig) -> TrainResult:
         collator = GroupCollator(tokenizer.pad_token_id, padding_side)
     else:
         collator = PairCollator(
-            tokenizer.pad_token_id, padding_side, num_irrelevant_pairs=cfg.data.num_irrelevant_pairs
+            tokenizer.pad_token_id,
+            padding_side,
+            num_irrelevant_pairs=cfg.data.num_irrelevant_pairs,
+            irrelevant_swap=cfg.data.irrelevant_swap,
         )
     trainer = RewardTrainer(
         model=RewardModel(backbone, pooling),
