@@ -364,3 +364,57 @@ def test_bench_vision_runs_and_both_variants_agree():
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "identical scores: True" in proc.stdout and "speed-up:" in proc.stdout
+
+
+@pytest.fixture(scope="module")
+def vision_export(models, tmp_path_factory):
+    from rewardlab.models.vision import ProcessorBundle
+
+    scorer = scorer_for(models["llava"])
+    with torch.no_grad():
+        for p in scorer.model.backbone.score.parameters():
+            p.add_(0.3)
+    bundle = ProcessorBundle(scorer.tokenizer, scorer.transform.image_processor)
+    return save_reward_model(scorer.model, bundle, tmp_path_factory.mktemp("vexport") / "model", {"max_length": 256})
+
+
+def test_score_compare_rank_commands_take_images(vision_export, models, shots, tmp_path, capsys):
+    import json
+    import shutil
+
+    from rewardlab.cli import main
+
+    root, pairs = shots
+    for p in pairs[:3]:
+        shutil.copy(p.images[0], tmp_path)
+    rows = [{"prompt": p.prompt, "response": p.chosen, "images": [Path(p.images[0]).name]} for p in pairs[:3]]
+    data = write_rows(tmp_path / "rows.jsonl", rows)  # image paths relative to the file
+    out = tmp_path / "scores.jsonl"
+    assert main(["score", "--model", str(vision_export), "--input", str(data), "--output", str(out)]) == 0
+    got = [json.loads(x)["score"] for x in out.read_text().splitlines()]
+    expected = Scorer.from_pretrained(str(vision_export), device="cpu").score_pairs(pairs[:3])[0]
+    assert got == pytest.approx(expected, abs=1e-5)
+
+    image = pairs[0].images[0]
+    args = ["--model", str(vision_export), "--prompt", pairs[0].prompt]
+    assert main(["compare", *args, "--a", pairs[0].chosen, "--b", pairs[0].rejected, "--image", image]) == 0
+    comparison = json.loads(capsys.readouterr().out)
+    assert comparison["score_a"] == pytest.approx(expected[0], abs=1e-5)
+    assert main(["rank", *args, "--response", pairs[0].rejected, "--response", pairs[0].chosen, "--image", image]) == 0
+    ranked = json.loads(capsys.readouterr().out)
+    assert {r["index"]: r["score"] for r in ranked}[1] == pytest.approx(expected[0], abs=1e-5)
+
+    # Bad input: exit 2, one line naming the file, row and field, nothing written.
+    capsys.readouterr()
+    bad = write_rows(tmp_path / "bad.jsonl", [rows[0], {"prompt": "p", "response": "r", "images": ["nope.png"]}])
+    assert main(["score", "--model", str(vision_export), "--input", str(bad), "--output", str(tmp_path / "x")]) == 2
+    assert f"{bad}:2:images: image {tmp_path / 'nope.png'} not found" in capsys.readouterr().err
+    no_images = write_rows(tmp_path / "none.jsonl", [{"prompt": "p", "response": "r"}])
+    assert main(["score", "--model", str(vision_export), "--input", str(no_images)]) == 2
+    assert "--image-column" in capsys.readouterr().err
+    assert main(["compare", *args, "--a", "x", "--b", "y"]) == 2
+    assert "--image PATH_OR_URL" in capsys.readouterr().err
+    text_model = ["--model", str(models["qwen2"]), "--prompt", "p", "--a", "x", "--b", "y", "--image", image]
+    assert main(["compare", *text_model]) == 2
+    assert "text-only reward model" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -84,7 +84,7 @@ def cmd_score(ns: argparse.Namespace) -> int:
     from rewardlab.recipes.score import run_score
 
     cfg = build_config(ScoreConfig, fields_from(ns, ScoreConfig), source="command line")
-    n, out = run_score(cfg, ns.input, ns.output, ns.prompt_column, ns.response_column)
+    n, out = run_score(cfg, ns.input, ns.output, ns.prompt_column, ns.response_column, ns.image_column)
     print(f"scored {n} responses → {out}", file=sys.stderr)
     return 0
 
@@ -93,7 +93,7 @@ def cmd_compare(ns: argparse.Namespace) -> int:
     from rewardlab.recipes.score import run_compare
 
     cfg = build_config(ScoreConfig, fields_from(ns, ScoreConfig), source="command line")
-    comparison = run_compare(cfg, ns.prompt, ns.a, ns.b)
+    comparison = run_compare(cfg, ns.prompt, ns.a, ns.b, ns.image)
     print(json.dumps(comparison))
     return 0
 
@@ -102,7 +102,8 @@ def cmd_rank(ns: argparse.Namespace) -> int:
     from rewardlab.recipes.score import run_rank
 
     cfg = build_config(ScoreConfig, fields_from(ns, ScoreConfig), source="command line")
-    print(json.dumps(run_rank(cfg, ns.prompt, ns.response or [], ns.responses_file), ensure_ascii=False, indent=2))
+    ranked = run_rank(cfg, ns.prompt, ns.response or [], ns.responses_file, ns.image)
+    print(json.dumps(ranked, ensure_ascii=False, indent=2))
     return 0
 
 
@@ -162,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None, help="Output JSONL (default: stdout).")
     p.add_argument("--prompt-column", default="prompt", help="Prompt column name (default: prompt).")
     p.add_argument("--response-column", default="response", help="Response column name (default: response).")
+    p.add_argument(
+        "--image-column", default="images", help="Vision models: the column with each row's image (default: images)."
+    )
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("compare", help="Which of two responses is better, with P(a ≻ b) = σ(score_a − score_b).")
@@ -169,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", required=True, help="The prompt.")
     p.add_argument("--a", required=True, help="First response.")
     p.add_argument("--b", required=True, help="Second response.")
+    p.add_argument("--image", default=None, help="Vision models: path or URL of the image both answers are about.")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("rank", help="Best-of-N: responses to one prompt sorted by score, best first.")
@@ -176,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", required=True, help="The prompt.")
     p.add_argument("--response", action="append", help="A candidate response (repeat the flag for each).")
     p.add_argument("--responses-file", default=None, help="File with one response per line (or a JSONL of strings).")
+    p.add_argument("--image", default=None, help="Vision models: path or URL of the image the responses are about.")
     p.set_defaults(func=cmd_rank)
 
     p = sub.add_parser("eval", help="Evaluate model dirs × checkpoints × eval sets → CSV, JSON, log, plots.")

@@ -307,7 +307,10 @@ class VisionTransform:
 
     def pixel_inputs(self, images: tuple[Any, ...]) -> dict[str, Any]:
         if len(images) != 1:
-            raise DataError(f"a vision record needs exactly one image, got {len(images)}")
+            raise DataError(
+                f"a vision-language reward model scores a text against one image; got {len(images)} images "
+                "(give each record one path, URL or PIL image)"
+            )
         image = load_image(images[0], self.image_root)
         return dict(self.image_processor(images=[image], return_tensors="pt"))
 

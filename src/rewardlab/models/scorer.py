@@ -16,7 +16,7 @@ from typing import Any
 from rewardlab.data.collator import RowCollator
 from rewardlab.data.records import PreferencePair, Text
 from rewardlab.data.transforms import TextTransform
-from rewardlab.errors import ModelError
+from rewardlab.errors import DataError, ModelError
 from rewardlab.models.reward_model import RewardModel
 
 DEFAULT_MAX_LENGTH = 1024
@@ -128,7 +128,16 @@ class Scorer:
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
         images = images if images is not None else [()] * len(responses)
-        encoded = [self.transform.encode(p, r, imgs) for p, r, imgs in zip(prompts, responses, images)]
+        if len(images) != len(responses):
+            raise ValueError(f"{len(images)} image tuples but {len(responses)} responses")
+        encoded = []
+        for i, (p, r, imgs) in enumerate(zip(prompts, responses, images)):
+            try:
+                encoded.append(self.transform.encode(p, r, imgs))
+            except DataError as exc:
+                error = DataError(f"response {i + 1} of {len(responses)}: {exc}")
+                error.index = i  # type: ignore[attr-defined]  # callers map it back to their row
+                raise error from None
         scores = self._score_encoded(encoded, on_batch)
         return self.normalize(scores) if normalize else scores
 
@@ -167,13 +176,19 @@ class Scorer:
         )
         return scores[:n], scores[n:]
 
-    def compare(self, prompt: Text, a: Text, b: Text) -> Comparison:
-        score_a, score_b = self.score([prompt, prompt], [a, b])
+    @property
+    def is_vision(self) -> bool:
+        """Whether the model scores a text against an image (every response then needs its image)."""
+        return not isinstance(self.transform, TextTransform)
+
+    def compare(self, prompt: Text, a: Text, b: Text, *, images: tuple[Any, ...] = ()) -> Comparison:
+        """``images``: the image both answers are about (vision models)."""
+        score_a, score_b = self.score([prompt, prompt], [a, b], images=[images, images])
         p_a = 1.0 / (1.0 + math.exp(-(score_a - score_b)))
         return Comparison("a" if score_a >= score_b else "b", p_a, score_a, score_b)
 
-    def rank(self, prompt: Text, responses: Sequence[Text]) -> list[RankedResponse]:
-        """Responses sorted best first (best-of-N)."""
-        scores = self.score(prompt, responses)
+    def rank(self, prompt: Text, responses: Sequence[Text], *, images: tuple[Any, ...] = ()) -> list[RankedResponse]:
+        """Responses sorted best first (best-of-N); ``images``: the image they are all about (vision models)."""
+        scores = self.score(prompt, responses, images=[images] * len(responses))
         ranked = sorted(range(len(responses)), key=lambda i: -scores[i])
         return [RankedResponse(i, responses[i], scores[i]) for i in ranked]

@@ -1,9 +1,10 @@
-"""``rewardlab score`` and ``rewardlab compare``: the Scorer behind the command line."""
+"""``rewardlab score``, ``compare`` and ``rank``: the Scorer behind the command line, for text and vision RMs."""
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +13,24 @@ from rewardlab.data.records import Text
 from rewardlab.errors import DataError
 
 
-def read_scoring_rows(
-    path: str, prompt_col: str, response_col: str
-) -> tuple[list[dict[str, Any]], list[Text], list[Text]]:
-    """Rows with a prompt and a response each; errors name file, row and field."""
+@dataclass
+class ScoringRows:
+    """Rows to score: the rows as read, their row numbers, prompts, responses and each row's images (relative
+    paths resolved next to the file; empty when the file has no image column)."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    rownos: list[int] = field(default_factory=list)
+    prompts: list[Text] = field(default_factory=list)
+    responses: list[Text] = field(default_factory=list)
+    images: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+def read_scoring_rows(path: str, prompt_col: str, response_col: str, image_col: str = "images") -> ScoringRows:
+    """Rows with a prompt and a response each, and optionally images; errors name file, row and field."""
     from rewardlab.data.readers import iter_rows
 
-    rows, prompts, responses = [], [], []
+    out = ScoringRows()
+    base = Path(path).expanduser().parent
     for rowno, row in iter_rows(DataSource(path=path)):
         for col in (prompt_col, response_col):
             value = row.get(col)
@@ -34,22 +46,60 @@ def read_scoring_rows(
                 raise DataError(
                     f"expected a non-empty string or message list, got {value!r}", source=path, row=rowno, field=col
                 )
-        rows.append(row)
-        prompts.append(row[prompt_col])
-        responses.append(row[response_col])
-    if not rows:
+        out.rows.append(row)
+        out.rownos.append(rowno)
+        out.prompts.append(row[prompt_col])
+        out.responses.append(row[response_col])
+        out.images.append(_row_images(row.get(image_col), base, path, rowno, image_col))
+    if not out.rows:
         raise DataError("no rows to score", source=path)
-    return rows, prompts, responses
+    return out
 
 
-def run_score(cfg: ScoreConfig, input_path: str, output_path: str | None, prompt_col: str, response_col: str):
-    """Scores every row; writes JSONL (the input row plus ``score``) atomically. Returns (count, destination)."""
+def _row_images(value: Any, base: Path, path: str, rowno: int, col: str) -> tuple[Any, ...]:
+    if value is None or value == "":
+        return ()
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    for item in items:
+        if not isinstance(item, (str, dict)) or item == "":
+            raise DataError(f"expected image paths or URLs, got {item!r}", source=path, row=rowno, field=col)
+    relative = [isinstance(im, str) and not im.startswith(("http://", "https://", "/")) for im in items]
+    return tuple(str(base / im) if rel else im for im, rel in zip(items, relative))
+
+
+def run_score(
+    cfg: ScoreConfig,
+    input_path: str,
+    output_path: str | None,
+    prompt_col: str,
+    response_col: str,
+    image_col: str = "images",
+):
+    """Scores every row; writes JSONL (the input row plus ``score``) atomically. Returns (count, destination).
+
+    A vision-language model scores each row's text against the row's image (``image_col``: one path, URL, or a
+    one-element list); a text model ignores that column."""
     from rewardlab.models.checkpoint import atomic_write_text
     from rewardlab.models.scorer import Scorer
 
-    rows, prompts, responses = read_scoring_rows(input_path, prompt_col, response_col)
+    data = read_scoring_rows(input_path, prompt_col, response_col, image_col)
+    rows = data.rows
     scorer = Scorer.from_pretrained(cfg.model, batch_size=cfg.batch_size, device=cfg.device, max_length=cfg.max_length)
-    scores = scorer.score(prompts, responses, normalize=cfg.normalize)
+    images = data.images if scorer.is_vision else None
+    if images is not None and not any(images):
+        raise DataError(
+            f"the model scores texts against images, but no row has a {image_col!r} column; name yours with "
+            "--image-column",
+            source=input_path,
+        )
+    try:
+        scores = scorer.score(data.prompts, data.responses, normalize=cfg.normalize, images=images)
+    except DataError as exc:
+        if not hasattr(exc, "index"):
+            raise
+        message = str(exc).split(": ", 1)[1]
+        where = image_col if "image" in message else None
+        raise DataError(message, source=input_path, row=data.rownos[exc.index], field=where) from None
     lines = "".join(
         json.dumps({**row, "score": s}, ensure_ascii=False, default=str) + "\n" for row, s in zip(rows, scores)
     )
@@ -60,11 +110,12 @@ def run_score(cfg: ScoreConfig, input_path: str, output_path: str | None, prompt
     return len(rows), str(Path(output_path))
 
 
-def run_compare(cfg: ScoreConfig, prompt: str, a: str, b: str) -> dict[str, Any]:
+def run_compare(cfg: ScoreConfig, prompt: str, a: str, b: str, image: str | None = None) -> dict[str, Any]:
+    """``image``: path or URL of the image both answers are about (vision-language models)."""
     from rewardlab.models.scorer import Scorer
 
     scorer = Scorer.from_pretrained(cfg.model, device=cfg.device, max_length=cfg.max_length)
-    c = scorer.compare(prompt, a, b)
+    c = scorer.compare(prompt, a, b, images=image_arg(scorer, image))
     return {"better": c.better, "p_a_better": round(c.p_a, 6), "score_a": c.score_a, "score_b": c.score_b}
 
 
@@ -91,7 +142,18 @@ def read_responses_file(path: str) -> list[Text]:
     return responses
 
 
-def run_rank(cfg: ScoreConfig, prompt: str, responses: list[Text], responses_file: str | None) -> list[dict[str, Any]]:
+def image_arg(scorer: Any, image: str | None) -> tuple[str, ...]:
+    """The ``--image`` of compare/rank as the Scorer's image tuple; needed exactly for vision models."""
+    if scorer.is_vision and image is None:
+        raise DataError("this model scores a text against an image: give it with --image PATH_OR_URL")
+    if not scorer.is_vision and image is not None:
+        raise DataError("--image was given, but this is a text-only reward model")
+    return (image,) if image is not None else ()
+
+
+def run_rank(
+    cfg: ScoreConfig, prompt: str, responses: list[Text], responses_file: str | None, image: str | None = None
+) -> list[dict[str, Any]]:
     """Best-of-N: the responses sorted by score, best first, each with its input index and score."""
     from rewardlab.models.scorer import Scorer
 
@@ -100,7 +162,7 @@ def run_rank(cfg: ScoreConfig, prompt: str, responses: list[Text], responses_fil
     if len(responses) < 2:
         raise DataError("rank needs at least 2 responses (--response ... --response ..., or --responses-file)")
     scorer = Scorer.from_pretrained(cfg.model, batch_size=cfg.batch_size, device=cfg.device, max_length=cfg.max_length)
-    ranked = scorer.rank(prompt, responses)
+    ranked = scorer.rank(prompt, responses, images=image_arg(scorer, image))
     normalized = scorer.normalize([r.score for r in ranked]) if cfg.normalize else None
     return [
         {"rank": i + 1, "index": r.index, "score": r.score, "response": r.response,
