@@ -141,3 +141,24 @@ def test_shipped_config_is_the_demos_training_config():
     demo = vision_train_config(VisionDemoConfig(), run / "data", run / "base-model").model_dump()
     assert shipped.pop("output_dir") == "runs/vision-demo-retrain" and demo.pop("output_dir") == str(run)
     assert shipped == demo
+
+
+def test_eval_sweeps_the_vision_run_like_a_text_run(tiny_run, tmp_path):
+    """`rewardlab eval` on the demo's run directory: final export and checkpoint, per changed attribute."""
+    from rewardlab.config import build_config
+    from rewardlab.config.schema import EvalConfig
+    from rewardlab.recipes.evaluate import run_eval
+
+    cfg, result = tiny_run
+    run = Path(cfg.output_dir)
+    eval_cfg = {"model_dirs": [str(run)], "eval_sets": [{"path": str(run / "data" / "eval.jsonl"), "label": "pages"}],
+                "output_dir": str(tmp_path / "eval"), "plots": False}  # fmt: skip
+    out = run_eval(build_config(EvalConfig, eval_cfg))
+    assert [r["checkpoint"] for r in out.rows] == ["final", "checkpoint-3"] and all(
+        r["status"] == "ok" for r in out.rows
+    )
+    final = out.rows[0]
+    assert final["accuracy"] == pytest.approx(result.accuracy, abs=1e-12) and final["n_pairs"] == cfg.n_eval
+    subsets = json.loads((tmp_path / "eval" / "evaluation_results.json").read_text())["details"][0]["subsets"]
+    accuracy = {name: v["accuracy"] for name, v in subsets["subsets"].items()}
+    assert accuracy == pytest.approx(result.by_attribute, abs=1e-12)
