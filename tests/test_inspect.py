@@ -319,3 +319,38 @@ def test_render_shows_data_verbatim_not_as_markup(tmp_path, capsys):
     render_inspect(inspect(write_lines(tmp_path / "markup.jsonl", [line])))
     out = capsys.readouterr().out
     assert "[bold]x[/bold] [/]" in out and "[red]a" in out
+
+
+def test_images_are_counted_measured_and_every_unreadable_one_listed(tmp_path, capsys):
+    from PIL import Image
+
+    (tmp_path / "shots").mkdir()
+    Image.new("RGB", (64, 48)).save(tmp_path / "shots" / "a.png")
+    Image.new("RGB", (200, 100)).save(tmp_path / "b.png")
+    (tmp_path / "shots" / "broken.png").write_bytes(b"not a png")
+    rows = [
+        {"prompt": "p", "chosen": "a", "rejected": "b", "images": ["shots/a.png"], "id": "r1"},
+        {"prompt": "p", "chosen": "a", "rejected": "c", "images": str(tmp_path / "b.png"), "id": "r2"},
+        {"prompt": "p", "chosen": "a", "rejected": "d", "images": ["shots/missing.png"], "id": "r3"},
+        {"prompt": "p", "chosen": "a", "rejected": "e", "images": ["shots/broken.png"], "id": "r4"},
+        {"prompt": "p", "chosen": "a", "rejected": "f", "images": ["https://example.org/x.png"], "id": "r5"},
+        {"prompt": "p", "chosen": "a", "rejected": "g", "id": "r6"},
+    ]
+    path = tmp_path / "data.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = run_inspect(InspectConfig(data=DataSource(path=str(path))))
+    images = report["images"]
+    assert images["records_with_images"] == 5 and images["records_without"] == 1
+    assert images["per_record"] == {1: 5} and images["sources"] == {"file": 4, "url": 1}
+    assert images["width"]["min"] == 64 and images["width"]["max"] == 200 and images["height"]["count"] == 2
+    assert images["problems"] == 2
+    assert [(p["record"], p["id"], p["message"][:9]) for p in images["listed"]] == [
+        (3, "r3", "not found"),
+        (4, "r4", "corrupt o"),
+    ]
+    render_inspect(report)
+    out = capsys.readouterr().out
+    assert "Image problems: 2" in out and "shots/missing.png" in out
+    text_only = tmp_path / "text.jsonl"
+    text_only.write_text(json.dumps(rows[-1]) + "\n")
+    assert run_inspect(InspectConfig(data=DataSource(path=str(text_only))))["images"] is None

@@ -27,6 +27,11 @@ Report keys:
   the margins given and ``missing`` (pairs without one).
 - ``subsets`` (when the first row has a subset or ``source`` column or any record a subset; else None):
   ``{subset: records}``, ``"(none)"`` for no value.
+- ``images`` (when any record has images, else None): ``records_with_images``, ``records_without``,
+  ``per_record`` (``{images per record: records}``), ``sources`` (``{file | url | bytes | pil: images}``),
+  ``width`` / ``height`` summaries (pixels, of the readable files and images), ``problems`` (missing, unreadable
+  or corrupt images; URLs are not fetched) and ``listed`` (the first ``max_errors`` as ``{"record", "id",
+  "image", "message"}``, ``record`` counting readable records from 1). Relative paths resolve next to the file.
 - ``examples``: the first ``examples`` records, texts cut to about 200 characters.
 """
 
@@ -79,6 +84,7 @@ def run_inspect(cfg: InspectConfig) -> dict[str, Any]:
         "ranked": _ranked(groups) if result.form in ("groups", "rank_rows") else None,
         "margin": _margin(pairs) if has_margin else None,
         "subsets": dict(Counter(r.subset or "(none)" for r in records).most_common()) if has_subset else None,
+        "images": _images(records, cfg.data.path, cfg.max_errors) if any(r.images for r in records) else None,
         "examples": [_example(r) for r in records[: cfg.examples]],
     }
 
@@ -226,6 +232,59 @@ def _margin(pairs: list[PreferencePair]) -> dict[str, Any]:
     return {"summary": summarize(margins), "missing": len(pairs) - len(margins)}
 
 
+def _images(records: list[Record], data_path: str, max_errors: int) -> dict[str, Any]:
+    """The ``images`` report: counts, sources, sizes and every image that cannot be opened (headers only)."""
+    from pathlib import Path
+
+    from PIL import Image, UnidentifiedImageError
+
+    base = Path(data_path).expanduser().parent
+    sources: Counter[str] = Counter()
+    widths, heights, problems = [], [], []
+    for number, record in enumerate(records, start=1):
+        for ref in record.images:
+            size, message = None, None
+            if hasattr(ref, "size") and hasattr(ref, "convert"):
+                sources["pil"] += 1
+                size = ref.size
+            elif isinstance(ref, str) and ref.startswith(("http://", "https://")):
+                sources["url"] += 1
+                continue  # not fetched by inspect
+            else:
+                is_bytes = isinstance(ref, dict) and ref.get("bytes") is not None
+                sources["bytes" if is_bytes else "file"] += 1
+                try:
+                    if is_bytes:
+                        import io
+
+                        target: Any = io.BytesIO(ref["bytes"])
+                    else:
+                        path = Path((ref.get("path") or "") if isinstance(ref, dict) else str(ref)).expanduser()
+                        target = path if path.is_absolute() else base / path
+                    with Image.open(target) as img:
+                        size = img.size
+                except FileNotFoundError:
+                    message = "not found"
+                except (UnidentifiedImageError, OSError, ValueError) as exc:
+                    message = f"corrupt or not an image ({exc})"
+            if size is not None:
+                widths.append(size[0])
+                heights.append(size[1])
+            else:
+                problems.append({"record": number, "id": record.id, "image": _key(ref)[:200], "message": message})
+    with_images = sum(bool(r.images) for r in records)
+    return {
+        "records_with_images": with_images,
+        "records_without": len(records) - with_images,
+        "per_record": dict(sorted(Counter(len(r.images) for r in records if r.images).items())),
+        "sources": dict(sources.most_common()),
+        "width": summarize(widths),
+        "height": summarize(heights),
+        "problems": len(problems),
+        "listed": problems[:max_errors],
+    }
+
+
 def _text_type(records: list[Record]) -> str | None:
     kinds = {isinstance(r.responses[0] if isinstance(r, RankedGroup) else r.chosen, str) for r in records}
     return None if not kinds else "mixed" if len(kinds) > 1 else "strings" if kinds == {True} else "messages"
@@ -272,6 +331,8 @@ def render_inspect(report: dict[str, Any]) -> None:
         console.print(_mapping_table("Subsets (records)", report["subsets"]))
     if report["reader_counts"]:
         console.print(_mapping_table("Reader counts", report["reader_counts"]))
+    if report["images"] is not None:
+        console.print(_images_table(report["images"]))
     if report["problems"]["count"]:
         console.print(_problems_table(report["problems"]))
     else:
@@ -333,6 +394,34 @@ def _lengths_table(lengths: dict[str, Any]) -> Any:
         if isinstance(summary, dict) and "p50" in summary:
             table.add_row(name, *(str(summary[s]) for s in stats))
     return table
+
+
+def _images_table(images: dict[str, Any]) -> Any:
+    from rich.table import Table
+    from rich.text import Text
+
+    def size(summary: dict[str, Any] | None) -> str:
+        return "-" if summary is None else f"{summary['min']}–{summary['max']} (median {summary['p50']:g})"
+
+    overview = {
+        "records with / without images": f"{images['records_with_images']} / {images['records_without']}",
+        "images per record": ", ".join(f"{k}: {v}" for k, v in images["per_record"].items()),
+        "sources": ", ".join(f"{k}: {v}" for k, v in images["sources"].items()),
+        "width (px)": size(images["width"]),
+        "height (px)": size(images["height"]),
+        "problems": images["problems"],
+    }
+    table = _mapping_table("Images", overview)
+    if not images["problems"]:
+        return table
+    listed = Table(title=f"Image problems: {images['problems']}", title_justify="left")
+    for column in ("record", "id", "image", "message"):
+        listed.add_column(column, overflow="fold", justify="right" if column == "record" else "left")
+    for item in images["listed"]:
+        listed.add_row(str(item["record"]), Text(item["id"] or ""), Text(item["image"]), Text(item["message"]))
+    from rich.console import Group
+
+    return Group(table, listed)
 
 
 def _problems_table(problems: dict[str, Any]) -> Any:
