@@ -14,36 +14,22 @@ from safetensors.torch import load_file
 
 from rewardlab.config import TrainConfig, build_config
 from rewardlab.data.records import PreferencePair, RankedGroup
-from rewardlab.data.screenshots import make_screenshot_pairs, write_jsonl
-from rewardlab.data.synthetic import corpus
 from rewardlab.errors import DataError
 from rewardlab.models.backbones import make_transform
 from rewardlab.models.checkpoint import load_reward_model, save_reward_model
 from rewardlab.models.scorer import Scorer
-from rewardlab.models.tiny import build_tiny_vlm
 from rewardlab.recipes.train import run_train
+from tests.conftest import VISION_FAMILIES
 from tests.tiny import make_tiny, pair_rows
 from tests.tiny import write_jsonl as write_rows
 
-VISION = ["llava", "llava_next", "qwen2_vl", "qwen2_5_vl"]
+VISION = list(VISION_FAMILIES)
 FAMILIES = ["qwen2", *VISION]
 
 
 @pytest.fixture(scope="module")
-def shots(tmp_path_factory):
-    root = tmp_path_factory.mktemp("shots")
-    pairs = make_screenshot_pairs(8, seed=0, out_dir=root / "train")
-    write_jsonl(pairs, root / "train.jsonl")
-    return root, pairs
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory, shots):
-    root = tmp_path_factory.mktemp("vlm")
-    texts = corpus(shots[1]) * 4
-    out = {fam: build_tiny_vlm(root / fam, texts, family=fam, hidden=32) for fam in VISION}
-    out["qwen2"] = make_tiny(root / "qwen2")
-    return out
+def models(tiny_vlms, tmp_path_factory):
+    return {**tiny_vlms, "qwen2": make_tiny(tmp_path_factory.mktemp("text") / "qwen2")}
 
 
 def scorer_for(path, side="right") -> Scorer:

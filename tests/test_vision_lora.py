@@ -14,12 +14,9 @@ from safetensors.torch import load_file
 
 from rewardlab.config import TrainConfig, build_config
 from rewardlab.config.schema import LoraSettings, ModelConfig
-from rewardlab.data.screenshots import make_screenshot_pairs, write_jsonl
-from rewardlab.data.synthetic import corpus
 from rewardlab.errors import ModelError
 from rewardlab.models.checkpoint import load_reward_model, save_reward_model
 from rewardlab.models.scorer import Scorer
-from rewardlab.models.tiny import build_tiny_vlm
 from rewardlab.models.vision import FAMILIES, ProcessorBundle
 from rewardlab.recipes.train import run_train
 from tests.tiny import make_tiny
@@ -29,17 +26,8 @@ LORA = {"r": 4, "alpha": 8, "dropout": 0.0}
 
 
 @pytest.fixture(scope="module")
-def shots(tmp_path_factory):
-    root = tmp_path_factory.mktemp("shots")
-    pairs = make_screenshot_pairs(8, seed=0, out_dir=root / "train")
-    write_jsonl(pairs, root / "train.jsonl")
-    return root, pairs
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory, shots):
-    root = tmp_path_factory.mktemp("vlm")
-    return {fam: build_tiny_vlm(root / fam, corpus(shots[1]) * 4, family=fam, hidden=32) for fam in VISION}
+def models(tiny_vlms):
+    return {fam: tiny_vlms[fam] for fam in VISION}
 
 
 def train_config(out, base, data, *, max_steps=3, save_steps=3, **lora):
