@@ -150,6 +150,53 @@ def test_llava_next_images_of_any_shape_batch_together(models, tmp_path):
     )
 
 
+@pytest.mark.parametrize("family", VISION)
+def test_records_with_several_images_batch_with_single_image_ones(models, shots, tmp_path, family):
+    """Two images (e.g. before/after screenshots) each get their placeholder block, in order; a batch mixing
+    one- and two-image records scores as each record alone, and the images' order matters."""
+    from PIL import Image
+
+    from rewardlab.data.collator import PairCollator
+
+    scorer = scorer_for(models[family])
+    pages = shots[1]
+    wide = tmp_path / "wide.png"
+    Image.open(pages[1].images[0]).resize((300, 120)).save(wide)
+    two = PreferencePair(pages[0].prompt, pages[0].chosen, pages[0].rejected, images=(pages[0].images[0], str(wide)))
+    swapped = PreferencePair(two.prompt, two.chosen, two.rejected, images=two.images[::-1])
+    pairs = [pages[2], two, pages[3], swapped]
+    features = [scorer.transform.encode_pair(p) for p in pairs]
+    one_image, both = scorer.transform.image_token_counts(scorer.transform.pixel_inputs(pages[0].images)), features[1]
+    assert len(both["image_tokens"]) == 2 and both["image_tokens"][0] == one_image[0]
+    ids = torch.tensor(both["chosen_input_ids"])
+    assert int((ids == scorer.transform.image_token_id).sum()) == sum(both["image_tokens"])
+    batch = PairCollator(scorer.tokenizer.pad_token_id)(features)
+    # Row order: 4 chosen rows then 4 rejected rows; records 1 and 3 show images (1, 2) and (4, 3) of the batch.
+    assert batch["image_rows"].tolist() == [0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5]
+    with torch.no_grad():
+        together = scorer.model(**{k: v for k, v in batch.items() if k != "margin"}).tolist()
+    alone = [scorer.score_pairs([p]) for p in pairs]
+    assert together[:4] == pytest.approx([c[0] for c, _ in alone], abs=1e-5)
+    assert together[4:] == pytest.approx([r[0] for _, r in alone], abs=1e-5)
+    assert abs(together[1] - together[3]) > 1e-6  # the same text and images in the other order: another input
+
+
+def test_training_on_records_with_several_images(models, shots, tmp_path):
+    import json
+
+    root, pairs = shots
+    rows = [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected,
+             "images": [p.images[0], pairs[(i + 1) % len(pairs)].images[0]] if i % 2 else list(p.images)}
+            for i, p in enumerate(pairs)]  # fmt: skip
+    cfg = train_config(tmp_path, models["qwen2_vl"], write_rows(tmp_path / "two.jsonl", rows))
+    cfg.data.num_irrelevant_pairs = 1  # swaps only between records with as many images and image tokens
+    result = run_train(cfg)
+    logged = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in logged if "loss" in r]
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    assert all(0 <= r["irrelevant_accuracy"] <= 1 for r in logged if "loss" in r)
+
+
 def screenshot_groups(pairs) -> list[RankedGroup]:
     """A ranked group per page: its description, the one-attribute-off one, and another page's description."""
     return [

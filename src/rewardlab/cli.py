@@ -173,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", required=True, help="The prompt.")
     p.add_argument("--a", required=True, help="First response.")
     p.add_argument("--b", required=True, help="Second response.")
-    p.add_argument("--image", default=None, help="Vision models: path or URL of the image both answers are about.")
+    p.add_argument(
+        "--image", action="append", help="Vision models: path or URL of the image both answers are about (repeatable)."
+    )
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("rank", help="Best-of-N: responses to one prompt sorted by score, best first.")
@@ -181,7 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", required=True, help="The prompt.")
     p.add_argument("--response", action="append", help="A candidate response (repeat the flag for each).")
     p.add_argument("--responses-file", default=None, help="File with one response per line (or a JSONL of strings).")
-    p.add_argument("--image", default=None, help="Vision models: path or URL of the image the responses are about.")
+    p.add_argument(
+        "--image",
+        action="append",
+        help="Vision models: path or URL of the image the responses are about (repeatable).",
+    )
     p.set_defaults(func=cmd_rank)
 
     p = sub.add_parser("eval", help="Evaluate model dirs × checkpoints × eval sets → CSV, JSON, log, plots.")

@@ -41,11 +41,22 @@ ROW_SEQUENCES = ("token_type_ids", "mm_token_type_ids")
 IMAGE_TENSORS = ("pixel_values", "image_grid_thw", "image_sizes")
 
 
-def stack_images(items: list[dict[str, Any]], batch: dict[str, torch.Tensor], image_rows: list[int]) -> None:
-    """Concatenate each item's image tensors once and record which image every row uses (``image_rows``).
+def image_count(item: dict[str, Any]) -> int:
+    """How many images an item's tensors hold (Qwen-VL: one ``image_grid_thw`` row each; else the first dim)."""
+    if "image_grid_thw" in item:
+        return len(item["image_grid_thw"])
+    return len(item["pixel_values"])
 
-    Tiled pixel values (LLaVA-NeXT: ``(1, tiles, C, H, W)``, the tile count depending on the image's shape) are
-    zero-padded to the most tiles; the model reads each image's real count from its ``image_sizes``."""
+
+def stack_images(items: list[dict[str, Any]], batch: dict[str, torch.Tensor], row_items: list[int]) -> None:
+    """Concatenate each item's image tensors once, and set ``image_rows``: the images every row shows, in row
+    order — row ``r`` shows all images of item ``row_items[r]`` (one for most records), so the language model
+    fills the rows' placeholder blocks from ``image_rows`` one after another.
+
+    Tiled pixel values (LLaVA-NeXT: ``(images, tiles, C, H, W)``, the tile count depending on the image's shape)
+    are zero-padded to the most tiles; the model reads each image's real count from its ``image_sizes``."""
+    if "pixel_values" not in items[0]:
+        return
     for key in IMAGE_TENSORS:
         if key in items[0]:
             tensors = [torch.as_tensor(it[key]) for it in items]
@@ -53,8 +64,10 @@ def stack_images(items: list[dict[str, Any]], batch: dict[str, torch.Tensor], im
                 most = max(t.shape[1] for t in tensors)
                 tensors = [torch.nn.functional.pad(t, (0, 0, 0, 0, 0, 0, 0, most - t.shape[1])) for t in tensors]
             batch[key] = torch.cat(tensors, dim=0)
-    if "pixel_values" in batch:
-        batch["image_rows"] = torch.tensor(image_rows, dtype=torch.long)
+    counts = [image_count(it) for it in items]
+    offsets = [sum(counts[:i]) for i in range(len(items))]
+    order = [offsets[i] + k for i in row_items for k in range(counts[i])]
+    batch["image_rows"] = torch.tensor(order, dtype=torch.long)
 
 
 def irrelevant_rows(features: list[dict[str, Any]], per_pair: int, swap: str = "image") -> list[tuple[int, int, int]]:
@@ -84,7 +97,8 @@ class PairCollator:
     """Batches pair features (see module docstring). Output keys: ``input_ids`` (2b, T), ``attention_mask``
     (2b, T), optional ``token_type_ids`` / ``mm_token_type_ids`` (2b, T), ``margin`` (b,); with images,
     ``pixel_values`` etc. hold each pair's image ONCE and ``image_rows`` (2b,) = ``[0..b) + [0..b)`` maps both
-    rows of pair ``i`` to image ``i``, so the vision tower runs once per pair.
+    rows of pair ``i`` to image ``i``, so the vision tower runs once per pair (a record with several images
+    lists them all for each of its rows; see :func:`stack_images`).
 
     ``num_irrelevant_pairs`` (vision): per pair, that many extra rows ``[2b, ...)`` with the pair's chosen
     text and another pair's image (``irrelevant_swap="image"``), another pair's chosen text and this pair's
@@ -101,12 +115,12 @@ class PairCollator:
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         rows = [f["chosen_input_ids"] for f in features] + [f["rejected_input_ids"] for f in features]
         b = len(features)
-        image_rows = list(range(b)) * 2
+        row_items = list(range(b)) * 2
         extra = []
         if self.num_irrelevant_pairs and "pixel_values" in features[0]:
             extra = irrelevant_rows(features, self.num_irrelevant_pairs, self.irrelevant_swap)
         rows += [features[text]["chosen_input_ids"] for _, text, _ in extra]
-        image_rows += [image for _, _, image in extra]
+        row_items += [image for _, _, image in extra]
         ids, mask = pad_rows(rows, self.pad_token_id, self.padding_side, self.pad_to_multiple_of)
         batch = {
             "input_ids": ids,
@@ -118,7 +132,7 @@ class PairCollator:
                 seqs = [f[f"chosen_{key}"] for f in features] + [f[f"rejected_{key}"] for f in features]
                 seqs += [features[text][f"chosen_{key}"] for _, text, _ in extra]
                 batch[key], _ = pad_rows(seqs, 0, self.padding_side, self.pad_to_multiple_of)
-        stack_images(features, batch, image_rows)
+        stack_images(features, batch, row_items)
         if extra:
             # (preferred row, rejected row): pair i's chosen text with its own image beats the mismatched row.
             batch["irrelevant_pairs"] = torch.tensor([[i, 2 * b + k] for k, (i, _, _) in enumerate(extra)])

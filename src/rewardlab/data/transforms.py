@@ -199,15 +199,17 @@ class TextTransform:
 
 
 # -- vision ----------------------------------------------------------------------------------------------------
-# Prompt layouts per family: (text before the image, text between the image and the prompt... ) rendered as
-# ``before + <image tokens> + after_image + prompt + before_response`` then ``response + end``.
+# Prompt layouts per family, rendered as ``before + <image 1 tokens> + between_images + <image 2 tokens> ... +
+# after_image + prompt + before_response`` then ``response_prefix + response + end``.
 VISION_LAYOUTS: dict[str, dict[str, str]] = {
-    # LLaVA-1.5: "USER: <image>\n{prompt} ASSISTANT: {response}</s>"
-    "llava": {"before": "USER: ", "after_image": "\n", "before_response": " ASSISTANT:", "response_prefix": " "},
-    # Qwen-VL chat format with vision start/end markers around the image pads.
+    # LLaVA-1.5: "USER: <image>\n{prompt} ASSISTANT: {response}</s>" (more images: "<image>\n<image>\n...")
+    "llava": {"before": "USER: ", "between_images": "\n", "after_image": "\n", "before_response": " ASSISTANT:",
+              "response_prefix": " "},
+    # Qwen-VL chat format with vision start/end markers around each image's pads.
     "qwen2_vl": {
-        "before": "<|im_start|>user\n<|vision_start|>", "after_image": "<|vision_end|>",
-        "before_response": "<|im_end|>\n<|im_start|>assistant\n", "response_prefix": "",
+        "before": "<|im_start|>user\n<|vision_start|>", "between_images": "<|vision_end|><|vision_start|>",
+        "after_image": "<|vision_end|>", "before_response": "<|im_end|>\n<|im_start|>assistant\n",
+        "response_prefix": "",
     },
 }  # fmt: skip
 VISION_LAYOUTS["qwen2_5_vl"] = VISION_LAYOUTS["qwen2_vl"]
@@ -271,17 +273,18 @@ def _fetch(url: str) -> bytes:
 
 @dataclass
 class VisionTransform:
-    """(prompt, response, image) → token ids with the image's placeholder tokens, plus pixel inputs.
+    """(prompt, response, images) → token ids with each image's placeholder tokens, plus pixel inputs.
 
-    Exactly one image per record. The image block is never truncated: over-long text is cut as in
-    :func:`fit_to_budget`. ``image_tokens(pixel_inputs)`` gives the number of placeholder tokens an image
-    needs (it depends on the family and, for Qwen-VL, on the image size).
+    One or more images per record, placed before the prompt in order (:data:`VISION_LAYOUTS`). Image blocks
+    are never truncated: over-long text is cut as in :func:`fit_to_budget`. ``image_tokens(pixel_inputs, k)``
+    gives the number of placeholder tokens image ``k`` needs (it depends on the family and, for Qwen-VL and
+    LLaVA-NeXT, on the image size).
 
     Args:
         tokenizer, image_processor: the backbone's tokenizer and (PIL) image processor.
         model_type: a key of :data:`VISION_LAYOUTS`.
         image_token_id: the placeholder token id (``config.image_token_id``).
-        image_tokens: callable ``pixel_inputs -> int``.
+        image_tokens: callable ``(pixel_inputs, k) -> int``.
         image_root: folder that relative image paths are resolved against.
     """
 
@@ -306,13 +309,19 @@ class VisionTransform:
         self._mm_types = self.model_type.startswith("qwen")
 
     def pixel_inputs(self, images: tuple[Any, ...]) -> dict[str, Any]:
-        if len(images) != 1:
+        """The image processor's tensors for a record's images (one or more, in order)."""
+        if not images:
             raise DataError(
-                f"a vision-language reward model scores a text against one image; got {len(images)} images "
-                "(give each record one path, URL or PIL image)"
+                "a vision-language reward model scores a text against its image(s); this record has none "
+                "(give it a path, URL or PIL image)"
             )
-        image = load_image(images[0], self.image_root)
-        return dict(self.image_processor(images=[image], return_tensors="pt"))
+        loaded = [load_image(image, self.image_root) for image in images]
+        return dict(self.image_processor(images=loaded, return_tensors="pt"))
+
+    def image_token_counts(self, pixels: dict[str, Any]) -> tuple[int, ...]:
+        """Placeholder tokens of each image in ``pixels`` (from :meth:`pixel_inputs`)."""
+        n = len(pixels["image_grid_thw"]) if "image_grid_thw" in pixels else len(pixels["pixel_values"])
+        return tuple(int(self.image_tokens(pixels, k)) for k in range(n))
 
     def encode(self, prompt: Text, response: Text, images: tuple[Any, ...] = (), pixels: dict | None = None):
         """One row; pass ``pixels`` (from :meth:`pixel_inputs`) to reuse an image already processed."""
@@ -321,7 +330,10 @@ class VisionTransform:
         pixels = pixels if pixels is not None else self.pixel_inputs(images)
         tok, lay = self.tokenizer, self.layout
         before = self._bos + tok(lay["before"], add_special_tokens=False).input_ids
-        image = [self.image_token_id] * int(self.image_tokens(pixels))
+        between = tok(lay["between_images"], add_special_tokens=False).input_ids
+        image: list[int] = []
+        for k, count in enumerate(self.image_token_counts(pixels)):
+            image += (between if k else []) + [self.image_token_id] * count
         prompt_ids = tok(lay["after_image"] + prompt + lay["before_response"], add_special_tokens=False).input_ids
         response_ids = tok(lay["response_prefix"] + response, add_special_tokens=False).input_ids
         fitted = fit_to_budget(prompt_ids, response_ids, self.max_length - len(before) - len(image) - len(self._eos),
@@ -336,7 +348,7 @@ class VisionTransform:
         return EncodedText(ids, None, truncated, extras)
 
     def encode_pair(self, pair: PreferencePair) -> dict[str, Any] | None:
-        """Pair features; the image is processed once and sent once (the backbone encodes it once)."""
+        """Pair features; the images are processed once and sent once (the backbone encodes them once)."""
         self.stats.seen += 1
         pixels = self._record_pixels(pair.images, pair.id)
         chosen = self.encode(pair.prompt, pair.chosen, pixels=pixels)
@@ -344,18 +356,18 @@ class VisionTransform:
         feature = pair_features(self.stats, pair, chosen, rejected)
         if feature is not None:
             # Sent once per pair; rows can swap images only with images needing as many placeholder tokens.
-            feature.update(pixels, image_tokens=int(self.image_tokens(pixels)))
+            feature.update(pixels, image_tokens=self.image_token_counts(pixels))
         return feature
 
     def encode_group(self, group: RankedGroup) -> dict[str, Any] | None:
-        """Group features; the K responses share one image, processed once and sent once."""
+        """Group features; the K responses share the record's images, processed once and sent once."""
         self.stats.seen += 1
         pixels = self._record_pixels(group.images, group.id)
         feature = group_features(
             self.stats, group, [self.encode(group.prompt, r, pixels=pixels) for r in group.responses]
         )
         if feature is not None:
-            feature.update(pixels, image_tokens=int(self.image_tokens(pixels)))
+            feature.update(pixels, image_tokens=self.image_token_counts(pixels))
         return feature
 
     def _record_pixels(self, images: tuple[Any, ...], record_id: str | None) -> dict[str, Any]:

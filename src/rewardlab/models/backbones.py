@@ -194,7 +194,7 @@ def apply_lora(model: Any, lora: LoraSettings, *, vision: bool = False) -> Any:
 
 
 def image_token_count(config: Any, image_processor: Any, tokenizer: Any) -> Any:
-    """``pixel_inputs -> int``: placeholder tokens one image needs in this VLM (the family's counter)."""
+    """``(pixel_inputs, k) -> int``: placeholder tokens image ``k`` of a record needs (the family's counter)."""
     from rewardlab.models.vision import FAMILIES
 
     return FAMILIES[config.model_type].image_tokens(config, image_processor, tokenizer)

@@ -6,8 +6,8 @@ Qwen2-VL, Qwen2.5-VL) and a scalar ``score`` head, and exposes the same two thin
 :class:`~rewardlab.models.reward_model.RewardModel`, the trainer and the Scorer need no vision branch.
 
 Images are encoded once per *image*, not once per row: the collator sends each distinct image once with
-``image_rows`` saying which image every row uses (a pair's chosen and rejected rows share theirs), and the
-vision tower's features are reused through ``mm_encoder_outputs``. A family is one small
+``image_rows`` listing the images every row shows, in row order (a pair's chosen and rejected rows share
+theirs), and the vision tower's features are reused through ``mm_encoder_outputs``. A family is one small
 :class:`VisionFamily` entry in :data:`FAMILIES`.
 """
 
@@ -25,21 +25,21 @@ from torch import nn
 HEAD_FILE = "reward_head.safetensors"
 
 
-def fixed_image_tokens(config: Any, _processor: Any, _tokenizer: Any) -> Callable[[dict], int]:
+def fixed_image_tokens(config: Any, _processor: Any, _tokenizer: Any) -> Callable[[dict, int], int]:
     """LLaVA-1.5: every image is resized to the tower's square input, so the count is fixed."""
     vision = config.vision_config
     n = (vision.image_size // vision.patch_size) ** 2
     full = config.vision_feature_select_strategy == "full"  # "default" drops the CLS token
-    return lambda _pixels: n + int(full)
+    return lambda _pixels, _k=0: n + int(full)
 
 
-def merged_grid_image_tokens(config: Any, _processor: Any, _tokenizer: Any) -> Callable[[dict], int]:
+def merged_grid_image_tokens(config: Any, _processor: Any, _tokenizer: Any) -> Callable[[dict, int], int]:
     """Qwen-VL: one token per ``merge × merge`` block of the image's patch grid (``image_grid_thw``)."""
     merge = config.vision_config.spatial_merge_size
-    return lambda pixels: int(pixels["image_grid_thw"][0].prod()) // merge**2
+    return lambda pixels, k=0: int(pixels["image_grid_thw"][k].prod()) // merge**2
 
 
-def anyres_image_tokens(config: Any, processor: Any, tokenizer: Any) -> Callable[[dict], int]:
+def anyres_image_tokens(config: Any, processor: Any, tokenizer: Any) -> Callable[[dict, int], int]:
     """LLaVA-NeXT: an overview crop plus the tiles of the best-fitting grid, unpadded to the image's aspect
     ratio, plus one newline token per row — counted by transformers' own LLaVA-NeXT processor."""
     from transformers import LlavaNextProcessor
@@ -50,8 +50,8 @@ def anyres_image_tokens(config: Any, processor: Any, tokenizer: Any) -> Callable
     )  # fmt: skip
     drop_cls = int(config.vision_feature_select_strategy == "default")
 
-    def count(pixels: dict) -> int:
-        height, width = (int(x) for x in pixels["image_sizes"][0])
+    def count(pixels: dict, k: int = 0) -> int:
+        height, width = (int(x) for x in pixels["image_sizes"][k])
         crop_h, crop_w = pixels["pixel_values"].shape[-2:]
         return counter._get_number_of_features(height, width, crop_h, crop_w) - drop_cls
 
@@ -68,8 +68,8 @@ class VisionFamily:
     keeps frozen, adapts with LoRA or trains fully.
     ``mrope``: the family computes its own 3-D rotary positions (Qwen-VL), so no 2-D ``position_ids``.
     ``image_processor``: ``"module:Class"`` of its PIL image processor (no torchvision needed).
-    ``image_tokens``: ``(config, image_processor, tokenizer) -> (pixel_inputs -> int)``, placeholder tokens per
-    image.
+    ``image_tokens``: ``(config, image_processor, tokenizer) -> ((pixel_inputs, k) -> int)``, placeholder
+    tokens of image ``k`` of a record.
     ``feature_kwargs``: extra inputs ``get_image_features`` takes besides ``pixel_values``.
     ``row_kwargs``: per-row inputs of the language model besides ids and mask.
     """
@@ -78,7 +78,7 @@ class VisionFamily:
     projector: str
     mrope: bool
     image_processor: str
-    image_tokens: Callable[[Any, Any, Any], Callable[[dict], int]]
+    image_tokens: Callable[[Any, Any, Any], Callable[[dict, int], int]]
     feature_kwargs: tuple[str, ...] = ()
     row_kwargs: tuple[str, ...] = field(default=())
 
@@ -143,7 +143,7 @@ class VisionBody(nn.Module):
             feature_kwargs = {k: extra[k] for k in self.family.feature_kwargs if k in extra}
             per_image = inner.get_image_features(pixel_values=pixel_values, return_dict=True, **feature_kwargs)
             rows = image_rows.tolist() if image_rows is not None else list(range(input_ids.shape[0]))
-            features = [per_image.pooler_output[i] for i in rows]  # one entry per row, shared tensors
+            features = [per_image.pooler_output[i] for i in rows]  # per placeholder block in row order, shared
             kwargs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=features)}
             if "image_grid_thw" in extra:
                 kwargs["image_grid_thw"] = extra["image_grid_thw"][

@@ -110,8 +110,8 @@ def run_score(
     return len(rows), str(Path(output_path))
 
 
-def run_compare(cfg: ScoreConfig, prompt: str, a: str, b: str, image: str | None = None) -> dict[str, Any]:
-    """``image``: path or URL of the image both answers are about (vision-language models)."""
+def run_compare(cfg: ScoreConfig, prompt: str, a: str, b: str, image: list[str] | None = None) -> dict[str, Any]:
+    """``image``: paths or URLs of the image(s) both answers are about (vision-language models)."""
     from rewardlab.models.scorer import Scorer
 
     scorer = Scorer.from_pretrained(cfg.model, device=cfg.device, max_length=cfg.max_length)
@@ -142,17 +142,17 @@ def read_responses_file(path: str) -> list[Text]:
     return responses
 
 
-def image_arg(scorer: Any, image: str | None) -> tuple[str, ...]:
-    """The ``--image`` of compare/rank as the Scorer's image tuple; needed exactly for vision models."""
-    if scorer.is_vision and image is None:
+def image_arg(scorer: Any, image: list[str] | None) -> tuple[str, ...]:
+    """The ``--image`` flags of compare/rank as the Scorer's image tuple; needed exactly for vision models."""
+    if scorer.is_vision and not image:
         raise DataError("this model scores a text against an image: give it with --image PATH_OR_URL")
-    if not scorer.is_vision and image is not None:
+    if not scorer.is_vision and image:
         raise DataError("--image was given, but this is a text-only reward model")
-    return (image,) if image is not None else ()
+    return tuple(image or ())
 
 
 def run_rank(
-    cfg: ScoreConfig, prompt: str, responses: list[Text], responses_file: str | None, image: str | None = None
+    cfg: ScoreConfig, prompt: str, responses: list[Text], responses_file: str | None, image: list[str] | None = None
 ) -> list[dict[str, Any]]:
     """Best-of-N: the responses sorted by score, best first, each with its input index and score."""
     from rewardlab.models.scorer import Scorer
