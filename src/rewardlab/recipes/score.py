@@ -77,8 +77,8 @@ def run_score(
 ):
     """Scores every row; writes JSONL (the input row plus ``score``) atomically. Returns (count, destination).
 
-    A vision-language model scores each row's text against the row's image (``image_col``: one path, URL, or a
-    one-element list); a text model ignores that column."""
+    A vision-language model scores each row's text against the row's images (``image_col``: a path or URL, or a
+    list of them); a text model ignores that column."""
     from rewardlab.models.checkpoint import atomic_write_text
     from rewardlab.models.scorer import Scorer
 
