@@ -48,6 +48,16 @@ def test_tiny_run_leaves_a_complete_record(tiny_run):
     assert "## Vision demo" in (run / "report.md").read_text() and "held-out accuracy" in format_summary(result)
 
 
+def test_html_report_of_the_run_shows_the_demo(tiny_run):
+    from rewardlab.evaluation.html_report import render_html_report
+
+    cfg, result = tiny_run
+    page = render_html_report(cfg.output_dir).read_text()
+    assert "<h2>Demo</h2>" in page and f"{result.accuracy:.3f}" in page
+    assert page.count("<img ") == 3  # learning curve, held-out scores, held-out margins
+    assert all(f"<td>{name}</td>" in page for name in result.by_attribute)
+
+
 def test_scorer_accuracy_matches_the_trainers_final_eval(tiny_run):
     cfg, result = tiny_run
     final = json.loads((Path(cfg.output_dir) / "results.json").read_text())["metrics"]["eval_accuracy"]

@@ -2,8 +2,9 @@
 
 ``render_html_report(run_dir)`` writes ``run_dir/report.html`` from what ``rewardlab eval``
 (``evaluation_results.json`` + PNG plots) or ``rewardlab train`` (``results.json``, ``metrics.jsonl``,
-``learning_curve.png``) left there. Images are embedded as base64 data URIs and the CSS is inline: the page
-loads nothing, runs no script (its Content-Security-Policy forbids both), and can be mailed or attached as is.
+``learning_curve.png``; for ``rewardlab demo`` runs also ``demo_summary.json`` and its plots) left there.
+Images are embedded as base64 data URIs and the CSS is inline: the page loads nothing, runs no script (its
+Content-Security-Policy forbids both), and can be mailed or attached as is.
 Every piece of text from the run (model names, error messages, subset names) goes through ``html.escape``.
 """
 
@@ -428,7 +429,33 @@ def _train_page(run_dir: Path, data: dict) -> str:
     curve = _png_in(run_dir, "learning_curve.png")
     body.append(_plot_grid([_image(curve, "Train loss (and eval loss / accuracy when logged) by step.")])
                 if curve else '<p class="note">learning_curve.png is missing.</p>')  # fmt: skip
+    if (run_dir / "demo_summary.json").is_file():
+        body.append(_demo_section(run_dir, _load_json(run_dir / "demo_summary.json")))
     return _page(f"rewardlab train — {run_dir.name}", "\n".join(body))
+
+
+def _demo_section(run_dir: Path, summary: dict) -> str:
+    """``rewardlab demo`` runs: held-out accuracy against the target, per flaw (text) or changed attribute
+    (vision), and the held-out score plots the vision demo leaves."""
+    parts = ["<h2>Demo</h2>"]
+    accuracy, target = _num(summary.get("accuracy")), _num(summary.get("target"))
+    if accuracy is not None:
+        verdict = "" if target is None else f" (target {target:g}: {'met' if accuracy >= target else 'missed'})"
+        seconds = _num(summary.get("seconds"))
+        parts.append(_cards([(f"{accuracy:.3f}", "held-out accuracy" + verdict, "best"),
+                             *([(f"{seconds:.0f} s", "demo time", "")] if seconds is not None else [])]))  # fmt: skip
+    for key, label in (("by_attribute", "changed attribute"), ("by_flaw", "flaw")):
+        per = summary.get(key)
+        if isinstance(per, dict) and per:
+            counts = summary.get("eval_pairs_by_attribute") or {}
+            rows = [f"<tr><td>{_e(name)}</td>{_heat_cell(acc, counts.get(name))}</tr>" for name, acc in per.items()]
+            parts.append(_table([(label, False), ("held-out accuracy", True)], rows))
+    captions = {"eval_scores.png": "Held-out scores of the right and the wrong description.",
+                "eval_margins.png": "Held-out margins (right − wrong); above 0 the right one wins."}  # fmt: skip
+    figures = [_image(path, caption) for name, caption in captions.items() if (path := _png_in(run_dir, name))]
+    if figures:
+        parts.append(_plot_grid(figures))
+    return "\n".join(parts)
 
 
 def _counts_tables(counts: dict) -> str:
