@@ -442,7 +442,8 @@ def _demo_section(run_dir: Path, summary: dict) -> str:
     if accuracy is not None:
         verdict = "" if target is None else f" (target {target:g}: {'met' if accuracy >= target else 'missed'})"
         seconds = _num(summary.get("seconds"))
-        parts.append(_cards([(f"{accuracy:.3f}", "held-out accuracy" + verdict, "best"),
+        met = target is None or accuracy >= target
+        parts.append(_cards([(f"{accuracy:.3f}", "held-out accuracy" + verdict, "best" if met else ""),
                              *([(f"{seconds:.0f} s", "demo time", "")] if seconds is not None else [])]))  # fmt: skip
     for key, label in (("by_attribute", "changed attribute"), ("by_flaw", "flaw")):
         per = summary.get(key)
