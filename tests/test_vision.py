@@ -6,6 +6,8 @@ trainer and Scorer are one code path for both modalities.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from pathlib import Path
 
 import pytest
@@ -451,3 +453,85 @@ def test_score_compare_rank_commands_take_images(vision_export, models, shots, t
     assert main(["compare", *text_model]) == 2
     assert "text-only reward model" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+# Chat templates in the style of the real checkpoints' (Qwen2-VL adds a default system turn; LLaVA-1.5 puts
+# the images first): the transform must follow whatever the checkpoint's template writes.
+QWEN_STYLE_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}<|im_start|>system\n"
+    "You are a helpful assistant.<|im_end|>\n{% endif %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n{% else %}"
+    "{% for content in message['content'] %}{% if content['type'] == 'image' %}"
+    "<|vision_start|><|image_pad|><|vision_end|>{% elif content['type'] == 'text' %}{{ content['text'] }}"
+    "{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+LLAVA_STYLE_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': ' }}"
+    "{% endif %}{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>\\n' }}{% endfor %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ content['text'] + ' ' }}{% endfor %}{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+
+
+def with_template(path, template, target):
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    shutil.copytree(path, target)
+    tokenizer = AutoTokenizer.from_pretrained(target)
+    tokenizer.chat_template = template
+    tokenizer.save_pretrained(target)
+    return target
+
+
+@pytest.mark.parametrize(("family", "template"), [("qwen2_vl", QWEN_STYLE_TEMPLATE), ("llava", LLAVA_STYLE_TEMPLATE)])
+def test_the_checkpoints_own_chat_template_places_the_images(models, shots, tmp_path, family, template):
+    from rewardlab.data.transforms import VisionTransform
+
+    path = with_template(models[family], template, tmp_path / "templated")
+    scorer = scorer_for(path)
+    transform = scorer.transform
+    page, other = shots[1][0], shots[1][1]
+    images = (page.images[0], other.images[0])
+    encoded = transform.encode(page.prompt, page.chosen, images)
+    # Collapse each image block to one placeholder: the ids then spell exactly the template's conversation.
+    ids, collapsed = encoded.input_ids, []
+    for i, t in enumerate(ids):
+        if t != transform.image_token_id or i == 0 or ids[i - 1] != t:
+            collapsed.append(t)
+    user = [{"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": page.prompt}]}]
+    answer = [{"role": "assistant", "content": [{"type": "text", "text": page.chosen}]}]
+    expected = scorer.tokenizer.apply_chat_template(user + answer, tokenize=False)
+    assert scorer.tokenizer.decode(collapsed) == expected
+    assert ids.count(transform.image_token_id) == sum(transform.image_token_counts(transform.pixel_inputs(images)))
+    # data.chat_template=never keeps the family's built-in layout: the ids of the model without a template.
+    kwargs = {f.name: getattr(transform, f.name) for f in dataclasses.fields(VisionTransform) if f.init}
+    layout = VisionTransform(**{**kwargs, "chat_template": "never"}).encode(page.prompt, page.chosen, images)
+    plain = scorer_for(models[family]).transform.encode(page.prompt, page.chosen, images)
+    assert layout.input_ids == plain.input_ids != ids
+    chosen, rejected = scorer.score_pairs([page])  # and the model scores through it
+    assert all(map(math.isfinite, chosen + rejected))
+
+
+def test_training_follows_the_chat_template_and_a_template_without_images_is_an_error(models, shots, tmp_path):
+    import json
+
+    from rewardlab.data.transforms import VisionTransform
+
+    root, _ = shots
+    path = with_template(models["qwen2_vl"], QWEN_STYLE_TEMPLATE, tmp_path / "templated")
+    result = run_train(train_config(tmp_path, path, root / "train.jsonl"))
+    losses = [
+        json.loads(x)["loss"] for x in (result.run_dir / "metrics.jsonl").read_text().splitlines() if '"loss"' in x
+    ]
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    exported = Scorer.from_pretrained(str(result.model_dir))  # the template travels with the export
+    ids = exported.transform.encode("p", "r", shots[1][0].images).input_ids
+    assert "You are a helpful assistant." in exported.tokenizer.decode(ids)
+    ignores_images = "{# image entries are dropped #}" + QWEN_STYLE_TEMPLATE.replace("<|image_pad|>", "")
+    broken = scorer_for(with_template(models["qwen2_vl"], ignores_images, tmp_path / "broken")).transform
+    assert isinstance(broken, VisionTransform)
+    with pytest.raises(DataError, match="data.chat_template=never"):
+        broken.encode("p", "r", shots[1][0].images)

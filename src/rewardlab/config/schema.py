@@ -82,7 +82,11 @@ class DataConfig(StrictModel):
     )
     chat_template: Literal["auto", "always", "never"] = Field(
         "auto",
-        description="Use the tokenizer's chat template: `auto` for conversational records only.",
+        description=(
+            "Use the tokenizer's chat template. Text models, `auto`: for conversational records only. Vision "
+            "models, `auto`: when the template handles images (else the family's built-in layout); `never`: "
+            "always the built-in layout."
+        ),
     )
     num_irrelevant_pairs: int = Field(
         0,

@@ -298,6 +298,7 @@ class VisionTransform:
     image_root: Path | None = None
     stats: TransformStats = field(default_factory=TransformStats)
     pooling: str = "last"
+    chat_template: Literal["auto", "always", "never"] = "auto"
 
     def __post_init__(self) -> None:
         if self.model_type not in VISION_LAYOUTS:
@@ -307,6 +308,12 @@ class VisionTransform:
         self._bos = [tok.bos_token_id] if tok.bos_token_id is not None and self.model_type.startswith("llava") else []
         self._eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
         self._mm_types = self.model_type.startswith("qwen")
+        template = getattr(tok, "chat_template", None) or ""
+        if self.chat_template == "always" and not template:
+            raise DataError("data.chat_template=always, but the tokenizer has no chat template")
+        # "auto": the checkpoint's own template when it knows about images, else the family's layout.
+        self._templated = self.chat_template == "always" or (self.chat_template == "auto" and "image" in template)
+        self._placeholder = tok.convert_ids_to_tokens(self.image_token_id)
 
     def pixel_inputs(self, images: tuple[Any, ...]) -> dict[str, Any]:
         """The image processor's tensors for a record's images (one or more, in order)."""
@@ -328,24 +335,48 @@ class VisionTransform:
         if not isinstance(prompt, str) or not isinstance(response, str):
             raise DataError("vision records take plain-string prompts and responses")
         pixels = pixels if pixels is not None else self.pixel_inputs(images)
-        tok, lay = self.tokenizer, self.layout
-        before = self._bos + tok(lay["before"], add_special_tokens=False).input_ids
-        between = tok(lay["between_images"], add_special_tokens=False).input_ids
-        image: list[int] = []
-        for k, count in enumerate(self.image_token_counts(pixels)):
-            image += (between if k else []) + [self.image_token_id] * count
-        prompt_ids = tok(lay["after_image"] + prompt + lay["before_response"], add_special_tokens=False).input_ids
-        response_ids = tok(lay["response_prefix"] + response, add_special_tokens=False).input_ids
-        fitted = fit_to_budget(prompt_ids, response_ids, self.max_length - len(before) - len(image) - len(self._eos),
-                               self.overlong)  # fmt: skip
+        tok = self.tokenizer
+        counts = self.image_token_counts(pixels)
+        befores, prompt_text, response_text = self._render(prompt, response, len(counts))
+        bos, eos = ([], []) if self._templated else (self._bos, self._eos)  # a template writes its own
+        image = list(bos)  # everything up to the last image block: never truncated
+        for text, count in zip(befores, counts):
+            image += tok(text, add_special_tokens=False).input_ids + [self.image_token_id] * count
+        prompt_ids = tok(prompt_text, add_special_tokens=False).input_ids
+        response_ids = tok(response_text, add_special_tokens=False).input_ids
+        fitted = fit_to_budget(prompt_ids, response_ids, self.max_length - len(image) - len(eos), self.overlong)
         if fitted is None:
             return None
         prompt_ids, response_ids, truncated = fitted
-        ids = before + image + prompt_ids + response_ids + self._eos
+        ids = image + prompt_ids + response_ids + eos
         extras = dict(pixels)
         if self._mm_types:
             extras["mm_token_type_ids"] = [1 if t == self.image_token_id else 0 for t in ids]
         return EncodedText(ids, None, truncated, extras)
+
+    def _render(self, prompt: str, response: str, n_images: int) -> tuple[list[str], str, str]:
+        """``(text before each image block, text from the last image block to the response, response text)``.
+
+        With the checkpoint's chat template: the user turn holds ``n_images`` image entries then the prompt, and
+        the template's image placeholders mark where each block goes. Otherwise the family's
+        :data:`VISION_LAYOUTS` entry.
+        """
+        if not self._templated:
+            lay = self.layout
+            befores = [lay["before"]] + [lay["between_images"]] * (n_images - 1)
+            return befores, lay["after_image"] + prompt + lay["before_response"], lay["response_prefix"] + response
+        user = [{"role": "user", "content": [*[{"type": "image"}] * n_images, {"type": "text", "text": prompt}]}]
+        answer = [{"role": "assistant", "content": [{"type": "text", "text": response}]}]
+        head = self.tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+        full = self.tokenizer.apply_chat_template(user + answer, tokenize=False)
+        parts = head.split(self._placeholder)
+        if not full.startswith(head) or len(parts) != n_images + 1:
+            raise DataError(
+                f"the tokenizer's chat template does not render {n_images} image placeholder(s) "
+                f"({self._placeholder!r}) in a prompt that prefixes the conversation; set data.chat_template=never "
+                f"to use the built-in {self.model_type} layout"
+            )
+        return parts[:-1], parts[-1], full[len(head) :]
 
     def encode_pair(self, pair: PreferencePair) -> dict[str, Any] | None:
         """Pair features; the images are processed once and sent once (the backbone encodes them once)."""

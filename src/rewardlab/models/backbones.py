@@ -241,4 +241,5 @@ def make_transform(
         return TextTransform(tokenizer, max_length, pooling, overlong, chat_template)
     processor = image_processor or load_image_processor(path, config)
     return VisionTransform(tokenizer, processor, config.model_type, config.image_token_id,
-                           image_token_count(config, processor, tokenizer), max_length, overlong)  # fmt: skip
+                           image_token_count(config, processor, tokenizer), max_length, overlong,
+                           chat_template=chat_template)  # fmt: skip
