@@ -535,3 +535,7 @@ def test_training_follows_the_chat_template_and_a_template_without_images_is_an_
     assert isinstance(broken, VisionTransform)
     with pytest.raises(DataError, match="data.chat_template=never"):
         broken.encode("p", "r", shots[1][0].images)
+    raises = "{{ raise_exception('images are not supported') if 'image' in messages | string }}" + QWEN_STYLE_TEMPLATE
+    failing = scorer_for(with_template(models["qwen2_vl"], raises, tmp_path / "failing")).transform
+    with pytest.raises(DataError, match="template failed on an image.*images are not supported"):
+        failing.encode("p", "r", shots[1][0].images)

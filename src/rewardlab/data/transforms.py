@@ -367,8 +367,16 @@ class VisionTransform:
             return befores, lay["after_image"] + prompt + lay["before_response"], lay["response_prefix"] + response
         user = [{"role": "user", "content": [*[{"type": "image"}] * n_images, {"type": "text", "text": prompt}]}]
         answer = [{"role": "assistant", "content": [{"type": "text", "text": response}]}]
-        head = self.tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
-        full = self.tokenizer.apply_chat_template(user + answer, tokenize=False)
+        from jinja2 import TemplateError
+
+        try:
+            head = self.tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+            full = self.tokenizer.apply_chat_template(user + answer, tokenize=False)
+        except TemplateError as exc:
+            raise DataError(
+                f"the tokenizer's chat template failed on an image + text turn ({exc}); set data.chat_template=never "
+                f"to use the built-in {self.model_type} layout"
+            ) from None
         parts = head.split(self._placeholder)
         if not full.startswith(head) or len(parts) != n_images + 1:
             raise DataError(
