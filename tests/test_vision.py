@@ -399,6 +399,27 @@ def test_bench_vision_runs_and_both_variants_agree():
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "identical scores: True" in proc.stdout and "speed-up:" in proc.stdout
+    scoring = [sys.executable, str(script), "--scoring", "--family", "qwen2_vl", "--pairs", "3", "--image-size", "56",
+               "--steps", "1"]  # fmt: skip
+    proc = subprocess.run(scoring, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert float(proc.stdout.split("largest score difference: ")[1].split()[0]) < 1e-4
+
+
+def test_scoring_sends_an_image_shared_by_rows_once(models, shots):
+    from rewardlab.data.collator import RowCollator
+
+    scorer = scorer_for(models["qwen2_vl"])
+    page = shots[1][0]
+    pixels = scorer.transform.pixel_inputs(page.images)
+    encoded = [scorer.transform.encode(page.prompt, text, pixels=pixels) for text in (page.chosen, page.rejected)]
+    rows = [{"input_ids": e.input_ids, **e.extras} for e in encoded]
+    shared = RowCollator(scorer.tokenizer.pad_token_id)([{**r, "image_key": ("page",)} for r in rows])
+    separate = RowCollator(scorer.tokenizer.pad_token_id)(rows)
+    assert shared["image_grid_thw"].shape[0] == 1 and shared["image_rows"].tolist() == [0, 0]
+    assert separate["image_grid_thw"].shape[0] == 2 and separate["image_rows"].tolist() == [0, 1]
+    with torch.no_grad():
+        assert scorer.model(**shared).tolist() == pytest.approx(scorer.model(**separate).tolist(), abs=1e-5)
 
 
 @pytest.fixture(scope="module")

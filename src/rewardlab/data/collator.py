@@ -142,8 +142,9 @@ class PairCollator:
 @dataclass
 class RowCollator:
     """Batches single encoded rows (scoring): keys ``input_ids``, ``attention_mask``, optional row sequences,
-    and image tensors with ``image_rows = arange(n)``. Rows are dicts with ``input_ids`` and optional
-    ``token_type_ids`` / ``mm_token_type_ids`` / image tensors."""
+    and image tensors with ``image_rows``. Rows are dicts with ``input_ids`` and optional ``token_type_ids`` /
+    ``mm_token_type_ids`` / image tensors, and an optional ``image_key``: rows with equal (non-None) keys show
+    the same images, which are then sent once."""
 
     pad_token_id: int
     padding_side: Literal["left", "right"] = "right"
@@ -154,7 +155,16 @@ class RowCollator:
         for key in ROW_SEQUENCES:
             if rows[0].get(key) is not None:
                 batch[key], _ = pad_rows([r[key] for r in rows], 0, self.padding_side)
-        stack_images(rows, batch, list(range(len(rows))))
+        first: dict[Any, int] = {}
+        items, row_items = [], []
+        for i, row in enumerate(rows):
+            key = row.get("image_key")
+            key = ("row", i) if key is None else key
+            if key not in first:
+                first[key] = len(items)
+                items.append(row)
+            row_items.append(first[key])
+        stack_images(items, batch, row_items)
         return batch
 
 

@@ -22,6 +22,12 @@ from rewardlab.models.reward_model import RewardModel
 DEFAULT_MAX_LENGTH = 1024
 
 
+def image_key(images: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Identifies a record's images for sharing: paths and URLs by value, other objects (PIL images, bytes
+    dicts) by identity."""
+    return tuple(im if isinstance(im, str) else id(im) for im in images)
+
+
 @dataclass(frozen=True)
 class Comparison:
     """Which of two responses the model prefers, and how sure: ``p_a = σ(score_a − score_b)``."""
@@ -130,27 +136,45 @@ class Scorer:
         images = images if images is not None else [()] * len(responses)
         if len(images) != len(responses):
             raise ValueError(f"{len(images)} image tuples but {len(responses)} responses")
-        encoded = []
+        encoded, keys, pixels = [], [], {}
         for i, (p, r, imgs) in enumerate(zip(prompts, responses, images)):
+            # Responses about the same images (a pair, best-of-N) load and process them once, and share them
+            # in a batch, so the vision tower encodes them once, as in training.
+            key = image_key(imgs) if imgs and self.is_vision else None
             try:
-                encoded.append(self.transform.encode(p, r, imgs))
+                if key is not None and key not in pixels:
+                    pixels[key] = self.transform.pixel_inputs(imgs)
+                encoded.append(self.transform.encode(p, r, imgs, pixels=pixels[key]) if key else
+                               self.transform.encode(p, r, imgs))  # fmt: skip
             except DataError as exc:
                 error = DataError(f"response {i + 1} of {len(responses)}: {exc}")
                 error.index = i  # type: ignore[attr-defined]  # callers map it back to their row
                 raise error from None
-        scores = self._score_encoded(encoded, on_batch)
+            keys.append(key)
+        scores = self._score_encoded(encoded, on_batch, keys)
         return self.normalize(scores) if normalize else scores
 
-    def _score_encoded(self, encoded: list[Any], on_batch: Callable[[int], None] | None = None) -> list[float]:
+    def _score_encoded(
+        self, encoded: list[Any], on_batch: Callable[[int], None] | None = None, keys: list[Any] | None = None
+    ) -> list[float]:
+        """Scores in the caller's order. Rows are batched by length; rows sharing an image ``key`` are kept
+        together (records ordered by their longest row), so a batch sends each image once."""
         import torch
 
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))
+        keys = keys or [None] * len(encoded)
+        length = [len(e.input_ids) for e in encoded]
+        longest: dict[Any, int] = {}
+        for k, n in zip(keys, length):
+            longest[k] = max(longest.get(k, 0), n)
+        rank = {k: r for r, k in enumerate(dict.fromkeys(keys))}
+        group = [(longest[k], rank[k]) if k is not None else (length[i], -1) for i, k in enumerate(keys)]
+        order = sorted(range(len(encoded)), key=lambda i: (*group[i], length[i]))
         out = [0.0] * len(encoded)
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 idx = order[start : start + self.batch_size]
-                rows = [{"input_ids": e.input_ids, "token_type_ids": e.token_type_ids, **e.extras}
-                        for e in (encoded[i] for i in idx)]  # fmt: skip
+                rows = [{"input_ids": encoded[i].input_ids, "token_type_ids": encoded[i].token_type_ids,
+                         **encoded[i].extras, "image_key": keys[i]} for i in idx]  # fmt: skip
                 batch = {k: v.to(self.device) for k, v in self.collator(rows).items()}
                 scores = self.model(**batch)
                 for i, s in zip(idx, scores.tolist()):
