@@ -560,3 +560,20 @@ def test_training_follows_the_chat_template_and_a_template_without_images_is_an_
     failing = scorer_for(with_template(models["qwen2_vl"], raises, tmp_path / "failing")).transform
     with pytest.raises(DataError, match="template failed on an image.*images are not supported"):
         failing.encode("p", "r", shots[1][0].images)
+
+
+def test_a_template_kept_with_the_processor_is_used_and_saved_with_the_model(models, shots, tmp_path):
+    import json
+    import shutil
+
+    from rewardlab.models.vision import ProcessorBundle
+
+    path = shutil.copytree(models["qwen2_vl"], tmp_path / "proc-template")
+    (path / "chat_template.json").write_text(json.dumps({"chat_template": QWEN_STYLE_TEMPLATE}))
+    scorer = scorer_for(path)
+    ids = scorer.transform.encode("p", "r", shots[1][0].images).input_ids
+    assert "You are a helpful assistant." in scorer.tokenizer.decode(ids)
+    bundle = ProcessorBundle(scorer.tokenizer, scorer.transform.image_processor)
+    out = save_reward_model(scorer.model, bundle, tmp_path / "export", {"max_length": 256})
+    (path / "chat_template.json").unlink()  # the export carries the template itself
+    assert Scorer.from_pretrained(str(out)).transform.encode("p", "r", shots[1][0].images).input_ids == ids

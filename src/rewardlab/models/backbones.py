@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 from typing import Any, Literal
 
 from rewardlab.config.schema import LoraSettings, ModelConfig, QuantizationSettings
@@ -220,6 +221,30 @@ def load_image_processor(path: str, config: Any, min_pixels: int | None = None, 
     raise ModelError(f"{path}: no preprocessor_config.json (the image processor) in the model directory")
 
 
+def adopt_processor_chat_template(tokenizer: Any, path: str) -> None:
+    """Some VLM checkpoints keep their image-aware chat template with the processor (``chat_template.json``),
+    not with the tokenizer; give it to the tokenizer, which saves it into every checkpoint from then on."""
+    import json
+
+    from transformers.utils import cached_file
+
+    if "image" in (getattr(tokenizer, "chat_template", None) or ""):
+        return
+    try:
+        found = cached_file(path, "chat_template.json", _raise_exceptions_for_missing_entries=False)
+    except OSError:
+        return
+    if found is None:
+        return
+    try:
+        template = json.loads(Path(found).read_text(encoding="utf-8")).get("chat_template")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+        raise ModelError(f"{found}: not a valid chat_template.json ({exc})") from None
+    if isinstance(template, str) and "image" in template:
+        tokenizer.chat_template = template
+        logger.info("using the processor's chat template from %s", found)
+
+
 def make_transform(
     backbone: Any,
     tokenizer: Any,
@@ -240,6 +265,7 @@ def make_transform(
     if not is_vision_config(config):
         return TextTransform(tokenizer, max_length, pooling, overlong, chat_template)
     processor = image_processor or load_image_processor(path, config)
+    adopt_processor_chat_template(tokenizer, path)
     return VisionTransform(tokenizer, processor, config.model_type, config.image_token_id,
                            image_token_count(config, processor, tokenizer), max_length, overlong,
                            chat_template=chat_template)  # fmt: skip
