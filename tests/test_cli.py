@@ -228,3 +228,14 @@ def test_inspect_command(workspace, tmp_path, capsys):
     assert main(["inspect", str(tmp_path / "missing.jsonl")]) == 2
     assert "missing.jsonl: file not found" in capsys.readouterr().err
     assert main(["inspect", str(workspace / "train.jsonl"), "--tokenizer", str(tmp_path / "no_tok")]) == 2
+
+
+def test_demo_command_writes_its_summary_per_flaw(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code = main(["demo", "--output-dir", str(out), "--n-train", "40", "--n-eval", "20", "--epochs", "1"])
+    summary = json.loads((out / "demo_summary.json").read_text())
+    assert code == (0 if summary["accuracy"] >= summary["target"] else 1)
+    assert set(summary["by_flaw"]) == {"off_topic", "rambling", "refusal", "rude"}
+    final = json.loads((out / "results.json").read_text())["metrics"]["eval_accuracy"]
+    assert summary["accuracy"] == pytest.approx(final, abs=1 / 20 + 1e-9)  # one near-tie may flip
+    assert "by flaw:" in capsys.readouterr().out

@@ -52,9 +52,18 @@ def demo_train_config(cfg: DemoConfig, data_dir: Path, model_path: str) -> Train
     )
 
 
+def accuracy_by_subset(pairs: list[PreferencePair], chosen: list[float], rejected: list[float]) -> dict[str, float]:
+    """Preference accuracy per ``subset`` (in the demos: the flaw or the changed attribute), by name."""
+    from rewardlab.evaluation.metrics import subset_accuracy
+
+    per = subset_accuracy(chosen, rejected, [p.subset for p in pairs])["subsets"]
+    return {name: per[name]["accuracy"] for name in sorted(per)}
+
+
 def run_demo(cfg: DemoConfig) -> DemoResult:
     from rewardlab.data.synthetic import corpus, make_pairs
     from rewardlab.evaluation.metrics import preference_accuracy
+    from rewardlab.models.checkpoint import atomic_write_text
     from rewardlab.models.scorer import Scorer
     from rewardlab.recipes.train import run_train
 
@@ -79,11 +88,8 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     scorer = Scorer.from_pretrained(str(result.model_dir), batch_size=64, device="cpu")
     chosen, rejected = scorer.score_pairs(eval_pairs)
     accuracy = preference_accuracy(chosen, rejected)["accuracy"]
-    by_flaw = {}
-    for flaw in sorted({p.subset for p in eval_pairs}):
-        idx = [i for i, p in enumerate(eval_pairs) if p.subset == flaw]
-        by_flaw[flaw] = preference_accuracy([chosen[i] for i in idx], [rejected[i] for i in idx])["accuracy"]
+    by_flaw = accuracy_by_subset(eval_pairs, chosen, rejected)
     seconds = time.perf_counter() - start
     summary = {"accuracy": accuracy, "target": ACCURACY_TARGET, "by_flaw": by_flaw, "seconds": round(seconds, 1)}
-    (run_dir / "demo_summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    atomic_write_text(run_dir / "demo_summary.json", json.dumps(summary, indent=2))
     return DemoResult(run_dir, accuracy, by_flaw, seconds)

@@ -153,26 +153,15 @@ def vision_train_config(cfg: VisionDemoConfig, data_dir: Path, model_path: Path)
     )
 
 
-def accuracy_by_subset(pairs: list[PreferencePair], chosen: list[float], rejected: list[float]) -> dict[str, float]:
-    """Preference accuracy per ``subset`` (here: the changed attribute)."""
-    from rewardlab.evaluation.metrics import preference_accuracy
-
-    out = {}
-    for subset in sorted({p.subset for p in pairs if p.subset}):
-        idx = [i for i, p in enumerate(pairs) if p.subset == subset]
-        out[subset] = preference_accuracy([chosen[i] for i in idx], [rejected[i] for i in idx])["accuracy"]
-    return out
-
-
-def score_clipscore(model_dir: str | Path, data_dir: str | Path) -> dict[str, Any]:
-    """Score each photo's good vs bad caption in the CLIPScore example folder with the model in ``model_dir``.
+def score_clipscore(scorer: Any, data_dir: str | Path) -> dict[str, Any]:
+    """Score each photo's good vs bad caption in the CLIPScore example folder with ``scorer`` (a vision
+    :class:`~rewardlab.models.scorer.Scorer`).
 
     ``data_dir`` holds ``good_captions.json`` and ``bad_captions.json`` (``{"image1": caption, ...}``) and
     ``images/<name>.jpg``. Returns ``{"images": {name: {"good": score, "bad": score, "good_wins": bool}},
     "good_wins": count, "pairs": count}``.
     """
     from rewardlab.data.screenshots import PROMPT
-    from rewardlab.models.scorer import Scorer
 
     data_dir = Path(data_dir)
     good = json.loads((data_dir / "good_captions.json").read_text(encoding="utf-8"))
@@ -181,7 +170,6 @@ def score_clipscore(model_dir: str | Path, data_dir: str | Path) -> dict[str, An
     pairs = [
         PreferencePair(PROMPT, good[n], bad[n], images=(str(data_dir / "images" / f"{n}.jpg"),), id=n) for n in names
     ]
-    scorer = Scorer.from_pretrained(str(model_dir), batch_size=8, device="cpu")
     chosen, rejected = scorer.score_pairs(pairs)
     images = {n: {"good": c, "bad": r, "good_wins": c > r} for n, c, r in zip(names, chosen, rejected)}
     return {"images": images, "good_wins": sum(v["good_wins"] for v in images.values()), "pairs": len(names)}
@@ -196,9 +184,11 @@ def run_vision_demo(cfg: VisionDemoConfig) -> VisionDemoResult:
     section appended to ``report.md``.
     """
     from rewardlab.config import dump_config
+    from rewardlab.evaluation.metrics import preference_accuracy
     from rewardlab.models.checkpoint import atomic_write_text
     from rewardlab.models.scorer import Scorer
     from rewardlab.models.tiny import build_tiny_vlm
+    from rewardlab.recipes.demo import accuracy_by_subset
     from rewardlab.recipes.train import run_train
 
     start = time.perf_counter()
@@ -219,13 +209,13 @@ def run_vision_demo(cfg: VisionDemoConfig) -> VisionDemoResult:
     # Held-out accuracy through the one scoring path, from the exported directory, per changed attribute.
     scorer = Scorer.from_pretrained(str(result.model_dir), batch_size=64, device="cpu")
     chosen, rejected = scorer.score_pairs(eval_pairs)
-    accuracy = sum(c > r for c, r in zip(chosen, rejected)) / len(eval_pairs)
-    by_attribute = accuracy_by_subset(eval_pairs, chosen, rejected)
+    accuracy = preference_accuracy(chosen, rejected)["accuracy"]  # as `rewardlab eval` counts it
+    by_attribute = accuracy_by_subset(eval_pairs, chosen, rejected)  # the changed attribute is the subset
     plot_scores(run_dir, chosen, rejected)
     clipscore = None
     if cfg.clipscore_dir is not None:
         if (Path(cfg.clipscore_dir) / "good_captions.json").is_file():
-            clipscore = score_clipscore(result.model_dir, cfg.clipscore_dir)
+            clipscore = score_clipscore(scorer, cfg.clipscore_dir)
         else:
             logger.warning("clipscore_dir %s has no good_captions.json; smoke test skipped", cfg.clipscore_dir)
     seconds = time.perf_counter() - start
