@@ -35,19 +35,21 @@ def expand(records: list[Record], ranked_as: str) -> list[Record]:
     return out
 
 
-def resolve_image_paths(records: list[Record], data_path: str) -> list[Record]:
-    """Relative image paths in a data file point next to that file (so a data folder can be moved)."""
+def resolve_images(images: tuple, data_path: str) -> tuple:
+    """Relative image paths in a data file point next to that file (so a data folder can be moved); URLs,
+    absolute paths, dicts and PIL images stay as they are, and so does everything read from a non-file source."""
+    if not images or not Path(data_path).expanduser().is_file():
+        return images
     base = Path(data_path).expanduser().parent
-    if not Path(data_path).expanduser().is_file():
-        return records
+    return tuple(
+        str(base / im) if isinstance(im, str) and not im.startswith(("http://", "https://", "/")) else im
+        for im in images
+    )
 
-    def fix(images: tuple) -> tuple:
-        return tuple(
-            str(base / im) if isinstance(im, str) and not im.startswith(("http://", "https://", "/")) else im
-            for im in images
-        )
 
-    return [dataclasses.replace(r, images=fix(r.images)) if r.images else r for r in records]
+def resolve_image_paths(records: list[Record], data_path: str) -> list[Record]:
+    """Every record's images through :func:`resolve_images`."""
+    return [dataclasses.replace(r, images=resolve_images(r.images, data_path)) if r.images else r for r in records]
 
 
 def read_source(source: DataSource) -> tuple[list[Record], ReadReport]:

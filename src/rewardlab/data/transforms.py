@@ -233,14 +233,10 @@ def load_image(ref: Any, root: Path | None) -> Any:
 
     if hasattr(ref, "convert"):
         return ImageOps.exif_transpose(ref).convert("RGB")
-    where: Any
-    if isinstance(ref, dict) and (ref.get("bytes") is not None or ref.get("path")):
-        where = ref.get("path") or "(image bytes)"
-        source: Any = io.BytesIO(ref["bytes"]) if ref.get("bytes") is not None else _local_path(ref["path"], root)
-    elif isinstance(ref, str) and ref.startswith(("http://", "https://")):
+    if isinstance(ref, str) and ref.startswith(("http://", "https://")):
         where, source = ref, io.BytesIO(_fetch(ref))
-    elif isinstance(ref, str):
-        where = source = _local_path(ref, root)
+    elif (stored := stored_image_source(ref, root)) is not None:
+        where, source = stored
     else:
         raise DataError(
             "an image must be a path, an http(s) URL, a {'bytes', 'path'} dict or a PIL image, "
@@ -253,6 +249,21 @@ def load_image(ref: Any, root: Path | None) -> Any:
         raise DataError(f"image {where} not found") from None
     except (UnidentifiedImageError, OSError) as exc:
         raise DataError(f"image {where} is corrupt or not an image ({exc})") from None
+
+
+def stored_image_source(ref: Any, root: Path | None) -> tuple[Any, Any] | None:
+    """``(name for messages, what PIL's Image.open reads)`` for an image stored locally — a path (relative to
+    ``root``) or a ``{"bytes", "path"}`` dict — else None (URLs, PIL images, anything else)."""
+    import io
+
+    if isinstance(ref, dict) and (ref.get("bytes") is not None or ref.get("path")):
+        if ref.get("bytes") is not None:
+            return ref.get("path") or "(image bytes)", io.BytesIO(ref["bytes"])
+        return ref["path"], _local_path(ref["path"], root)
+    if isinstance(ref, str) and not ref.startswith(("http://", "https://")):
+        path = _local_path(ref, root)
+        return path, path
+    return None
 
 
 def _local_path(ref: str, root: Path | None) -> Path:

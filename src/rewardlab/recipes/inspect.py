@@ -238,6 +238,8 @@ def _images(records: list[Record], data_path: str, max_errors: int) -> dict[str,
 
     from PIL import Image, UnidentifiedImageError
 
+    from rewardlab.data.transforms import stored_image_source
+
     base = Path(data_path).expanduser().parent
     sources: Counter[str] = Counter()
     widths, heights, problems = [], [], []
@@ -253,15 +255,11 @@ def _images(records: list[Record], data_path: str, max_errors: int) -> dict[str,
             else:
                 is_bytes = isinstance(ref, dict) and ref.get("bytes") is not None
                 sources["bytes" if is_bytes else "file"] += 1
+                stored = stored_image_source(ref, base)  # resolved as training resolves it
                 try:
-                    if is_bytes:
-                        import io
-
-                        target: Any = io.BytesIO(ref["bytes"])
-                    else:
-                        path = Path((ref.get("path") or "") if isinstance(ref, dict) else str(ref)).expanduser()
-                        target = path if path.is_absolute() else base / path
-                    with Image.open(target) as img:
+                    if stored is None:
+                        raise ValueError(f"not a path, URL, bytes dict or PIL image: {type(ref).__name__}")
+                    with Image.open(stored[1]) as img:
                         size = img.size
                 except FileNotFoundError:
                     message = "not found"

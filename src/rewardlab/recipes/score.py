@@ -30,7 +30,6 @@ def read_scoring_rows(path: str, prompt_col: str, response_col: str, image_col: 
     from rewardlab.data.readers import iter_rows
 
     out = ScoringRows()
-    base = Path(path).expanduser().parent
     for rowno, row in iter_rows(DataSource(path=path)):
         for col in (prompt_col, response_col):
             value = row.get(col)
@@ -50,21 +49,22 @@ def read_scoring_rows(path: str, prompt_col: str, response_col: str, image_col: 
         out.rownos.append(rowno)
         out.prompts.append(row[prompt_col])
         out.responses.append(row[response_col])
-        out.images.append(_row_images(row.get(image_col), base, path, rowno, image_col))
+        out.images.append(_row_images(row.get(image_col), path, rowno, image_col))
     if not out.rows:
         raise DataError("no rows to score", source=path)
     return out
 
 
-def _row_images(value: Any, base: Path, path: str, rowno: int, col: str) -> tuple[Any, ...]:
+def _row_images(value: Any, path: str, rowno: int, col: str) -> tuple[Any, ...]:
+    from rewardlab.data.prepare import resolve_images
+
     if value is None or value == "":
         return ()
     items = list(value) if isinstance(value, (list, tuple)) else [value]
     for item in items:
         if not isinstance(item, (str, dict)) or item == "":
             raise DataError(f"expected image paths or URLs, got {item!r}", source=path, row=rowno, field=col)
-    relative = [isinstance(im, str) and not im.startswith(("http://", "https://", "/")) for im in items]
-    return tuple(str(base / im) if rel else im for im, rel in zip(items, relative))
+    return resolve_images(tuple(items), path)
 
 
 def run_score(
