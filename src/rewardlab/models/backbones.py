@@ -103,7 +103,7 @@ def check_vision_settings(cfg: ModelConfig, vision: bool) -> None:
         raise ModelError(f"{cfg.name_or_path}: " + "; ".join(problems))
 
 
-def _not_quantized() -> list[str]:
+def not_quantized_modules() -> list[str]:
     """Kept in full precision when quantizing: fresh heads, and a VLM's vision tower and projector.
 
     transformers matches these against module names from the start or as a suffix, so a VLM's parts are named
@@ -115,9 +115,6 @@ def _not_quantized() -> list[str]:
     return ["score", "classifier", "pre_classifier", "lm_head", *sorted(parts)]
 
 
-NOT_QUANTIZED = _not_quantized()
-
-
 def quantization_config(q: QuantizationSettings, *, vision: bool) -> Any:
     import importlib.util
 
@@ -126,14 +123,15 @@ def quantization_config(q: QuantizationSettings, *, vision: bool) -> Any:
 
     if importlib.util.find_spec("bitsandbytes") is None:
         raise ModelError("model.quantization needs bitsandbytes: pip install 'rewardlab[quant]'")
+    skip = not_quantized_modules()
     if q.bits == 8:
-        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=NOT_QUANTIZED)
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=q.quant_type,
         bnb_4bit_compute_dtype=getattr(torch, q.compute_dtype),
         bnb_4bit_use_double_quant=q.double_quant,
-        llm_int8_skip_modules=NOT_QUANTIZED,
+        llm_int8_skip_modules=skip,
     )
 
 
