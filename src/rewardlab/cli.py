@@ -133,7 +133,7 @@ def cmd_inspect(ns: argparse.Namespace) -> int:
     report = run_inspect(build_config(InspectConfig, data, source="command line"))
     render_inspect(report)
     if ns.json:
-        from rewardlab.models.checkpoint import atomic_write_text
+        from rewardlab.data.files import atomic_write_text
 
         atomic_write_text(ns.json, json.dumps(report, indent=2, ensure_ascii=False, default=str))
     return 0

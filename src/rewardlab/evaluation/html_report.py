@@ -14,12 +14,11 @@ import base64
 import html
 import json
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from rewardlab.data.files import atomic_write_text
 from rewardlab.errors import DataError
 from rewardlab.evaluation.plots import read_jsonl
 
@@ -92,7 +91,7 @@ def render_html_report(run_dir: str | Path) -> Path:
         page = _train_page(run_dir, _load_json(run_dir / TRAIN_FILE))
     else:
         raise DataError(f"{run_dir}: no {EVAL_FILE} or {TRAIN_FILE}; run `rewardlab eval` or `rewardlab train` first")
-    return _write_atomic(run_dir / REPORT_FILE, page)
+    return atomic_write_text(run_dir / REPORT_FILE, page)
 
 
 def _load_json(path: Path) -> dict[str, Any]:
@@ -106,22 +105,6 @@ def _load_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise DataError(f"expected a JSON object, found {type(data).__name__}", source=str(path))
     return data
-
-
-def _write_atomic(path: Path, text: str) -> Path:
-    """Temp file in the same directory + ``os.replace``: a reader never sees half a page. (Not
-    ``models.checkpoint.atomic_write_text``: evaluation sits below models in the layers.)"""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rewardlab.data.files import atomic_write_text
 from rewardlab.evaluation.plots import read_jsonl
 
 
@@ -35,6 +36,4 @@ def write_train_report(run_dir: Path, metrics: dict[str, Any], counts: dict[str,
             s = counts[split]
             lines.append(f"\n{split}: {s['seen']} encoded, {s['truncated']} truncated, {s['dropped']} dropped.")
     lines += ["", "## Learning curve", "", "![learning curve](learning_curve.png)", ""]
-    path = run_dir / "report.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
+    return atomic_write_text(run_dir / "report.md", "\n".join(lines))

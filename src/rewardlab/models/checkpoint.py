@@ -52,15 +52,6 @@ def atomic_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write a file through a temporary sibling and ``os.replace`` so readers never see half of it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_model_files(
     model: RewardModel,
     tokenizer: Any,

@@ -25,11 +25,12 @@ class DemoResult:
 
 
 def write_pairs(path: Path, pairs: list[PreferencePair]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from rewardlab.data.files import atomic_write_text
+
     rows = [
         {"id": p.id, "prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected, "subset": p.subset} for p in pairs
     ]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def demo_train_config(cfg: DemoConfig, data_dir: Path, model_path: str) -> TrainConfig:
@@ -61,9 +62,9 @@ def accuracy_by_subset(pairs: list[PreferencePair], chosen: list[float], rejecte
 
 
 def run_demo(cfg: DemoConfig) -> DemoResult:
+    from rewardlab.data.files import atomic_write_text
     from rewardlab.data.synthetic import corpus, make_pairs
     from rewardlab.evaluation.metrics import preference_accuracy
-    from rewardlab.models.checkpoint import atomic_write_text
     from rewardlab.models.scorer import Scorer
     from rewardlab.recipes.train import run_train
 

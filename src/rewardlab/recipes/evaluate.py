@@ -277,7 +277,7 @@ def add_log_file(out: Path) -> logging.Handler:
 
 def run_eval(cfg: EvalConfig) -> EvalResult:
     """Evaluate every candidate on every eval set; write results, log and plots into ``cfg.output_dir``."""
-    from rewardlab.models.checkpoint import atomic_write_text
+    from rewardlab.data.files import atomic_write_text
     from rewardlab.recipes.eval_output import make_plots, print_table, progress_bar
 
     candidates = find_candidates(cfg)

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from rewardlab.config import dump_config
-from rewardlab.models.checkpoint import atomic_write_text
+from rewardlab.data.files import atomic_write_text
 
 PACKAGES = ("rewardlab", "torch", "transformers", "peft", "accelerate", "datasets", "deepspeed", "trl")
 

@@ -79,7 +79,7 @@ def run_score(
 
     A vision-language model scores each row's text against the row's images (``image_col``: a path or URL, or a
     list of them); a text model ignores that column."""
-    from rewardlab.models.checkpoint import atomic_write_text
+    from rewardlab.data.files import atomic_write_text
     from rewardlab.models.scorer import Scorer
 
     data = read_scoring_rows(input_path, prompt_col, response_col, image_col)

@@ -155,10 +155,11 @@ def finish_run(cfg: TrainConfig, trainer: Any, eval_set: Any, counts: dict[str, 
     """Final eval, normalization statistics, atomic export (LoRA merged if asked), plot and report."""
     import numpy as np
 
+    from rewardlab.data.files import atomic_write_text
     from rewardlab.evaluation.metrics import preference_accuracy, score_statistics
     from rewardlab.evaluation.plots import plot_learning_curve
     from rewardlab.evaluation.report import write_train_report
-    from rewardlab.models.checkpoint import atomic_write_text, save_reward_model
+    from rewardlab.models.checkpoint import save_reward_model
 
     run_dir = Path(cfg.output_dir)
     metrics: dict[str, float] = {}

@@ -184,8 +184,8 @@ def run_vision_demo(cfg: VisionDemoConfig) -> VisionDemoResult:
     section appended to ``report.md``.
     """
     from rewardlab.config import dump_config
+    from rewardlab.data.files import atomic_write_text
     from rewardlab.evaluation.metrics import preference_accuracy
-    from rewardlab.models.checkpoint import atomic_write_text
     from rewardlab.models.scorer import Scorer
     from rewardlab.models.tiny import build_tiny_vlm
     from rewardlab.recipes.demo import accuracy_by_subset
@@ -236,7 +236,7 @@ def plot_scores(run_dir: Path, chosen: list[float], rejected: list[float]) -> No
 
 def write_demo_record(result: VisionDemoResult, eval_pairs: list[PreferencePair]) -> None:
     """``demo_summary.json`` and a "Vision demo" section at the end of the training ``report.md``."""
-    from rewardlab.models.checkpoint import atomic_write_text
+    from rewardlab.data.files import atomic_write_text
 
     counts = {a: sum(p.subset == a for p in eval_pairs) for a in result.by_attribute}
     summary = {
