@@ -412,6 +412,8 @@ def write_jsonl(pairs: list[PreferencePair], path: str | Path, *, relative: bool
     keep paths as given, so whoever opens the images resolves them against that directory (or pass
     ``relative=False`` to write absolute paths). The file is written to a temporary name and renamed.
     """
+    from rewardlab.data.files import atomic_write_text
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     base = path.parent.resolve()
@@ -425,7 +427,4 @@ def write_jsonl(pairs: list[PreferencePair], path: str | Path, *, relative: bool
         row = {"id": pair.id, "prompt": pair.prompt, "chosen": pair.chosen, "rejected": pair.rejected}
         row |= {"images": images, "subset": pair.subset}
         lines.append(json.dumps(row, ensure_ascii=False))
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, "".join(line + "\n" for line in lines))
