@@ -7,6 +7,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from rewardlab.data.collator import GroupCollator, PairCollator, pad_rows
+from rewardlab.data.input_format import InputFormat
 from rewardlab.data.records import PreferencePair
 from rewardlab.data.transforms import TextTransform
 from rewardlab.models.checkpoint import load_reward_model, save_reward_model
@@ -63,12 +64,28 @@ def test_last_token_index_either_side():
 
 
 # -- transform -----------------------------------------------------------------------------------------------
-def test_decoder_layout_and_eos(tiny_dirs):
+def test_decoder_layout_is_the_natural_call(tiny_dirs):
+    """Format 2: ``tokenizer(prompt + response)``, tokenized together, nothing added."""
     tok = AutoTokenizer.from_pretrained(tiny_dirs["qwen2"])
     enc = TextTransform(tok, 64, "last").encode("Tell me", " about tea")
-    assert enc.input_ids[-1] == tok.eos_token_id
-    assert tok.decode(enc.input_ids[:-1]) == "Tell me about tea"
-    assert enc.token_type_ids is None
+    assert enc.input_ids == tok("Tell me about tea", add_special_tokens=False).input_ids
+    assert enc.input_ids[-1] != tok.eos_token_id and enc.token_type_ids is None
+    # Tokenized together: a boundary inside a word gives the word's tokens, as the concatenated string does.
+    assert TextTransform(tok, 64, "last").encode("Tell me ab", "out tea").input_ids == enc.input_ids
+    eos = TextTransform(tok, 64, "last", input_format=InputFormat(append_eos=True)).encode("Tell me", " about tea")
+    assert eos.input_ids == enc.input_ids + [tok.eos_token_id]
+
+
+def test_format_1_exports_keep_their_layout(tiny_dirs):
+    """Exports that predate the input format: prompt and response tokenized apart, the EOS appended."""
+    tok = AutoTokenizer.from_pretrained(tiny_dirs["qwen2"])
+    assert InputFormat.from_meta({"format_version": 1, "max_length": 64}, "last") == InputFormat(1, "concat", True)
+    legacy = TextTransform(tok, 64, "last", input_format=InputFormat(version=1, append_eos=True))
+    enc = legacy.encode("Tell me ab", "out tea")
+    split = tok("Tell me ab", add_special_tokens=False).input_ids + tok("out tea", add_special_tokens=False).input_ids
+    assert enc.input_ids == split + [tok.eos_token_id]
+    # A directory without rewardlab.json (any hub RM) is scored as its own tokenizer builds inputs.
+    assert InputFormat.from_meta({}, "last").add_special_tokens is True
 
 
 def test_encoder_layout_matches_native_pair_encoding(tiny_dirs):
@@ -80,20 +97,20 @@ def test_encoder_layout_matches_native_pair_encoding(tiny_dirs):
     assert enc.token_type_ids == [0] * (first_sep + 1) + [1] * (len(enc.input_ids) - first_sep - 1)
 
 
-def test_truncation_cuts_prompt_start_then_response_start_and_keeps_eos(tiny_dirs):
+@pytest.mark.parametrize("append_eos", [False, True])
+def test_truncation_cuts_prompt_start_then_response_start(tiny_dirs, append_eos):
     tok = AutoTokenizer.from_pretrained(tiny_dirs["qwen2"])
+    fmt = InputFormat(append_eos=append_eos)
     prompt = "one two three four five six seven eight nine ten " * 3
     response = " alpha beta gamma delta"
-    full = TextTransform(tok, 512, "last").encode(prompt, response)
-    n_resp = len(tok(response, add_special_tokens=False).input_ids)
-    t = TextTransform(tok, n_resp + 4, "last")
-    cut = t.encode(prompt, response)
-    assert cut.truncated and len(cut.input_ids) == n_resp + 4
-    assert cut.input_ids[-(n_resp + 1) :] == full.input_ids[-(n_resp + 1) :]  # response + eos intact
-    assert cut.input_ids[:3] == full.input_ids[-(n_resp + 4) : -(n_resp + 1)]  # end of the prompt kept
-    tiny = TextTransform(tok, 3, "last").encode(prompt, response)
-    assert tiny.input_ids[-1] == tok.eos_token_id and tiny.input_ids[:-1] == full.input_ids[-3:-1]
-    dropper = TextTransform(tok, n_resp + 4, "last", overlong="drop")
+    full = TextTransform(tok, 512, "last", input_format=fmt).encode(prompt, response)
+    n_resp = len(tok(response, add_special_tokens=False).input_ids) + append_eos
+    cut = TextTransform(tok, n_resp + 3, "last", input_format=fmt).encode(prompt, response)
+    assert cut.truncated and cut.input_ids == full.input_ids[-(n_resp + 3) :]  # end of prompt + whole response
+    tiny = TextTransform(tok, 3, "last", input_format=fmt).encode(prompt, response)
+    assert tiny.input_ids == full.input_ids[-3:]  # the response's start cut, its end (and the EOS) kept
+    assert (tiny.input_ids[-1] == tok.eos_token_id) is append_eos
+    dropper = TextTransform(tok, n_resp + 3, "last", overlong="drop")
     assert dropper.encode_pair(PreferencePair(prompt, response, " x")) is None
     assert dropper.stats.dropped == 1 and dropper.stats.seen == 1
 
@@ -130,10 +147,11 @@ def test_left_and_right_padding_give_the_same_scores(tiny_dirs, family):
 
 
 def test_pad_equals_eos_scores_read_at_the_eos_token(tiny_dirs):
-    """With pad == eos, HF's own pooling reads the token *before* the final EOS; ours reads the EOS."""
+    """With pad == eos, HF's own pooling reads the token *before* a final EOS; ours reads the EOS. (Exports
+    get a distinct pad token where the vocabulary has one, and format 2 appends no EOS by default.)"""
     model, tok = load(tiny_dirs["qwen2_pad_eos"])
     assert tok.pad_token_id == tok.eos_token_id
-    t = TextTransform(tok, 64, "last")
+    t = TextTransform(tok, 64, "last", input_format=InputFormat(append_eos=True))
     ids = torch.tensor([t.encode("Tell me about tea.", " Sure!").input_ids])
     mask = torch.ones_like(ids)
     hf = model.backbone
@@ -175,7 +193,7 @@ def test_export_reloads_through_auto_classes_with_identical_scores(tiny_dirs, tm
         if family == "bert":
             enc = native_tok(prompt, response, return_tensors="pt")
         else:
-            enc = native_tok(prompt + response + native_tok.eos_token, return_tensors="pt", add_special_tokens=False)
+            enc = native_tok(prompt + response, return_tensors="pt")  # the model card's call
         with torch.no_grad():
             got = native(**enc).logits[0, 0].item()
         assert got == pytest.approx(want, abs=1e-4)

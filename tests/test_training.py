@@ -56,10 +56,13 @@ def held_out_accuracy(model_dir: Path) -> float:
 
 
 def test_pad_equals_eos_still_learns(tmp_path, data):
+    """Padding with the EOS (asked for here: by default a distinct pad-like token of the vocabulary is taken)
+    trains as well, since rewardlab pools from the attention mask; the model card warns outside tools."""
     base = make_tiny(tmp_path / "base", pad_is_eos=True)
-    _, result = train(tmp_path, base, data)
+    _, result = train(tmp_path, base, data, model={"pad_token": "<|endoftext|>"})
     meta = json.loads((result.model_dir / "rewardlab.json").read_text())
     assert meta["pad_equals_eos"] is True
+    assert "The pad token is the EOS token" in (result.model_dir / "README.md").read_text()
     assert result.metrics["eval_accuracy"] >= 0.8
     assert held_out_accuracy(result.model_dir) == pytest.approx(result.metrics["eval_accuracy"], abs=1e-9)
 

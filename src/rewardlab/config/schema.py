@@ -77,7 +77,8 @@ class DataConfig(StrictModel):
         "truncate",
         description=(
             "Pairs longer than `max_length`: `truncate` cuts the prompt from the left, then the response's "
-            "start, keeping the end of the response and the EOS; `drop` skips the pair. Counted and logged."
+            "start, keeping the end of the response, where the score is read; `drop` skips the pair. Counted "
+            "and logged."
         ),
     )
     chat_template: Literal["auto", "always", "never"] = Field(
@@ -86,6 +87,15 @@ class DataConfig(StrictModel):
             "Use the tokenizer's chat template. Text models, `auto`: for conversational records only. Vision "
             "models, `auto`: when the template handles images (else the family's built-in layout); `never`: "
             "always the built-in layout."
+        ),
+    )
+    append_eos: bool = Field(
+        False,
+        description=(
+            "Text decoders: append the EOS token to each plain-string response and read the score there (the "
+            "exported tokenizer then appends it too). Off by default: the score is read at the response's last "
+            "token, so `tokenizer(prompt + response)`, TRL's GRPO reward path (which strips the EOS) and OpenRLHF's "
+            "reward server give the trained score; with it on, TRL needs rewardlab.rl.ModelReward."
         ),
     )
     num_irrelevant_pairs: int = Field(
@@ -153,7 +163,12 @@ class ModelConfig(StrictModel):
         "auto", description="Padding side for batches; scores do not depend on it for decoders."
     )
     pad_token: str | None = Field(
-        None, description="Pad token to use if the tokenizer has none (default: the EOS token)."
+        None,
+        description=(
+            "Pad token. Default: the tokenizer's own unless it is the EOS, else a pad-like special token already in "
+            "the vocabulary (`<|fim_pad|>`, `<|finetune_right_pad_id|>`, `<unk>`), else the EOS. A pad distinct "
+            "from the EOS lets Hugging Face's pooling in outside tools read the last token."
+        ),
     )
     lora: LoraSettings | None = Field(None, description="Train LoRA adapters (the head is trained fully).")
     quantization: QuantizationSettings | None = Field(None, description="bitsandbytes 4/8-bit loading (QLoRA).")

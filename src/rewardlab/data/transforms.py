@@ -1,14 +1,17 @@
 """Model transforms: record → token ids. The only data module that knows about tokenizers.
 
-Each text becomes ``[specials] + prompt + [sep] + response + [eos]``, built from the prompt and the
-response tokenized *separately*, so that an over-long pair can be cut where it hurts least (the start of
-the prompt) and so that training and scoring read exactly the same ids (`Scorer` calls this transform).
+Text rows follow the export's input format (:mod:`rewardlab.data.input_format`), so that training, the
+`Scorer` and outside tools that call the tokenizer the natural way read exactly the same ids:
 
-- Decoders (``pooling="last"``): ``[bos]? prompt response eos``; the score is read at the final ``eos``.
+- Decoders (``pooling="last"``): ``tokenizer(prompt + response)`` — concatenated, tokenized together, nothing
+  added (``append_eos`` appends the EOS); the score is read at the last token.
 - Encoders (``pooling="cls"``): ``[CLS] prompt [SEP] response [SEP]`` with ``token_type_ids`` 0/1 — the
   same ids as ``tokenizer(prompt, response)``, so the exported model scores natively too.
-- Conversational records (and ``chat_template="always"``) go through the tokenizer's chat template; the
-  template closes the assistant turn, so no extra ``eos`` is added.
+- Conversational records (and ``chat_template="always"``) go through the tokenizer's chat template, and the
+  rendered conversation is tokenized without added special tokens (the template writes its own).
+
+Over-long rows are cut from the left (the prompt's start first, then the response's start), so the end of the
+response, where the score is read, always survives.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from rewardlab.data.input_format import InputFormat
 from rewardlab.data.records import PreferencePair, RankedGroup, Text
 from rewardlab.errors import DataError
 
@@ -108,6 +112,7 @@ class TextTransform:
         pooling: ``"last"`` (decoders) or ``"cls"`` (encoders); decides the special-token layout.
         overlong: ``"truncate"`` (cut the prompt's start, then the response's start) or ``"drop"``.
         chat_template: ``"auto"`` (only for message lists), ``"always"`` or ``"never"``.
+        input_format: how rows are built (format 2 by default; format 1 for exports that predate it).
     """
 
     tokenizer: Any
@@ -116,6 +121,9 @@ class TextTransform:
     overlong: Literal["truncate", "drop"] = "truncate"
     chat_template: Literal["auto", "always", "never"] = "auto"
     stats: TransformStats = field(default_factory=TransformStats)
+    input_format: InputFormat = field(default_factory=InputFormat)
+    # Rows rendered with the chat template so far: an export trained on none ships the plain-string template.
+    templated_rows: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         tok = self.tokenizer
@@ -129,6 +137,10 @@ class TextTransform:
             self._head = [tok.bos_token_id] if adds_bos else []
             self._mid = []
             self._tail = [tok.eos_token_id] if tok.eos_token_id is not None else []
+            # What the tokenizer's natural call adds around a text (foreign RMs are scored with it).
+            bare = tok("a", add_special_tokens=False).input_ids
+            at = next((i for i in range(len(probe)) if probe[i : i + len(bare)] == bare), 0)
+            self._native = (probe[:at], probe[at + len(bare) :])
         # Segment ids only matter to encoders (BERT-style pair inputs); decoders do not take them.
         self._type_ids = self.pooling == "cls" and "token_type_ids" in getattr(tok, "model_input_names", ())
         # Messages are only rendered with a template; record whether one exists once.
@@ -170,6 +182,25 @@ class TextTransform:
         if images:
             raise DataError("the record has images but the model is text-only; use a vision-language backbone")
         prompt_text, response_text, templated = self._render(prompt, response)
+        self.templated_rows += templated
+        if self.pooling == "cls" or self.input_format.version == 1:
+            return self._encode_split(prompt_text, response_text, templated)
+        return self._encode_concat(prompt_text + response_text, templated)
+
+    def _encode_concat(self, text: str, templated: bool) -> EncodedText | None:
+        """Format 2 decoders: the whole text tokenized at once, as ``tokenizer(prompt + response)`` does."""
+        tok, fmt = self.tokenizer, self.input_format
+        head, tail = self._native if fmt.add_special_tokens and not templated else ([], [])
+        if fmt.append_eos and not templated:
+            tail = [*tail, tok.eos_token_id]
+        ids = tok(text, add_special_tokens=False).input_ids
+        fitted = fit_to_budget([], ids, self.max_length - len(head) - len(tail), self.overlong)
+        if fitted is None:
+            return None
+        return EncodedText(head + fitted[1] + tail, None, fitted[2])
+
+    def _encode_split(self, prompt_text: str, response_text: str, templated: bool) -> EncodedText | None:
+        """Encoders (a [CLS]/[SEP] pair) and format 1 decoders: prompt and response tokenized separately."""
         tok = self.tokenizer
         prompt_ids = tok(prompt_text, add_special_tokens=False).input_ids if prompt_text else []
         response_ids = tok(response_text, add_special_tokens=False).input_ids

@@ -23,23 +23,40 @@ def resolve_pooling(model: Any, requested: str) -> Literal["last", "cls"]:
 
 
 def load_tokenizer(cfg: ModelConfig) -> Any:
+    """The backbone's tokenizer with a pad token: ``model.pad_token`` if set, else its own pad token when that is
+    not the EOS, else a pad-like special token it already has (``<|fim_pad|>``, ``<|finetune_right_pad_id|>``,
+    ``<unk>``), else the EOS. A pad distinct from the EOS lets Hugging Face's own pooling (which skips every pad
+    id) read the last token in outside tools; rewardlab pools from the attention mask either way."""
     from transformers import AutoTokenizer
 
     try:
         tok = AutoTokenizer.from_pretrained(cfg.name_or_path, trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError) as exc:
         raise ModelError(f"{cfg.name_or_path}: cannot load a tokenizer ({exc})") from None
-    if tok.pad_token is None:
-        if cfg.pad_token is not None:
-            tok.pad_token = cfg.pad_token
-        elif tok.eos_token is not None:
-            # Safe here: RewardModel pools from the attention mask, not from the pad id.
-            tok.pad_token = tok.eos_token
-        else:
-            raise ModelError(f"{cfg.name_or_path}: the tokenizer has no pad or eos token; set model.pad_token")
-    elif cfg.pad_token is not None:
+    if cfg.pad_token is not None:
         tok.pad_token = cfg.pad_token
+    elif tok.pad_token is None or tok.pad_token_id == tok.eos_token_id:
+        pad = distinct_pad_token(tok)
+        if pad is not None:
+            logger.info("pad token: %s (the tokenizer's %s)", pad, "is the EOS" if tok.pad_token else "is unset")
+            tok.pad_token = pad
+        elif tok.pad_token is None and tok.eos_token is not None:
+            logger.info("pad token: the EOS (the tokenizer has no other; set model.pad_token to choose one)")
+            tok.pad_token = tok.eos_token
+        elif tok.pad_token is None:
+            raise ModelError(f"{cfg.name_or_path}: the tokenizer has no pad or eos token; set model.pad_token")
     return tok
+
+
+def distinct_pad_token(tok: Any) -> str | None:
+    """A special token already in the vocabulary that can pad without being the EOS or BOS: one named like a pad
+    token, else the unknown token; None when there is none."""
+    taken = {tok.eos_token, tok.bos_token}
+    added = [t.content for t in getattr(tok, "added_tokens_decoder", {}).values() if getattr(t, "special", False)]
+    for token in added:
+        if "pad" in token.lower() and token not in taken:
+            return token
+    return tok.unk_token if tok.unk_token is not None and tok.unk_token not in taken else None
 
 
 def is_vision_model(name_or_path: str, trust_remote_code: bool = False) -> bool:
@@ -253,15 +270,19 @@ def make_transform(
     overlong: str = "truncate",
     chat_template: str = "auto",
     image_processor: Any = None,
+    input_format: Any = None,
 ) -> Any:
-    """The model transform for this backbone: text (tokenizer) or vision (tokenizer + image processor)."""
+    """The model transform for this backbone: text (tokenizer) or vision (tokenizer + image processor).
+    ``input_format`` (:class:`~rewardlab.data.input_format.InputFormat`): how text rows are built (format 2 by
+    default)."""
     from rewardlab.data.transforms import TextTransform, VisionTransform
     from rewardlab.models.reward_model import unwrap_peft
     from rewardlab.models.vision import is_vision_config
 
     config = unwrap_peft(backbone).config
     if not is_vision_config(config):
-        return TextTransform(tokenizer, max_length, pooling, overlong, chat_template)
+        fmt = {"input_format": input_format} if input_format is not None else {}
+        return TextTransform(tokenizer, max_length, pooling, overlong, chat_template, **fmt)
     processor = image_processor or load_image_processor(path, config)
     adopt_processor_chat_template(tokenizer, path)
     return VisionTransform(tokenizer, processor, config.model_type, config.image_token_id,

@@ -4,15 +4,23 @@ A text RM directory is a standard Hugging Face directory — ``config.json``, ``
 tokenizer, loadable unchanged by ``AutoModelForSequenceClassification`` — or, for LoRA without merging,
 ``adapter_config.json`` + ``adapter_model.safetensors`` (head included) — plus ``rewardlab.json``::
 
-    {"format_version": 1, "pooling": "last", "max_length": 512, "overlong": "truncate",
+    {"format_version": 2, "pooling": "last", "max_length": 512, "overlong": "truncate",
+     "input_format": {"version": 2, "layout": "concat", "append_eos": false, "chat_template": "concat",
+                      "recipe": "tokenizer(prompt + response)", ...},
      "chat_template": "auto", "padding_side": "right", "pad_equals_eos": false,
      "normalization": {"mean": 0.12, "std": 1.9, "n": 600} | null, "config": {...resolved run config...}}
+
+Text exports carry their input format (:mod:`rewardlab.data.input_format`) three ways: in ``rewardlab.json``, in
+the tokenizer (its post-processor adds what training added; its chat template renders messages as training did;
+a pad token distinct from the EOS where the vocabulary has one) and in the model card (``README.md``). The
+normalization mean/std also go into ``config.json`` (``mean``/``std``, where OpenRLHF reads them).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -21,11 +29,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rewardlab.data.input_format import InputFormat, export_tokenizer, pin_special_tokens
 from rewardlab.errors import ModelError
+from rewardlab.models.model_card import write_model_card
 from rewardlab.models.reward_model import RewardModel, unwrap_peft
+from rewardlab.models.vision import is_vision_config
+
+logger = logging.getLogger(__name__)
 
 META_NAME = "rewardlab.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: input_format recorded (rewardlab.data.input_format); 1: prompt/response tokenized apart
 
 
 @contextlib.contextmanager
@@ -81,10 +94,65 @@ def write_model_files(
         backbone.save_pretrained(directory, state_dict=inner_sd)
         if is_peft:
             meta = {**meta, "adapter": {"base_model": unwrap_peft(backbone).config._name_or_path}}
+    if "input_format" not in meta and not is_vision_config(model.config):
+        fmt = InputFormat.for_training(model.pooling, append_eos=False)
+        meta = {**meta, "input_format": fmt.as_json(chat_template="trained")}
     if tokenizer is not None:
-        tokenizer.save_pretrained(directory)
+        meta = save_tokenizer(tokenizer, directory, meta, model.pooling)
+    add_normalization_to_config(directory, meta.get("normalization"))
     meta = {"format_version": FORMAT_VERSION, "pooling": model.pooling, **meta}
     (directory / META_NAME).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+    write_model_card(directory, meta)
+
+
+def save_tokenizer(tokenizer: Any, directory: Path, meta: dict[str, Any], pooling: str) -> dict[str, Any]:
+    """Save the tokenizer (a text model's: so that its natural call builds the training input) and return
+    ``meta`` with the input format's recipe checked against the saved files."""
+    saved = meta.get("input_format")
+    if not isinstance(saved, dict):
+        tokenizer.save_pretrained(directory)
+        return meta
+    fmt = InputFormat.from_meta(meta, pooling)
+    export_tokenizer(tokenizer, fmt, trained_with_template=saved.get("chat_template") == "trained").save_pretrained(
+        directory
+    )
+    pin_special_tokens(directory, fmt)
+    if natural_call_matches(directory, tokenizer, fmt, pooling):
+        return meta
+    logger.warning(
+        "%s: the saved tokenizer's natural call does not build the training input; the model card says to pass "
+        "add_special_tokens=False",
+        directory,
+    )
+    eos = " + tokenizer.eos_token" if fmt.append_eos else ""
+    recipe = f"tokenizer(prompt + response{eos}, add_special_tokens=False)"
+    return {**meta, "input_format": {**saved, "recipe": recipe}}
+
+
+PROBE = ("Tell me about tea.", " Green tea is steeped in water below boiling.")
+
+
+def natural_call_matches(directory: Path, tokenizer: Any, fmt: InputFormat, pooling: str) -> bool:
+    """Whether the saved tokenizer, reloaded, turns a probe pair into the ids training builds."""
+    from transformers import AutoTokenizer
+
+    from rewardlab.data.transforms import TextTransform
+
+    reloaded = AutoTokenizer.from_pretrained(directory)
+    prompt, response = PROBE
+    natural = reloaded(prompt, response) if fmt.layout == "pair" else reloaded(prompt + response)
+    trained = TextTransform(tokenizer, 10_000, pooling, input_format=fmt).encode(prompt, response)
+    return natural.input_ids == trained.input_ids
+
+
+def add_normalization_to_config(directory: Path, normalization: dict[str, Any] | None) -> None:
+    """``mean``/``std`` of the eval scores into ``config.json`` (OpenRLHF normalizes rewards with them)."""
+    path = directory / "config.json"
+    if not normalization or not path.is_file():
+        return
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config.update(mean=normalization["mean"], std=normalization["std"])
+    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
 def _merged_copy(peft_model: Any) -> Any:

@@ -1,6 +1,7 @@
 """Scorer: the one scoring path (DESIGN.md §6) used by evaluation, the CLI, the server and RL rewards.
 
-It applies the same transform as training (``TextTransform`` with the settings saved in ``rewardlab.json``)
+It applies the same transform as training (``TextTransform`` with the settings and the input format saved in
+``rewardlab.json``; format 1 for exports that predate it)
 and runs batched, no-grad forwards. Inputs are sorted by length inside a call so batches carry little
 padding; results come back in the caller's order. Over-long inputs are always truncated when scoring
 (never dropped), by the training-time rule.
@@ -87,6 +88,7 @@ class Scorer:
         dtype: str | None = None,
     ) -> Scorer:
         """Load a model directory; transform settings come from its ``rewardlab.json`` when present."""
+        from rewardlab.data.input_format import InputFormat
         from rewardlab.models.backbones import make_transform
         from rewardlab.models.checkpoint import load_reward_model
 
@@ -100,6 +102,7 @@ class Scorer:
             max_length=max_length,
             pooling=loaded.model.pooling,
             chat_template=meta.get("chat_template", "auto"),
+            input_format=InputFormat.from_meta(meta, loaded.model.pooling),
         )
         return cls(
             loaded.model,

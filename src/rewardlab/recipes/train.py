@@ -66,8 +66,13 @@ def build_datasets(data: PreparedData, transform: Any, ranked_as: str) -> tuple[
     return EncodedDataset(train), (EncodedDataset(eval_features) if eval_features else None), counts
 
 
-def export_meta(cfg: TrainConfig, pooling: str, padding_side: str, tokenizer: Any) -> dict[str, Any]:
+def export_meta(cfg: TrainConfig, pooling: str, padding_side: str, tokenizer: Any, transform: Any) -> dict[str, Any]:
+    """``rewardlab.json``'s content. Text models record their input format (and whether any training row used
+    the chat template: if none did, the export ships the plain-string template)."""
+    fmt = getattr(transform, "input_format", None)
+    templated = "trained" if getattr(transform, "templated_rows", 0) else "concat"
     return {
+        **({"input_format": fmt.as_json(chat_template=templated)} if fmt is not None else {}),
         "max_length": cfg.data.max_length,
         "overlong": cfg.data.overlong,
         "chat_template": cfg.data.chat_template,
@@ -81,6 +86,7 @@ def export_meta(cfg: TrainConfig, pooling: str, padding_side: str, tokenizer: An
 def run_train(cfg: TrainConfig) -> TrainResult:
     """Train a reward model as ``cfg`` says. Input problems raise before anything is written."""
     from rewardlab.data.collator import GroupCollator, PairCollator
+    from rewardlab.data.input_format import InputFormat
     from rewardlab.models.backbones import (
         is_vision_model,
         load_backbone,
@@ -122,7 +128,8 @@ def run_train(cfg: TrainConfig) -> TrainResult:
         processing = ProcessorBundle(tokenizer, image_processor)
     transform = make_transform(backbone, tokenizer, cfg.model.name_or_path, max_length=cfg.data.max_length,
                                pooling=pooling, overlong=cfg.data.overlong, chat_template=cfg.data.chat_template,
-                               image_processor=image_processor)  # fmt: skip
+                               image_processor=image_processor,
+                               input_format=InputFormat.for_training(pooling, cfg.data.append_eos))  # fmt: skip
     train_set, eval_set, counts = build_datasets(data, transform, cfg.data.ranked_as)
     counts["records"] = {r.source: {"rows": r.rows, "records": r.records, **r.counts} for r in data.reports}
 
@@ -144,7 +151,7 @@ def run_train(cfg: TrainConfig) -> TrainResult:
         data_collator=collator,
         processing_class=processing,
         loss_config=cfg.loss,
-        export_meta=export_meta(cfg, pooling, padding_side, tokenizer),
+        export_meta=export_meta(cfg, pooling, padding_side, tokenizer, transform),
         callbacks=[MetricsFileCallback(run_dir / "metrics.jsonl")],
     )
     trainer.train(resume_from_checkpoint=resume)
@@ -168,6 +175,7 @@ def finish_run(cfg: TrainConfig, trainer: Any, eval_set: Any, counts: dict[str, 
         preds = np.asarray(trainer.predict(eval_set).predictions)  # (n, 2)
         metrics = {f"eval_{k}": v for k, v in preference_accuracy(preds[:, 0], preds[:, 1]).items()}
         meta["normalization"] = score_statistics(preds.reshape(-1))
+        meta["metrics"] = metrics
     model_dir = run_dir / "model"
     if trainer.args.should_save:
         lora = cfg.model.lora

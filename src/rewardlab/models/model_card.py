@@ -1,0 +1,178 @@
+"""The model card (``README.md``) of an export: what the model is, how well it did, and exactly how to build
+its input in each client so that every client reads the score training taught it (DESIGN.md §7)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rewardlab.data.input_format import CONCAT_TEMPLATE
+
+
+def write_model_card(directory: Path, meta: dict[str, Any]) -> None:
+    text = render_model_card(meta, name=directory.name.lstrip(".").split(".tmp-")[0])
+    (directory / "README.md").write_text(text, encoding="utf-8")
+
+
+def render_model_card(meta: dict[str, Any], *, name: str) -> str:
+    config = meta.get("config") or {}
+    base = (config.get("model") or {}).get("name_or_path")
+    fmt = meta.get("input_format")
+    front = ["---", "library_name: transformers", "tags: [reward-model, rewardlab]"]
+    if fmt:
+        front.insert(2, "pipeline_tag: text-classification")
+    if base and _looks_like_hub_name(base):
+        front.append(f"base_model: {base}")
+    parts = ["\n".join([*front, "---"]), f"# Reward model `{name}`", _summary(meta, base, config)]
+    if fmt:
+        parts += [_input_format(fmt, meta), _usage(fmt, meta)]
+    else:
+        parts.append(_vision_usage())
+    parts.append(
+        "## License\n\nThe weights are derived from the base model; its license applies to them. rewardlab "
+        "(Apache-2.0) adds no terms."
+    )
+    return "\n\n".join(parts) + "\n"
+
+
+def _looks_like_hub_name(name: str) -> bool:
+    return name.count("/") == 1 and not name.startswith((".", "/", "~")) and not Path(name).exists()
+
+
+def _summary(meta: dict[str, Any], base: str | None, config: dict[str, Any]) -> str:
+    lines = [
+        "A reward model trained with [rewardlab](https://github.com/rewardlab/rewardlab): one scalar score per "
+        "(prompt, response), higher is better. Only differences between scores of responses to the same prompt "
+        "are meaningful: `P(a better than b) = sigmoid(score_a - score_b)`.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| base model | `{base or 'unknown'}` |",
+    ]
+    data = config.get("data") or {}
+    train = data.get("train")
+    if isinstance(train, dict):
+        lines.append(f"| training data | `{train.get('path')}` |")
+    if (loss := config.get("loss")) and isinstance(loss, dict):
+        lines.append(f"| loss | {loss.get('name')} |")
+    metrics = meta.get("metrics") or {}
+    if "eval_accuracy" in metrics:
+        lines.append(f"| eval preference accuracy | {metrics['eval_accuracy']:.4f} |")
+    if "eval_mean_margin" in metrics:
+        lines.append(f"| eval mean margin | {metrics['eval_mean_margin']:.4f} |")
+    if norm := meta.get("normalization"):
+        lines.append(f"| eval score mean / std | {norm['mean']:.4f} / {norm['std']:.4f} (n={norm.get('n')}) |")
+    lines.append(f"| max length | {meta.get('max_length')} tokens (longer inputs: the prompt's start is cut) |")
+    return "\n".join(lines)
+
+
+def _input_format(fmt: dict[str, Any], meta: dict[str, Any]) -> str:
+    recipe = fmt.get("recipe", "tokenizer(prompt + response)")
+    if fmt.get("layout") == "pair":
+        how = (
+            "An encoder scored at `[CLS]`: the prompt and the response are a text pair, "
+            "`[CLS] prompt [SEP] response [SEP]` with segment ids 0/1."
+        )
+    else:
+        end = (
+            "the tokenizer appends the EOS token, where the score is read"
+            if fmt.get("append_eos")
+            else "nothing is added (no BOS, no EOS); the score is read at the response's last token"
+        )
+        how = (
+            "`prompt + response`, concatenated exactly as given (no separator: put any space or newline you "
+            f"trained with inside the strings) and tokenized together; {end}."
+        )
+    template = (
+        "Chat messages are rendered with the tokenizer's chat template, the one used in training, and tokenized "
+        "without added special tokens."
+        if fmt.get("chat_template") == "trained"
+        else "It was trained on plain strings: its chat template renders `[user, assistant]` as `prompt + response` "
+        f"(`{CONCAT_TEMPLATE}`), so template-driven tools build the trained input."
+    )
+    pad = (
+        ""
+        if not meta.get("pad_equals_eos")
+        else (
+            "\n\nThe pad token is the EOS token (the vocabulary has no other): Hugging Face's own pooling skips trailing "
+            "EOS tokens, so do not end inputs with one."
+        )
+    )
+    return f"## Input format\n\nBuild the input with `{recipe}`. {how} {template}{pad}"
+
+
+def _usage(fmt: dict[str, Any], meta: dict[str, Any]) -> str:
+    pair = fmt.get("layout") == "pair"
+    call = 'tok(prompt, response, return_tensors="pt")' if pair else 'tok(prompt + response, return_tensors="pt")'
+    if "add_special_tokens=False" in fmt.get("recipe", ""):
+        call = call.replace(")", ", add_special_tokens=False)")
+        call = call.replace("response,", "response + tok.eos_token,") if fmt.get("append_eos") else call
+    pipe_input = '{"text": prompt, "text_pair": response}' if pair else "prompt + response"
+    trl_exact = not pair and not fmt.get("append_eos")
+    trl = (
+        '`GRPOTrainer(reward_funcs=["<this directory>"], ...)` scores completions as trained, for plain and '
+        "conversational prompts. For weights, normalization or several RMs, `rewardlab.rl.ModelReward` does the same "
+        "through rewardlab's scorer."
+        if trl_exact
+        else "TRL's GRPO reward path cannot build this input (it tokenizes `prompt + completion` without special "
+        "tokens), so pass rewardlab's reward function instead of the directory:\n\n```python\n"
+        "from rewardlab.rl import ModelReward\n\nGRPOTrainer(..., reward_funcs=[ModelReward.from_pretrained("
+        '"<this directory>")])\n```'
+    )
+    normalize = (
+        "\n\n`config.json` carries `mean` and `std` of the eval scores: OpenRLHF normalizes with them "
+        "(`--normalize_reward`), `rewardlab score --normalize` too."
+        if meta.get("normalization")
+        else ""
+    )
+    openrlhf = (
+        "Encoders cannot be loaded by OpenRLHF (it expects a decoder with a `score` head)."
+        if pair
+        else 'OpenRLHF\'s `get_llm_for_sequence_regression(dir, "reward", value_head_prefix="score")` loads it '
+        "and reads the last attended token; give it the ids above."
+    )
+    return f"""## Score it
+
+### transformers
+
+```python
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+tok = AutoTokenizer.from_pretrained("<this directory>")
+model = AutoModelForSequenceClassification.from_pretrained("<this directory>").eval()
+with torch.no_grad():
+    score = model(**{call}).logits[0, 0].item()
+```
+
+Batches pad on the right (the tokenizer's default here). `pipeline("text-classification", model="<this directory>",
+function_to_apply="none")` on `{pipe_input}` gives the same score.
+
+### TRL
+
+{trl}
+
+### OpenRLHF and vLLM
+
+{openrlhf} vLLM serves it as a pooling model (`vllm serve <this directory> --runner pooling`); build
+prompts as above.{normalize}
+
+### rewardlab
+
+```bash
+rewardlab score --model <this directory> --input answers.jsonl --output scores.jsonl
+```"""
+
+
+def _vision_usage() -> str:
+    return """## Score it
+
+A vision-language reward model with rewardlab's scalar head (`reward_head.safetensors`): load and score it with
+rewardlab, which builds the image placeholders and the prompt layout it was trained with.
+
+```python
+from rewardlab.models.scorer import Scorer
+
+scorer = Scorer.from_pretrained("<this directory>")
+scorer.score(prompt, [response], images=[("page.png",)])
+```"""

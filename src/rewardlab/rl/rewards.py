@@ -1,0 +1,77 @@
+"""Reward functions in TRL's calling convention: ``f(prompts, completions, **columns) -> list[float]``.
+
+TRL's ``GRPOTrainer`` / ``RLOOTrainer`` accept a model directory in ``reward_funcs`` and score it with their own
+tokenization (``prompt + completion``, no special tokens added). A format 2 rewardlab export is built for exactly
+that call, but other exports are not: an encoder (TRL drops ``[CLS]``/``[SEP]`` and the text pair), a model trained
+with ``data.append_eos`` (TRL strips the EOS), a vision RM (TRL never passes it the images), or a model whose
+tokenizer differs from the policy's. :class:`ModelReward` scores any of them through rewardlab's
+:class:`~rewardlab.models.scorer.Scorer`, so the reward is the number ``rewardlab score`` gives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rewardlab.models.scorer import Scorer
+
+IMAGE_COLUMNS = ("images", "image")
+
+
+class ModelReward:
+    """A reward model as a TRL reward function.
+
+    Args:
+        scorer: the loaded model (:meth:`from_pretrained` builds one from a directory).
+        normalize: subtract the eval-score mean and divide by the std saved in ``rewardlab.json``.
+        name: the name TRL logs the reward under (``rewards/<name>/mean``).
+
+    Prompts and completions are plain strings or chat messages, as TRL passes them. Vision RMs read each
+    completion's images from the ``images`` (or ``image``) column of the dataset, which TRL hands to reward
+    functions; the text of a multimodal message is its text parts.
+    """
+
+    def __init__(self, scorer: Scorer, *, normalize: bool = False, name: str = "rewardlab"):
+        self.scorer = scorer
+        self.normalize = normalize
+        if normalize:
+            scorer.normalize([0.0])  # fail now, not at the first training step, if there are no statistics
+        self.__name__ = name
+
+    @classmethod
+    def from_pretrained(cls, path: str, *, normalize: bool = False, device: str = "auto", batch_size: int = 16,
+                        dtype: str | None = None) -> ModelReward:  # fmt: skip
+        scorer = Scorer.from_pretrained(str(path), device=device, batch_size=batch_size, dtype=dtype)
+        return cls(scorer, normalize=normalize, name=Path(path).name or "rewardlab")
+
+    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float]:
+        images = None
+        if self.scorer.is_vision:
+            images = _images(columns, len(completions))
+            prompts = [_text(p, last_user=True) for p in prompts]
+            completions = [_text(c) for c in completions]
+        return self.scorer.score(list(prompts), list(completions), normalize=self.normalize, images=images)
+
+
+def _images(columns: dict[str, Any], n: int) -> list[tuple[Any, ...]]:
+    for name in IMAGE_COLUMNS:
+        if columns.get(name) is not None:
+            return [tuple(v) if isinstance(v, (list, tuple)) else (v,) for v in columns[name]]
+    names = " or ".join(IMAGE_COLUMNS)
+    raise ValueError(f"a vision reward model needs the images: give the dataset an {names} column")
+
+
+def _text(value: Any, *, last_user: bool = False) -> str:
+    """Plain text of a string, or of chat messages (the last user turn's, or all turns', text parts)."""
+    if isinstance(value, str):
+        return value
+    messages = [m for m in value if m.get("role") == "user"][-1:] if last_user else value
+    parts = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+        else:
+            parts += [c.get("text", "") for c in content or [] if c.get("type") == "text"]
+    return "".join(parts)
