@@ -27,3 +27,7 @@ class DataError(RewardlabError):
 
 class ModelError(RewardlabError):
     """A model or checkpoint directory cannot be used."""
+
+
+class OutputError(RewardlabError):
+    """An output (run directory, export, report) cannot be written: in use, not writable, or out of disk space."""

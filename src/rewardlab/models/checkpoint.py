@@ -18,17 +18,14 @@ normalization mean/std also go into ``config.json`` (``mean``/``std``, where Ope
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import shutil
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rewardlab.data.files import atomic_directory, recover_directory
 from rewardlab.data.input_format import InputFormat, export_tokenizer, pin_special_tokens
 from rewardlab.errors import ModelError
 from rewardlab.models.model_card import write_model_card
@@ -39,30 +36,6 @@ logger = logging.getLogger(__name__)
 
 META_NAME = "rewardlab.json"
 FORMAT_VERSION = 2  # 2: input_format recorded (rewardlab.data.input_format); 1: prompt/response tokenized apart
-
-
-@contextlib.contextmanager
-def atomic_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a fresh staging directory beside ``target``; on success it replaces ``target`` in one rename.
-
-    A crash or an exception leaves ``target`` as it was (old content or absent) and removes the staging dir.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-        target.rename(old)
-    staging.rename(target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_model_files(
@@ -252,6 +225,8 @@ def load_reward_model(path: str | os.PathLike[str], *, device: str = "cpu", dtyp
     from rewardlab.models.vision import HEAD_FILE, VisionRewardBackbone
 
     path = Path(path)
+    if not path.is_dir() and (restored := recover_directory(path)):
+        logger.warning("%s", restored)
     if not path.is_dir():
         raise ModelError(f"{path}: model directory not found")
     meta = read_meta(path)

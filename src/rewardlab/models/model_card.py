@@ -94,8 +94,8 @@ def _input_format(fmt: dict[str, Any], meta: dict[str, Any]) -> str:
         ""
         if not meta.get("pad_equals_eos")
         else (
-            "\n\nThe pad token is the EOS token (the vocabulary has no other): Hugging Face's own pooling skips trailing "
-            "EOS tokens, so do not end inputs with one."
+            "\n\nThe pad token is the EOS token (the vocabulary has no other): Hugging Face's own pooling skips "
+            "trailing EOS tokens, so do not end inputs with one."
         )
     )
     return f"## Input format\n\nBuild the input with `{recipe}`. {how} {template}{pad}"

@@ -7,8 +7,8 @@ import os
 import zipfile
 from pathlib import Path
 
+from rewardlab.data.files import atomic_directory
 from rewardlab.errors import ModelError
-from rewardlab.models.checkpoint import atomic_directory
 
 
 def cache_dir() -> Path:

@@ -11,6 +11,14 @@ from typing import Any
 from rewardlab.config.schema import TrainConfig
 from rewardlab.data.prepare import PreparedData, prepare_data
 from rewardlab.errors import ConfigError, DataError
+from rewardlab.recipes.run_dir import (
+    align_metrics,
+    check_output_dir,
+    checkpoint_step,
+    finished_run,
+    run_lock,
+    tidy_run_dir,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +45,8 @@ def resolve_resume(cfg: TrainConfig) -> str | None:
     last = get_last_checkpoint(str(out)) if out.is_dir() else None
     if last is None:
         logger.info("resume: no checkpoint in %s yet, starting from scratch", out)
+    else:
+        logger.info("resume: continuing from %s (step %d)", last, checkpoint_step(Path(last)))
     return last
 
 
@@ -84,7 +94,20 @@ def export_meta(cfg: TrainConfig, pooling: str, padding_side: str, tokenizer: An
 
 
 def run_train(cfg: TrainConfig) -> TrainResult:
-    """Train a reward model as ``cfg`` says. Input problems raise before anything is written."""
+    """Train a reward model as ``cfg`` says. Input problems raise before anything is written; the run directory
+    is locked for the whole run (a second run on it fails), and ``resume`` on a finished run changes nothing."""
+    run_dir = Path(cfg.output_dir)
+    check_output_dir(run_dir)
+    with run_lock(run_dir):
+        tidy_run_dir(run_dir)
+        if cfg.resume is not False and (done := finished_run(run_dir, cfg)) is not None:
+            logger.info("%s finished at step %s with this config; resume leaves it unchanged", run_dir,
+                        done.get("global_step"))  # fmt: skip
+            return TrainResult(run_dir, run_dir / "model", done.get("metrics", {}), done.get("counts", {}))
+        return _train(cfg, run_dir)
+
+
+def _train(cfg: TrainConfig, run_dir: Path) -> TrainResult:
     from rewardlab.data.collator import GroupCollator, PairCollator
     from rewardlab.data.input_format import InputFormat
     from rewardlab.models.backbones import (
@@ -102,7 +125,6 @@ def run_train(cfg: TrainConfig) -> TrainResult:
     from rewardlab.training.callbacks import MetricsFileCallback
     from rewardlab.training.trainer import RewardTrainer
 
-    run_dir = Path(cfg.output_dir)
     data = prepare_data(cfg.data, cfg.seed)
     resume = resolve_resume(cfg)
     args = build_training_args(str(run_dir), cfg.training, has_eval=bool(data.eval), seed=cfg.seed)
@@ -133,6 +155,7 @@ def run_train(cfg: TrainConfig) -> TrainResult:
     train_set, eval_set, counts = build_datasets(data, transform, cfg.data.ranked_as)
     counts["records"] = {r.source: {"rows": r.rows, "records": r.records, **r.counts} for r in data.reports}
 
+    align_metrics(run_dir, resume)
     write_run_record(run_dir, cfg)
     if cfg.data.ranked_as == "groups":
         collator = GroupCollator(tokenizer.pad_token_id, padding_side)

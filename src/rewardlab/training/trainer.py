@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import EvalPrediction, rotate_checkpoints
 
 from rewardlab.config.schema import LossConfig
+from rewardlab.data.files import output_errors, swap_directory
 from rewardlab.evaluation.metrics import preference_accuracy
 from rewardlab.models.checkpoint import write_model_files
 from rewardlab.models.reward_model import RewardModel
@@ -173,15 +175,19 @@ class RewardTrainer(Trainer):
         name = f"checkpoint-{self.state.global_step}"
         self._staging_dir = os.path.join(run_dir, ".staging")
         try:
-            super()._save_checkpoint(model, trial)
+            with output_errors(os.path.join(run_dir, name)):
+                super()._save_checkpoint(model, trial)
+        except BaseException:
+            shutil.rmtree(self._staging_dir, ignore_errors=True)
+            raise
         finally:
             self._staging_dir = None
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
-            staged, final = os.path.join(run_dir, ".staging", name), os.path.join(run_dir, name)
-            if os.path.exists(final):
-                shutil.rmtree(final)
-            os.rename(staged, final)
+            # Renamed beside its target, then swapped in (data.files): a crash never loses both checkpoints.
+            ready = Path(run_dir, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
+            os.rename(os.path.join(run_dir, ".staging", name), ready)
+            swap_directory(ready, Path(run_dir, name))
             shutil.rmtree(os.path.join(run_dir, ".staging"), ignore_errors=True)
             best = self.state.best_model_checkpoint
             if best and ".staging" in best:

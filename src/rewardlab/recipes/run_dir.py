@@ -1,0 +1,99 @@
+"""A run directory's life across crashes, resumes and concurrent runs (DESIGN.md §9, "never lose a run").
+
+- :func:`check_output_dir`: an ``output_dir`` that is a file, or under a folder that cannot be written, fails
+  before anything is loaded.
+- :func:`run_lock`: one ``rewardlab train`` per directory (the second one exits 2 with who holds it).
+- :func:`tidy_run_dir`: on start, restore what an interrupted save moved aside and remove staging debris.
+- :func:`finished_run`: ``resume`` on a run that already finished with the same config does nothing.
+- :func:`align_metrics`: ``metrics.jsonl`` holds one run's history — a resume cuts it back to the checkpoint's
+  step (the replayed steps are logged again), a fresh run starts it over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rewardlab.config import dump_config
+from rewardlab.data.files import RunLock, atomic_write_text, remove_debris
+from rewardlab.errors import OutputError
+
+logger = logging.getLogger(__name__)
+
+
+def check_output_dir(run_dir: Path) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise OutputError(f"output_dir {run_dir} is a file, not a directory; choose another output_dir")
+    existing = run_dir
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"output_dir {run_dir}: {existing} is not writable; choose a writable output_dir")
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun/accelerate job, or a single process: the one that owns the run directory."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def run_lock(run_dir: Path) -> contextlib.AbstractContextManager[Any]:
+    """The run's lock, taken by the main process only (the other ranks of a torchrun job share its run)."""
+    return RunLock(run_dir) if is_main_process() else contextlib.nullcontext()
+
+
+def tidy_run_dir(run_dir: Path) -> None:
+    if run_dir.is_dir() and is_main_process():
+        for done in remove_debris(run_dir):
+            logger.warning("%s", done)
+
+
+def finished_run(run_dir: Path, cfg: Any) -> dict[str, Any] | None:
+    """``results.json`` of a run that finished with this very config and still has its export, else None."""
+    results, config, model = run_dir / "results.json", run_dir / "config.yaml", run_dir / "model"
+    if not (results.is_file() and config.is_file() and (model / "rewardlab.json").is_file()):
+        return None
+    try:
+        saved = yaml.safe_load(config.read_text(encoding="utf-8"))
+        done = json.loads(results.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    current = yaml.safe_load(dump_config(cfg))
+    if not isinstance(saved, dict) or {**saved, "resume": None} != {**current, "resume": None}:
+        return None  # another config (e.g. more steps): resume trains on
+    return done
+
+
+def align_metrics(run_dir: Path, resume_from: str | None) -> None:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file() or not is_main_process():
+        return
+    if resume_from is None:
+        logger.info("fresh run in %s: metrics.jsonl starts over", run_dir)
+        atomic_write_text(path, "")
+        return
+    step = checkpoint_step(Path(resume_from))
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if _step(line) is not None and _step(line) <= step]
+    if len(kept) != len(lines):
+        logger.info("resume: metrics.jsonl cut back to step %d (%d later lines dropped)", step, len(lines) - len(kept))
+        atomic_write_text(path, "".join(kept))
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    try:
+        return int(json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))["global_step"])
+    except (OSError, ValueError, KeyError):
+        return int(checkpoint.name.rsplit("-", 1)[-1]) if checkpoint.name.rsplit("-", 1)[-1].isdigit() else 0
+
+
+def _step(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None
