@@ -93,6 +93,7 @@ def test_strict_reader_still_stops_at_the_first_bad_row(pairs_file):
 def test_lenient_reader_returns_good_records_and_errors(pairs_file):
     result = read_records_lenient(DataSource(path=str(pairs_file)))
     assert [r.chosen for r in result.records] == ["a b c", "x", "a b c", "z"]
+    assert result.record_rows == [1, 2, 3, 9]  # the line each record was read from
     assert [(e.row, e.field) for e in result.errors] == [(4, "chosen"), (5, "rejected"), (6, "chosen"), (8, None)]
     assert {e.source for e in result.errors} == {str(pairs_file)}
     assert (result.form, result.explicit_prompt, result.report.rows, result.report.records) == ("pairs", True, 8, 4)
@@ -158,6 +159,53 @@ def test_file_level_problems_still_raise(tmp_path):
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(DataError, match="has no rows"):
         inspect(tmp_path / "empty.jsonl")
+
+
+ID_LINES: list[str | dict[str, Any]] = [
+    {**GOOD, "id": "a"},  # line 1
+    {"prompt": "p2", "chosen": "x", "rejected": "y", "id": "b"},  # 2
+    {"prompt": "p3", "chosen": "x", "rejected": "z", "id": "a"},  # 3: repeats line 1's id
+    "{bad json",  # 4
+    {"prompt": "p4", "chosen": "x", "rejected": "w", "id": "a"},  # 5: line 1's id again
+    {"prompt": "p5", "chosen": "x", "rejected": "v"},  # 6: no id, never a repeat
+    {"prompt": "p6", "chosen": "x", "rejected": "u", "id": 7},  # 7
+    {"prompt": "p7", "chosen": "x", "rejected": "t", "id": "7"},  # 8: ids are read as strings: repeats line 7's
+    {"prompt": "p8", "chosen": "x", "rejected": "s", "id": "b"},  # 9
+]
+REPEAT = (
+    "id {!r} repeats the id of row {}; ids must be unique: give this record its own id, or remove it if it is a copy"
+)
+
+
+def test_repeated_ids_are_problems_naming_both_rows(tmp_path, capsys):
+    path = write_lines(tmp_path / "ids.jsonl", ID_LINES)
+    report = inspect(path)
+    problems = report["problems"]
+    assert problems["count"] == 5 and problems["by_field"] == {"id": 4, "(row)": 1}
+    assert problems["listed"][1:] == [
+        {"row": 3, "field": "id", "message": REPEAT.format("a", 1)},
+        {"row": 5, "field": "id", "message": REPEAT.format("a", 1)},
+        {"row": 8, "field": "id", "message": REPEAT.format("7", 7)},
+        {"row": 9, "field": "id", "message": REPEAT.format("b", 2)},
+    ]  # after the reader's own problems (line 4's JSON)
+    assert problems["listed"][0]["row"] == 4 and report["records"] == 8  # the records themselves are all kept
+    render_inspect(report)
+    out = capsys.readouterr().out
+    assert "Problems: 5" in out and "repeats the id of row 1" in out and "No problems found." not in out
+
+    unique = [{**line, "id": f"u{i}"} if isinstance(line, dict) else line for i, line in enumerate(ID_LINES)]
+    assert inspect(write_lines(tmp_path / "unique.jsonl", unique))["problems"]["count"] == 1  # only the bad JSON
+
+
+def test_repeated_ids_use_the_mapped_column_and_a_groups_first_row(tmp_path):
+    lines = [{"uid": "x", **GOOD}, {"uid": "x", "prompt": "q", "chosen": "a", "rejected": "b"}]
+    problems = inspect(write_lines(tmp_path / "uid.jsonl", lines), data={"columns": {"id": "uid"}})["problems"]
+    assert problems["listed"] == [{"row": 2, "field": "uid", "message": REPEAT.format("x", 1)}]
+    path = tmp_path / "ranked.csv"  # one response per row: a group's id comes from its first row
+    path.write_text("prompt,answer,rank,id\nq1,a,1,g1\nq2,c,1,g1\nq1,b,2,g1\nq2,d,2,g2\nq3,e,1,g3\nq3,f,2,g3\n")
+    report = inspect(path)
+    assert report["records"] == 3
+    assert report["problems"]["listed"] == [{"row": 3, "field": "id", "message": REPEAT.format("g1", 2)}]
 
 
 # ---------------------------------------------------------------------------------------------- lengths

@@ -233,6 +233,13 @@ def main(argv: list[str] | None = None) -> int:
     except RewardlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT_ERROR
+    except OSError as exc:
+        # A path the user gave cannot be read or written (permissions, a symlink loop, a directory where a file
+        # belongs): their environment, not a bug — say which path and why.
+        if exc.filename is None:
+            raise
+        print(f"error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

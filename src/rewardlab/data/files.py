@@ -34,7 +34,10 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     failure the temporary file is removed and ``path`` is left as it was. Creates missing parent folders; the
     file gets the usual permissions (the umask's), like any file the user writes."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise OutputError(f"{path} is a directory; give the path of a file to write")
+    with output_errors(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         with output_errors(path), tmp.open("w", encoding="utf-8") as f:

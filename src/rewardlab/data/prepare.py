@@ -40,16 +40,26 @@ def resolve_images(images: tuple, data_path: str) -> tuple:
     absolute paths, dicts and PIL images stay as they are, and so does everything read from a non-file source."""
     if not images or not Path(data_path).expanduser().is_file():
         return images
+    from rewardlab.data.transforms import local_image_path
+
     base = Path(data_path).expanduser().parent
     return tuple(
-        str(base / im) if isinstance(im, str) and not im.startswith(("http://", "https://", "/")) else im
+        str(local_image_path(im, base)) if isinstance(im, str) and not im.startswith(("http://", "https://", "/"))
+        else im
         for im in images
-    )
+    )  # fmt: skip
 
 
 def resolve_image_paths(records: list[Record], data_path: str) -> list[Record]:
-    """Every record's images through :func:`resolve_images`."""
-    return [dataclasses.replace(r, images=resolve_images(r.images, data_path)) if r.images else r for r in records]
+    """Every record's images through :func:`resolve_images`; a path that leaves the data folder is a DataError
+    naming the file and the record."""
+    out = []
+    for r in records:
+        try:
+            out.append(dataclasses.replace(r, images=resolve_images(r.images, data_path)) if r.images else r)
+        except DataError as exc:
+            raise DataError(f"record {r.id or '(no id)'}: {exc}", source=data_path, field="images") from None
+    return out
 
 
 def read_source(source: DataSource) -> tuple[list[Record], ReadReport]:

@@ -57,9 +57,10 @@ import io
 import itertools
 import json
 import logging
+import os
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +107,7 @@ def read_records(source: DataSource) -> tuple[list[Record], ReadReport]:
     Raises :class:`DataError` (``file:row:field: what is wrong and how to fix it``) for a missing path, an
     unknown format, unreadable bytes or JSON, an empty source, and any invalid row; nothing is returned then.
     """
-    records, ctx = _read(source, collect=False)
+    records, _, ctx = _read(source, collect=False)
     _log_report(ctx.report)
     return records, ctx.report
 
@@ -120,6 +121,7 @@ class ReadResult:
     ``errors`` says why). ``explicit_prompt`` is False for implicit-prompt pairs. ``columns`` are the columns of
     the first row parsed (the one the form was decided from). ``errors`` are in reading order (for
     ``rank_rows``, the problems of whole groups come last); each has ``.row``, ``.field`` and ``.source``.
+    ``record_rows[i]`` is the row ``records[i]`` was read from (a ``rank_rows`` group: its first row).
     """
 
     records: list[Record]
@@ -128,6 +130,7 @@ class ReadResult:
     form: str | None
     explicit_prompt: bool
     columns: list[str]
+    record_rows: list[int] = field(default_factory=list)
 
 
 def read_records_lenient(source: DataSource) -> ReadResult:
@@ -136,8 +139,8 @@ def read_records_lenient(source: DataSource) -> ReadResult:
     Raises :class:`DataError` only for file-level problems; a source whose every row is unreadable returns no
     records and its errors. Nothing is logged: the caller reports.
     """
-    records, ctx = _read(source, collect=True)
-    return ReadResult(records, ctx.report, ctx.errors or [], ctx.form, ctx.explicit_prompt, ctx.columns)
+    records, rows, ctx = _read(source, collect=True)
+    return ReadResult(records, ctx.report, ctx.errors or [], ctx.form, ctx.explicit_prompt, ctx.columns, rows)
 
 
 def iter_rows(source: DataSource) -> Rows:
@@ -146,14 +149,15 @@ def iter_rows(source: DataSource) -> Rows:
     return _open_rows(_resolve_format(source), source)
 
 
-def _read(source: DataSource, *, collect: bool) -> tuple[list[Record], RowContext]:
+def _read(source: DataSource, *, collect: bool) -> tuple[list[Record], list[int], RowContext]:
+    """The records, the row each was read from, and the context (report, errors, form)."""
     fmt = _resolve_format(source)
     report = ReadReport(source=source.path, format=fmt)
     ctx = RowContext(source.path, source.columns, report, source.prefix_mismatch, csv=fmt == "csv")
     ctx.errors = [] if collect else None
-    records = _build_records(_open_rows(fmt, source, ctx.row_error), source, ctx)
-    report.records = len(records)
-    return records, ctx
+    numbered = _build_records(_open_rows(fmt, source, ctx.row_error), source, ctx)
+    report.records = len(numbered)
+    return [record for _, record in numbered], [rowno for rowno, _ in numbered], ctx
 
 
 def _raise(err: DataError) -> None:
@@ -186,7 +190,7 @@ def _resolve_format(source: DataSource) -> str:
         if source.format == "auto" and not _looks_like_file(source.path):
             return "hub"
         raise DataError(
-            f"file not found ({path.resolve()}); check the path (relative paths start from the current "
+            f"file not found ({os.path.abspath(path)}); check the path (relative paths start from the current "
             "directory) and that the file was not moved",
             source=source.path,
         )
@@ -440,8 +444,8 @@ def _hub_rows(source: DataSource) -> Rows:
 # ---------------------------------------------------------------------------------------------- records
 
 
-def _build_records(rows: Rows, source: DataSource, ctx: RowContext) -> list[Record]:
-    """Decide the record form from the first row, then turn every row into records (see module docstring)."""
+def _build_records(rows: Rows, source: DataSource, ctx: RowContext) -> list[tuple[int, Record]]:
+    """Decide the record form from the first row, then turn every row into ``(row, record)`` (module docstring)."""
     first = next(rows, None)
     if first is None:
         if ctx.errors:  # lenient reading, and no row could be parsed: the errors say why
@@ -454,12 +458,12 @@ def _build_records(rows: Rows, source: DataSource, ctx: RowContext) -> list[Reco
         return _groups_from_rank_rows(rows, ctx, source.max_samples)
     ctx.explicit_prompt = form != "pairs" or ctx.cols.prompt in first[1]
     make = _pair_from_row if form == "pairs" else _group_from_row
-    records: list[Record] = []
+    records: list[tuple[int, Record]] = []
     for rowno, row in rows:
         ctx.report.rows += 1
         record = _attempt(ctx, make, rowno, row, ctx)
         if record is not None:
-            records.append(record)
+            records.append((rowno, record))
         if source.max_samples is not None and len(records) >= source.max_samples:
             break
     return records
@@ -572,7 +576,7 @@ def _group_from_row(rowno: int, row: dict[str, Any], ctx: RowContext) -> RankedG
     return _make_group(prompt, responses, ranks, rowno, row, col, ctx)
 
 
-def _groups_from_rank_rows(rows: Rows, ctx: RowContext, max_samples: int | None) -> list[Record]:
+def _groups_from_rank_rows(rows: Rows, ctx: RowContext, max_samples: int | None) -> list[tuple[int, Record]]:
     """Ranked rows (``prompt, answer, rank``): group by prompt, in order of first appearance."""
     c = ctx.cols
     groups: dict[tuple[str, str], dict[str, Any]] = {}
@@ -591,7 +595,7 @@ def _groups_from_rank_rows(rows: Rows, ctx: RowContext, max_samples: int | None)
         _attempt(ctx, _make_group, g["prompt"], g["responses"], g["ranks"], g["rowno"], g["row"], c.response, ctx)
         for g in kept
     ]
-    return [group for group in made if group is not None]
+    return [(g["rowno"], group) for g, group in zip(kept, made) if group is not None]
 
 
 def _rank_row(rowno: int, row: dict[str, Any], ctx: RowContext) -> tuple[Text, Text, int]:

@@ -11,11 +11,18 @@ Text rows follow the export's input format (:mod:`rewardlab.data.input_format`),
   rendered conversation is tokenized without added special tokens (the template writes its own).
 
 Over-long rows are cut from the left (the prompt's start first, then the response's start), so the end of the
-response, where the score is read, always survives.
+response, where the score is read, always survives. Texts are first bounded by characters
+(:data:`MAX_CHARS_PER_TOKEN` per token of ``max_length``), so a multi-megabyte row costs no more to encode than
+one just over the limit.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -46,6 +53,25 @@ class EncodedText:
     token_type_ids: list[int] | None
     truncated: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
+
+
+# Texts are cut to ``max_length * MAX_CHARS_PER_TOKEN`` characters before tokenizing: tokenizing a whole 21.7 MB
+# row to keep its last few thousand tokens took 84 s and 3.7 GB. Subword vocabularies average ~4 characters
+# per token on prose and code and stay far below 32 on normal text (long tokens are rare runs of spaces or
+# punctuation), so the kept tail still holds more than ``max_length`` tokens and the ids kept equal those of
+# the whole text. Text a character cap cuts counts as over-long: truncated, or dropped by ``overlong="drop"``.
+MAX_CHARS_PER_TOKEN = 32
+
+
+def bound_text(prompt: str, response: str, char_cap: int) -> tuple[str, str, bool]:
+    """``(prompt, response, cut)`` keeping the last ``char_cap`` characters of ``prompt + response``: the end of
+    the response first, then the end of the prompt, as :func:`fit_to_budget` keeps tokens. ``cut`` is True
+    when anything was removed; texts within the cap come back unchanged."""
+    if len(prompt) + len(response) <= char_cap:
+        return prompt, response, False
+    response = response[max(len(response) - char_cap, 0) :]
+    room = char_cap - len(response)
+    return (prompt[len(prompt) - room :] if room > 0 else ""), response, True
 
 
 def fit_to_budget(
@@ -178,14 +204,22 @@ class TextTransform:
 
     # -- encoding ----------------------------------------------------------------------------------------------
     def encode(self, prompt: Text, response: Text, images: tuple[Any, ...] = ()) -> EncodedText | None:
-        """Token ids for one (prompt, response); ``None`` when over-long and the policy is ``drop``."""
+        """Token ids for one (prompt, response); ``None`` when over-long (over ``max_length`` tokens, or over
+        ``max_length * MAX_CHARS_PER_TOKEN`` characters) and the policy is ``drop``."""
         if images:
             raise DataError("the record has images but the model is text-only; use a vision-language backbone")
         prompt_text, response_text, templated = self._render(prompt, response)
         self.templated_rows += templated
+        prompt_text, response_text, cut = bound_text(prompt_text, response_text, self.max_length * MAX_CHARS_PER_TOKEN)
+        if cut and self.overlong == "drop":
+            return None
         if self.pooling == "cls" or self.input_format.version == 1:
-            return self._encode_split(prompt_text, response_text, templated)
-        return self._encode_concat(prompt_text + response_text, templated)
+            encoded = self._encode_split(prompt_text, response_text, templated)
+        else:
+            encoded = self._encode_concat(prompt_text + response_text, templated)
+        if encoded is not None and cut:
+            encoded.truncated = True  # the characters cut were text the model does not see
+        return encoded
 
     def _encode_concat(self, text: str, templated: bool) -> EncodedText | None:
         """Format 2 decoders: the whole text tokenized at once, as ``tokenizer(prompt + response)`` does."""
@@ -248,21 +282,29 @@ VISION_LAYOUTS["llava_next"] = VISION_LAYOUTS["llava"]  # the Vicuna/Llama promp
 
 
 IMAGE_URL_TIMEOUT_S = 30.0
+# Largest image accepted (width x height), checked on the header before any pixel is decoded, so a file of a few
+# bytes that claims 100000x100000 cannot take the machine's memory. 64 megapixels (8000x8000, 192 MB as RGB) is
+# far above what vision processors use (they shrink images to a few megapixels at most); PIL's own
+# decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``, ~89M warns, ~179M refuses) sits above it, and its
+# refusal becomes the same DataError.
+MAX_IMAGE_PIXELS = 64_000_000
 
 
 def load_image(ref: Any, root: Path | None) -> Any:
-    """An RGB PIL image from a path (relative paths resolve against ``root``, the data file's folder), an
-    ``http(s)://`` URL, a ``{"bytes": ..., "path": ...}`` dict (how ``datasets`` and Parquet
-    store images) or a PIL image. EXIF orientation is applied, as cameras record it.
+    """An RGB PIL image from a path (relative paths resolve inside ``root``, the data file's folder, see
+    :func:`local_image_path`), an ``http(s)://`` URL, a ``{"bytes": ..., "path": ...}`` dict (how ``datasets``
+    and Parquet store images) or a PIL image. EXIF orientation is applied, as cameras record it. Images over
+    :data:`MAX_IMAGE_PIXELS` are refused from their header, before decoding.
 
     Records keep URLs as strings; training encodes every record once before the first step, so each URL is
     fetched once per run. Any failure is a :class:`DataError` saying what was wrong with which image.
     """
     import io
 
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import ImageOps, UnidentifiedImageError
 
     if hasattr(ref, "convert"):
+        check_image_size(ref.size, "(PIL image)")
         return ImageOps.exif_transpose(ref).convert("RGB")
     if isinstance(ref, str) and ref.startswith(("http://", "https://")):
         where, source = ref, io.BytesIO(_fetch(ref))
@@ -274,7 +316,8 @@ def load_image(ref: Any, root: Path | None) -> Any:
             f"got {type(ref).__name__}"
         )
     try:
-        with Image.open(source) as img:
+        # Multi-frame and tiled formats (GIF, ICO, TIFF) can hit PIL's bomb check again while decoding.
+        with open_image(source, where) as img, _pil_bomb_guard(where, warnings_action="error"):
             return ImageOps.exif_transpose(img).convert("RGB")
     except FileNotFoundError:
         raise DataError(f"image {where} not found") from None
@@ -282,24 +325,85 @@ def load_image(ref: Any, root: Path | None) -> Any:
         raise DataError(f"image {where} is corrupt or not an image ({exc})") from None
 
 
+def open_image(source: Any, where: Any) -> Any:
+    """``PIL.Image.open(source)`` (lazy: only the header is read) that refuses images over
+    :data:`MAX_IMAGE_PIXELS` with a :class:`DataError` naming ``where``; use it as a context manager."""
+    from PIL import Image
+
+    # PIL warns from ~89M pixels: such images are over our lower limit and reported below with their size.
+    with _pil_bomb_guard(where, warnings_action="ignore"):
+        img = Image.open(source)
+    try:
+        check_image_size(img.size, where)
+    except DataError:
+        img.close()
+        raise
+    return img
+
+
+@contextlib.contextmanager
+def _pil_bomb_guard(where: Any, warnings_action: Literal["ignore", "error"]) -> Iterator[None]:
+    """PIL's decompression-bomb error (and its warning, with ``"error"``) as our one-line :class:`DataError`."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter(warnings_action, Image.DecompressionBombWarning)
+        try:
+            yield
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            # PIL refuses before the size can be read; its message gives the pixel count.
+            found = re.search(r"\((\d+) pixels\)", str(exc))
+            raise _oversized(where, f"{int(found[1]):,}" if found else f"more than {MAX_IMAGE_PIXELS:,}") from None
+
+
+def check_image_size(size: tuple[int, int], where: Any) -> None:
+    """Raise a :class:`DataError` when an image of ``size`` (width, height) is over :data:`MAX_IMAGE_PIXELS`."""
+    width, height = size
+    if width * height > MAX_IMAGE_PIXELS:
+        raise _oversized(where, f"{width}x{height}")
+
+
+def _oversized(where: Any, size: str) -> DataError:
+    return DataError(
+        f"image {where} is {size} pixels, over the {MAX_IMAGE_PIXELS:,} pixel limit; resize it (e.g. to at most "
+        "4096 pixels on its longest side: the model's image processor shrinks it further anyway) or remove it"
+    )
+
+
 def stored_image_source(ref: Any, root: Path | None) -> tuple[Any, Any] | None:
     """``(name for messages, what PIL's Image.open reads)`` for an image stored locally — a path (relative to
-    ``root``) or a ``{"bytes", "path"}`` dict — else None (URLs, PIL images, anything else)."""
+    ``root``, see :func:`local_image_path`) or a ``{"bytes", "path"}`` dict — else None (URLs, PIL images,
+    anything else)."""
     import io
 
     if isinstance(ref, dict) and (ref.get("bytes") is not None or ref.get("path")):
         if ref.get("bytes") is not None:
             return ref.get("path") or "(image bytes)", io.BytesIO(ref["bytes"])
-        return ref["path"], _local_path(ref["path"], root)
+        return ref["path"], local_image_path(ref["path"], root)
     if isinstance(ref, str) and not ref.startswith(("http://", "https://")):
-        path = _local_path(ref, root)
+        path = local_image_path(ref, root)
         return path, path
     return None
 
 
-def _local_path(ref: str, root: Path | None) -> Path:
+def local_image_path(ref: str, root: Path | None) -> Path:
+    """The file an image path names: absolute paths as written, relative ones under ``root`` (the data file's
+    folder; with None, the current directory, unchecked). A relative path that climbs out of ``root`` with ``..`` is a
+    :class:`DataError`: data from elsewhere must not make us read arbitrary files (an absolute path is the
+    user's explicit choice). The check is on the normalised path, not ``Path.resolve()``: symlinks the folder
+    itself holds (e.g. the Hugging Face cache's links into ``blobs/``) stay allowed."""
     path = Path(ref)
-    return root / path if not path.is_absolute() and root is not None else path
+    if path.is_absolute() or root is None:
+        return path
+    joined = Path(os.path.normpath(root / path))  # what is checked is what is opened
+    target = os.path.abspath(joined)
+    if not Path(target).is_relative_to(os.path.abspath(root)):
+        raise DataError(
+            f"image {ref} resolves outside the data folder {root} (to {target}); relative image paths are read "
+            "from the data file's folder and may not leave it: move the image into that folder, or use an "
+            "absolute path if you mean it"
+        )
+    return joined
 
 
 def _fetch(url: str) -> bytes:
@@ -380,6 +484,9 @@ class VisionTransform:
         tok = self.tokenizer
         counts = self.image_token_counts(pixels)
         befores, prompt_text, response_text = self._render(prompt, response, len(counts))
+        prompt_text, response_text, cut = bound_text(prompt_text, response_text, self.max_length * MAX_CHARS_PER_TOKEN)
+        if cut and self.overlong == "drop":
+            return None
         bos, eos = ([], []) if self._templated else (self._bos, self._eos)  # a template writes its own
         image = list(bos)  # everything up to the last image block: never truncated
         for text, count in zip(befores, counts):
@@ -394,7 +501,7 @@ class VisionTransform:
         extras = dict(pixels)
         if self._mm_types:
             extras["mm_token_type_ids"] = [1 if t == self.image_token_id else 0 for t in ids]
-        return EncodedText(ids, None, truncated, extras)
+        return EncodedText(ids, None, truncated or cut, extras)
 
     def _render(self, prompt: str, response: str, n_images: int) -> tuple[list[str], str, str]:
         """``(text before each image block, text from the last image block to the response, response text)``.

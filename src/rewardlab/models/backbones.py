@@ -29,10 +29,12 @@ def load_tokenizer(cfg: ModelConfig) -> Any:
     id) read the last token in outside tools; rewardlab pools from the attention mask either way."""
     from transformers import AutoTokenizer
 
+    check_tokenizer_files(Path(cfg.name_or_path))
     try:
         tok = AutoTokenizer.from_pretrained(cfg.name_or_path, trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError) as exc:
         raise ModelError(f"{cfg.name_or_path}: cannot load a tokenizer ({exc})") from None
+    check_tokenizer(tok, cfg.name_or_path)
     if cfg.pad_token is not None:
         tok.pad_token = cfg.pad_token
     elif tok.pad_token is None or tok.pad_token_id == tok.eos_token_id:
@@ -46,6 +48,25 @@ def load_tokenizer(cfg: ModelConfig) -> Any:
         elif tok.pad_token is None:
             raise ModelError(f"{cfg.name_or_path}: the tokenizer has no pad or eos token; set model.pad_token")
     return tok
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.txt", "vocab.json",
+                   "spiece.model")  # fmt: skip
+
+
+def check_tokenizer_files(directory: Path) -> None:
+    """A local model directory must hold its tokenizer: without one, transformers builds an empty tokenizer that
+    turns every text into nothing, and every response would get the same score."""
+    if directory.is_dir() and not any((directory / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelError(
+            f"{directory}: no tokenizer files ({', '.join(TOKENIZER_FILES[:2])}, ...); copy the base model's "
+            "tokenizer files into it"
+        )
+
+
+def check_tokenizer(tok: Any, where: str) -> None:
+    if len(tok) < 2 or not tok("a b", add_special_tokens=False).input_ids:
+        raise ModelError(f"{where}: the tokenizer is empty (it turns text into no tokens); restore its files")
 
 
 def distinct_pad_token(tok: Any) -> str | None:
@@ -75,6 +96,7 @@ def load_backbone(cfg: ModelConfig, tokenizer: Any) -> Any:
     """``AutoModelForSequenceClassification`` with one output — or, for a vision-language model, a
     :class:`~rewardlab.models.vision.VisionRewardBackbone` — with LoRA applied when configured."""
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification
 
     from rewardlab.models.vision import VisionRewardBackbone
@@ -95,8 +117,10 @@ def load_backbone(cfg: ModelConfig, tokenizer: Any) -> Any:
     except ImportError as exc:  # e.g. attn_implementation=flash_attention_2 without the flash-attn package
         hint = " (or leave model.attn_implementation unset for sdpa)" if cfg.attn_implementation else ""
         raise ModelError(f"{cfg.name_or_path}: a package the model settings need is missing: {exc}{hint}") from None
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{cfg.name_or_path}: cannot load a reward backbone ({exc})") from None
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+        raise ModelError(
+            f"{cfg.name_or_path}: cannot load a reward backbone: missing, corrupt or incomplete files ({exc})"
+        ) from None
     model.config.get_text_config().pad_token_id = tokenizer.pad_token_id
     if cfg.freeze_vision_tower:
         logger.info("froze %d vision-tower parameters", model.freeze_vision_tower())

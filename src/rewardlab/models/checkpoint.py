@@ -221,7 +221,7 @@ def load_reward_model(path: str | os.PathLike[str], *, device: str = "cpu", dtyp
     from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from rewardlab.models.backbones import is_vision_model, resolve_pooling
+    from rewardlab.models.backbones import check_tokenizer, check_tokenizer_files, is_vision_model, resolve_pooling
     from rewardlab.models.vision import HEAD_FILE, VisionRewardBackbone
 
     path = Path(path)
@@ -241,7 +241,9 @@ def load_reward_model(path: str | os.PathLike[str], *, device: str = "cpu", dtyp
             processor_path = path if _has_files(path, "preprocessor_config.json") else Path(base)
         else:
             backbone = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, **kwargs)
+        check_tokenizer_files(Path(assets))
         tokenizer = AutoTokenizer.from_pretrained(assets)
+        check_tokenizer(tokenizer, str(assets))
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
         raise ModelError(f"{path}: cannot load the model: missing, corrupt or incomplete files ({exc})") from None
     if tokenizer.pad_token is None:

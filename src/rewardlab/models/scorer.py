@@ -47,10 +47,21 @@ class RankedResponse:
 
 
 def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when there is a GPU, else ``cpu``; anything else must name a device that exists here."""
     import torch
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        raise ModelError(f"device {device!r} is not a device; use auto, cpu, cuda, cuda:N or mps") from None
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(kind, True):
+        raise ModelError(f"device {device!r}: this machine has no {kind.upper()} device; use --device cpu or auto")
+    index = torch.device(device).index
+    if kind == "cuda" and index is not None and index >= torch.cuda.device_count():
+        raise ModelError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
 
 

@@ -11,7 +11,8 @@ Report keys:
   ``columns`` (of the first readable row), ``reader_counts`` (the reader's report counts).
 - ``problems``: ``count`` (all row-level problems), ``identical_pairs`` (of them, chosen == rejected),
   ``by_field`` (``{field: count}``, ``"(row)"`` for a whole-row problem) and ``listed`` (the first
-  ``max_errors`` as ``{"row", "field", "message"}``).
+  ``max_errors`` as ``{"row", "field", "message"}``). After the reader's problems come repeated ids: each
+  record whose ``id`` an earlier record already has is one problem on its row, naming the earlier row.
 - ``lengths``: ``unit`` (``tokens`` with ``tokenizer``, else whitespace-separated ``words``), ``max_length``,
   one summary per text field (pairs: ``prompt``, ``chosen``, ``rejected``; groups: ``prompt``, ``responses``),
   each ``{count, min, p50, p90, p95, p99, max, mean}`` (linear-interpolated percentiles), and ``over_max_length``
@@ -30,8 +31,10 @@ Report keys:
 - ``images`` (when any record has images, else None): ``records_with_images``, ``records_without``,
   ``per_record`` (``{images per record: records}``), ``sources`` (``{file | url | bytes | pil: images}``),
   ``width`` / ``height`` summaries (pixels, of the readable files and images), ``problems`` (missing, unreadable
-  or corrupt images; URLs are not fetched) and ``listed`` (the first ``max_errors`` as ``{"record", "id",
-  "image", "message"}``, ``record`` counting readable records from 1). Relative paths resolve next to the file.
+  or corrupt images, images over ``MAX_IMAGE_PIXELS`` and relative paths that leave the data file's folder, see
+  :mod:`rewardlab.data.transforms`; URLs are not fetched) and ``listed`` (the first ``max_errors`` as
+  ``{"record", "id", "image", "message"}``, ``record`` counting readable records from 1). Relative paths resolve
+  next to the file.
 - ``examples``: the first ``examples`` records, texts cut to about 200 characters.
 """
 
@@ -44,7 +47,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rewardlab.config.schema import InspectConfig
-from rewardlab.data.readers import IDENTICAL_PAIR_MESSAGE, read_records_lenient
+from rewardlab.data.readers import IDENTICAL_PAIR_MESSAGE, ReadResult, read_records_lenient
 from rewardlab.data.records import PreferencePair, RankedGroup, Record, Text
 from rewardlab.errors import DataError, ModelError
 
@@ -78,7 +81,7 @@ def run_inspect(cfg: InspectConfig) -> dict[str, Any]:
         "records": result.report.records,
         "columns": list(result.columns),
         "reader_counts": dict(sorted(result.report.counts.items())),
-        "problems": _problems(result.errors, cfg.max_errors),
+        "problems": _problems(result.errors + _repeated_ids(result, cols.id), cfg.max_errors),
         "lengths": _lengths(pairs, groups, measure, cfg.max_length, "tokens" if cfg.tokenizer else "words"),
         "duplicates": _duplicates(records),
         "ranked": _ranked(groups) if result.form in ("groups", "rank_rows") else None,
@@ -182,6 +185,29 @@ def _problems(errors: list[DataError], max_errors: int) -> dict[str, Any]:
     }
 
 
+def _repeated_ids(result: ReadResult, column: str) -> list[DataError]:
+    """One problem per record whose id an earlier record has: ids name records in scores and errors, so a
+    repeat makes them ambiguous (records without an id are skipped)."""
+    first_row: dict[str, int] = {}
+    problems = []
+    for record, row in zip(result.records, result.record_rows):
+        if record.id is None:
+            continue
+        if record.id in first_row:
+            problems.append(
+                DataError(
+                    f"id {record.id!r} repeats the id of row {first_row[record.id]}; ids must be unique: give this "
+                    "record its own id, or remove it if it is a copy",
+                    source=result.report.source,
+                    row=row,
+                    field=column,
+                )
+            )
+        else:
+            first_row[record.id] = row
+    return problems
+
+
 def _message(err: DataError) -> str:
     """The error's message without its ``source:row:field: `` prefix (those are listed separately)."""
     text = str(err)
@@ -236,35 +262,16 @@ def _images(records: list[Record], data_path: str, max_errors: int) -> dict[str,
     """The ``images`` report: counts, sources, sizes and every image that cannot be opened (headers only)."""
     from pathlib import Path
 
-    from PIL import Image, UnidentifiedImageError
-
-    from rewardlab.data.transforms import stored_image_source
-
     base = Path(data_path).expanduser().parent
     sources: Counter[str] = Counter()
     widths, heights, problems = [], [], []
     for number, record in enumerate(records, start=1):
         for ref in record.images:
-            size, message = None, None
-            if hasattr(ref, "size") and hasattr(ref, "convert"):
-                sources["pil"] += 1
-                size = ref.size
-            elif isinstance(ref, str) and ref.startswith(("http://", "https://")):
-                sources["url"] += 1
+            kind = _image_kind(ref)
+            sources[kind] += 1
+            if kind == "url":
                 continue  # not fetched by inspect
-            else:
-                is_bytes = isinstance(ref, dict) and ref.get("bytes") is not None
-                sources["bytes" if is_bytes else "file"] += 1
-                stored = stored_image_source(ref, base)  # resolved as training resolves it
-                try:
-                    if stored is None:
-                        raise ValueError(f"not a path, URL, bytes dict or PIL image: {type(ref).__name__}")
-                    with Image.open(stored[1]) as img:
-                        size = img.size
-                except FileNotFoundError:
-                    message = "not found"
-                except (UnidentifiedImageError, OSError, ValueError) as exc:
-                    message = f"corrupt or not an image ({exc})"
+            size, message = _image_size(ref, base)
             if size is not None:
                 widths.append(size[0])
                 heights.append(size[1])
@@ -281,6 +288,38 @@ def _images(records: list[Record], data_path: str, max_errors: int) -> dict[str,
         "problems": len(problems),
         "listed": problems[:max_errors],
     }
+
+
+def _image_kind(ref: Any) -> str:
+    if hasattr(ref, "size") and hasattr(ref, "convert"):
+        return "pil"
+    if isinstance(ref, str) and ref.startswith(("http://", "https://")):
+        return "url"
+    return "bytes" if isinstance(ref, dict) and ref.get("bytes") is not None else "file"
+
+
+def _image_size(ref: Any, base: Any) -> tuple[tuple[int, int] | None, str | None]:
+    """``(size, None)`` for an image training can load, else ``(None, what is wrong)``; only headers are read,
+    with the checks :func:`~rewardlab.data.transforms.load_image` makes (size limit, paths inside ``base``)."""
+    from PIL import UnidentifiedImageError
+
+    from rewardlab.data.transforms import check_image_size, open_image, stored_image_source
+
+    try:
+        if _image_kind(ref) == "pil":
+            check_image_size(ref.size, "(PIL image)")
+            return ref.size, None
+        stored = stored_image_source(ref, base)  # resolved as training resolves it
+        if stored is None:
+            raise ValueError(f"not a path, URL, bytes dict or PIL image: {type(ref).__name__}")
+        with open_image(stored[1], stored[0]) as img:
+            return img.size, None
+    except FileNotFoundError:
+        return None, "not found"
+    except DataError as exc:
+        return None, str(exc)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        return None, f"corrupt or not an image ({exc})"
 
 
 def _text_type(records: list[Record]) -> str | None:

@@ -124,8 +124,12 @@ def read_responses_file(path: str) -> list[Text]:
     p = Path(path)
     if not p.is_file():
         raise DataError("file not found", source=path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text (byte {exc.start}); save it as UTF-8", source=path) from None
     responses: list[Text] = []
-    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         if p.suffix == ".jsonl":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import typing
 from typing import Any
 
 from transformers import TrainingArguments
@@ -40,9 +41,48 @@ def check_training_keys(user: dict[str, Any]) -> None:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(hints))
 
 
+# Lower bounds TrainingArguments does not check itself (a zero batch size fails mid-run, or after it).
+AT_LEAST_ONE = ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+                "eval_accumulation_steps", "logging_steps", "save_steps", "eval_steps")  # fmt: skip
+POSITIVE = ("learning_rate", "num_train_epochs")
+FRACTION_OK = ("logging_steps", "save_steps", "eval_steps")  # below 1: a share of the run
+
+
+def check_training_values(user: dict[str, Any]) -> dict[str, Any]:
+    """Numbers given as strings become numbers (YAML 1.1 reads ``1e-4`` as a string; the same value as a
+    ``key=value`` override is a float), then every type and bound problem is listed at once."""
+    hints = typing.get_type_hints(TrainingArguments)
+    values, problems = dict(user), []
+    for key, value in user.items():
+        kinds = set(typing.get_args(hints.get(key))) or {hints.get(key)}
+        number = {int, float} & kinds
+        if isinstance(value, str) and number:
+            try:
+                values[key] = float(value) if float in number else int(value)
+            except ValueError:
+                problems.append(f"training.{key}: expected a number, got {value!r}")
+        elif isinstance(value, bool) and number and bool not in kinds:
+            problems.append(f"training.{key}: expected a number, got {value!r}")
+    for key in AT_LEAST_ONE:
+        v = values.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v <= 0:
+            problems.append(f"training.{key}: must be {'positive' if key in FRACTION_OK else 'at least 1'}, got {v}")
+    for key in POSITIVE:
+        v = values.get(key)
+        if isinstance(v, (int, float)) and v <= 0:
+            problems.append(f"training.{key}: must be positive, got {v}")
+    max_steps = values.get("max_steps")
+    if isinstance(max_steps, (int, float)) and max_steps == 0:
+        problems.append("training.max_steps: must be positive (or -1: set by num_train_epochs), got 0")
+    if problems:
+        raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
+    return values
+
+
 def build_training_args(output_dir: str, user: dict[str, Any], *, has_eval: bool, seed: int) -> TrainingArguments:
-    """Defaults < the user's ``training:`` keys."""
+    """Defaults < the user's ``training:`` keys (checked first: names, then types and bounds)."""
     check_training_keys(user)
+    user = check_training_values(user)
     import torch
 
     # Pinned memory only helps host→GPU copies; on CPU it just warns.
