@@ -13,16 +13,12 @@ import yaml
 from rewardlab.cli import main
 from rewardlab.data.synthetic import make_pairs
 from rewardlab.models.scorer import Scorer
-from tests.tiny import make_tiny, pair_rows, write_jsonl
+from tests.tiny import make_workspace, write_jsonl
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cli")
-    make_tiny(root / "base", "qwen2")
-    write_jsonl(root / "train.jsonl", pair_rows(make_pairs(160, seed=1)))
-    write_jsonl(root / "eval.jsonl", pair_rows(make_pairs(40, seed=2)))
-    return root
+    return make_workspace(tmp_path_factory.mktemp("cli"))
 
 
 def write_config(root: Path, out: str, **training) -> Path:

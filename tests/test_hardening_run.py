@@ -3,24 +3,22 @@ directory exists — never a traceback, never a run that trains on nothing."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import yaml
 
 from rewardlab.cli import main
-from rewardlab.data.synthetic import make_pairs
 from tests.test_cli import write_config
-from tests.tiny import make_tiny, pair_rows, write_jsonl
+from tests.tiny import make_workspace, write_jsonl
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hardening")
-    make_tiny(root / "base", "qwen2")
-    write_jsonl(root / "train.jsonl", pair_rows(make_pairs(40, seed=1)))
-    write_jsonl(root / "eval.jsonl", pair_rows(make_pairs(16, seed=2)))
-    return root
+    return make_workspace(tmp_path_factory.mktemp("hardening"), n_train=40, n_eval=16)
 
 
 def run(capsys, *args: str) -> tuple[int, str]:
@@ -116,3 +114,49 @@ def test_files_the_os_refuses(workspace, capsys, tmp_path):
         capsys, "score", "--model", str(workspace / "base"), "--input", str(scores), "--output", str(out_dir)
     )
     assert code == 2 and f"{out_dir} is a directory; give the path of a file to write" in err, err
+
+
+def unprivileged(args: list[str]) -> list[str]:
+    """``args`` run so that file modes apply: as is for a normal user; for root, without the capabilities that let
+    root ignore modes (CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH), via util-linux's setpriv."""
+    if os.geteuid() != 0:
+        return args
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: file modes cannot be made to apply")
+    drop = "-dac_override,-dac_read_search"
+    return [setpriv, f"--bounding-set={drop}", f"--inh-caps={drop}", *args]
+
+
+def cli_unprivileged(*args: str) -> subprocess.CompletedProcess:
+    command = unprivileged([sys.executable, "-m", "rewardlab.cli", *args])
+    return subprocess.run(command, capture_output=True, text=True, timeout=900)
+
+
+def test_paths_without_permission(workspace, tmp_path):
+    """Permissions are checked with file modes applying (as a normal user, or root without its DAC capabilities)."""
+    unreadable = write_jsonl(tmp_path / "secret.jsonl", [{"prompt": "p", "chosen": "a", "rejected": "b"}])
+    unreadable.chmod(0)
+    result = cli_unprivileged("inspect", str(unreadable))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert f"{unreadable}: Permission denied" in result.stderr
+
+    cfg = write_config(workspace, "perm_cfg", max_steps=2)
+    locked_cfg = tmp_path / "locked.yaml"
+    locked_cfg.write_text(cfg.read_text())
+    locked_cfg.chmod(0)
+    result = cli_unprivileged("train", "--config", str(locked_cfg))
+    assert result.returncode == 2 and f"{locked_cfg}: Permission denied" in result.stderr, result.stderr[-2000:]
+
+    read_only = tmp_path / "read_only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    result = cli_unprivileged("train", "--config", str(cfg), f"output_dir={read_only / 'run'}")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"output_dir {read_only / 'run'}: {read_only} is not writable" in result.stderr
+    rows = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "Hi", "response": "x"}])
+    result = cli_unprivileged("score", "--model", str(workspace / "base"), "--input", str(rows),
+                              "--output", str(read_only / "scores.jsonl"))  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert f"cannot write {read_only / 'scores.jsonl'}: permission denied" in result.stderr
+    assert list(read_only.iterdir()) == []

@@ -19,18 +19,14 @@ from rewardlab.data.files import RunLock, recover_directory, remove_debris
 from rewardlab.data.synthetic import make_pairs
 from rewardlab.models.scorer import Scorer
 from tests.test_cli import read_metrics, write_config
-from tests.tiny import make_tiny, pair_rows, write_jsonl
+from tests.tiny import make_workspace, write_jsonl
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("rundir")
-    make_tiny(root / "base", "qwen2")
-    write_jsonl(root / "train.jsonl", pair_rows(make_pairs(160, seed=1)))
-    write_jsonl(root / "eval.jsonl", pair_rows(make_pairs(40, seed=2)))
-    return root
+    return make_workspace(tmp_path_factory.mktemp("rundir"))
 
 
 def cli(*args: str, **kwargs) -> subprocess.CompletedProcess:

@@ -34,3 +34,12 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 def pair_rows(pairs) -> list[dict]:
     return [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
+
+
+def make_workspace(root: Path, *, n_train: int = 160, n_eval: int = 40) -> Path:
+    """A folder with a tiny Qwen2 base model (``base/``) and generated ``train.jsonl`` / ``eval.jsonl`` pairs, as
+    the CLI tests' configs (``tests.test_cli.write_config``) expect."""
+    make_tiny(root / "base", "qwen2")
+    write_jsonl(root / "train.jsonl", pair_rows(make_pairs(n_train, seed=1)))
+    write_jsonl(root / "eval.jsonl", pair_rows(make_pairs(n_eval, seed=2)))
+    return root
