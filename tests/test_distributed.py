@@ -54,7 +54,7 @@ def run(root: Path, launcher: list[str], overrides: list[str]) -> None:
         text=True,
         env=env,
         cwd=root,
-        timeout=540,
+        timeout=1800,  # hang guard
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
 

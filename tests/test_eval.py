@@ -65,16 +65,19 @@ def test_eval_sweep_writes_results_and_skips_the_corrupt_checkpoint(trained):
     out = root / "eval_out"
     rows = list(csv.DictReader((out / "evaluation_results.csv").open()))
     assert [(r["checkpoint"], r["eval_set"]) for r in rows] == [
-        (c, s) for c in ("final", "checkpoint-10", "checkpoint-20", "checkpoint-30") for s in ("heldout", "groups")
+        (c, s)
+        for c in ("final (= checkpoint-20)", "checkpoint-10", "checkpoint-20", "checkpoint-30")
+        for s in ("heldout", "groups")
     ]
     assert {r["status"] for r in rows if r["checkpoint"] == "checkpoint-30"} == {"error"}
     assert all(r["status"] == "ok" for r in rows if r["checkpoint"] != "checkpoint-30")
     assert "checkpoint-30" in rows[-1]["path"] and rows[-1]["error"]
     # The final export on the held-out set gives exactly the training run's final eval accuracy.
-    final = next(r for r in result.rows if r["checkpoint"] == "final" and r["eval_set"] == "heldout")
+    # The run ended at step 20: the export is named as checkpoint-20's twin.
+    final = next(r for r in result.rows if r["checkpoint"].startswith("final") and r["eval_set"] == "heldout")
     assert final["accuracy"] == pytest.approx(train_result.metrics["eval_accuracy"], abs=1e-12)
     assert final["n_pairs"] == 60 and final["step"] == 30  # the final export sits after the last checkpoint
-    groups_row = next(r for r in result.rows if r["checkpoint"] == "final" and r["eval_set"] == "groups")
+    groups_row = next(r for r in result.rows if r["checkpoint"].startswith("final") and r["eval_set"] == "groups")
     assert groups_row["n_groups"] == 12 and groups_row["n_pairs"] == 24  # ties give no pair
     assert -1 <= groups_row["kendall_tau"] <= 1
 

@@ -162,15 +162,16 @@ def test_hh_rlhf_real_file_with_truncation(tmp_path, shared_data_dir):
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("all_minilm_l6_v2") is None, reason="rewardlab[minilm] not installed")
 def test_packaged_minilm_trains(tmp_path, data):
-    from rewardlab.models.packaged import minilm_path
-
-    _, result = train(
+    """`model.name_or_path: minilm` is the packaged MiniLM, offline; the config keeps the name."""
+    cfg, result = train(
         tmp_path,
-        minilm_path(),
+        "minilm",
         data,
         training={"max_steps": 12, "learning_rate": 5e-5, "per_device_train_batch_size": 8},
     )
-    assert json.loads((result.model_dir / "rewardlab.json").read_text())["pooling"] == "cls"
+    meta = json.loads((result.model_dir / "rewardlab.json").read_text())
+    assert meta["pooling"] == "cls" and meta["config"]["model"]["name_or_path"] == "minilm"
+    assert "name_or_path: minilm" in (result.run_dir / "config.yaml").read_text()
     assert result.metrics["eval_n"] == 120
 
 

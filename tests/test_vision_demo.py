@@ -164,7 +164,7 @@ def test_eval_sweeps_the_vision_run_like_a_text_run(tiny_run, tmp_path):
     eval_cfg = {"model_dirs": [str(run)], "eval_sets": [{"path": str(run / "data" / "eval.jsonl"), "label": "pages"}],
                 "output_dir": str(tmp_path / "eval"), "plots": False}  # fmt: skip
     out = run_eval(build_config(EvalConfig, eval_cfg))
-    assert [r["checkpoint"] for r in out.rows] == ["final", "checkpoint-3"] and all(
+    assert [r["checkpoint"] for r in out.rows] == ["final (= checkpoint-3)", "checkpoint-3"] and all(
         r["status"] == "ok" for r in out.rows
     )
     final = out.rows[0]

@@ -129,13 +129,16 @@ def cmd_inspect(ns: argparse.Namespace) -> int:
     from rewardlab.recipes.inspect import render_inspect, run_inspect
 
     source = {"path": ns.data, **parse_overrides(ns.overrides)}
-    data = {"data": source, **fields_from(ns, InspectConfig)}
-    report = run_inspect(build_config(InspectConfig, data, source="command line"))
+    data = {**fields_from(ns, InspectConfig), "data": source}  # the reader options ride on the data source
+    report = run_inspect(build_config(InspectConfig, data, source="reader options (key=value)"))
     render_inspect(report)
     if ns.json:
         from rewardlab.data.files import atomic_write_text
 
         atomic_write_text(ns.json, json.dumps(report, indent=2, ensure_ascii=False, default=str))
+    if not report["records"]:
+        print(f"error: {ns.data}: no usable record (every row has a problem, listed above)", file=sys.stderr)
+        return EXIT_INPUT_ERROR
     return 0
 
 
@@ -199,7 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="An eval output directory or a training run directory.")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("inspect", help="Rows, columns, format, lengths, duplicates, malformed rows, rank stats.")
+    p = sub.add_parser(
+        "inspect",
+        help="Rows, columns, format, lengths, duplicates, malformed rows, rank stats.",
+        description="Exit code 0: the data has usable records (any problems are listed); 2: none is usable, or the "
+        "file cannot be read at all.",
+    )
     p.add_argument("data", help="Data file, `datasets` directory or hub name.")
     add_fields(p, InspectConfig, skip=("data",))
     p.add_argument("--json", default=None, help="Also write the report as JSON to this file.")
@@ -225,7 +233,12 @@ def setup_logging(verbose: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    ns = parser.parse_args(argv)
+    ns, extra = parser.parse_known_args(argv)
+    # key=value overrides may come before or after options (`inspect F --examples 1 kind=ranked`).
+    if extra and hasattr(ns, "overrides") and all("=" in a and not a.startswith("-") for a in extra):
+        ns.overrides = [*ns.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     setup_logging(ns.verbose)
     func: Callable[[argparse.Namespace], int] = ns.func
     try:

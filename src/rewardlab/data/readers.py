@@ -453,6 +453,13 @@ def _build_records(rows: Rows, source: DataSource, ctx: RowContext) -> list[tupl
         raise ctx.error("has no rows (empty file or split); check the path, `split:` and the file's content")
     ctx.form = form = _detect_form(first[1], first[0], source.kind, ctx)
     ctx.columns = list(first[1])
+    if "prompt" in source.columns.model_fields_set and ctx.cols.prompt not in first[1]:
+        # Without a prompt column, pairs read as implicit-prompt pairs: never silently when one was named.
+        raise ctx.error(
+            f"columns.prompt={ctx.cols.prompt!r}: no such column (the columns are {', '.join(map(str, first[1]))}); "
+            "fix the mapping, or leave columns.prompt out for implicit-prompt pairs",
+            row=first[0],
+        )
     rows = itertools.chain([first], rows)
     if form == "rank_rows":
         return _groups_from_rank_rows(rows, ctx, source.max_samples)

@@ -221,13 +221,15 @@ class TextTransform:
             encoded.truncated = True  # the characters cut were text the model does not see
         return encoded
 
+    # Tokenizer calls pass verbose=False: transformers' "sequence length is longer than the specified maximum"
+    # warning is noise here, where over-long rows are cut by the policy above.
     def _encode_concat(self, text: str, templated: bool) -> EncodedText | None:
         """Format 2 decoders: the whole text tokenized at once, as ``tokenizer(prompt + response)`` does."""
         tok, fmt = self.tokenizer, self.input_format
         head, tail = self._native if fmt.add_special_tokens and not templated else ([], [])
         if fmt.append_eos and not templated:
             tail = [*tail, tok.eos_token_id]
-        ids = tok(text, add_special_tokens=False).input_ids
+        ids = tok(text, add_special_tokens=False, verbose=False).input_ids
         fitted = fit_to_budget([], ids, self.max_length - len(head) - len(tail), self.overlong)
         if fitted is None:
             return None
@@ -236,8 +238,8 @@ class TextTransform:
     def _encode_split(self, prompt_text: str, response_text: str, templated: bool) -> EncodedText | None:
         """Encoders (a [CLS]/[SEP] pair) and format 1 decoders: prompt and response tokenized separately."""
         tok = self.tokenizer
-        prompt_ids = tok(prompt_text, add_special_tokens=False).input_ids if prompt_text else []
-        response_ids = tok(response_text, add_special_tokens=False).input_ids
+        prompt_ids = tok(prompt_text, add_special_tokens=False, verbose=False).input_ids if prompt_text else []
+        response_ids = tok(response_text, add_special_tokens=False, verbose=False).input_ids
         head, mid, tail = ([], [], []) if templated and self.pooling == "last" else (self._head, self._mid, self._tail)
         fitted = fit_to_budget(
             prompt_ids, response_ids, self.max_length - len(head) - len(mid) - len(tail), self.overlong
@@ -490,9 +492,9 @@ class VisionTransform:
         bos, eos = ([], []) if self._templated else (self._bos, self._eos)  # a template writes its own
         image = list(bos)  # everything up to the last image block: never truncated
         for text, count in zip(befores, counts):
-            image += tok(text, add_special_tokens=False).input_ids + [self.image_token_id] * count
-        prompt_ids = tok(prompt_text, add_special_tokens=False).input_ids
-        response_ids = tok(response_text, add_special_tokens=False).input_ids
+            image += tok(text, add_special_tokens=False, verbose=False).input_ids + [self.image_token_id] * count
+        prompt_ids = tok(prompt_text, add_special_tokens=False, verbose=False).input_ids
+        response_ids = tok(response_text, add_special_tokens=False, verbose=False).input_ids
         fitted = fit_to_budget(prompt_ids, response_ids, self.max_length - len(image) - len(eos), self.overlong)
         if fitted is None:
             return None

