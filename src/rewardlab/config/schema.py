@@ -170,6 +170,13 @@ class ModelConfig(StrictModel):
             "from the EOS lets Hugging Face's pooling in outside tools read the last token."
         ),
     )
+    disable_dropout: bool = Field(
+        False,
+        description=(
+            "Set every dropout probability of the backbone to 0 (as TRL's reward trainer does by default): the "
+            "training forward then scores like the eval forward."
+        ),
+    )
     lora: LoraSettings | None = Field(None, description="Train LoRA adapters (the head is trained fully).")
     quantization: QuantizationSettings | None = Field(None, description="bitsandbytes 4/8-bit loading (QLoRA).")
     freeze_vision_tower: bool = Field(
@@ -192,6 +199,24 @@ class LossConfig(StrictModel):
     )
 
 
+# rewardlab's defaults for `training:` (TrainingArguments fields), under the user's keys. They are written into
+# every run's config.yaml, so a run records what it used even where the user set nothing.
+TRAINING_DEFAULTS: dict[str, Any] = {
+    "per_device_train_batch_size": 8,
+    "per_device_eval_batch_size": 16,
+    "num_train_epochs": 1,
+    "learning_rate": 1e-5,
+    "lr_scheduler_type": "linear",
+    "warmup_steps": 0.03,
+    "logging_steps": 10,
+    "save_strategy": "epoch",
+    "report_to": "none",
+    "remove_unused_columns": False,
+    # Pairs of similar length share a batch: less padding, same loss (see bench/).
+    "train_sampling_strategy": "group_by_length",
+}
+
+
 class TrainConfig(StrictModel):
     output_dir: str = Field(description="Run directory: config, metrics, checkpoints and the final model.")
     seed: int = Field(42, description="Seed for data splits, initialisation and shuffling.")
@@ -204,6 +229,10 @@ class TrainConfig(StrictModel):
     resume: bool | str = Field(
         False, description="`true`: resume from the last checkpoint in output_dir; or a checkpoint path."
     )
+
+    def recorded(self) -> TrainConfig:
+        """This config with rewardlab's training defaults written out: what ``config.yaml`` of a run holds."""
+        return self.model_copy(update={"training": {**TRAINING_DEFAULTS, **self.training}})
 
     @model_validator(mode="after")
     def _check_combinations(self) -> TrainConfig:

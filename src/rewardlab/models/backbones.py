@@ -122,6 +122,8 @@ def load_backbone(cfg: ModelConfig, tokenizer: Any) -> Any:
             f"{cfg.name_or_path}: cannot load a reward backbone: missing, corrupt or incomplete files ({exc})"
         ) from None
     model.config.get_text_config().pad_token_id = tokenizer.pad_token_id
+    if cfg.disable_dropout:
+        logger.info("dropout disabled in %d modules", disable_dropout(model))
     if cfg.freeze_vision_tower:
         logger.info("froze %d vision-tower parameters", model.freeze_vision_tower())
     if cfg.quantization is not None:
@@ -129,6 +131,22 @@ def load_backbone(cfg: ModelConfig, tokenizer: Any) -> Any:
     if cfg.lora is not None:
         model = apply_lora(model, cfg.lora, vision=vision)
     return model
+
+
+def disable_dropout(model: Any) -> int:
+    """Zero every dropout: ``nn.Dropout`` modules, and the ``attention_dropout`` rates attention layers pass to
+    their kernels (Llama/Qwen). Returns how many modules changed."""
+    from torch import nn
+
+    changed = 0
+    for module in model.modules():
+        if isinstance(module, nn.Dropout) and module.p:
+            module.p = 0.0
+            changed += 1
+        if isinstance(getattr(module, "attention_dropout", None), float) and module.attention_dropout:
+            module.attention_dropout = 0.0
+            changed += 1
+    return changed
 
 
 def check_vision_settings(cfg: ModelConfig, vision: bool) -> None:

@@ -63,7 +63,7 @@ def finished_run(run_dir: Path, cfg: Any) -> dict[str, Any] | None:
         done = json.loads(results.read_text(encoding="utf-8"))
     except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError):
         return None
-    current = yaml.safe_load(dump_config(cfg))
+    current = yaml.safe_load(dump_config(cfg.recorded()))
     if not isinstance(saved, dict) or {**saved, "resume": None} != {**current, "resume": None}:
         return None  # another config (e.g. more steps): resume trains on
     return done

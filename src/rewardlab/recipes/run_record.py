@@ -49,7 +49,11 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def write_run_record(run_dir: Path, cfg: BaseModel) -> None:
+def write_run_record(run_dir: Path, cfg: BaseModel, training_args: Any = None) -> None:
+    """``config.yaml`` (the resolved config), ``env.json`` and, for training, ``training_args.json``: every
+    ``TrainingArguments`` value the run used, defaults included."""
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
     atomic_write_text(run_dir / "env.json", json.dumps(environment(), indent=2))
+    if training_args is not None:
+        atomic_write_text(run_dir / "training_args.json", training_args.to_json_string())

@@ -159,7 +159,7 @@ def _train(cfg: TrainConfig, run_dir: Path, data: PreparedData) -> TrainResult:
     counts["records"] = {r.source: {"rows": r.rows, "records": r.records, **r.counts} for r in data.reports}
 
     align_metrics(run_dir, resume)
-    write_run_record(run_dir, cfg)
+    write_run_record(run_dir, cfg.recorded(), training_args=args)
     if cfg.data.ranked_as == "groups":
         collator = GroupCollator(tokenizer.pad_token_id, padding_side)
     else:

@@ -9,22 +9,10 @@ from typing import Any
 
 from transformers import TrainingArguments
 
+from rewardlab.config.schema import TRAINING_DEFAULTS
 from rewardlab.errors import ConfigError
 
-DEFAULTS: dict[str, Any] = {
-    "per_device_train_batch_size": 8,
-    "per_device_eval_batch_size": 16,
-    "num_train_epochs": 1,
-    "learning_rate": 1e-5,
-    "lr_scheduler_type": "linear",
-    "warmup_steps": 0.03,
-    "logging_steps": 10,
-    "save_strategy": "epoch",
-    "report_to": "none",
-    "remove_unused_columns": False,
-    # Pairs of similar length share a batch: less padding, same loss (see bench/).
-    "train_sampling_strategy": "group_by_length",
-}
+DEFAULTS = TRAINING_DEFAULTS  # rewardlab's defaults under the user's `training:` keys (config.schema)
 
 
 def check_training_keys(user: dict[str, Any]) -> None:

@@ -55,6 +55,21 @@ class SeededLengthGroupedSampler(LengthGroupedSampler):
         self.generator.manual_seed(self.seed + epoch)
 
 
+class OwnForward:
+    """Calls a :class:`RewardModel`'s own ``forward``, skipping the autocast wrapper accelerate sets on the instance
+    under mixed precision; submodules are called as usual (their hooks, e.g. DeepSpeed's, still run)."""
+
+    def __init__(self, model: RewardModel):
+        self.model = model
+
+    @property
+    def training(self) -> bool:
+        return self.model.training
+
+    def __call__(self, **inputs: Any) -> torch.Tensor:
+        return type(self.model).forward(self.model, **inputs)
+
+
 class RewardTrainer(Trainer):
     """Trainer for reward models.
 
@@ -111,8 +126,12 @@ class RewardTrainer(Trainer):
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)
+        # Evaluate in the model's own dtype, not through the mixed-precision autocast that accelerate wraps around
+        # forward: bf16-rounded scores tie and shift, and the saved normalization and eval accuracy would then
+        # differ from `rewardlab eval` on the export.
+        plain = OwnForward(self.accelerator.unwrap_model(model))
         with torch.no_grad():
-            loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
+            loss, outputs = self.compute_loss(plain, inputs, return_outputs=True)
         if prediction_loss_only or "chosen" not in outputs:
             return loss.detach(), None, None
         logits = torch.stack([outputs["chosen"], outputs["rejected"]], dim=1)  # (b, 2)
