@@ -47,3 +47,30 @@ def test_quick_benchmark_reports_both_sides(tmp_path: Path) -> None:
     assert forced["activation_checkpointing"] == {"trl_default": True, "used": False}
     assert forced["bf16"]["used"] is False and forced["max_length"]["used"] == res["settings"]["max_length"]
     assert res["sides"]["rewardlab"]["args"]["learning_rate"] == res["sides"]["trl"]["args"]["learning_rate"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("trl") is None, reason="trl is not installed (pip install -e .[bench])")
+def test_quality_benchmark_quick_run_scores_both_sides(tmp_path: Path) -> None:
+    """bench_quality.py --quick: TRL and two rewardlab variants train on one half of generated pairs and are scored
+    on the other; accuracies, standard errors and length baselines are consistent with the per-run counts."""
+    out = tmp_path / "q.json"
+    script = SCRIPT.parent / "bench_quality.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--quick", "--variants", "default", "disable_dropout", "--out", str(out),
+         "--work", str(tmp_path / "work")],
+        capture_output=True, text=True, env={**os.environ, **OFFLINE}, timeout=1800,  # a hang guard
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    res = json.loads(out.read_text(encoding="utf-8"))
+    assert set(res["summary"]) == {"TRL RewardTrainer", "rewardlab default", "rewardlab disable_dropout"}
+    for run in res["runs"]:
+        assert run["metrics"]["n"] == 48 and 0 <= run["metrics"]["correct"] <= 48
+    for row in res["summary"].values():
+        p = row["accuracy"]
+        assert p == pytest.approx(row["correct"] / row["n"]) and row["stderr"] == pytest.approx(
+            (p * (1 - p) / 48) ** 0.5
+        )
+        assert row["accuracy"] > 0.6  # the generated pairs are easy: both learn
+    assert res["baselines"]["shorter_wins"] + res["baselines"]["longer_wins"] == pytest.approx(1.0)
+    assert "| baseline: shorter wins |" in proc.stdout

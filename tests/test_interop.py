@@ -102,7 +102,7 @@ def test_exports_carry_their_input_format(exports):
         assert meta["format_version"] == 2 and fmt["version"] == 2 and fmt["append_eos"] is False
         assert fmt["layout"] == ("pair" if name == "bert" else "concat")
         assert fmt["recipe"] == ("tokenizer(prompt, response)" if name == "bert" else "tokenizer(prompt + response)")
-        assert fmt["chat_template"] == ("trained" if name == "chat" else "concat")
+        assert fmt["chat_template"] == {"chat": "trained", "bert": "none"}.get(name, "concat")
         card = (exports[name] / "README.md").read_text()
         assert f"`{fmt['recipe']}`" in card and "## Score it" in card and "## License" in card
         config = json.loads((exports[name] / "config.json").read_text())

@@ -66,7 +66,8 @@ class InputFormat:
 
     def as_json(self, *, chat_template: str) -> dict[str, Any]:
         """``rewardlab.json``'s ``input_format``; ``chat_template``: ``"trained"`` (the tokenizer's own, used in
-        training) or ``"concat"`` (:data:`CONCAT_TEMPLATE`, the plain-string format)."""
+        training), ``"concat"`` (:data:`CONCAT_TEMPLATE`, the plain-string format) or ``"none"`` (an encoder
+        trained on plain strings: a text pair, which no chat template renders)."""
         return {**asdict(self), "chat_template": chat_template, "score_token": "last" if self.layout == "concat"
                 else "cls", "padding_side": "right", "recipe": self.recipe()}  # fmt: skip
 

@@ -83,12 +83,15 @@ def _input_format(fmt: dict[str, Any], meta: dict[str, Any]) -> str:
             "`prompt + response`, concatenated exactly as given (no separator: put any space or newline you "
             f"trained with inside the strings) and tokenized together; {end}."
         )
-    template = (
-        "Chat messages are rendered with the tokenizer's chat template, the one used in training, and tokenized "
-        "without added special tokens."
-        if fmt.get("chat_template") == "trained"
-        else "It was trained on plain strings: its chat template renders `[user, assistant]` as `prompt + response` "
-        f"(`{CONCAT_TEMPLATE}`), so template-driven tools build the trained input."
+    template = {
+        "trained": "Chat messages are rendered with the tokenizer's chat template, the one used in training, and "
+        "tokenized without added special tokens.",
+        "concat": "It was trained on plain strings: its chat template renders `[user, assistant]` as "
+        f"`prompt + response` (`{CONCAT_TEMPLATE}`), so template-driven tools build the trained input.",
+    }.get(
+        fmt.get("chat_template"),
+        "It was trained on plain strings as a text pair, which tools that render a conversation into one string "
+        "(reward-bench, TRL) do not build: use the calls below.",
     )
     pad = (
         ""
@@ -119,9 +122,9 @@ def _usage(fmt: dict[str, Any], meta: dict[str, Any]) -> str:
         "from rewardlab.rl import ModelReward\n\nGRPOTrainer(..., reward_funcs=[ModelReward.from_pretrained("
         '"<this directory>")])\n```'
     )
+    reader = "`rewardlab score --normalize`" + ("" if pair else " and OpenRLHF (`--normalize_reward`)")
     normalize = (
-        "\n\n`config.json` carries `mean` and `std` of the eval scores: OpenRLHF normalizes with them "
-        "(`--normalize_reward`), `rewardlab score --normalize` too."
+        f"\n\n`config.json` carries `mean` and `std` of the eval scores, used to normalize by {reader}."
         if meta.get("normalization")
         else ""
     )

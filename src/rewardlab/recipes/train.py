@@ -80,7 +80,7 @@ def export_meta(cfg: TrainConfig, pooling: str, padding_side: str, tokenizer: An
     """``rewardlab.json``'s content. Text models record their input format (and whether any training row used
     the chat template: if none did, the export ships the plain-string template)."""
     fmt = getattr(transform, "input_format", None)
-    templated = "trained" if getattr(transform, "templated_rows", 0) else "concat"
+    templated = "trained" if getattr(transform, "templated_rows", 0) else "concat" if pooling == "last" else "none"
     return {
         **({"input_format": fmt.as_json(chat_template=templated)} if fmt is not None else {}),
         "max_length": cfg.data.max_length,

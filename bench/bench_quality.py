@@ -1,0 +1,304 @@
+"""Learning quality: rewardlab vs TRL's ``RewardTrainer``, same pairs, folds, backbone and hyperparameters.
+
+Run from the repository root (needs ``pip install -e .[bench,minilm]``)::
+
+    python bench/bench_quality.py                                  # hh-rlhf harmless-base halves, seeds 0-2
+    python bench/bench_quality.py --seeds 0 --folds first          # one seed, train on the first half only
+    python bench/bench_quality.py --sides rewardlab --variants default disable_dropout shuffle whole_text
+    python bench/bench_quality.py --data my_prefs.jsonl            # any preference file, halves by line order
+    python bench/bench_quality.py --quick                          # tiny model, generated pairs (smoke test)
+
+The data file is split into its first and second halves by line order; each fold trains on one half and is
+scored on the other. Every run (side × variant × fold × seed) trains in its own subprocess. Reported per row:
+held-out preference accuracy (ties count half) with its standard error over all scored pairs, and how often the
+model prefers the shorter response; beside them the "shorter wins" / "longer wins" baselines on the same pairs.
+
+Sides and variants:
+- ``rewardlab``: ``rewardlab train`` (the real path), then the export scored by ``Scorer``. Variants switch one
+  default each: ``disable_dropout`` (``model.disable_dropout``), ``shuffle`` (random batches instead of
+  length-grouped ones), ``whole_text`` (the transcript as one response with an empty prompt, as TRL encodes it),
+  ``drop_long`` (``data.overlong=drop``, as TRL drops over-long pairs).
+- ``trl``: ``trl.RewardTrainer`` with its defaults except the shared settings (learning rate, batch size,
+  epochs, max length, warm-up, precision, seed); its model is scored on the whole transcripts as TRL encodes them
+  (``tokenizer(text + eos_token)``, cut from the left at ``max_length`` so the end of the response is kept, as
+  rewardlab's). An encoder has no EOS token; TRL needs one, so it gets its ``[SEP]`` (what a user has to do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HH_HARMLESS = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hh-rlhf" / "harmless-base" / "test.jsonl.gz"
+)
+VARIANTS = {
+    "default": {},
+    "disable_dropout": {"model": {"disable_dropout": True}},
+    "shuffle": {"training": {"train_sampling_strategy": "random"}},
+    "whole_text": {},  # the data file is rewritten, see write_fold
+    "drop_long": {"data": {"overlong": "drop"}},
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default=str(HH_HARMLESS), help="Preference file (JSONL, optionally .gz).")
+    p.add_argument("--model", default="minilm", help="Backbone: `minilm` (packaged), a directory or hub name.")
+    p.add_argument("--sides", nargs="+", default=["rewardlab", "trl"], choices=["rewardlab", "trl"])
+    p.add_argument("--variants", nargs="+", default=["default"], choices=sorted(VARIANTS), help="rewardlab only.")
+    p.add_argument("--folds", nargs="+", default=["first", "second"], choices=["first", "second"],
+                   help="Which half to train on (the other is scored).")  # fmt: skip
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--learning-rate", type=float, default=5e-5)
+    p.add_argument("--max-length", type=int, default=512)
+    p.add_argument("--warmup", type=float, default=0.05, help="Warm-up as a fraction of the steps.")
+    p.add_argument("--no-bf16", dest="bf16", action="store_false", help="fp32 instead of bf16 autocast.")
+    p.add_argument("--quick", action="store_true", help="A tiny generated model and data set: a smoke test.")
+    p.add_argument("--out", default=None, help="Write all results as JSON here.")
+    p.add_argument("--work", default=None, help="Working directory (default: a temporary one).")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+def read_rows(path: str) -> list[dict[str, Any]]:
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def full_texts(row: dict[str, Any]) -> tuple[str, str]:
+    """The whole chosen and rejected texts (prompt + response when the row has an explicit prompt)."""
+    prompt = row.get("prompt") or ""
+    return prompt + row["chosen"], prompt + row["rejected"]
+
+
+def write_fold(rows: list[dict[str, Any]], path: Path, whole_text: bool) -> Path:
+    if whole_text:
+        rows = [dict(zip(("chosen", "rejected"), full_texts(r)), prompt="") for r in rows]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def quick_inputs(work: Path) -> tuple[str, list[dict[str, Any]]]:
+    from rewardlab.data.synthetic import corpus, make_pairs
+    from rewardlab.models.tiny import build_tiny_model
+
+    pairs = make_pairs(96, seed=3)
+    model = build_tiny_model(work / "tiny", corpus(pairs), family="qwen2", vocab_size=400, hidden=32, layers=2)
+    return str(model), [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
+
+
+# ---------------------------------------------------------------------------------------------- workers
+
+
+def train_settings(spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "num_train_epochs": spec["epochs"],
+        "per_device_train_batch_size": spec["batch_size"],
+        "learning_rate": spec["learning_rate"],
+        "warmup_steps": spec["warmup"],
+        "bf16": spec["bf16"],
+        "use_cpu": True,
+        "seed": spec["seed"],
+        "save_strategy": "no",
+        "report_to": "none",
+        "logging_steps": 50,
+        "disable_tqdm": True,
+    }
+
+
+def run_rewardlab(spec: dict[str, Any]) -> dict[str, Any]:
+    from rewardlab.config import TrainConfig, build_config
+    from rewardlab.data.prepare import as_pairs
+    from rewardlab.data.readers import read_records
+    from rewardlab.models.scorer import Scorer
+    from rewardlab.recipes.train import run_train
+
+    training = {k: v for k, v in train_settings(spec).items() if k != "seed"}
+    cfg: dict[str, Any] = {
+        "output_dir": spec["run_dir"],
+        "seed": spec["seed"],
+        "data": {"train": spec["train_path"], "max_length": spec["max_length"]},
+        "model": {"name_or_path": spec["model"]},
+        "training": {**training, "eval_strategy": "no"},
+    }
+    for section, values in VARIANTS[spec["variant"]].items():
+        cfg[section] = {**cfg[section], **values}
+    result = run_train(build_config(TrainConfig, cfg))
+    from rewardlab.config.schema import DataSource
+
+    pairs = as_pairs(read_records(DataSource(path=spec["eval_path"]))[0])
+    scorer = Scorer.from_pretrained(str(result.model_dir), device="cpu", batch_size=32)
+    chosen, rejected = scorer.score_pairs(pairs)
+    return {"chosen": chosen, "rejected": rejected}
+
+
+def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from trl import RewardConfig, RewardTrainer
+
+    from rewardlab.models.packaged import resolve_packaged
+
+    model_dir = resolve_packaged(spec["model"])
+    rows = [dict(zip(("chosen", "rejected"), full_texts(r))) for r in read_rows(spec["train_path"])]
+    config = RewardConfig(output_dir=spec["run_dir"], max_length=spec["max_length"], **train_settings(spec))
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    if tok.eos_token is None:  # TRL appends the EOS text to every non-chat example; encoders have none
+        tok.eos_token = tok.sep_token
+    trainer = RewardTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tok)
+    trainer.train()
+    model = trainer.model.float().eval()
+    tok.truncation_side = "left"  # keep the end of the response, where the answer is
+    eval_rows = read_rows(spec["eval_path"])
+
+    def score(texts: list[str]) -> list[float]:
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(texts), 32):
+                batch = tok(texts[i : i + 32], truncation=True, max_length=spec["max_length"], padding=True,
+                            return_tensors="pt")  # fmt: skip
+                out += model(**batch).logits[:, 0].tolist()
+        return out
+
+    # Scored as TRL trains: the EOS text appended, the tokenizer's own special tokens added.
+    chosen, rejected = ([t + tok.eos_token for t in texts] for texts in zip(*(full_texts(r) for r in eval_rows)))
+    return {"chosen": score(list(chosen)), "rejected": score(list(rejected)), "trl_pairs_trained_on":
+            len(trainer.train_dataset)}  # fmt: skip
+
+
+def worker_main(spec_path: str) -> None:
+    spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
+    start = time.perf_counter()
+    result = run_trl(spec) if spec["side"] == "trl" else run_rewardlab(spec)
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    Path(spec["result_path"]).write_text(json.dumps(result), encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+
+
+def pair_metrics(chosen: list[float], rejected: list[float], rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Accuracy (ties half) and how often the preferred response is the shorter one (pairs of unequal length)."""
+    lengths = [tuple(len(t) for t in full_texts(r)) for r in rows]
+    wins = [1.0 if c > r else 0.5 if c == r else 0.0 for c, r in zip(chosen, rejected)]
+    shorter = [(c > r) == (lc < lr) for c, r, (lc, lr) in zip(chosen, rejected, lengths) if lc != lr and c != r]
+    return {"n": len(wins), "correct": sum(wins), "prefers_shorter": sum(shorter), "unequal": len(shorter)}
+
+
+def baselines(rows: list[dict[str, Any]]) -> dict[str, float]:
+    lengths = [tuple(len(t) for t in full_texts(r)) for r in rows]
+    n = len(lengths)
+    return {
+        "shorter_wins": sum(1.0 if c < r else 0.5 if c == r else 0.0 for c, r in lengths) / n,
+        "longer_wins": sum(1.0 if c > r else 0.5 if c == r else 0.0 for c, r in lengths) / n,
+    }
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per side/variant: accuracy over every scored pair of every fold and seed, its standard error, per-run
+    accuracies, and the share of preferences that go to the shorter response."""
+    table: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        empty = {"n": 0, "correct": 0.0, "prefers_shorter": 0, "unequal": 0, "runs": []}
+        row = table.setdefault(run["label"], empty)
+        for key in ("n", "correct", "prefers_shorter", "unequal"):
+            row[key] += run["metrics"][key]
+        row["runs"].append(round(run["metrics"]["correct"] / run["metrics"]["n"], 4))
+    for row in table.values():
+        p = row["correct"] / row["n"]
+        row.update(
+            accuracy=p, stderr=math.sqrt(p * (1 - p) / row["n"]), shorter=row["prefers_shorter"] / row["unequal"]
+        )
+    return table
+
+
+# ---------------------------------------------------------------------------------------------- driver
+
+
+def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    work = Path(args.work or tempfile.mkdtemp(prefix="bench_quality_"))
+    work.mkdir(parents=True, exist_ok=True)
+    if args.quick:
+        model, rows = quick_inputs(work)
+        args.seeds, args.folds, args.max_length, args.learning_rate = args.seeds[:1], ["first"], 96, 2e-3
+    else:
+        model, rows = args.model, read_rows(args.data)
+    halves = {"first": rows[: len(rows) // 2], "second": rows[len(rows) // 2 :]}
+    other = {"first": "second", "second": "first"}
+    plan = [("trl", "default")] * ("trl" in args.sides) + [("rewardlab", v) for v in args.variants] * (
+        "rewardlab" in args.sides
+    )
+    runs = []
+    for side, variant in plan:
+        for fold in args.folds:
+            for seed in args.seeds:
+                name = f"{side}-{variant}-{fold}-{seed}"
+                spec = {
+                    "side": side, "variant": variant, "seed": seed, "model": model, "epochs": args.epochs,
+                    "batch_size": args.batch_size, "learning_rate": args.learning_rate, "warmup": args.warmup,
+                    "max_length": args.max_length, "bf16": args.bf16, "run_dir": str(work / name),
+                    "train_path": str(write_fold(halves[fold], work / f"{name}-train.jsonl", variant == "whole_text")),
+                    "eval_path": str(write_fold(halves[other[fold]], work / f"{name}-eval.jsonl", False)),
+                    "result_path": str(work / f"{name}.json"),
+                }  # fmt: skip
+                spec_path = work / f"{name}-spec.json"
+                spec_path.write_text(json.dumps(spec), encoding="utf-8")
+                proc = subprocess.run([sys.executable, __file__, "--worker", str(spec_path)], capture_output=True,
+                                      text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})  # fmt: skip
+                if proc.returncode != 0:
+                    raise SystemExit(f"{name} failed:\n{proc.stderr[-4000:]}")
+                result = json.loads(Path(spec["result_path"]).read_text(encoding="utf-8"))
+                metrics = pair_metrics(result["chosen"], result["rejected"], halves[other[fold]])
+                label = "TRL RewardTrainer" if side == "trl" else f"rewardlab {variant}"
+                runs.append({"label": label, "fold": fold, "seed": seed, "metrics": metrics,
+                             "seconds": result["seconds"]})  # fmt: skip
+                acc = metrics["correct"] / metrics["n"]
+                print(f"{name}: accuracy {acc:.4f} on {metrics['n']} pairs ({result['seconds']} s)", flush=True)
+    evaluated = [halves[other[f]] for f in args.folds]
+    base = {k: sum(baselines(h)[k] * len(h) for h in evaluated) / sum(map(len, evaluated)) for k in baselines(rows)}
+    return {"settings": {k: v for k, v in vars(args).items() if k not in ("worker",)}, "runs": runs,
+            "summary": summarize(runs), "baselines": base}  # fmt: skip
+
+
+def markdown(res: dict[str, Any]) -> str:
+    lines = ["| | accuracy (± s.e.) | per run | prefers the shorter response |", "|---|---:|---|---:|"]
+    for label, row in res["summary"].items():
+        runs = ", ".join(f"{a:.3f}" for a in row["runs"])
+        lines.append(f"| {label} | {row['accuracy']:.4f} ± {row['stderr']:.4f} | {runs} | {row['shorter']:.1%} |")
+    lines.append(f"| baseline: shorter wins | {res['baselines']['shorter_wins']:.4f} | | 100% |")
+    lines.append(f"| baseline: longer wins | {res['baselines']['longer_wins']:.4f} | | 0% |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        worker_main(args.worker)
+        return 0
+    res = run_benchmark(args)
+    print(markdown(res))
+    if args.out:
+        Path(args.out).write_text(json.dumps(res, indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
