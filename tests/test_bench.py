@@ -57,13 +57,13 @@ def test_quality_benchmark_quick_run_scores_both_sides(tmp_path: Path) -> None:
     out = tmp_path / "q.json"
     script = SCRIPT.parent / "bench_quality.py"
     proc = subprocess.run(
-        [sys.executable, str(script), "--quick", "--variants", "default", "disable_dropout", "--out", str(out),
+        [sys.executable, str(script), "--quick", "--variants", "default", "keep_dropout", "--out", str(out),
          "--work", str(tmp_path / "work")],
         capture_output=True, text=True, env={**os.environ, **OFFLINE}, timeout=1800,  # a hang guard
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
     res = json.loads(out.read_text(encoding="utf-8"))
-    assert set(res["summary"]) == {"TRL RewardTrainer", "rewardlab default", "rewardlab disable_dropout"}
+    assert set(res["summary"]) == {"TRL RewardTrainer", "rewardlab default", "rewardlab keep_dropout"}
     for run in res["runs"]:
         assert run["metrics"]["n"] == 48 and 0 <= run["metrics"]["correct"] <= 48
     for row in res["summary"].values():

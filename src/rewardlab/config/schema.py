@@ -171,10 +171,11 @@ class ModelConfig(StrictModel):
         ),
     )
     disable_dropout: bool = Field(
-        False,
+        True,
         description=(
-            "Set every dropout probability of the backbone to 0 (as TRL's reward trainer does by default): the "
-            "training forward then scores like the eval forward."
+            "Set every dropout probability of the backbone to 0 (TRL's reward trainer does too): the training "
+            "forward then scores like the eval forward. On hh-rlhf with MiniLM it gained 1.8 and 2.9 points of "
+            "held-out accuracy on the two folds (bench/bench_quality.py); `false` keeps the backbone's dropout."
         ),
     )
     lora: LoraSettings | None = Field(None, description="Train LoRA adapters (the head is trained fully).")
