@@ -70,7 +70,7 @@ def output_errors(target: str | os.PathLike[str]) -> Iterator[None]:
                 "limit) and run again — the previous copy, if any, is intact"
             ) from None
         if isinstance(exc, PermissionError):
-            raise OutputError(f"cannot write {target}: permission denied; choose a writable output_dir") from None
+            raise OutputError(f"cannot write {target}: permission denied; choose a writable location") from None
         raise
 
 
