@@ -10,7 +10,6 @@ import io
 import json
 import logging
 import math
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,6 +20,7 @@ from typing import Any
 from rewardlab.config.schema import EvalConfig
 from rewardlab.data.records import PreferencePair, RankedGroup, Text
 from rewardlab.errors import DataError, ModelError, RewardlabError
+from rewardlab.recipes.run_dir import step_in_name
 
 logger = logging.getLogger(__name__)
 
@@ -60,11 +60,6 @@ def is_model_dir(path: Path) -> bool:
     return (path / "config.json").is_file() or (path / "adapter_config.json").is_file()
 
 
-def _step(path: Path) -> int | None:
-    match = re.search(r"(\d+)$", path.name)
-    return int(match.group(1)) if match else None
-
-
 def _final_name(run_dir: Path, checkpoints: list[Path]) -> str:
     """``final``, or ``final (= checkpoint-N)`` when the run ended at the step of one of its checkpoints: the same
     model (merged, if trained with LoRA), so a table does not show two rows that look like two models."""
@@ -72,7 +67,11 @@ def _final_name(run_dir: Path, checkpoints: list[Path]) -> str:
         step = json.loads((run_dir / "results.json").read_text(encoding="utf-8")).get("global_step")
     except (OSError, ValueError, AttributeError):
         return "final"
-    return f"final (= checkpoint-{step})" if step is not None and step in {_step(c) for c in checkpoints} else "final"
+    return (
+        f"final (= checkpoint-{step})"
+        if step is not None and step in {step_in_name(c) for c in checkpoints}
+        else "final"
+    )
 
 
 def find_candidates(cfg: EvalConfig) -> list[Candidate]:
@@ -84,13 +83,13 @@ def find_candidates(cfg: EvalConfig) -> list[Candidate]:
             raise ModelError(f"model_dirs: no directory matches {pattern!r}")
         for d in dirs:
             checkpoints = sorted(
-                (c for c in d.glob(cfg.checkpoint_pattern) if c.is_dir()), key=lambda c: _step(c) or 0
+                (c for c in d.glob(cfg.checkpoint_pattern) if c.is_dir()), key=lambda c: step_in_name(c) or 0
             )
             final = d if is_model_dir(d) else (d / "model" if is_model_dir(d / "model") else None)
             if cfg.include_final and final is not None and final not in checkpoints:
-                last_step = max((_step(c) or 0 for c in checkpoints), default=None)
+                last_step = max((step_in_name(c) or 0 for c in checkpoints), default=None)
                 found.append(Candidate(d.name, _final_name(d, checkpoints), last_step, final))
-            found.extend(Candidate(d.name, c.name, _step(c), c) for c in checkpoints)
+            found.extend(Candidate(d.name, c.name, step_in_name(c), c) for c in checkpoints)
     if not found:
         raise ModelError(
             f"no model to evaluate: no final export and no checkpoint matching {cfg.checkpoint_pattern!r} "

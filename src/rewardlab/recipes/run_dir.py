@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -79,20 +80,27 @@ def align_metrics(run_dir: Path, resume_from: str | None) -> None:
         return
     step = checkpoint_step(Path(resume_from))
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    kept = [line for line in lines if _step(line) is not None and _step(line) <= step]
+    kept = [line for line in lines if (logged := _logged_step(line)) is not None and logged <= step]
     if len(kept) != len(lines):
         logger.info("resume: metrics.jsonl cut back to step %d (%d later lines dropped)", step, len(lines) - len(kept))
         atomic_write_text(path, "".join(kept))
 
 
+def step_in_name(path: Path) -> int | None:
+    """The step a checkpoint's name ends with (``checkpoint-120`` → 120), or None."""
+    match = re.search(r"(\d+)$", path.name)
+    return int(match.group(1)) if match else None
+
+
 def checkpoint_step(checkpoint: Path) -> int:
+    """The step a checkpoint holds: its ``trainer_state.json``'s, else the one in its name, else 0."""
     try:
         return int(json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))["global_step"])
     except (OSError, ValueError, KeyError):
-        return int(checkpoint.name.rsplit("-", 1)[-1]) if checkpoint.name.rsplit("-", 1)[-1].isdigit() else 0
+        return step_in_name(checkpoint) or 0
 
 
-def _step(line: str) -> int | None:
+def _logged_step(line: str) -> int | None:
     try:
         return int(json.loads(line)["step"])
     except (ValueError, KeyError, TypeError):

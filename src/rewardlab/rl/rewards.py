@@ -48,13 +48,13 @@ class ModelReward:
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float]:
         images = None
         if self.scorer.is_vision:
-            images = _images(columns, len(completions))
+            images = _images(columns)
             prompts = [_text(p, last_user=True) for p in prompts]
             completions = [_text(c) for c in completions]
         return self.scorer.score(list(prompts), list(completions), normalize=self.normalize, images=images)
 
 
-def _images(columns: dict[str, Any], n: int) -> list[tuple[Any, ...]]:
+def _images(columns: dict[str, Any]) -> list[tuple[Any, ...]]:
     for name in IMAGE_COLUMNS:
         if columns.get(name) is not None:
             return [tuple(v) if isinstance(v, (list, tuple)) else (v,) for v in columns[name]]

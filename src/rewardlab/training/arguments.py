@@ -12,8 +12,6 @@ from transformers import TrainingArguments
 from rewardlab.config.schema import TRAINING_DEFAULTS
 from rewardlab.errors import ConfigError
 
-DEFAULTS = TRAINING_DEFAULTS  # rewardlab's defaults under the user's `training:` keys (config.schema)
-
 
 def check_training_keys(user: dict[str, Any]) -> None:
     """Unknown ``training:`` keys fail with a "did you mean" hint."""
@@ -74,7 +72,7 @@ def build_training_args(output_dir: str, user: dict[str, Any], *, has_eval: bool
     import torch
 
     # Pinned memory only helps host→GPU copies; on CPU it just warns.
-    defaults = {**DEFAULTS, "dataloader_pin_memory": torch.cuda.is_available()}
+    defaults = {**TRAINING_DEFAULTS, "dataloader_pin_memory": torch.cuda.is_available()}
     # YAML 1.1 reads `save_strategy: no` as False; the strategies mean the string.
     user = {k: ("no" if k.endswith("_strategy") and v is False else v) for k, v in user.items()}
     kwargs = {**defaults, "seed": seed, **user, "output_dir": output_dir}
