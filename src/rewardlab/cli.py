@@ -15,7 +15,15 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from rewardlab.config import DemoConfig, ScoreConfig, TrainConfig, build_config, load_config, parse_overrides
+from rewardlab.config import (
+    DemoConfig,
+    ScoreConfig,
+    ServeConfig,
+    TrainConfig,
+    build_config,
+    load_config,
+    parse_overrides,
+)
 from rewardlab.config.schema import EvalConfig, InspectConfig
 from rewardlab.errors import RewardlabError
 
@@ -107,6 +115,17 @@ def cmd_rank(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(ns: argparse.Namespace) -> int:
+    from rewardlab.config.loading import deep_merge, read_yaml
+    from rewardlab.recipes.serve import run_serve
+
+    data = read_yaml(ns.config) if ns.config else {}
+    data = deep_merge(deep_merge(data, parse_overrides(ns.overrides)), fields_from(ns, ServeConfig))
+    cfg = build_config(ServeConfig, data, source=ns.config or "command line")
+    run_serve(cfg, on_listening=lambda url: print(f"rewardlab serve: listening on {url}", flush=True))
+    return 0
+
+
 def cmd_eval(ns: argparse.Namespace) -> int:
     from rewardlab.recipes.evaluate import run_eval
 
@@ -192,6 +211,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="Vision models: path or URL of the image the responses are about (repeatable).",
     )
     p.set_defaults(func=cmd_rank)
+
+    p = sub.add_parser(
+        "serve",
+        help="HTTP scoring server: /v1/score, /v1/compare, /v1/rank, OpenRLHF's /get_reward (needs [serve]).",
+    )
+    add_fields(p, ServeConfig)
+    p.add_argument("--config", default=None, help="YAML file with server settings (flags and key=value win).")
+    p.add_argument("overrides", nargs="*", help="key=value settings, e.g. max_batch_size=64 normalize=true")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("eval", help="Evaluate model dirs × checkpoints × eval sets → CSV, JSON, log, plots.")
     p.add_argument("--config", required=True, help="YAML file with model_dirs and eval_sets (see configs/eval.yaml).")

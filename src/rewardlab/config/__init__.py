@@ -10,6 +10,7 @@ from rewardlab.config.schema import (
     LossConfig,
     ModelConfig,
     ScoreConfig,
+    ServeConfig,
     TrainConfig,
 )
 
@@ -22,6 +23,7 @@ __all__ = [
     "LossConfig",
     "ModelConfig",
     "ScoreConfig",
+    "ServeConfig",
     "TrainConfig",
     "build_config",
     "dump_config",

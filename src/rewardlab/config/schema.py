@@ -263,6 +263,57 @@ class ScoreConfig(StrictModel):
     device: str = Field("auto", description="`cpu`, `cuda`, `cuda:1`, or `auto`.")
 
 
+class ServeConfig(StrictModel):
+    """`rewardlab serve`: an HTTP scoring server for one model (routes: README, "Serving")."""
+
+    model: str = Field(description="Model directory written by `rewardlab train` (a run directory works too).")
+    host: str = Field("127.0.0.1", description="Interface to bind; 0.0.0.0 exposes the server to the network.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port (0: any free port, printed at start).")
+    name: str | None = Field(None, description="Model name reported by /v1/model (default: the directory name).")
+    device: str = Field("auto", description="`cpu`, `cuda`, `cuda:1`, or `auto`.")
+    dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
+        None, description="Weights' dtype (default: as saved)."
+    )
+    max_length: int | None = Field(None, ge=8, description="Token limit (default: the model's training limit).")
+    max_batch_size: int = Field(32, ge=1, description="Most responses in one forward pass.")
+    max_batch_tokens: int = Field(
+        32768, ge=64, description="Most padded tokens (rows x longest row) in one forward pass."
+    )
+    max_wait_ms: float = Field(
+        5.0, ge=0, description="How long the first queued request waits for others to join its batch."
+    )
+    max_queue_items: int = Field(
+        4096, ge=1, description="Most responses waiting to be scored; beyond it requests get 503 with Retry-After."
+    )
+    max_items_per_request: int = Field(1024, ge=1, description="Most responses in one request (413 beyond).")
+    max_text_chars: int = Field(100_000, ge=1, description="Longest prompt or response, in characters (422 beyond).")
+    max_body_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Largest request body in bytes, images included (413 beyond)."
+    )
+    normalize: bool = Field(
+        False,
+        description="Default of requests' `normalize` flag, and what /get_reward returns as `rewards`: "
+        "(score − mean) / std with the statistics saved with the model.",
+    )
+    api_key_env: str | None = Field(
+        None, description="Environment variable holding the API key; requests then need `Authorization: Bearer KEY`."
+    )
+    allow_urls: bool = Field(False, description="Accept http(s) image URLs in requests (the server fetches them).")
+    image_root: str | None = Field(
+        None, description="Folder under which requests may name local image files (off by default)."
+    )
+    max_image_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest image, decoded or fetched, in bytes.")
+    url_timeout_s: float = Field(10.0, gt=0, description="Timeout for fetching one image URL.")
+    strip_special_tokens: bool = Field(
+        True,
+        description="/get_reward: remove the model tokenizer's special tokens (e.g. a trailing EOS) that the "
+        "policy's decoded text ends with, as the model was trained without them.",
+    )
+    graceful_shutdown_s: float = Field(
+        30.0, ge=0, description="On SIGTERM/Ctrl-C, how long in-flight requests may take to finish."
+    )
+
+
 class DemoConfig(StrictModel):
     output_dir: str = Field("runs/demo", description="Run directory.")
     seed: int = Field(0, description="Seed for data and model.")

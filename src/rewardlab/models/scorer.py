@@ -9,6 +9,7 @@ padding; results come back in the caller's order. Over-long inputs are always tr
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,9 +25,31 @@ DEFAULT_MAX_LENGTH = 1024
 
 
 def image_key(images: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Identifies a record's images for sharing: paths and URLs by value, other objects (PIL images, bytes
-    dicts) by identity."""
-    return tuple(im if isinstance(im, str) else id(im) for im in images)
+    """Identifies a record's images for sharing: paths and URLs by value, ``{"bytes": ...}`` dicts by a hash of
+    their bytes (the server decodes request images into such dicts: equal images sent twice are encoded once),
+    other objects (PIL images) by identity."""
+    return tuple(_one_image_key(im) for im in images)
+
+
+def _one_image_key(image: Any) -> Any:
+    if isinstance(image, str):
+        return image
+    if isinstance(image, dict) and isinstance(image.get("bytes"), (bytes, bytearray)):
+        return ("sha256", hashlib.sha256(image["bytes"]).hexdigest())
+    return id(image)
+
+
+@dataclass(frozen=True)
+class ScoringItem:
+    """One encoded (prompt, response[, images]) ready for a forward pass; ``key`` names its images (rows with
+    equal keys share them in a batch), ``None`` for text."""
+
+    encoded: Any
+    key: Any = None
+
+    @property
+    def tokens(self) -> int:
+        return len(self.encoded.input_ids)
 
 
 @dataclass(frozen=True)
@@ -79,6 +102,7 @@ class Scorer:
         batch_size: int = 16,
         normalization: dict[str, float] | None = None,
         transform: Any = None,
+        max_batch_tokens: int | None = None,
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -86,6 +110,7 @@ class Scorer:
         self.collator = RowCollator(tokenizer.pad_token_id, padding_side)
         self.padding_side = padding_side
         self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens  # padded tokens per forward (rows x longest); None: no limit
         self.normalization = normalization
 
     @classmethod
@@ -143,6 +168,19 @@ class Scorer:
 
         ``on_batch(n)`` is called after each forward pass with the number of responses it scored (progress bars).
         """
+        items = self.encode(prompts, responses, images=images)
+        scores = self.score_items(items, on_batch)
+        return self.normalize(scores) if normalize else scores
+
+    def encode(
+        self,
+        prompts: Sequence[Text] | Text,
+        responses: Sequence[Text],
+        images: Sequence[tuple[Any, ...]] | None = None,
+    ) -> list[ScoringItem]:
+        """The model inputs of each response (the first half of :meth:`score`; the server encodes each request
+        apart, then scores many requests' items in one :meth:`score_items` call). A bad input raises a
+        :class:`DataError` whose ``index`` attribute is its position."""
         if isinstance(prompts, str) or (prompts and isinstance(prompts[0], dict)):
             prompts = [prompts] * len(responses)  # type: ignore[list-item]
         if len(prompts) != len(responses):
@@ -150,7 +188,7 @@ class Scorer:
         images = images if images is not None else [()] * len(responses)
         if len(images) != len(responses):
             raise ValueError(f"{len(images)} image tuples but {len(responses)} responses")
-        encoded, keys, pixels = [], [], {}
+        items, pixels = [], {}
         for i, (p, r, imgs) in enumerate(zip(prompts, responses, images)):
             # Responses about the same images (a pair, best-of-N) load and process them once, and share them
             # in a batch, so the vision tower encodes them once, as in training.
@@ -158,44 +196,61 @@ class Scorer:
             try:
                 if key is not None and key not in pixels:
                     pixels[key] = self.transform.pixel_inputs(imgs)
-                encoded.append(self.transform.encode(p, r, imgs, pixels=pixels[key]) if key else
-                               self.transform.encode(p, r, imgs))  # fmt: skip
+                encoded = (self.transform.encode(p, r, imgs, pixels=pixels[key]) if key else
+                           self.transform.encode(p, r, imgs))  # fmt: skip
             except DataError as exc:
                 error = DataError(f"response {i + 1} of {len(responses)}: {exc}")
                 error.index = i  # type: ignore[attr-defined]  # callers map it back to their row
                 raise error from None
-            keys.append(key)
-        scores = self._score_encoded(encoded, on_batch, keys)
-        return self.normalize(scores) if normalize else scores
+            items.append(ScoringItem(encoded, key))
+        return items
 
-    def _score_encoded(
-        self, encoded: list[Any], on_batch: Callable[[int], None] | None = None, keys: list[Any] | None = None
-    ) -> list[float]:
-        """Scores in the caller's order. Rows are batched by length; rows sharing an image ``key`` are kept
-        together (records ordered by their longest row), so a batch sends each image once."""
+    def score_items(self, items: Sequence[ScoringItem], on_batch: Callable[[int], None] | None = None) -> list[float]:
+        """Scores in the caller's order. Rows are batched by length (at most ``batch_size`` rows and
+        ``max_batch_tokens`` padded tokens a forward); rows sharing an image key are kept together (records
+        ordered by their longest row), so a batch sends each image once."""
         import torch
 
-        keys = keys or [None] * len(encoded)
-        length = [len(e.input_ids) for e in encoded]
+        keys = [it.key for it in items]
+        length = [it.tokens for it in items]
         longest: dict[Any, int] = {}
         for k, n in zip(keys, length):
             longest[k] = max(longest.get(k, 0), n)
         rank = {k: r for r, k in enumerate(dict.fromkeys(keys))}
         group = [(longest[k], rank[k]) if k is not None else (length[i], -1) for i, k in enumerate(keys)]
-        order = sorted(range(len(encoded)), key=lambda i: (*group[i], length[i]))
-        out = [0.0] * len(encoded)
+        order = sorted(range(len(items)), key=lambda i: (*group[i], length[i]))
+        out = [0.0] * len(items)
         with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                rows = [{"input_ids": encoded[i].input_ids, "token_type_ids": encoded[i].token_type_ids,
-                         **encoded[i].extras, "image_key": keys[i]} for i in idx]  # fmt: skip
+            for idx in self._batches(order, length):
+                rows = [{"input_ids": items[i].encoded.input_ids, "token_type_ids": items[i].encoded.token_type_ids,
+                         **items[i].encoded.extras, "image_key": keys[i]} for i in idx]  # fmt: skip
                 batch = {k: v.to(self.device) for k, v in self.collator(rows).items()}
                 scores = self.model(**batch)
-                for i, s in zip(idx, scores.tolist()):
+                for i, s in zip(idx, scores.float().tolist()):
                     out[i] = s
                 if on_batch is not None:
                     on_batch(len(idx))
         return out
+
+    def _batches(self, order: list[int], length: list[int]) -> list[list[int]]:
+        """``order`` cut into forward batches: at most ``batch_size`` rows, and at most ``max_batch_tokens``
+        padded tokens (rows x longest row) unless one row alone is longer."""
+        batches: list[list[int]] = []
+        current: list[int] = []
+        longest = 0
+        for i in order:
+            grown = max(longest, length[i])
+            full = len(current) >= self.batch_size
+            if self.max_batch_tokens is not None:
+                full = full or grown * (len(current) + 1) > self.max_batch_tokens
+            if current and full:
+                batches.append(current)
+                current, grown = [], length[i]
+            current.append(i)
+            longest = grown
+        if current:
+            batches.append(current)
+        return batches
 
     def normalize(self, scores: list[float]) -> list[float]:
         if not self.normalization:

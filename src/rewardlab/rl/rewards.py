@@ -54,6 +54,36 @@ class ModelReward:
         return self.scorer.score(list(prompts), list(completions), normalize=self.normalize, images=images)
 
 
+class RemoteReward:
+    """A reward model behind ``rewardlab serve`` (or any OpenRLHF ``/get_reward`` server) as a TRL reward function:
+    ``GRPOTrainer(reward_funcs=[RemoteReward("http://127.0.0.1:8000")], ...)``.
+
+    All completions of a step go out in few requests (the client batches and spreads them over ``urls``, retrying
+    a failed server's share on the others). Options are :class:`~rewardlab.serving.client.RewardClient`'s
+    (``api_key``, ``weights``, ``timeout_s``, ``retries``, ...); ``normalize`` asks the server for
+    (score − mean) / std with the model's saved statistics — the normalization OpenRLHF's remote path ignores.
+    An ``images`` (or ``image``) column is sent with each completion, for vision RMs.
+    """
+
+    def __init__(self, urls: str | Sequence[str], *, normalize: bool | None = None, name: str = "remote_rm",
+                 **client_options: Any):  # fmt: skip
+        from rewardlab.serving.client import RewardClient
+
+        self.client = RewardClient(urls, normalize=normalize, **client_options)
+        self.__name__ = name
+
+    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float]:
+        images = None
+        if any(columns.get(name) is not None for name in IMAGE_COLUMNS):
+            images = _images(columns)
+            prompts = [_text(p, last_user=True) for p in prompts]
+            completions = [_text(c) for c in completions]
+        return self.client.score(list(prompts), list(completions), images=images)
+
+    def close(self) -> None:
+        self.client.close()
+
+
 def _images(columns: dict[str, Any]) -> list[tuple[Any, ...]]:
     for name in IMAGE_COLUMNS:
         if columns.get(name) is not None:
