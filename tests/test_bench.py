@@ -74,3 +74,28 @@ def test_quality_benchmark_quick_run_scores_both_sides(tmp_path: Path) -> None:
         assert row["accuracy"] > 0.6  # the generated pairs are easy: both learn
     assert res["baselines"]["shorter_wins"] + res["baselines"]["longer_wins"] == pytest.approx(1.0)
     assert "| baseline: shorter wins |" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("aiohttp") is None or importlib.util.find_spec("fastapi") is None,
+    reason="the serving benchmark needs the [bench] extra (aiohttp, fastapi, uvicorn)",
+)
+def test_serving_benchmark_quick_run_reports_both_servers(tmp_path: Path) -> None:
+    """bench_serve.py --quick: both servers answer every request of the same load; the ratios are computed from
+    the rows printed."""
+    out = tmp_path / "s.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT.parent / "bench_serve.py"), "--quick", "--out", str(out)],
+        capture_output=True, text=True, env={**os.environ, **OFFLINE}, timeout=1800,  # a hang guard
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    res = json.loads(out.read_text(encoding="utf-8"))
+    assert set(res["servers"]) == {"rewardlab", "one-by-one"}
+    for name, r in res["servers"].items():
+        assert r["requests"] > 0 and r["errors"] == 0, name
+        assert r["items_per_s"] == pytest.approx(2 * r["requests_per_s"]) and r["p99_ms"] >= r["p50_ms"], name
+    a, b = res["servers"]["rewardlab"], res["servers"]["one-by-one"]
+    assert res["ratios"]["items_per_s"] == pytest.approx(a["items_per_s"] / b["items_per_s"])
+    assert a["server"]["model_calls"] >= 1 and a["server"]["mean_batch"] >= 1
+    assert "| rewardlab/one-by-one |" in proc.stdout

@@ -312,6 +312,9 @@ class ServeConfig(StrictModel):
     graceful_shutdown_s: float = Field(
         30.0, ge=0, description="On SIGTERM/Ctrl-C, how long in-flight requests may take to finish."
     )
+    access_log: bool = Field(
+        False, description="Log a line per request (method, path, status; never the body). Costs throughput."
+    )
 
 
 class DemoConfig(StrictModel):

@@ -47,7 +47,8 @@ def run_serve(cfg: ServeConfig, on_listening: Callable[[str], None] | None = Non
         app,
         host=cfg.host,
         port=cfg.port,
-        log_config=None,  # rewardlab's logging; uvicorn's access log lines carry method, path and status only
+        log_config=None,  # rewardlab's logging
+        access_log=cfg.access_log,  # a line per request (method, path, status; never the body): off by default
         timeout_graceful_shutdown=cfg.graceful_shutdown_s,
     )
     try:
