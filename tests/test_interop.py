@@ -264,6 +264,48 @@ def test_openrlhf_loader(exports, openrlhf_path, name):
     assert json.loads(run.stdout.strip().splitlines()[-1]) == pytest.approx(want, abs=TOL)
 
 
+OPENRLHF_CLIENT_SCRIPT = r"""
+import asyncio, json, sys, types
+try:
+    import pylatexenc  # noqa: F401  (openrlhf.utils imports it for math grading, unused here)
+except ImportError:
+    sys.modules["pylatexenc"] = types.ModuleType("pylatexenc")
+    sys.modules["pylatexenc.latex2text"] = sys.modules["pylatexenc"].latex2text = types.ModuleType("latex2text")
+from openrlhf.utils.agent import SingleTurnAgentExecutor
+
+urls, queries, prompts = json.loads(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[3])
+executor = SingleTurnAgentExecutor(urls)
+out = asyncio.run(executor._fetch_rewards_via_http(queries, prompts, [None] * len(queries)))
+print(json.dumps(out))
+"""
+
+
+def test_openrlhf_remote_reward_client_against_rewardlab_serve(exports, openrlhf_path):
+    """(e) OpenRLHF's own remote-RM client (the one its PPO/GRPO trainer calls with --reward.remote_url) against
+    `rewardlab serve`'s /get_reward: one and two endpoints, the decoded query ending with the EOS, as OpenRLHF
+    decodes it."""
+    pytest.importorskip("aiohttp")
+    pytest.importorskip("fastapi")
+    from tests.servers import ThreadServer
+
+    scorer = Scorer.from_pretrained(str(exports["qwen2"]), device="cpu")
+    eos = scorer.tokenizer.eos_token
+    queries, prompts = [p + r + eos for p, r in PROBES], [p for p, _ in PROBES]
+    want = scorer.score(prompts, [r for _, r in PROBES])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([openrlhf_path, os.environ.get("PYTHONPATH", "")])}
+    with ThreadServer(scorer) as server:
+        for urls in ([server.url + "/get_reward"], [server.url + "/get_reward"] * 2):
+            args = [json.dumps(urls), json.dumps(queries), json.dumps(prompts)]
+            run = subprocess.run([sys.executable, "-c", OPENRLHF_CLIENT_SCRIPT, *args], capture_output=True, text=True,
+                                 env=env, timeout=600)  # fmt: skip
+            assert run.returncode == 0, run.stderr[-2000:]
+            shards = json.loads(run.stdout.strip().splitlines()[-1])
+            assert len(shards) == len(urls)  # one request per endpoint, each a slice of the queries
+            rewards = [r for shard in shards for r in shard["rewards"]]
+            assert rewards == pytest.approx(want, abs=TOL)
+            assert all(set(shard) == {"rewards", "scores", "extra_logs"} for shard in shards)
+
+
 def test_format_1_export_still_scores_as_trained(tmp_path):
     """An export from before the input format (rewardlab.json format_version 1): prompt and response tokenized
     apart, the EOS appended, read there — the Scorer keeps doing exactly that."""
