@@ -452,3 +452,40 @@ def test_serve_command_errors_exit_2(tmp_path, capsys, model_dir, monkeypatch):
     assert "max_batch_size" in capsys.readouterr().err  # did you mean
     assert main(["serve", "--model", str(model_dir), "image_root=" + str(tmp_path / "none")]) == 2
     assert os.path.basename(str(tmp_path / "none")) in capsys.readouterr().err
+
+
+def test_remote_reward_sends_an_images_column_to_a_vision_server(vision_scorer):
+    """rewardlab.rl.RemoteReward as TRL calls it: chat prompts and completions, and the dataset's images column
+    (PIL images) — the vision RM scores each completion against its image."""
+    from PIL import Image
+
+    from rewardlab.rl import RemoteReward
+
+    red, blue = Image.new("RGB", (24, 24), (200, 30, 30)), Image.new("RGB", (24, 24), (20, 20, 220))
+    prompts = [[{"role": "user", "content": "Is the page red?"}]] * 2
+    completions = [[{"role": "assistant", "content": "yes"}]] * 2
+    with ThreadServer(vision_scorer) as s:
+        reward = RemoteReward(s.url)
+        got = reward(prompts, completions, images=[[red], [blue]], trainer_state=None)
+        reward.close()
+    want = vision_scorer.score(["Is the page red?"] * 2, ["yes"] * 2, images=[(red,), (blue,)])
+    assert got == pytest.approx(want, abs=1e-5) and abs(got[0] - got[1]) > 1e-6
+
+
+def test_a_failing_model_call_is_a_500_without_details_and_the_server_keeps_serving(model_dir):
+    scorer = Scorer.from_pretrained(str(model_dir), device="cpu")
+    real, calls = scorer.score_items, []
+
+    def flaky(items, on_batch=None):
+        calls.append(len(items))
+        if len(calls) == 1:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real(items, on_batch)
+
+    scorer.score_items = flaky
+    with ThreadServer(scorer) as s:
+        body = {"items": [{"prompt": "p", "response": "r"}]}
+        first = post(f"{s.url}/v1/score", body)
+        assert first.status_code == 500 and first.json()["error"]["type"] == "internal"
+        assert "out of memory" not in first.text and "Traceback" not in first.text
+        assert post(f"{s.url}/v1/score", body).status_code == 200
