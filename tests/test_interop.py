@@ -282,19 +282,22 @@ print(json.dumps(out))
 
 def test_openrlhf_remote_reward_client_against_rewardlab_serve(exports, openrlhf_path):
     """(e) OpenRLHF's own remote-RM client (the one its PPO/GRPO trainer calls with --reward.remote_url) against
-    `rewardlab serve`'s /get_reward: one and two endpoints, the decoded query ending with the EOS, as OpenRLHF
-    decodes it."""
+    `rewardlab serve`'s /get_reward: one and two endpoints, a decoder and an encoder RM, the decoded query ending
+    with the policy's EOS, as OpenRLHF decodes it."""
     pytest.importorskip("aiohttp")
     pytest.importorskip("fastapi")
     from tests.servers import ThreadServer
 
-    scorer = Scorer.from_pretrained(str(exports["qwen2"]), device="cpu")
-    eos = scorer.tokenizer.eos_token
-    queries, prompts = [p + r + eos for p, r in PROBES], [p for p, _ in PROBES]
-    want = scorer.score(prompts, [r for _, r in PROBES])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([openrlhf_path, os.environ.get("PYTHONPATH", "")])}
-    with ThreadServer(scorer) as server:
-        for urls in ([server.url + "/get_reward"], [server.url + "/get_reward"] * 2):
+    for name, endpoints in (("qwen2", 1), ("qwen2", 2), ("bert", 1)):
+        scorer = Scorer.from_pretrained(str(exports[name]), device="cpu")
+        # The policy's decoded text ends with its EOS: the RM's own (a decoder sharing the tokenizer), or a
+        # foreign one (the encoder RM), which strip_texts names.
+        eos = scorer.tokenizer.eos_token if name == "qwen2" else "<|im_end|>"
+        queries, prompts = [p + r + eos for p, r in PROBES], [p for p, _ in PROBES]
+        want = scorer.score(prompts, [r for _, r in PROBES])
+        with ThreadServer(scorer, strip_texts=["<|im_end|>"]) as server:
+            urls = [server.url + "/get_reward"] * endpoints
             args = [json.dumps(urls), json.dumps(queries), json.dumps(prompts)]
             run = subprocess.run([sys.executable, "-c", OPENRLHF_CLIENT_SCRIPT, *args], capture_output=True, text=True,
                                  env=env, timeout=600)  # fmt: skip

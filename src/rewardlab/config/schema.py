@@ -309,6 +309,11 @@ class ServeConfig(StrictModel):
         description="/get_reward: remove the model tokenizer's special tokens (e.g. a trailing EOS) that the "
         "policy's decoded text ends with, as the model was trained without them.",
     )
+    strip_texts: list[str] = Field(
+        default_factory=list,
+        description="/get_reward: more strings removed from the end of responses, e.g. the policy's EOS when its "
+        "tokenizer differs from the model's (`strip_texts=['<|im_end|>']`).",
+    )
     graceful_shutdown_s: float = Field(
         30.0, ge=0, description="On SIGTERM/Ctrl-C, how long in-flight requests may take to finish."
     )

@@ -88,7 +88,8 @@ class Service:
             max_queue_items=cfg.max_queue_items,
             on_batch=self.metrics.observe_batch,
         )
-        self.special_tokens = sorted(_special_tokens(scorer.tokenizer), key=len, reverse=True)
+        suffixes = (_special_tokens(scorer.tokenizer) if cfg.strip_special_tokens else set()) | set(cfg.strip_texts)
+        self.suffixes = sorted((t for t in suffixes if t), key=len, reverse=True)
 
     def check_count(self, n: int, field: str) -> None:
         if n > self.cfg.max_items_per_request:
@@ -162,10 +163,10 @@ class Service:
             raise RequestError(422, message, field=fields[index] if index is not None else None) from None
 
     def strip_special(self, text: str) -> str:
-        """``text`` without the special tokens it ends with (and the whitespace between them)."""
+        """``text`` without the special tokens (and ``strip_texts``) it ends with, and the whitespace between them."""
         while True:
             stripped = text.rstrip()
-            token = next((t for t in self.special_tokens if stripped.endswith(t)), None)
+            token = next((t for t in self.suffixes if stripped.endswith(t)), None)
             if token is None:
                 return text
             text = stripped[: -len(token)]
@@ -330,7 +331,7 @@ def create_app(scorer: Scorer, cfg: ServeConfig, *, name: str | None = None) -> 
             raise RequestError(422, f"{len(req.prompts)} prompts for {len(req.query)} queries; send one prompt per "
                                "query, or none", field="prompts")  # fmt: skip
         prompts, responses, unsplit = split_queries(req.query, req.prompts)
-        if service.cfg.strip_special_tokens:
+        if service.suffixes:
             responses = [service.strip_special(r) for r in responses]
         fields = [f"query[{i}]" for i in range(len(req.query))]
         for r, p, f in zip(responses, prompts, fields):
