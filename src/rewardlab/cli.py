@@ -115,6 +115,20 @@ def cmd_rank(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rl(ns: argparse.Namespace) -> int:
+    from rewardlab.config.schema import RLConfig
+    from rewardlab.recipes.rl import run_rl
+
+    result = run_rl(load_config(RLConfig, ns.config, ns.overrides))
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    reward = result.summary["metrics"].get("reward")
+    if reward:
+        print(f"reward: {reward['first']:.4f} (first step) → {reward['last']:.4f} (last)")
+    print(f"policy: {result.policy_dir}")
+    return 0
+
+
 def cmd_serve(ns: argparse.Namespace) -> int:
     from rewardlab.config.loading import deep_merge, read_yaml
     from rewardlab.recipes.serve import run_serve
@@ -211,6 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="Vision models: path or URL of the image the responses are about (repeatable).",
     )
     p.set_defaults(func=cmd_rank)
+
+    p = sub.add_parser("rl", help="Fine-tune a policy with rule, model or remote rewards (TRL GRPO/RLOO; needs [rl]).")
+    p.add_argument("--config", required=True, help="YAML file (see configs/rl/).")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. algorithm=rloo training.max_steps=50")
+    p.set_defaults(func=cmd_rl)
 
     p = sub.add_parser(
         "serve",

@@ -322,6 +322,75 @@ class ServeConfig(StrictModel):
     )
 
 
+class PolicyConfig(StrictModel):
+    """The language model fine-tuned with rewards."""
+
+    name_or_path: str = Field(description="Hub name or local directory of a causal language model.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("float32", description="Weights dtype.")
+    lora: LoraSettings | None = Field(None, description="Train LoRA adapters instead of all weights.")
+    trust_remote_code: bool = Field(False, description="Allow custom modeling code from the hub.")
+
+
+class PromptData(StrictModel):
+    """Prompts (plain text or chat messages); every other column reaches the reward functions by its name."""
+
+    train: DataSource = Field(description="Prompt file (JSONL/CSV/Parquet), `datasets` directory or hub name.")
+    eval: DataSource | None = Field(None, description="Held-out prompts, evaluated every `training.eval_steps`.")
+    eval_count: int = Field(0, ge=0, description="Without `eval`: hold out this many training prompts (seeded).")
+    prompt_column: str = Field("prompt", description="Column with the prompt.")
+
+
+class RewardSource(StrictModel):
+    """One reward: a rule, a rewardlab reward model, or a remote server; ``weight`` scales it in the sum."""
+
+    type: Literal["rule", "model", "remote"] = Field(description="Where the reward comes from.")
+    name: str | None = Field(None, description="Name in the logs (`rewards/<name>/mean`); default from the source.")
+    weight: float = Field(1.0, description="Weight in the summed reward.")
+    rule: str | None = Field(
+        None,
+        description="`rule`: `word_count`, `length`, `regex`, or `module:function` (TRL's reward function signature).",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="`rule`: the rule's settings (see README, 'Rule rewards')."
+    )
+    path: str | None = Field(None, description="`model`: a rewardlab model directory (or run directory).")
+    url: str | list[str] | None = Field(None, description="`remote`: `rewardlab serve` URL(s) or `.../get_reward`.")
+    normalize: bool = Field(False, description="`model`/`remote`: (score − mean) / std with the saved statistics.")
+    device: str = Field("auto", description="`model`: where the reward model runs.")
+    batch_size: int = Field(32, ge=1, description="`model`: responses scored per forward pass.")
+    api_key_env: str | None = Field(None, description="`remote`: environment variable with the server's API key.")
+
+    @model_validator(mode="after")
+    def _fields_for_type(self) -> RewardSource:
+        need = {"rule": "rule", "model": "path", "remote": "url"}[self.type]
+        if getattr(self, need) in (None, "", []):
+            raise ValueError(f"a `{self.type}` reward needs `{need}`")
+        return self
+
+
+class GenerationSettings(StrictModel):
+    num_generations: int = Field(8, ge=2, description="Completions per prompt (the group GRPO/RLOO compare).")
+    max_completion_length: int = Field(64, ge=1, description="Longest completion, in tokens.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling.")
+
+
+class RLConfig(StrictModel):
+    """`rewardlab rl`: fine-tune a policy with rewards on TRL's GRPO or RLOO trainer."""
+
+    output_dir: str = Field(description="Run directory.")
+    policy: PolicyConfig
+    data: PromptData
+    rewards: list[RewardSource] = Field(min_length=1, description="Reward sources; the reward is their weighted sum.")
+    algorithm: Literal["grpo", "rloo"] = Field("grpo", description="TRL trainer: GRPOTrainer or RLOOTrainer.")
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    training: dict[str, Any] = Field(
+        default_factory=dict, description="Handed to TRL's GRPOConfig / RLOOConfig (learning_rate, beta, max_steps…)."
+    )
+    seed: int = Field(0, description="Seed for data order, sampling and initialisation.")
+    resume: bool | str = Field(False, description="`true`: continue from the last checkpoint; or a checkpoint path.")
+
+
 class DemoConfig(StrictModel):
     output_dir: str = Field("runs/demo", description="Run directory.")
     seed: int = Field(0, description="Seed for data and model.")

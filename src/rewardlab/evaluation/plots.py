@@ -136,6 +136,38 @@ def plot_learning_curve(metrics_path: str | Path, out_path: str | Path) -> Path:
     return _save(fig, out_path, outside_legend=True)
 
 
+def plot_reward_curve(metrics_path: str | Path, out_path: str | Path) -> Path:
+    """An RL run: the summed reward (train, and eval when logged) on top, each source's mean reward below, and the
+    KL to the reference policy when it was computed."""
+    plt = _pyplot()
+    rows = read_jsonl(metrics_path)
+
+    def series(key: str) -> list[tuple[int, float]]:
+        return [(r["step"], r[key]) for r in rows if _is_finite(r.get(key))]
+
+    sources = sorted({k.split("/")[1] for r in rows for k in r if k.startswith("rewards/") and k.endswith("/mean")})
+    panels = [
+        ("reward", [("train", series("reward")), ("eval", series("eval_reward"))]),
+        ("reward by source", [(name, series(f"rewards/{name}/mean")) for name in sources]),
+        ("KL to reference", [("train", series("kl"))]),
+    ]
+    panels = [(name, [(label, pts) for label, pts in lines if pts]) for name, lines in panels]
+    panels = [(name, lines) for name, lines in panels if lines]
+    if not panels:
+        return _no_data(out_path, "reward curve", "no reward logged yet (fewer steps than training.logging_steps?)")
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels)), dpi=110, sharex=True, squeeze=False)
+    for ax, (name, lines) in zip(axes[:, 0], panels):
+        for label, points in lines:
+            style = {"marker": "o"} if label == "eval" else {}
+            ax.plot(*zip(*points), label=label, **style)
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)
+    axes[-1, 0].set_xlabel("step")
+    axes[0, 0].set_title("reward curve")
+    return _save(fig, out_path, outside_legend=True)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Evaluation
 # ---------------------------------------------------------------------------------------------------------------------

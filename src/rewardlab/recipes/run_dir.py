@@ -23,7 +23,7 @@ import yaml
 
 from rewardlab.config import dump_config
 from rewardlab.data.files import RunLock, atomic_write_text, remove_debris
-from rewardlab.errors import OutputError
+from rewardlab.errors import ConfigError, OutputError
 
 logger = logging.getLogger(__name__)
 
@@ -105,3 +105,22 @@ def _logged_step(line: str) -> int | None:
         return int(json.loads(line)["step"])
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def resolve_resume(cfg: Any) -> str | None:
+    """``resume: true`` → last complete checkpoint in output_dir (None if there is none yet); a path → itself."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if cfg.resume is False:
+        return None
+    if isinstance(cfg.resume, str):
+        if not Path(cfg.resume).is_dir():
+            raise ConfigError(f"resume: checkpoint directory {cfg.resume} not found")
+        return cfg.resume
+    out = Path(cfg.output_dir)
+    last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    if last is None:
+        logger.info("resume: no checkpoint in %s yet, starting from scratch", out)
+    else:
+        logger.info("resume: continuing from %s (step %d)", last, checkpoint_step(Path(last)))
+    return last

@@ -14,8 +14,8 @@ from rewardlab.errors import ConfigError, DataError
 from rewardlab.recipes.run_dir import (
     align_metrics,
     check_output_dir,
-    checkpoint_step,
     finished_run,
+    resolve_resume,
     run_lock,
     tidy_run_dir,
 )
@@ -29,25 +29,6 @@ class TrainResult:
     model_dir: Path
     metrics: dict[str, float]
     counts: dict[str, Any] = field(default_factory=dict)
-
-
-def resolve_resume(cfg: TrainConfig) -> str | None:
-    """``resume: true`` → last complete checkpoint in output_dir (None if there is none yet); a path → itself."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    if cfg.resume is False:
-        return None
-    if isinstance(cfg.resume, str):
-        if not Path(cfg.resume).is_dir():
-            raise ConfigError(f"resume: checkpoint directory {cfg.resume} not found")
-        return cfg.resume
-    out = Path(cfg.output_dir)
-    last = get_last_checkpoint(str(out)) if out.is_dir() else None
-    if last is None:
-        logger.info("resume: no checkpoint in %s yet, starting from scratch", out)
-    else:
-        logger.info("resume: continuing from %s (step %d)", last, checkpoint_step(Path(last)))
-    return last
 
 
 def build_datasets(data: PreparedData, transform: Any, ranked_as: str) -> tuple[Any, Any, dict[str, Any]]:

@@ -13,17 +13,17 @@ from rewardlab.config.schema import TRAINING_DEFAULTS
 from rewardlab.errors import ConfigError
 
 
-def check_training_keys(user: dict[str, Any]) -> None:
-    """Unknown ``training:`` keys fail with a "did you mean" hint."""
-    known = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
+def check_training_keys(user: dict[str, Any], args_class: type = TrainingArguments) -> None:
+    """Unknown ``training:`` keys fail with a "did you mean" hint (``args_class``: ``TrainingArguments`` or a
+    subclass, e.g. TRL's ``GRPOConfig``)."""
+    known = {f.name for f in dataclasses.fields(args_class) if f.init}
     unknown = [k for k in user if k not in known]
     if unknown:
         hints = []
         for key in unknown:
             close = difflib.get_close_matches(key, known, n=1)
-            hints.append(
-                f"training.{key}: unknown TrainingArguments field" + (f"; did you mean {close[0]!r}?" if close else "")
-            )
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hints.append(f"training.{key}: unknown {args_class.__name__} field{hint}")
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(hints))
 
 
@@ -34,10 +34,10 @@ POSITIVE = ("learning_rate", "num_train_epochs")
 FRACTION_OK = ("logging_steps", "save_steps", "eval_steps")  # below 1: a share of the run
 
 
-def check_training_values(user: dict[str, Any]) -> dict[str, Any]:
+def check_training_values(user: dict[str, Any], args_class: type = TrainingArguments) -> dict[str, Any]:
     """Numbers given as strings become numbers (YAML 1.1 reads ``1e-4`` as a string; the same value as a
     ``key=value`` override is a float), then every type and bound problem is listed at once."""
-    hints = typing.get_type_hints(TrainingArguments)
+    hints = typing.get_type_hints(args_class)
     values, problems = dict(user), []
     for key, value in user.items():
         kinds = set(typing.get_args(hints.get(key))) or {hints.get(key)}

@@ -1,0 +1,168 @@
+"""``rewardlab rl``: fine-tune a policy with rewards (TRL's GRPO or RLOO), leaving a run directory like ``train``'s:
+``config.yaml``, ``env.json``, ``training_args.json``, ``metrics.jsonl``, checkpoints, the final ``policy/``,
+``results.json``, ``reward_curve.png`` and ``report.md``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rewardlab.config.schema import DataSource, RLConfig
+from rewardlab.errors import DataError
+from rewardlab.recipes.run_dir import (
+    align_metrics,
+    check_output_dir,
+    resolve_resume,
+    run_lock,
+    tidy_run_dir,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RLResult:
+    run_dir: Path
+    policy_dir: Path
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def read_prompts(source: DataSource, prompt_column: str) -> list[dict[str, Any]]:
+    """Rows with a usable prompt (text or chat messages) under ``prompt``; every other column kept as it is."""
+    from rewardlab.data.readers import iter_rows
+
+    rows = []
+    for rowno, row in iter_rows(source):
+        value = row.get(prompt_column)
+        if prompt_column not in row:
+            raise DataError(f"missing column {prompt_column!r} (found: {', '.join(row) or 'none'}); name yours with "
+                            "data.prompt_column", source=source.path, row=rowno, field=prompt_column)  # fmt: skip
+        messages = isinstance(value, list) and value and all(isinstance(m, dict) and "role" in m for m in value)
+        if not (isinstance(value, str) and value.strip()) and not messages:
+            raise DataError(f"expected a non-empty string or a list of chat messages, got {value!r}",
+                            source=source.path, row=rowno, field=prompt_column)  # fmt: skip
+        out = {k: v for k, v in row.items() if k != prompt_column}
+        out["prompt"] = value
+        rows.append(out)
+        if source.max_samples and len(rows) >= source.max_samples:
+            break
+    if not rows:
+        raise DataError("no prompts", source=source.path)
+    return rows
+
+
+def split_prompts(cfg: RLConfig) -> tuple[list[dict], list[dict]]:
+    train = read_prompts(cfg.data.train, cfg.data.prompt_column)
+    if cfg.data.eval is not None:
+        return train, read_prompts(cfg.data.eval, cfg.data.prompt_column)
+    if cfg.data.eval_count:
+        if cfg.data.eval_count >= len(train):
+            raise DataError(f"data.eval_count={cfg.data.eval_count} leaves no training prompt ({len(train)} in all)",
+                            source=cfg.data.train.path)  # fmt: skip
+        order = list(range(len(train)))
+        random.Random(cfg.seed).shuffle(order)
+        held = set(order[: cfg.data.eval_count])
+        return [r for i, r in enumerate(train) if i not in held], [r for i, r in enumerate(train) if i in held]
+    return train, []
+
+
+def to_dataset(rows: list[dict], where: str) -> Any:
+    from datasets import Dataset
+
+    try:
+        return Dataset.from_list(rows)
+    except Exception as exc:  # pyarrow refuses columns whose rows disagree in type
+        raise DataError(f"the columns do not have one type per column ({type(exc).__name__}: {exc})",
+                        source=where) from None  # fmt: skip
+
+
+def run_rl(cfg: RLConfig) -> RLResult:
+    """Fine-tune ``cfg.policy`` with ``cfg.rewards``. Data and config problems raise before anything is written."""
+    run_dir = Path(cfg.output_dir)
+    check_output_dir(run_dir)
+    train_rows, eval_rows = split_prompts(cfg)  # before torch is imported: a wrong path fails at once
+    with run_lock(run_dir):
+        tidy_run_dir(run_dir)
+        return _rl(cfg, run_dir, train_rows, eval_rows)
+
+
+def _rl(cfg: RLConfig, run_dir: Path, train_rows: list[dict], eval_rows: list[dict]) -> RLResult:
+    from transformers import set_seed
+
+    from rewardlab.recipes.run_record import write_run_record
+    from rewardlab.rl.sources import build_rewards
+    from rewardlab.rl.trainer import build_trainer
+    from rewardlab.training.callbacks import MetricsFileCallback
+
+    set_seed(cfg.seed)
+    reward_funcs, weights = build_rewards(cfg.rewards)
+    train_set = to_dataset(train_rows, cfg.data.train.path)
+    eval_set = to_dataset(eval_rows, (cfg.data.eval or cfg.data.train).path) if eval_rows else None
+    resume = resolve_resume(cfg)
+    trainer = build_trainer(cfg, train_set, eval_set, reward_funcs, weights,
+                            [MetricsFileCallback(run_dir / "metrics.jsonl")])  # fmt: skip
+    align_metrics(run_dir, resume)
+    write_run_record(run_dir, cfg, training_args=trainer.args)
+    trainer.train(resume_from_checkpoint=resume)
+    for func in reward_funcs:
+        if hasattr(func, "close"):
+            func.close()
+    return finish_rl(cfg, trainer, run_dir, [f.__name__ for f in reward_funcs])
+
+
+def export_policy(trainer: Any, target: Path) -> None:
+    """The trained policy (LoRA merged) and its tokenizer, written atomically."""
+    from rewardlab.data.files import atomic_directory
+
+    model = trainer.model
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    with atomic_directory(target) as staging:
+        model.save_pretrained(staging)
+        trainer.processing_class.save_pretrained(staging)
+
+
+def summarize(metrics_path: Path, names: list[str]) -> dict[str, Any]:
+    """First and last logged values of the reward, each source's mean, eval reward and KL."""
+    from rewardlab.evaluation.plots import read_jsonl
+
+    rows = read_jsonl(metrics_path) if metrics_path.is_file() else []
+    keys = ["reward", "eval_reward", "kl", *[f"rewards/{n}/mean" for n in names],
+            *[f"eval_rewards/{n}/mean" for n in names]]  # fmt: skip
+    out: dict[str, Any] = {}
+    for key in keys:
+        values = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+        if values:
+            out[key] = {"first": values[0], "last": values[-1], "logged": len(values)}
+    return out
+
+
+def finish_rl(cfg: RLConfig, trainer: Any, run_dir: Path, names: list[str]) -> RLResult:
+    from rewardlab.data.files import atomic_write_text
+    from rewardlab.evaluation.plots import plot_reward_curve
+
+    policy_dir = run_dir / "policy"
+    summary = {"global_step": trainer.state.global_step, "algorithm": cfg.algorithm,
+               "metrics": summarize(run_dir / "metrics.jsonl", names)}  # fmt: skip
+    if trainer.args.should_save:
+        export_policy(trainer, policy_dir)
+        atomic_write_text(run_dir / "results.json", json.dumps(summary, indent=2))
+        plot_reward_curve(run_dir / "metrics.jsonl", run_dir / "reward_curve.png")
+        atomic_write_text(run_dir / "report.md", rl_report(cfg, summary))
+    trainer.accelerator.wait_for_everyone()
+    return RLResult(run_dir, policy_dir, summary)
+
+
+def rl_report(cfg: RLConfig, summary: dict[str, Any]) -> str:
+    lines = [f"# RL run: {cfg.algorithm.upper()}, policy {cfg.policy.name_or_path}", "",
+             f"{summary['global_step']} steps; rewards: "
+             + ", ".join(f"{r.name or r.rule or r.type} (weight {r.weight:g})" for r in cfg.rewards), "",
+             "| metric | first logged | last logged |", "|---|---:|---:|"]  # fmt: skip
+    for key, v in summary["metrics"].items():
+        lines.append(f"| {key} | {v['first']:.4f} | {v['last']:.4f} |")
+    lines += ["", "![reward curve](reward_curve.png)", ""]
+    return "\n".join(lines)
