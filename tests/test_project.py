@@ -42,6 +42,13 @@ def test_shipped_configs_are_valid(path):
     if "rewardlab eval" in text.splitlines()[0]:
         load_config(EvalConfig, path)
         return
+    if " rl " in text.splitlines()[0]:
+        from rewardlab.config.schema import RLConfig
+        from rewardlab.rl.trainer import trl_config_class
+
+        rl = load_config(RLConfig, path)
+        check_training_keys(rl.training, trl_config_class(rl.algorithm))
+        return
     cfg = load_config(TrainConfig, path)
     check_training_keys(cfg.training)
 

@@ -290,3 +290,22 @@ def test_a_reward_model_with_another_tokenizer_scores_the_decoded_text(workspace
     prompts, completions, scores = seen[0]
     assert scores == pytest.approx(Scorer.from_pretrained(str(rm), device="cpu").score(prompts, completions),
                                    abs=1e-5)  # fmt: skip
+
+
+def test_prompts_built_from_a_template_with_sampled_word_targets(tmp_path):
+    """The summarize-in-N-words recipe's data step: posts with nested fields, a target drawn per row (seeded)."""
+    from rewardlab.config.schema import PromptData
+    from rewardlab.errors import DataError
+    from rewardlab.recipes.rl import read_prompts
+
+    posts = write_jsonl(tmp_path / "posts.jsonl", [{"info": {"post": f"Post number {i}."}} for i in range(20)])
+    data = PromptData(train=str(posts), target_words=(10, 12),
+                      template="Summarize the text using exactly {target_words} words:\n\n{info[post]}")  # fmt: skip
+    rows = read_prompts(data.train, data, seed=0)
+    assert {r["target_words"] for r in rows} <= {10, 11, 12} and len({r["target_words"] for r in rows}) > 1
+    assert rows[3]["prompt"] == f"Summarize the text using exactly {rows[3]['target_words']} words:\n\nPost number 3."
+    assert read_prompts(data.train, data, seed=0) == rows  # seeded
+    assert WordCountReward().targets([r["prompt"] for r in rows], {}) == [r["target_words"] for r in rows]
+    bad = data.model_copy(update={"template": "{title}: {info[post]}"})
+    with pytest.raises(DataError, match="posts.jsonl:1.*'title'"):
+        read_prompts(bad.train, bad, seed=0)

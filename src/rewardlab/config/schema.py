@@ -337,7 +337,29 @@ class PromptData(StrictModel):
     train: DataSource = Field(description="Prompt file (JSONL/CSV/Parquet), `datasets` directory or hub name.")
     eval: DataSource | None = Field(None, description="Held-out prompts, evaluated every `training.eval_steps`.")
     eval_count: int = Field(0, ge=0, description="Without `eval`: hold out this many training prompts (seeded).")
-    prompt_column: str = Field("prompt", description="Column with the prompt.")
+    prompt_column: str = Field("prompt", description="Column with the prompt (unless `template` builds it).")
+    target_words: tuple[int, int] | None = Field(
+        None,
+        description="Give each row a `target_words` column drawn uniformly from [low, high] (seeded), when the "
+        "data has none: the word count the `word_count` rule asks for, usable in `template` as {target_words}.",
+    )
+    template: str | None = Field(
+        None,
+        description="Build each prompt from the row's columns with Python format syntax, e.g. 'Summarize the text "
+        "using exactly {target_words} words:\n\n{info[post]}' (nested fields with [key]).",
+    )
+
+    as_chat: bool = Field(
+        False, description="Send a text prompt as one user message, so the policy's chat template renders it."
+    )
+
+    @model_validator(mode="after")
+    def _ordered_range(self) -> PromptData:
+        if self.target_words is not None and not 1 <= self.target_words[0] <= self.target_words[1]:
+            raise ValueError(
+                f"target_words: expected [low, high] with 1 <= low <= high, got {list(self.target_words)}"
+            )
+        return self
 
 
 class RewardSource(StrictModel):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rewardlab.config.schema import DataSource, RLConfig
+from rewardlab.config.schema import DataSource, PromptData, RLConfig
 from rewardlab.errors import DataError
 from rewardlab.recipes.run_dir import (
     align_metrics,
@@ -31,22 +31,35 @@ class RLResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def read_prompts(source: DataSource, prompt_column: str) -> list[dict[str, Any]]:
-    """Rows with a usable prompt (text or chat messages) under ``prompt``; every other column kept as it is."""
+def read_prompts(source: DataSource, data: PromptData, seed: int) -> list[dict[str, Any]]:
+    """Rows with a usable prompt (text or chat messages) under ``prompt``, built by ``data.template`` when set;
+    every other column kept as it is, plus ``target_words`` when ``data.target_words`` asks for it."""
     from rewardlab.data.readers import iter_rows
 
+    rng = random.Random(seed)
+    column = data.prompt_column
     rows = []
     for rowno, row in iter_rows(source):
-        value = row.get(prompt_column)
-        if prompt_column not in row:
-            raise DataError(f"missing column {prompt_column!r} (found: {', '.join(row) or 'none'}); name yours with "
-                            "data.prompt_column", source=source.path, row=rowno, field=prompt_column)  # fmt: skip
+        if data.target_words is not None and "target_words" not in row:
+            row = {**row, "target_words": rng.randint(*data.target_words)}
+        if data.template is not None:
+            try:
+                value: Any = data.template.format(**row)
+            except (KeyError, IndexError, AttributeError) as exc:
+                raise DataError(f"data.template names {exc} which this row does not have (columns: "
+                                f"{', '.join(row)})", source=source.path, row=rowno) from None  # fmt: skip
+        elif column not in row:
+            raise DataError(f"missing column {column!r} (found: {', '.join(row) or 'none'}); name yours with "
+                            "data.prompt_column, or build prompts with data.template", source=source.path, row=rowno,
+                            field=column)  # fmt: skip
+        else:
+            value = row[column]
         messages = isinstance(value, list) and value and all(isinstance(m, dict) and "role" in m for m in value)
         if not (isinstance(value, str) and value.strip()) and not messages:
             raise DataError(f"expected a non-empty string or a list of chat messages, got {value!r}",
-                            source=source.path, row=rowno, field=prompt_column)  # fmt: skip
-        out = {k: v for k, v in row.items() if k != prompt_column}
-        out["prompt"] = value
+                            source=source.path, row=rowno, field=column)  # fmt: skip
+        out = {k: v for k, v in row.items() if k != column}
+        out["prompt"] = [{"role": "user", "content": value}] if data.as_chat and isinstance(value, str) else value
         rows.append(out)
         if source.max_samples and len(rows) >= source.max_samples:
             break
@@ -56,9 +69,9 @@ def read_prompts(source: DataSource, prompt_column: str) -> list[dict[str, Any]]
 
 
 def split_prompts(cfg: RLConfig) -> tuple[list[dict], list[dict]]:
-    train = read_prompts(cfg.data.train, cfg.data.prompt_column)
+    train = read_prompts(cfg.data.train, cfg.data, cfg.seed)
     if cfg.data.eval is not None:
-        return train, read_prompts(cfg.data.eval, cfg.data.prompt_column)
+        return train, read_prompts(cfg.data.eval, cfg.data, cfg.seed + 1)
     if cfg.data.eval_count:
         if cfg.data.eval_count >= len(train):
             raise DataError(f"data.eval_count={cfg.data.eval_count} leaves no training prompt ({len(train)} in all)",
