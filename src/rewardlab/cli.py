@@ -25,7 +25,7 @@ from rewardlab.config import (
     parse_overrides,
 )
 from rewardlab.config.schema import EvalConfig, InspectConfig
-from rewardlab.errors import RewardlabError
+from rewardlab.errors import ConfigError, RewardlabError
 
 EXIT_INPUT_ERROR = 2
 
@@ -51,8 +51,12 @@ def fields_from(ns: argparse.Namespace, cls: type[BaseModel]) -> dict[str, Any]:
 def cmd_demo(ns: argparse.Namespace) -> int:
     from rewardlab.recipes.demo import ACCURACY_TARGET, run_demo
 
+    if ns.vision and ns.rl:
+        raise ConfigError("choose one demo: --vision or --rl")
     if ns.vision:
         return cmd_vision_demo(ns)
+    if ns.rl:
+        return cmd_rl_demo(ns)
     data = {**parse_overrides(ns.overrides), **fields_from(ns, DemoConfig)}
     result = run_demo(build_config(DemoConfig, data, source="command line"))
     ok = result.accuracy >= ACCURACY_TARGET
@@ -68,11 +72,21 @@ def cmd_demo(ns: argparse.Namespace) -> int:
 def cmd_vision_demo(ns: argparse.Namespace) -> int:
     from rewardlab.recipes.vision_demo import ACCURACY_TARGET, VisionDemoConfig, format_summary, run_vision_demo
 
-    flags = {k: v for k, v in fields_from(ns, DemoConfig).items() if k != "vision"}
+    flags = {k: v for k, v in fields_from(ns, DemoConfig).items() if k not in ("vision", "rl")}
     cfg = build_config(VisionDemoConfig, {**parse_overrides(ns.overrides), **flags}, source="command line")
     result = run_vision_demo(cfg)
     print("\n" + format_summary(result))
     return 0 if result.accuracy >= ACCURACY_TARGET else 1
+
+
+def cmd_rl_demo(ns: argparse.Namespace) -> int:
+    from rewardlab.recipes.rl_demo import RLDemoConfig, format_rl_summary, run_rl_demo
+
+    flags = {k: v for k, v in fields_from(ns, DemoConfig).items() if k in ("output_dir", "seed")}
+    data = {"output_dir": "runs/rl-demo", **parse_overrides(ns.overrides), **flags}
+    result = run_rl_demo(build_config(RLDemoConfig, data, source="command line"))
+    print("\n" + format_rl_summary(result))
+    return 0 if result.ok else 1
 
 
 def cmd_train(ns: argparse.Namespace) -> int:

@@ -429,6 +429,11 @@ class DemoConfig(StrictModel):
         description="Vision demo instead: rendered web-page screenshots, a tiny VLM RM "
         "(other options: see rewardlab.recipes.vision_demo.VisionDemoConfig).",
     )
+    rl: bool = Field(
+        False,
+        description="RL demo instead: a tiny policy learns to write exactly N words with GRPO "
+        "(other options: see rewardlab.recipes.rl_demo.RLDemoConfig).",
+    )
 
 
 class EvalSetConfig(DataSource):
