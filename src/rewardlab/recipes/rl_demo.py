@@ -31,10 +31,11 @@ from rewardlab.config.schema import RLConfig, StrictModel
 
 logger = logging.getLogger(__name__)
 
-WORDS = tuple(
+WORD_LIST = (
     "tea rain cats music river bread snow light stone wind garden ocean book night fire green warm quiet old small "
-    "bright soft deep blue cold sweet wild clear dark fresh".split(" ")  # noqa: SIM905 - one word per token
+    "bright soft deep blue cold sweet wild clear dark fresh"
 )
+WORDS = tuple(WORD_LIST.split())  # the tokenizer keeps each one a single token
 TOPICS = WORDS[:16]
 REWARD_GAIN_TARGET = 0.5
 EXACT_RATE_TARGET = 0.5
