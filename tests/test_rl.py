@@ -309,3 +309,143 @@ def test_prompts_built_from_a_template_with_sampled_word_targets(tmp_path):
     bad = data.model_copy(update={"template": "{title}: {info[post]}"})
     with pytest.raises(DataError, match="posts.jsonl:1.*'title'"):
         read_prompts(bad.train, bad, seed=0)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Against learned reward models, and the demo
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def sampled_completions(policy_dir: Path, prompts: list[str], seed: int = 0, max_new_tokens: int = 12) -> list[str]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(policy_dir, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(policy_dir).eval()
+    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=True, top_k=0,
+                             pad_token_id=tok.pad_token_id)  # fmt: skip
+    return tok.batch_decode(out[:, enc.input_ids.shape[1] :], skip_special_tokens=True)
+
+
+def warm_up_on_answers(policy: Path, out: Path) -> Path:
+    """A short supervised warm-up (TRL's SFTTrainer) on the demo's good and flawed answers alike, so the policy
+    writes text the reward model can tell apart — and RL has something to choose between."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from rewardlab.data.synthetic import make_pairs
+
+    rows = [{"prompt": p.prompt, "completion": " " + answer} for p in make_pairs(400, seed=3)
+            for answer in (p.chosen, p.rejected)]  # fmt: skip
+    args = SFTConfig(output_dir=str(out / "trainer"), max_steps=150, per_device_train_batch_size=16,
+                     learning_rate=3e-3, report_to=[], save_strategy="no", use_cpu=True, bf16=False,
+                     completion_only_loss=True)  # fmt: skip
+    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(policy), args=args,
+                         train_dataset=Dataset.from_list(rows),
+                         processing_class=AutoTokenizer.from_pretrained(policy))  # fmt: skip
+    trainer.train()
+    trainer.model.save_pretrained(out)
+    trainer.processing_class.save_pretrained(out)
+    return out
+
+
+@pytest.mark.slow
+def test_rl_against_the_demo_reward_model_raises_its_score_and_logs_kl(tmp_path):
+    """The RM `rewardlab demo` exports (its own tokenizer, not the policy's) as the reward: after GRPO its mean
+    score on held-out prompts is higher than before, and the KL to the reference policy is logged."""
+    from rewardlab.data.synthetic import make_pairs
+    from rewardlab.models.scorer import Scorer
+
+    assert main(["demo", "--output-dir", str(tmp_path / "demo"), "--n-train", "400", "--n-eval", "40",
+                 "--epochs", "2"]) in (0, 1)  # fmt: skip  # a short demo: the export is what matters here
+    rm = tmp_path / "demo" / "model"
+    policy = warm_up_on_answers(make_policy(tmp_path, vocab_size=300), tmp_path / "warm")
+    prompts = [p.prompt for p in make_pairs(96, seed=11)]
+    write_jsonl(tmp_path / "train.jsonl", [{"prompt": p} for p in prompts[:64]])
+    held = prompts[64:]
+    cfg = {
+        "output_dir": str(tmp_path / "rl"),
+        "policy": {"name_or_path": str(policy)},
+        "data": {"train": str(tmp_path / "train.jsonl")},
+        "rewards": [{"type": "model", "path": str(rm), "name": "demo_rm", "device": "cpu"}],
+        "generation": {"num_generations": 4, "max_completion_length": 24},
+        "training": {"max_steps": 80, "learning_rate": 5e-4, "beta": 0.04, "per_device_train_batch_size": 16,
+                     "save_strategy": "no", "lr_scheduler_type": "constant"},
+    }  # fmt: skip
+    (tmp_path / "rl.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["rl", "--config", str(tmp_path / "rl.yaml")]) == 0
+    scorer = Scorer.from_pretrained(str(rm), device="cpu")
+    before = scorer.score(held, sampled_completions(policy, held, max_new_tokens=24))
+    after = scorer.score(held, sampled_completions(tmp_path / "rl" / "policy", held, max_new_tokens=24))
+    mean_before, mean_after = sum(before) / len(before), sum(after) / len(after)
+    print(f"demo RM on held-out prompts: {mean_before:.3f} -> {mean_after:.3f}")
+    assert mean_after > mean_before + 0.1, (mean_before, mean_after)
+    rows = metrics(tmp_path / "rl")
+    assert all("kl" in r and "rewards/demo_rm/mean" in r for r in rows if "reward" in r)
+
+
+@pytest.mark.slow
+def test_a_vision_reward_model_gets_each_prompts_image(tiny_vlms, workspace, tmp_path):
+    """A text policy and a vision RM: the RM's images travel in their own column (TRL would show an `images`
+    column to the policy), reach the RM with each completion, and change its score when they change."""
+    import torch
+    from datasets import Dataset
+    from PIL import Image
+    from trl import GRPOConfig, GRPOTrainer
+
+    from rewardlab.models.checkpoint import save_reward_model
+    from rewardlab.models.scorer import Scorer
+    from rewardlab.models.vision import ProcessorBundle
+    from rewardlab.rl import ModelReward
+    from tests.test_vision import scorer_for
+
+    vision = scorer_for(tiny_vlms["qwen2_vl"])
+    with torch.no_grad():
+        for p in vision.model.backbone.score.parameters():
+            p.add_(0.3)
+    bundle = ProcessorBundle(vision.tokenizer, vision.transform.image_processor)
+    rm = save_reward_model(vision.model, bundle, tmp_path / "vrm", {"max_length": 256})
+    red, blue = tmp_path / "red.png", tmp_path / "blue.png"
+    Image.new("RGB", (32, 32), (220, 20, 20)).save(red)
+    Image.new("RGB", (32, 32), (20, 20, 220)).save(blue)
+
+    reward = ModelReward.from_pretrained(str(rm), device="cpu", image_column="rm_images")
+    seen = []
+
+    def recording(prompts, completions, **columns):
+        scores = reward(prompts, completions, **columns)
+        seen.append((list(prompts), list(completions), list(columns["rm_images"]), scores))
+        return scores
+
+    recording.__name__ = "vision_rm"
+    rows = [{"prompt": "Describe the page:", "rm_images": [str(red if i % 2 else blue)]} for i in range(4)]
+    args = GRPOConfig(output_dir=str(tmp_path / "grpo"), per_device_train_batch_size=4, num_generations=4,
+                      max_completion_length=6, report_to=[], use_cpu=True, bf16=False, save_strategy="no",
+                      max_steps=1)  # fmt: skip
+    GRPOTrainer(model=str(workspace / "policy"), reward_funcs=[recording], args=args,
+                train_dataset=Dataset.from_list(rows)).train()  # fmt: skip
+    prompts, completions, images, scores = seen[0]
+    scorer = Scorer.from_pretrained(str(rm), device="cpu")
+    assert scores == pytest.approx(scorer.score(prompts, completions, images=[tuple(i) for i in images]), abs=1e-5)
+    swapped = [(str(blue),) if i[0] == str(red) else (str(red),) for i in images]
+    other = scorer.score(prompts, completions, images=swapped)
+    assert all(abs(a - b) > 1e-6 for a, b in zip(scores, other))  # the image reaches the score
+
+
+@pytest.mark.slow
+def test_rl_demo_meets_its_targets(tmp_path, capsys):
+    """`rewardlab demo --rl` with its defaults: mean reward up by >= 0.5 and exact-count rate >= 0.5 after RL on
+    128 held-out prompts; summary, report, reward curve and policy written."""
+    assert main(["demo", "--rl", "--output-dir", str(tmp_path / "rl-demo")]) == 0
+    out = capsys.readouterr().out
+    assert "OK" in out and "exact-count rate" in out
+    summary = json.loads((tmp_path / "rl-demo" / "demo_summary.json").read_text())
+    assert summary["mean_reward_after"] - summary["mean_reward_before"] >= 0.5
+    assert summary["exact_rate_after"] >= 0.5 and summary["exact_rate_before"] < 0.3 and summary["n_eval"] >= 100
+    assert summary["mean_abs_error_after"] < summary["mean_abs_error_before"]
+    for name in ("report.md", "rl/reward_curve.png", "rl/metrics.jsonl", "rl/policy/config.json"):
+        assert (tmp_path / "rl-demo" / name).is_file(), name

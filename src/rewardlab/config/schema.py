@@ -381,6 +381,11 @@ class RewardSource(StrictModel):
     device: str = Field("auto", description="`model`: where the reward model runs.")
     batch_size: int = Field(32, ge=1, description="`model`: responses scored per forward pass.")
     api_key_env: str | None = Field(None, description="`remote`: environment variable with the server's API key.")
+    image_column: str | None = Field(
+        None,
+        description="`model`/`remote` vision RMs: the column with each prompt's images (default `images`; TRL also "
+        "shows an `images` column to the policy, so a text-only policy needs another name).",
+    )
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> RewardSource:

@@ -29,26 +29,30 @@ class ModelReward:
 
     Prompts and completions are plain strings or chat messages, as TRL passes them. Vision RMs read each
     completion's images from the ``images`` (or ``image``) column of the dataset, which TRL hands to reward
-    functions; the text of a multimodal message is its text parts.
+    functions; the text of a multimodal message is its text parts. TRL also feeds an ``images`` column to the
+    *policy* (as a multimodal prompt): with a text-only policy, put the RM's images in another column and name it
+    with ``image_column``.
     """
 
-    def __init__(self, scorer: Scorer, *, normalize: bool = False, name: str = "rewardlab"):
+    def __init__(self, scorer: Scorer, *, normalize: bool = False, name: str = "rewardlab",
+                 image_column: str | None = None):  # fmt: skip
         self.scorer = scorer
         self.normalize = normalize
+        self.image_columns = (image_column,) if image_column else IMAGE_COLUMNS
         if normalize:
             scorer.normalize([0.0])  # fail now, not at the first training step, if there are no statistics
         self.__name__ = name
 
     @classmethod
     def from_pretrained(cls, path: str, *, normalize: bool = False, device: str = "auto", batch_size: int = 16,
-                        dtype: str | None = None) -> ModelReward:  # fmt: skip
+                        dtype: str | None = None, image_column: str | None = None) -> ModelReward:  # fmt: skip
         scorer = Scorer.from_pretrained(str(path), device=device, batch_size=batch_size, dtype=dtype)
-        return cls(scorer, normalize=normalize, name=Path(path).name or "rewardlab")
+        return cls(scorer, normalize=normalize, name=Path(path).name or "rewardlab", image_column=image_column)
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float]:
         images = None
         if self.scorer.is_vision:
-            images = _images(columns)
+            images = _images(columns, self.image_columns)
             prompts = [_text(p, last_user=True) for p in prompts]
             completions = [_text(c) for c in completions]
         return self.scorer.score(list(prompts), list(completions), normalize=self.normalize, images=images)
@@ -66,16 +70,17 @@ class RemoteReward:
     """
 
     def __init__(self, urls: str | Sequence[str], *, normalize: bool | None = None, name: str = "remote_rm",
-                 **client_options: Any):  # fmt: skip
+                 image_column: str | None = None, **client_options: Any):  # fmt: skip
         from rewardlab.serving.client import RewardClient
 
         self.client = RewardClient(urls, normalize=normalize, **client_options)
+        self.image_columns = (image_column,) if image_column else IMAGE_COLUMNS
         self.__name__ = name
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float]:
         images = None
-        if any(columns.get(name) is not None for name in IMAGE_COLUMNS):
-            images = _images(columns)
+        if any(columns.get(name) is not None for name in self.image_columns):
+            images = _images(columns, self.image_columns)
             prompts = [_text(p, last_user=True) for p in prompts]
             completions = [_text(c) for c in completions]
         return self.client.score(list(prompts), list(completions), images=images)
@@ -84,11 +89,11 @@ class RemoteReward:
         self.client.close()
 
 
-def _images(columns: dict[str, Any]) -> list[tuple[Any, ...]]:
-    for name in IMAGE_COLUMNS:
+def _images(columns: dict[str, Any], names: Sequence[str] = IMAGE_COLUMNS) -> list[tuple[Any, ...]]:
+    for name in names:
         if columns.get(name) is not None:
             return [tuple(v) if isinstance(v, (list, tuple)) else (v,) for v in columns[name]]
-    names = " or ".join(IMAGE_COLUMNS)
+    names = " or ".join(names)
     raise ValueError(f"a vision reward model needs the images: give the dataset an {names} column")
 
 

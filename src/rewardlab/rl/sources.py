@@ -22,7 +22,7 @@ def build_rewards(sources: Sequence[RewardSource]) -> tuple[list[Callable[..., l
             func: Any = make_rule(str(src.rule), src.options, src.name)
         elif src.type == "model":
             func = ModelReward.from_pretrained(str(src.path), normalize=src.normalize, device=src.device,
-                                               batch_size=src.batch_size)  # fmt: skip
+                                               batch_size=src.batch_size, image_column=src.image_column)  # fmt: skip
             func.__name__ = src.name or "model"
         else:
             key = None
@@ -30,7 +30,13 @@ def build_rewards(sources: Sequence[RewardSource]) -> tuple[list[Callable[..., l
                 key = os.environ.get(src.api_key_env) or None
                 if key is None:
                     raise ConfigError(f"rewards: api_key_env={src.api_key_env} is empty or unset")
-            func = RemoteReward(src.url, normalize=src.normalize or None, api_key=key, name=src.name or "remote")
+            func = RemoteReward(
+                src.url,
+                normalize=src.normalize or None,
+                api_key=key,
+                name=src.name or "remote",
+                image_column=src.image_column,
+            )
         name = func.__name__
         seen[name] = seen.get(name, 0) + 1
         if seen[name] > 1:
