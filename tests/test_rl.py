@@ -70,6 +70,11 @@ def test_length_regex_and_user_function_rules():
         make_rule("regex", {"pattern": "("}, None)
     with pytest.raises(ConfigError, match="bad options"):
         make_rule("word_count", {"target": 3}, None)
+    try:
+        import spacy  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match="pip install spacy"):
+            make_rule("word_count", {"counter": "spacy"}, None)
 
 
 def exclaim(prompts, completions, bonus=1.0, **_):
@@ -449,3 +454,36 @@ def test_rl_demo_meets_its_targets(tmp_path, capsys):
     assert summary["mean_abs_error_after"] < summary["mean_abs_error_before"]
     for name in ("report.md", "rl/reward_curve.png", "rl/metrics.jsonl", "rl/policy/config.json"):
         assert (tmp_path / "rl-demo" / name).is_file(), name
+
+
+@pytest.mark.slow
+def test_lora_policy_with_chat_prompts_exports_a_merged_model(workspace):
+    """LoRA on the policy, prompts sent as chat messages (the policy's template renders them): two steps, and the
+    export is a plain causal LM with the adapter merged."""
+    from transformers import AutoModelForCausalLM
+
+    cfg = rl_config(workspace, "lora", policy={"name_or_path": str(workspace / "policy"),
+                                               "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}},
+                    data={"train": str(workspace / "prompts.jsonl"), "as_chat": True})  # fmt: skip
+    assert main(["rl", "--config", str(cfg)]) == 0
+    run = workspace / "lora"
+    assert [r["step"] for r in metrics(run) if "reward" in r] == [1, 2]
+    assert not (run / "policy" / "adapter_config.json").exists()
+    merged = AutoModelForCausalLM.from_pretrained(run / "policy")
+    base = AutoModelForCausalLM.from_pretrained(workspace / "policy")
+    assert type(merged) is type(base) and set(merged.state_dict()) == set(base.state_dict())
+
+
+def test_remote_reward_source_scores_through_a_server(tmp_path):
+    """A `remote` source from the config: the client in front of a live `rewardlab serve` app."""
+    pytest.importorskip("fastapi")
+    from rewardlab.models.scorer import Scorer
+    from tests.servers import ThreadServer, train_tiny_rm
+
+    scorer = Scorer.from_pretrained(str(train_tiny_rm(tmp_path)), device="cpu")
+    with ThreadServer(scorer) as server:
+        funcs, weights = build_rewards([RewardSource(type="remote", url=server.url, name="served", weight=2.0)])
+        got = funcs[0](["Tell me about tea."] * 2, ["Green tea is steeped.", "No."])
+        funcs[0].close()
+    assert funcs[0].__name__ == "served" and weights == [2.0]
+    assert got == pytest.approx(scorer.score("Tell me about tea.", ["Green tea is steeped.", "No."]), abs=1e-5)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardlab.config.schema import DataSource, PromptData, RLConfig
-from rewardlab.errors import DataError
+from rewardlab.errors import ConfigError, DataError
 from rewardlab.recipes.run_dir import (
     align_metrics,
     check_output_dir,
@@ -93,8 +93,21 @@ def to_dataset(rows: list[dict], where: str) -> Any:
                         source=where) from None  # fmt: skip
 
 
+def check_rl_dependencies(cfg: RLConfig) -> None:
+    try:
+        import trl  # noqa: F401
+    except ImportError:
+        raise ConfigError("rewardlab rl needs TRL: pip install 'rewardlab[rl]'") from None
+    if any(r.type == "remote" for r in cfg.rewards):
+        try:
+            import httpx  # noqa: F401
+        except ImportError:
+            raise ConfigError("a remote reward needs httpx: pip install 'rewardlab[rl]'") from None
+
+
 def run_rl(cfg: RLConfig) -> RLResult:
     """Fine-tune ``cfg.policy`` with ``cfg.rewards``. Data and config problems raise before anything is written."""
+    check_rl_dependencies(cfg)
     run_dir = Path(cfg.output_dir)
     check_output_dir(run_dir)
     train_rows, eval_rows = split_prompts(cfg)  # before torch is imported: a wrong path fails at once
