@@ -17,15 +17,14 @@ from rewardlab.training.arguments import check_training_keys, check_training_val
 
 logger = logging.getLogger(__name__)
 
-# Under the user's `training:` keys. A step's batch is one prompt's group unless set.
+# Under the user's `training:` keys; everything else is TRL's default (learning rate, epochs, beta...). A step's
+# batch is one prompt's group unless per_device_train_batch_size says otherwise.
 RL_DEFAULTS: dict[str, Any] = {
     "report_to": [],
     "logging_steps": 1,
     "save_strategy": "steps",
     "save_steps": 100,
     "save_total_limit": 2,
-    "max_steps": 100,
-    "learning_rate": 1e-5,
 }
 
 
