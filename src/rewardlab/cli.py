@@ -82,8 +82,8 @@ def cmd_vision_demo(ns: argparse.Namespace) -> int:
 def cmd_rl_demo(ns: argparse.Namespace) -> int:
     from rewardlab.recipes.rl_demo import RLDemoConfig, format_rl_summary, run_rl_demo
 
-    flags = {k: v for k, v in fields_from(ns, DemoConfig).items() if k in ("output_dir", "seed")}
-    data = {"output_dir": "runs/rl-demo", **parse_overrides(ns.overrides), **flags}
+    flags = {k: v for k, v in fields_from(ns, DemoConfig).items() if k not in ("vision", "rl")}
+    data = {"output_dir": "runs/rl-demo", **parse_overrides(ns.overrides), **flags}  # other flags: "not permitted"
     result = run_rl_demo(build_config(RLDemoConfig, data, source="command line"))
     print("\n" + format_rl_summary(result))
     return 0 if result.ok else 1
