@@ -129,6 +129,16 @@ def cmd_rank(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate(ns: argparse.Namespace) -> int:
+    from rewardlab.config.schema import GenerateConfig
+    from rewardlab.recipes.generate import run_generate
+
+    data = {**parse_overrides(ns.overrides), **fields_from(ns, GenerateConfig)}
+    out, written, _ = run_generate(build_config(GenerateConfig, data, source="command line"))
+    print(f"{written} prompts → {out} (ranked groups without ranks: label them with your tool of choice)")
+    return 0
+
+
 def cmd_rl(ns: argparse.Namespace) -> int:
     from rewardlab.config.schema import RLConfig
     from rewardlab.recipes.rl import run_rl
@@ -239,6 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="Vision models: path or URL of the image the responses are about (repeatable).",
     )
     p.set_defaults(func=cmd_rank)
+
+    from rewardlab.config.schema import GenerateConfig
+
+    p = sub.add_parser("generate", help="K candidate answers per prompt from a causal LM, as groups to label.")
+    add_fields(p, GenerateConfig, skip=("k",))
+    p.add_argument("-k", "--k", dest="k", default=None, help="Candidates per prompt (default: 4).")
+    p.add_argument("overrides", nargs="*", help="key=value settings, e.g. temperature=1.0 max_new_tokens=128")
+    p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("rl", help="Fine-tune a policy with rule, model or remote rewards (TRL GRPO/RLOO; needs [rl]).")
     p.add_argument("--config", required=True, help="YAML file (see configs/rl/).")

@@ -418,6 +418,29 @@ class RLConfig(StrictModel):
     resume: bool | str = Field(False, description="`true`: continue from the last checkpoint; or a checkpoint path.")
 
 
+class GenerateConfig(StrictModel):
+    """`rewardlab generate`: K candidate answers per prompt from a causal LM, for labeling."""
+
+    model: str = Field(description="Causal LM: local directory or hub name.")
+    prompts: str = Field(description="Prompt file (JSONL/CSV/Parquet) or `datasets` directory.")
+    prompt_column: str = Field("prompt", description="Column with the prompt (text or chat messages).")
+    out: str = Field("candidates.jsonl", description="Output JSONL: one ranked group (without ranks) per prompt.")
+    k: int = Field(4, ge=2, description="Candidates per prompt.")
+    max_new_tokens: int = Field(256, ge=1, description="Longest answer, in tokens.")
+    temperature: float = Field(0.8, gt=0, description="Sampling temperature.")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling.")
+    seed: int = Field(0, description="Seed of the sampling (each batch of prompts is seeded from it).")
+    batch_size: int = Field(8, ge=1, description="Prompts per generate call (x k sequences).")
+    max_tries: int = Field(3, ge=0, description="Rounds of resampling prompts whose candidates repeat.")
+    chat_template: Literal["auto", "always", "never"] = Field(
+        "auto", description="Render prompts with the tokenizer's chat template: `auto` when it has one."
+    )
+    device: str = Field("auto", description="`cpu`, `cuda`, `cuda:1`, or `auto`.")
+    dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
+        None, description="Weights dtype (default: saved)."
+    )
+
+
 class DemoConfig(StrictModel):
     output_dir: str = Field("runs/demo", description="Run directory.")
     seed: int = Field(0, description="Seed for data and model.")

@@ -221,3 +221,17 @@ def type_name(value: Any) -> str:
 def short_repr(value: Any, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def prompt_of(row: dict[str, Any], column: str, source: str, rowno: int, hint: str) -> Text:
+    """The prompt of a prompts-only row (RL, candidate generation): a non-empty string or a list of chat
+    messages, else a :class:`DataError` naming file, row and column (``hint``: how to name another column)."""
+    if column not in row:
+        raise DataError(f"missing column {column!r} (found: {', '.join(row) or 'none'}); {hint}", source=source,
+                        row=rowno, field=column)  # fmt: skip
+    value = row[column]
+    messages = isinstance(value, list) and value and all(isinstance(m, dict) and "role" in m for m in value)
+    if not (isinstance(value, str) and value.strip()) and not messages:
+        raise DataError(f"expected a non-empty string or a list of chat messages, got {value!r}", source=source,
+                        row=rowno, field=column)  # fmt: skip
+    return value

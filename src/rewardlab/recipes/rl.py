@@ -35,6 +35,7 @@ def read_prompts(source: DataSource, data: PromptData, seed: int) -> list[dict[s
     """Rows with a usable prompt (text or chat messages) under ``prompt``, built by ``data.template`` when set;
     every other column kept as it is, plus ``target_words`` when ``data.target_words`` asks for it."""
     from rewardlab.data.readers import iter_rows
+    from rewardlab.data.validation import prompt_of
 
     rng = random.Random(seed)
     column = data.prompt_column
@@ -48,16 +49,10 @@ def read_prompts(source: DataSource, data: PromptData, seed: int) -> list[dict[s
             except (KeyError, IndexError, AttributeError) as exc:
                 raise DataError(f"data.template names {exc} which this row does not have (columns: "
                                 f"{', '.join(row)})", source=source.path, row=rowno) from None  # fmt: skip
-        elif column not in row:
-            raise DataError(f"missing column {column!r} (found: {', '.join(row) or 'none'}); name yours with "
-                            "data.prompt_column, or build prompts with data.template", source=source.path, row=rowno,
-                            field=column)  # fmt: skip
+            value = prompt_of({column: value}, column, source.path, rowno, "")  # it may render an empty prompt
         else:
-            value = row[column]
-        messages = isinstance(value, list) and value and all(isinstance(m, dict) and "role" in m for m in value)
-        if not (isinstance(value, str) and value.strip()) and not messages:
-            raise DataError(f"expected a non-empty string or a list of chat messages, got {value!r}",
-                            source=source.path, row=rowno, field=column)  # fmt: skip
+            value = prompt_of(row, column, source.path, rowno,
+                              "name yours with data.prompt_column, or build prompts with data.template")  # fmt: skip
         out = {k: v for k, v in row.items() if k != column}
         out["prompt"] = [{"role": "user", "content": value}] if data.as_chat and isinstance(value, str) else value
         rows.append(out)
