@@ -24,7 +24,7 @@ from rewardlab.config import (
     load_config,
     parse_overrides,
 )
-from rewardlab.config.schema import EvalConfig, InspectConfig
+from rewardlab.config.schema import CaptureConfig, EvalConfig, GenerateConfig, InspectConfig, RLConfig
 from rewardlab.errors import ConfigError, RewardlabError
 
 EXIT_INPUT_ERROR = 2
@@ -129,8 +129,18 @@ def cmd_rank(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_capture(ns: argparse.Namespace) -> int:
+    from rewardlab.recipes.capture import run_capture
+
+    data = {**parse_overrides(ns.overrides), **fields_from(ns, CaptureConfig)}
+    if ns.viewport:
+        data["viewports"] = ns.viewport
+    result = run_capture(build_config(CaptureConfig, data, source="command line"))
+    print(f"{result.ok} captured, {result.failed} failed, {result.skipped} already done → {result.manifest}")
+    return 0 if result.ok or result.skipped or not result.failed else 1
+
+
 def cmd_generate(ns: argparse.Namespace) -> int:
-    from rewardlab.config.schema import GenerateConfig
     from rewardlab.recipes.generate import run_generate
 
     data = {**parse_overrides(ns.overrides), **fields_from(ns, GenerateConfig)}
@@ -140,7 +150,6 @@ def cmd_generate(ns: argparse.Namespace) -> int:
 
 
 def cmd_rl(ns: argparse.Namespace) -> int:
-    from rewardlab.config.schema import RLConfig
     from rewardlab.recipes.rl import run_rl
 
     result = run_rl(load_config(RLConfig, ns.config, ns.overrides))
@@ -250,7 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_rank)
 
-    from rewardlab.config.schema import GenerateConfig
+    p = sub.add_parser(
+        "capture", help="Screenshots of URLs or HTML files with the system's Chromium (needs [collect])."
+    )
+    p.add_argument("source", help="A file of URLs (one per line) or a folder of .html files.")
+    add_fields(p, CaptureConfig, skip=("source", "viewports"))
+    p.add_argument("--viewport", action="append", help="WIDTHxHEIGHT (repeatable; default 1280x800).")
+    p.add_argument("overrides", nargs="*", help="key=value settings, e.g. parallel=8 retries=2")
+    p.set_defaults(func=cmd_capture)
 
     p = sub.add_parser("generate", help="K candidate answers per prompt from a causal LM, as groups to label.")
     add_fields(p, GenerateConfig, skip=("k",))

@@ -441,6 +441,23 @@ class GenerateConfig(StrictModel):
     )
 
 
+class CaptureConfig(StrictModel):
+    """`rewardlab capture`: screenshots of web pages with the system's Chromium (Playwright)."""
+
+    source: str = Field(description="A file of URLs (one per line) or a folder of .html files.")
+    out: str = Field(description="Output folder: images/ and manifest.jsonl.")
+    viewports: list[str] = Field(["1280x800"], min_length=1, description="WIDTHxHEIGHT, one screenshot each.")
+    full_page: bool = Field(False, description="The whole scrollable page, not just the viewport.")
+    wait: Literal["load", "domcontentloaded", "networkidle", "commit"] = Field(
+        "load", description="When a page counts as loaded."
+    )
+    timeout_s: float = Field(30.0, gt=0, description="Per page and try.")
+    retries: int = Field(1, ge=0, description="More tries for a page that fails.")
+    parallel: int = Field(4, ge=1, description="Pages loading at once.")
+    block_external: bool = Field(False, description="Abort every request to another origin than the page's.")
+    browser: str | None = Field(None, description="Chromium executable (default: $REWARDLAB_CHROMIUM or chromium).")
+
+
 class DemoConfig(StrictModel):
     output_dir: str = Field("runs/demo", description="Run directory.")
     seed: int = Field(0, description="Seed for data and model.")

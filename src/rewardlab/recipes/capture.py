@@ -1,0 +1,77 @@
+"""``rewardlab capture``: URLs or HTML files → screenshots and ``manifest.jsonl`` (see
+:mod:`rewardlab.collection.capture`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rewardlab.config.schema import CaptureConfig
+from rewardlab.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CaptureResult:
+    manifest: Path
+    ok: int
+    failed: int
+    skipped: int
+
+
+def run_capture(cfg: CaptureConfig) -> CaptureResult:
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        raise ConfigError("capture needs Playwright: pip install 'rewardlab[collect]' (and the system's chromium)"
+                          ) from None  # fmt: skip
+    from rewardlab.collection.capture import (
+        CaptureJob,
+        capture_all,
+        done_keys,
+        find_chromium,
+        parse_viewport,
+        read_targets,
+    )
+    from rewardlab.data.files import output_errors
+
+    viewports = [parse_viewport(v) for v in cfg.viewports]
+    browser = find_chromium(cfg.browser)
+    urls = read_targets(cfg.source)
+    out = Path(cfg.out)
+    manifest = out / "manifest.jsonl"
+    jobs = [CaptureJob(url, vp) for url in urls for vp in viewports]
+    done = done_keys(manifest, out)
+    todo = [j for j in jobs if j.key not in done]
+    if done:
+        logger.info("%s: %d of %d screenshots already done", out, len(jobs) - len(todo), len(jobs))
+    counts = {"ok": 0, "failed": 0}
+    with output_errors(out):
+        out.mkdir(parents=True, exist_ok=True)
+        _cut_unfinished_line(manifest)
+        with manifest.open("a", encoding="utf-8") as f:
+
+            def on_row(row: dict[str, Any]) -> None:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                f.flush()
+                counts["ok" if row["status"] == "ok" else "failed"] += 1
+                if row["status"] != "ok":
+                    logger.warning("%s (%s): %s", row["url"], row["viewport"], row["error"])
+
+            asyncio.run(capture_all(todo, out, browser_path=browser, full_page=cfg.full_page, wait=cfg.wait,
+                                    timeout_s=cfg.timeout_s, retries=cfg.retries, parallel=cfg.parallel,
+                                    block_external=cfg.block_external, on_row=on_row))  # fmt: skip
+    return CaptureResult(manifest, counts["ok"], counts["failed"], len(jobs) - len(todo))
+
+
+def _cut_unfinished_line(path: Path) -> None:
+    if path.is_file():
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with path.open("r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
