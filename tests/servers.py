@@ -16,25 +16,21 @@ from typing import Any
 HANG_GUARD_S = 300.0
 
 
-class ThreadServer:
-    """``create_app(scorer, cfg)`` served by uvicorn in a thread; ``url`` once started; ``stop()`` shuts it down
-    gracefully (in-flight requests finish)."""
+class AppServer:
+    """Any ASGI ``app`` served by uvicorn in a thread on 127.0.0.1 and an ephemeral port; ``url`` once started;
+    ``stop()`` shuts it down gracefully (in-flight requests finish)."""
 
-    def __init__(self, scorer: Any, **settings: Any):
+    def __init__(self, app):
         import uvicorn
 
-        from rewardlab.config.schema import ServeConfig
-        from rewardlab.serving.app import create_app
-
-        self.cfg = ServeConfig(model="test-model", port=0, **settings)
-        self.app = create_app(scorer, self.cfg, name="test-model")
+        self.app = app
         config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_config=None, log_level="warning")
         self.sock = config.bind_socket()
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
-    def __enter__(self) -> ThreadServer:
+    def __enter__(self):
         self.thread.start()
         deadline = time.monotonic() + HANG_GUARD_S
         while not self.server.started:
@@ -49,6 +45,17 @@ class ThreadServer:
         self.server.should_exit = True
         self.thread.join(HANG_GUARD_S)
         assert not self.thread.is_alive(), "the server did not stop"
+
+
+class ThreadServer(AppServer):
+    """``create_app(scorer, cfg)`` (the scoring server) in a thread."""
+
+    def __init__(self, scorer: Any, **settings: Any):
+        from rewardlab.config.schema import ServeConfig
+        from rewardlab.serving.app import create_app
+
+        self.cfg = ServeConfig(model="test-model", port=0, **settings)
+        super().__init__(create_app(scorer, self.cfg, name="test-model"))
 
 
 class ServeProcess:

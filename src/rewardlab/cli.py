@@ -129,6 +129,20 @@ def cmd_rank(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_label(ns: argparse.Namespace) -> int:
+    from rewardlab.recipes.label import run_label, run_label_export
+
+    if ns.data == "export":
+        if not ns.out:
+            raise ConfigError("rewardlab label export needs --out FILE.jsonl")
+        summary = run_label_export(ns.db, ns.out)
+        print(json.dumps(summary, indent=2))
+        return 0
+    run_label(ns.data, ns.db, host=ns.host, port=int(ns.port), per_item=int(ns.per_item), token_env=ns.token_env,
+              on_listening=lambda url: print(f"rewardlab label: open {url}", flush=True))  # fmt: skip
+    return 0
+
+
 def cmd_capture(ns: argparse.Namespace) -> int:
     from rewardlab.recipes.capture import run_capture
 
@@ -258,6 +272,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="Vision models: path or URL of the image the responses are about (repeatable).",
     )
     p.set_defaults(func=cmd_rank)
+
+    p = sub.add_parser(
+        "label",
+        help="Labeling web app for pairs and rankings (`label DATA --db F`), and `label export --db F --out F`.",
+    )
+    p.add_argument("data", nargs="?", default=None, help="Data to label (pairs or groups), or `export`.")
+    p.add_argument("--db", required=True, help="SQLite file with the items and labels (created if missing).")
+    p.add_argument("--out", default=None, help="export: the JSONL to write (pairs; ranked groups beside them).")
+    p.add_argument("--host", default="127.0.0.1", help="Interface to bind (default 127.0.0.1).")
+    p.add_argument("--port", default=8080, help="TCP port (0: any free port, printed).")
+    p.add_argument("--per-item", default=1, help="Labels wanted per item (2 or more for agreement statistics).")
+    p.add_argument("--token-env", default=None, help="Environment variable holding a token every request needs.")
+    p.set_defaults(func=cmd_label)
 
     p = sub.add_parser(
         "capture", help="Screenshots of URLs or HTML files with the system's Chromium (needs [collect])."

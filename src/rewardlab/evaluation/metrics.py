@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -273,3 +274,36 @@ def length_bias(
         "n_same_length": int((~longer & ~shorter).sum()),
         "n": n,
     }
+
+
+def cohen_kappa(a: Sequence[Any], b: Sequence[Any]) -> float:
+    """Cohen's κ of two annotators' labels on the same items: (p_o − p_e) / (1 − p_e); nan without items, 1.0 when
+    both always give the one same label."""
+    if len(a) != len(b):
+        raise ValueError("two label lists of the same length")
+    n = len(a)
+    if n == 0:
+        return float("nan")
+    observed = sum(x == y for x, y in zip(a, b)) / n
+    labels = set(a) | set(b)
+    expected = sum((list(a).count(c) / n) * (list(b).count(c) / n) for c in labels)
+    return 1.0 if expected == 1 else (observed - expected) / (1 - expected)
+
+
+def krippendorff_alpha(units: Sequence[Sequence[Any]], metric: str = "nominal") -> float:
+    """Krippendorff's α over units (items), each the values its annotators gave (any number; units with fewer than
+    two values do not count). ``metric``: ``nominal`` (labels) or ``interval`` (numbers, e.g. ranks).
+    α = 1 − D_o / D_e from the coincidence of values within units."""
+
+    def delta(x: Any, y: Any) -> float:
+        return float(x != y) if metric == "nominal" else (float(x) - float(y)) ** 2
+
+    pairable = [list(u) for u in units if len(u) >= 2]
+    n = sum(len(u) for u in pairable)
+    if n < 2:
+        return float("nan")
+    d_o = sum(sum(delta(x, y) for i, x in enumerate(u) for j, y in enumerate(u) if i != j) / (len(u) - 1)
+              for u in pairable) / n  # fmt: skip
+    values = [v for u in pairable for v in u]
+    d_e = sum(delta(x, y) for i, x in enumerate(values) for j, y in enumerate(values) if i != j) / (n * (n - 1))
+    return 1.0 if d_e == 0 else 1 - d_o / d_e

@@ -1,0 +1,82 @@
+"""Labels → the records ``train``/``eval`` read, and agreement where items were labeled more than once.
+
+A pairwise label ``a``/``b`` becomes a pair (``chosen`` the one picked); ``tie`` and ``skip`` are counted, not
+exported. A ranking becomes a ranked group (``prompt, responses, ranks``). An item labeled by several annotators
+gives one record per label (ids ``KEY#ANNOTATOR``). Agreement: Cohen's κ between the two most active annotators on
+the pairwise items both labeled, and Krippendorff's α (nominal for pairwise choices, interval for ranks) over every
+item labeled at least twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from rewardlab.collection.label_store import LabelStore
+from rewardlab.evaluation.metrics import cohen_kappa, krippendorff_alpha
+
+
+def export_labels(store: LabelStore, out: str | Path) -> dict[str, Any]:
+    from rewardlab.data.files import atomic_write_text
+
+    records, counts = [], Counter()
+    by_item: dict[int, dict[str, Any]] = defaultdict(dict)
+    for item, annotator, value in store.labels():
+        by_item[item.id][annotator] = (item, value)
+        base = {"id": f"{item.key}#{annotator}", "prompt": item.prompt, "annotator": annotator}
+        if item.images:
+            base["images"] = item.images
+        if item.task == "pair":
+            if value in ("tie", "skip"):
+                counts[f"pair_{value}"] += 1
+                continue
+            chosen, rejected = item.responses if value == "a" else item.responses[::-1]
+            records.append({**base, "chosen": chosen, "rejected": rejected})
+            counts["pairs"] += 1
+        elif value == "skip":
+            counts["rank_skip"] += 1
+        else:
+            records.append({**base, "responses": item.responses, "ranks": value})
+            counts["groups"] += 1
+    pairs = [r for r in records if "chosen" in r]
+    groups = [r for r in records if "ranks" in r]
+    out = Path(out)
+    written = []
+    # Pairs and ranked groups are two record shapes: one file each when both occur.
+    for suffix, rows in (("", pairs or groups), (".groups", groups if pairs else [])):
+        if rows:
+            path = out if not suffix else out.with_name(out.stem + suffix + out.suffix)
+            atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+            written.append(str(path))
+    summary = {"files": written, "counts": dict(counts), "agreement": agreement(by_item)}
+    atomic_write_text(out.with_name(out.name + ".agreement.json"), json.dumps(summary, indent=2))
+    return summary
+
+
+def agreement(by_item: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    multi = {i: labels for i, labels in by_item.items() if len(labels) >= 2}
+    pair_units = [[v for _, v in labels.values() if v in ("a", "b", "tie")]
+                  for labels in multi.values() if next(iter(labels.values()))[0].task == "pair"]  # fmt: skip
+    rank_units: list[list[int]] = []
+    for labels in multi.values():
+        item = next(iter(labels.values()))[0]
+        ranked = [v for _, v in labels.values() if isinstance(v, list)]
+        if item.task == "rank" and len(ranked) >= 2:
+            rank_units += [[r[k] for r in ranked] for k in range(len(item.responses))]
+    out: dict[str, Any] = {"items_labeled_twice_or_more": len(multi)}
+    if any(len(u) >= 2 for u in pair_units):
+        out["pairwise_krippendorff_alpha"] = krippendorff_alpha(pair_units, "nominal")
+        annotators = Counter(a for labels in multi.values() for a in labels)
+        if len(annotators) >= 2:
+            (first, _), (second, _) = annotators.most_common(2)
+            both = [(labels[first][1], labels[second][1]) for labels in multi.values()
+                    if first in labels and second in labels and labels[first][0].task == "pair"
+                    and "skip" not in (labels[first][1], labels[second][1])]  # fmt: skip
+            if both:
+                out["pairwise_cohen_kappa"] = {"annotators": [first, second], "items": len(both),
+                                               "kappa": cohen_kappa(*zip(*both))}  # fmt: skip
+    if rank_units:
+        out["rank_krippendorff_alpha_interval"] = krippendorff_alpha(rank_units, "interval")
+    return out

@@ -1,0 +1,189 @@
+"""`rewardlab label`: the store and export (pairs, ranked groups, agreement), a scripted annotator in a real browser
+(keyboard labels, an undo, export, and the export trains a tiny RM), 20 concurrent annotators losing no label, and
+bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import threading
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("jinja2")
+
+from rewardlab.cli import main  # noqa: E402
+from rewardlab.collection.label_app import create_label_app  # noqa: E402
+from rewardlab.collection.label_export import export_labels  # noqa: E402
+from rewardlab.collection.label_store import LabelStore  # noqa: E402
+from rewardlab.config.schema import DataSource  # noqa: E402
+from rewardlab.data.readers import read_records  # noqa: E402
+from rewardlab.data.synthetic import make_pairs  # noqa: E402
+from rewardlab.errors import DataError  # noqa: E402
+from tests.servers import AppServer  # noqa: E402
+from tests.tiny import pair_rows, write_jsonl  # noqa: E402
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def rows_of(path: Path) -> list[tuple[int, dict]]:
+    return [(n, json.loads(line)) for n, line in enumerate(path.read_text().splitlines(), 1)]
+
+
+def test_store_labels_undo_export_and_agreement(tmp_path):
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", pair_rows(make_pairs(4, seed=1)))
+    groups = write_jsonl(tmp_path / "groups.jsonl", [{"id": "g1", "prompt": "p", "responses": ["x", "y", "z"]}])
+    store = LabelStore(tmp_path / "db.sqlite")
+    assert store.add_rows(rows_of(pairs), str(pairs)) == 4 and store.add_rows(rows_of(pairs), str(pairs)) == 0
+    store.add_rows(rows_of(groups), str(groups))
+    items = [store.next_item("ann", 1)]
+    assert items[0].task == "pair" and len(items[0].responses) == 2
+    # Two annotators on every pair (agreement), one ranks the group; one label undone and given again.
+    for item_id in (1, 2, 3, 4):
+        store.add_label(item_id, "ann", "a")
+        store.add_label(item_id, "bob", "a" if item_id < 4 else "b")
+    assert store.undo("bob") == 4 and store.add_label(4, "bob", "tie")
+    store.add_label(5, "ann", [2, 1, 2])
+    with pytest.raises(DataError, match="rank from 1 to 3"):
+        store.add_label(5, "bob", [1, 2])
+    with pytest.raises(DataError, match="one of a, b, tie, skip"):
+        store.add_label(1, "bob", "c")
+    with pytest.raises(DataError, match="no item 99"):
+        store.add_label(99, "bob", "a")
+    summary = export_labels(store, tmp_path / "prefs.jsonl")
+    assert summary["counts"] == {"pairs": 7, "pair_tie": 1, "groups": 1}
+    records, _ = read_records(DataSource(path=str(tmp_path / "prefs.jsonl")))
+    assert len(records) == 7
+    first = store.item(1)
+    assert records[0].chosen == first.responses[0] and records[0].rejected == first.responses[1]  # "a" picks A
+    ranked, _ = read_records(DataSource(path=str(tmp_path / "prefs.groups.jsonl")))
+    assert ranked[0].ranks == (2, 1, 2) and ranked[0].responses == ("x", "y", "z")
+    agree = summary["agreement"]
+    # ann: a a a a; bob: a a a tie -> kappa on 4 items = (0.75 - 0.75) / (1 - 0.75) = 0
+    assert agree["pairwise_cohen_kappa"]["items"] == 4 and agree["pairwise_cohen_kappa"]["kappa"] == pytest.approx(0)
+    assert math.isfinite(agree["pairwise_krippendorff_alpha"])
+
+
+def test_twenty_annotators_post_a_thousand_labels_and_none_is_lost(tmp_path):
+    """20 concurrent annotators, 50 items each (1,000 labels over HTTP on 127.0.0.1): the export holds exactly
+    what was posted."""
+    import httpx
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", pair_rows(make_pairs(50, seed=2)))
+    store = LabelStore(tmp_path / "db.sqlite")
+    store.add_rows(rows_of(data), str(data))
+    posted: dict[str, list[tuple[int, str]]] = {}
+    with AppServer(create_label_app(store, per_item=20)) as server:
+
+        def annotate(name: str) -> None:
+            mine = []
+            with httpx.Client(base_url=server.url, timeout=120) as http:
+                for item_id in range(1, 51):
+                    value = "a" if (item_id + len(name)) % 3 else "b"
+                    r = http.post("/api/label", json={"item_id": item_id, "annotator": name, "value": value})
+                    assert r.status_code == 200, r.text
+                    mine.append((item_id, value))
+            posted[name] = mine
+
+        threads = [threading.Thread(target=annotate, args=(f"annotator-{k:02d}",)) for k in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(600)
+    assert sum(len(v) for v in posted.values()) == 1000
+    summary = export_labels(LabelStore(tmp_path / "db.sqlite"), tmp_path / "out.jsonl")
+    assert summary["counts"] == {"pairs": 1000}
+    exported = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    got = sorted((r["annotator"], r["id"].split("#")[0]) for r in exported)
+    assert len(set(got)) == 1000 and summary["agreement"]["items_labeled_twice_or_more"] == 50
+
+
+def test_bad_requests_and_images_only_when_registered(tmp_path):
+    import httpx
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "secret.png").write_bytes(b"not for you")
+    (tmp_path / "data" / "page.png").write_bytes(b"\x89PNG fake")
+    data = write_jsonl(tmp_path / "data" / "rows.jsonl", [
+        {"prompt": "p", "chosen": "x", "rejected": "y", "images": ["page.png"]},
+        {"prompt": "q", "chosen": "x", "rejected": "y", "images": ["../secret.png"]}])  # fmt: skip
+    store = LabelStore(tmp_path / "db.sqlite")
+    store.add_rows(rows_of(data), str(data))
+    app = create_label_app(store, image_root=str(tmp_path / "data"))
+    with AppServer(app) as server, httpx.Client(base_url=server.url, timeout=120) as http:
+        assert http.get("/images/1/0").content == b"\x89PNG fake"
+        assert http.get("/images/2/0").status_code == 404  # registered, but outside the data folder
+        assert http.get("/images/1/5").status_code == 404
+        assert http.post("/api/label", json={"item_id": 77, "annotator": "x", "value": "a"}).status_code == 404
+        r = http.post("/api/label", json={"item_id": 1, "annotator": "x", "value": "maybe"})
+        assert r.status_code == 422 and "a, b, tie, skip" in r.json()["error"]["message"]
+        assert http.post("/api/label", json={"item_id": 1, "annotator": "", "value": "a"}).status_code == 422
+        page = http.get("/label", params={"annotator": "x"})
+        assert page.status_code == 200 and 'src="images/1/0"' in page.text and "0/2 items" in page.text
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "p", "responses": ["only one"]}])
+    assert main(["label", str(bad), "--db", str(tmp_path / "other.sqlite")]) == 2
+    assert main(["label", "export", "--db", str(tmp_path / "missing.sqlite"), "--out", str(tmp_path / "o.jsonl")]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("playwright") is None, reason="playwright is not installed ([collect])")
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not found (apt-get install chromium)")
+def test_a_scripted_annotator_labels_with_the_keyboard_and_the_export_trains(tmp_path):
+    """In headless Chromium: pairwise items labeled with a/b/t, one label undone (u) and given again, a ranking
+    typed and saved with Enter, the done page; the export reads back and trains a tiny RM."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_cli import write_config
+    from tests.tiny import make_tiny
+
+    pairs = make_pairs(12, seed=3)
+    data = write_jsonl(tmp_path / "pairs.jsonl", pair_rows(pairs))
+    groups = write_jsonl(
+        tmp_path / "groups.jsonl", [{"id": "g", "prompt": "Rank these.", "responses": ["x", "y", "z"]}]
+    )
+    store = LabelStore(tmp_path / "db.sqlite")
+    store.add_rows(rows_of(data), str(data))
+    store.add_rows(rows_of(groups), str(groups))
+    with AppServer(create_label_app(store)) as server, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                     args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])  # fmt: skip
+        try:
+            page = browser.new_page()
+            page.route("**/*", lambda r: r.continue_() if r.request.url.startswith(server.url) else r.abort())
+            page.goto(server.url + "/")
+            page.fill("#annotator", "tester")
+            page.press("#annotator", "Enter")
+            for n in range(12):
+                page.wait_for_selector("#prompt")
+                shown = page.inner_text("#response-0").strip()
+                key = "t" if n == 5 else ("a" if n % 2 == 0 else "b")
+                with page.expect_navigation():
+                    page.keyboard.press(key)
+                if n == 3:  # undo the fourth label: the same item comes back
+                    with page.expect_navigation():
+                        page.keyboard.press("u")
+                    assert page.inner_text("#response-0").strip() == shown
+                    with page.expect_navigation():
+                        page.keyboard.press("b")
+            page.wait_for_selector("#rank-0")
+            for k, rank in enumerate((3, 1, 2)):
+                page.fill(f"#rank-{k}", str(rank))
+            with page.expect_navigation():
+                page.press("#rank-2", "Enter")
+            assert "Nothing left" in page.inner_text("#done")
+        finally:
+            browser.close()
+    summary = export_labels(LabelStore(tmp_path / "db.sqlite"), tmp_path / "prefs.jsonl")
+    assert summary["counts"] == {"pairs": 11, "pair_tie": 1, "groups": 1}
+    ranked, _ = read_records(DataSource(path=str(tmp_path / "prefs.groups.jsonl")))
+    assert ranked[0].ranks == (3, 1, 2)
+    # The export trains a tiny RM end to end.
+    make_tiny(tmp_path / "base", "qwen2")
+    write_jsonl(tmp_path / "train.jsonl", [json.loads(x) for x in (tmp_path / "prefs.jsonl").read_text().splitlines()])
+    write_jsonl(tmp_path / "eval.jsonl", pair_rows(make_pairs(8, seed=4)))
+    cfg = write_config(tmp_path, "rm", max_steps=2, save_strategy="no", eval_strategy="no")
+    assert main(["train", "--config", str(cfg)]) == 0
+    assert (tmp_path / "rm" / "model" / "rewardlab.json").is_file()
