@@ -187,3 +187,51 @@ def test_a_scripted_annotator_labels_with_the_keyboard_and_the_export_trains(tmp
     cfg = write_config(tmp_path, "rm", max_steps=2, save_strategy="no", eval_strategy="no")
     assert main(["train", "--config", str(cfg)]) == 0
     assert (tmp_path / "rm" / "model" / "rewardlab.json").is_file()
+
+
+def test_label_studio_tasks_out_and_its_export_back_as_records(tmp_path, capsys):
+    """Items written as Label Studio tasks (pairwise and ranker configs); an export in Label Studio's format —
+    with a cancelled annotation, two annotators, and a bucketed ranking with a tie — reads back as records."""
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", pair_rows(make_pairs(2, seed=5)))
+    assert (
+        main(["label", str(pairs), "--db", str(tmp_path / "p.sqlite"), "--to-label-studio", str(tmp_path / "ls")]) == 0
+    )
+    groups = write_jsonl(tmp_path / "groups.jsonl", [{"id": "g", "prompt": "Rank.", "responses": ["x", "y", "z"]}])
+    assert (
+        main(["label", str(groups), "--db", str(tmp_path / "g.sqlite"), "--to-label-studio", str(tmp_path / "ls")])
+        == 0
+    )
+    pair_tasks = json.loads((tmp_path / "ls" / "tasks_pairwise.json").read_text())
+    rank_tasks = json.loads((tmp_path / "ls" / "tasks_ranking.json").read_text())
+    assert len(pair_tasks) == 2 and "<Pairwise" in (tmp_path / "ls" / "config_pairwise.xml").read_text()
+    assert [i["body"] for i in rank_tasks[0]["data"]["items"]] == ["x", "y", "z"]
+    assert "<Ranker" in (tmp_path / "ls" / "config_ranking.xml").read_text()
+
+    def pick(who, side, cancelled=False):
+        result = [{"type": "pairwise", "value": {"selected": side}}]
+        return {"completed_by": who, "was_cancelled": cancelled, "result": result}
+
+    def ranking(who, ranker):
+        return {"completed_by": who, "result": [{"type": "ranker", "value": {"ranker": ranker}}]}
+
+    pair_export = [
+        {
+            "id": 1,
+            "data": pair_tasks[0]["data"],
+            "annotations": [pick(7, "right"), pick(8, "left", cancelled=True), pick(9, "left")],
+        }
+    ]
+    rank_export = [{"id": 2, "data": rank_tasks[0]["data"],
+                    "annotations": [ranking(7, {"responses": ["r2", "r0", "r1"]}),
+                                    ranking(9, {"best": ["r1", "r2"], "worst": ["r0"]})]}]  # fmt: skip
+    (tmp_path / "ls_pairs.json").write_text(json.dumps(pair_export))
+    records, _ = read_records(DataSource(path=str(tmp_path / "ls_pairs.json")))
+    data = pair_tasks[0]["data"]
+    assert [(r.chosen, r.rejected) for r in records] == [
+        (data["text2"], data["text1"]),
+        (data["text1"], data["text2"]),
+    ]
+    assert records[0].prompt == data["prompt"] and records[0].id.endswith("#7")
+    (tmp_path / "ls_ranks.json").write_text(json.dumps(rank_export))
+    groups_read, _ = read_records(DataSource(path=str(tmp_path / "ls_ranks.json")))
+    assert [g.ranks for g in groups_read] == [(2, 3, 1), (2, 1, 1)]

@@ -130,13 +130,21 @@ def cmd_rank(ns: argparse.Namespace) -> int:
 
 
 def cmd_label(ns: argparse.Namespace) -> int:
-    from rewardlab.recipes.label import run_label, run_label_export
+    from rewardlab.recipes.label import run_label, run_label_export, run_to_label_studio
 
     if ns.data == "export":
         if not ns.out:
             raise ConfigError("rewardlab label export needs --out FILE.jsonl")
         summary = run_label_export(ns.db, ns.out)
         print(json.dumps(summary, indent=2))
+        return 0
+    if ns.to_label_studio:
+        if not ns.data:
+            raise ConfigError(
+                "--to-label-studio needs the data to label: rewardlab label DATA --db F --to-label-studio DIR"
+            )
+        for path in run_to_label_studio(ns.data, ns.db, ns.to_label_studio):
+            print(path)
         return 0
     run_label(ns.data, ns.db, host=ns.host, port=int(ns.port), per_item=int(ns.per_item), token_env=ns.token_env,
               on_listening=lambda url: print(f"rewardlab label: open {url}", flush=True))  # fmt: skip
@@ -284,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", default=8080, help="TCP port (0: any free port, printed).")
     p.add_argument("--per-item", default=1, help="Labels wanted per item (2 or more for agreement statistics).")
     p.add_argument("--token-env", default=None, help="Environment variable holding a token every request needs.")
+    p.add_argument("--to-label-studio", default=None, metavar="DIR",
+                   help="Write the items as Label Studio tasks + labeling configs to DIR instead of serving; its "
+                   "JSON export reads back like any data file.")  # fmt: skip
     p.set_defaults(func=cmd_label)
 
     p = sub.add_parser(

@@ -112,6 +112,12 @@ class LabelStore:
         )
         return _item(row) if row else None
 
+    def all_items(self) -> list[Item]:
+        rows = (
+            self._conn().execute("SELECT id, key, task, prompt, responses, images FROM items ORDER BY id").fetchall()
+        )
+        return [_item(r) for r in rows]
+
     def next_item(self, annotator: str, per_item: int) -> Item | None:
         """The first item this annotator has not labeled and that has fewer than ``per_item`` labels."""
         row = (

@@ -351,11 +351,61 @@ def _json_rows(path: Path, label: str, on_error: OnError) -> Rows:
             f"{type_name(data)}; for one record per line name the file .jsonl",
             source=label,
         )
+    if data and isinstance(data[0], dict) and "data" in data[0] and "annotations" in data[0]:
+        yield from label_studio_rows(data, label, on_error)  # a Label Studio export, recognised by its shape
+        return
     for index, row in enumerate(data, start=1):
         if not isinstance(row, dict):
             on_error(DataError(f"list item is a {type_name(row)}, expected an object", source=label, row=index))
             continue
         yield index, row
+
+
+def label_studio_rows(tasks: list[Any], label: str, on_error: OnError) -> Rows:
+    """Label Studio's JSON export → rows the pair and group readers take, one per (task, annotation): a
+    ``pairwise`` result (``selected``: left/right) gives ``prompt, chosen, rejected``; a ``ranker`` result (item ids
+    in order, or buckets in order: ties within a bucket) gives ``prompt, responses, ranks``. Tasks are the ones
+    ``rewardlab label --to-label-studio`` writes (``text1``/``text2`` or ``items``); cancelled annotations and
+    other result types are skipped."""
+    for index, task in enumerate(tasks, start=1):
+        data = task.get("data") if isinstance(task, dict) else None
+        if not isinstance(data, dict):
+            on_error(DataError("a Label Studio task needs a `data` object", source=label, row=index))
+            continue
+        for annotation in task.get("annotations") or []:
+            if not isinstance(annotation, dict) or annotation.get("was_cancelled"):
+                continue
+            base = {"id": f"{data.get('rewardlab_id', task.get('id', index))}#{annotation.get('completed_by', '')}",
+                    "prompt": data.get("prompt", "")}  # fmt: skip
+            for result in annotation.get("result") or []:
+                value = result.get("value") or {}
+                if result.get("type") == "pairwise" and value.get("selected") in ("left", "right"):
+                    left, right = data.get("text1"), data.get("text2")
+                    chosen, rejected = (left, right) if value["selected"] == "left" else (right, left)
+                    yield index, {**base, "chosen": chosen, "rejected": rejected}
+                elif result.get("type") == "ranker" and isinstance(data.get("items"), list):
+                    ranks = _ranker_ranks(value.get("ranker"), [str(i.get("id")) for i in data["items"]])
+                    if ranks is None:
+                        on_error(DataError("a ranker result must place every item", source=label, row=index))
+                        continue
+                    yield index, {**base, "responses": [i.get("body") for i in data["items"]], "ranks": ranks}
+
+
+def _ranker_ranks(ranker: Any, ids: list[str]) -> list[int] | None:
+    """Ranks (1 = best) of ``ids`` from a ranker value: one ordered list, or ordered buckets (ties inside one)."""
+    if isinstance(ranker, dict):
+        groups = [list(v) for k, v in ranker.items() if k != "_" and isinstance(v, list)]
+        if len(groups) == 1:
+            groups = [[item] for item in groups[0]]
+    elif isinstance(ranker, list):
+        groups = [[item] for item in ranker]
+    else:
+        return None
+    rank_of: dict[str, int] = {}
+    for position, group in enumerate(groups, start=1):
+        for item in group:
+            rank_of[str(item)] = position
+    return [rank_of[i] for i in ids] if all(i in rank_of for i in ids) else None
 
 
 def _csv_rows(path: Path, label: str, on_error: OnError) -> Rows:

@@ -57,6 +57,12 @@ def run_label(data: str | None, db: str, *, host: str = "127.0.0.1", port: int =
     uvicorn.Server(config).run(sockets=[sock])
 
 
+def run_to_label_studio(data: str, db: str, out_dir: str) -> list[Path]:
+    from rewardlab.collection.label_studio import write_label_studio
+
+    return write_label_studio(load_items(db, data).all_items(), out_dir)
+
+
 def run_label_export(db: str, out: str) -> dict[str, Any]:
     from rewardlab.collection.label_export import export_labels
     from rewardlab.collection.label_store import LabelStore
