@@ -110,7 +110,7 @@ def _sha256(path: Path) -> str:
 
 async def capture_all(jobs: list[CaptureJob], out_dir: Path, *, browser_path: str, full_page: bool, wait: str,
                       timeout_s: float, retries: int, parallel: int, block_external: bool,
-                      on_row: Callable[[dict[str, Any]], None]) -> None:  # fmt: skip
+                      on_row: Callable[[dict[str, Any]], None], facts: bool = False) -> None:  # fmt: skip
     from playwright.async_api import async_playwright
 
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
@@ -121,7 +121,8 @@ async def capture_all(jobs: list[CaptureJob], out_dir: Path, *, browser_path: st
 
             async def one(job: CaptureJob) -> None:
                 async with limit:
-                    row = await _capture(browser, job, out_dir, full_page, wait, timeout_s, retries, block_external)
+                    row = await _capture(browser, job, out_dir, full_page, wait, timeout_s, retries, block_external,
+                                         facts)  # fmt: skip
                     on_row(row)
 
             await asyncio.gather(*(one(job) for job in jobs))
@@ -130,7 +131,7 @@ async def capture_all(jobs: list[CaptureJob], out_dir: Path, *, browser_path: st
 
 
 async def _capture(browser: Any, job: CaptureJob, out_dir: Path, full_page: bool, wait: str, timeout_s: float,
-                   retries: int, block_external: bool) -> dict[str, Any]:  # fmt: skip
+                   retries: int, block_external: bool, facts: bool = False) -> dict[str, Any]:  # fmt: skip
     start = time.monotonic()
     row: dict[str, Any] = {"url": job.url, "final_url": None, "title": None,
                            "viewport": f"{job.viewport[0]}x{job.viewport[1]}", "image": None, "sha256": None,
@@ -152,6 +153,10 @@ async def _capture(browser: Any, job: CaptureJob, out_dir: Path, full_page: bool
             staging.replace(image)  # a crash never leaves a half PNG under the manifest's name
             row.update(final_url=page.url, title=await page.title(), image=job.image_name(), sha256=_sha256(image),
                        status="ok", error=None, http_status=status, blocked_requests=len(blocked))  # fmt: skip
+            if facts:
+                from rewardlab.collection.describe import FACTS_JS
+
+                row["facts"] = await page.evaluate(FACTS_JS)
             break
         except Exception as exc:  # playwright's TimeoutError and Error, our HTTP check: recorded, not raised
             row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"

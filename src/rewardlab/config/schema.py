@@ -456,6 +456,12 @@ class CaptureConfig(StrictModel):
     parallel: int = Field(4, ge=1, description="Pages loading at once.")
     block_external: bool = Field(False, description="Abort every request to another origin than the page's.")
     browser: str | None = Field(None, description="Chromium executable (default: $REWARDLAB_CHROMIUM or chromium).")
+    describe: bool = Field(
+        False,
+        description="Read facts from each page's DOM and write descriptions.jsonl: the page's description against "
+        "descriptions with one fact changed (pairs with the screenshot, ready for train or review).",
+    )
+    rejected_per_page: int = Field(3, ge=1, description="--describe: rejected descriptions (pairs) per page.")
 
 
 class DemoConfig(StrictModel):

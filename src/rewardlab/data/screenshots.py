@@ -159,6 +159,69 @@ def changed_fields(a: PageSpec, b: PageSpec) -> list[str]:
     return [f.name for f in fields(PageSpec) if getattr(a, f.name) != getattr(b, f.name)]
 
 
+# ---------------------------------------------------------------------------------------------- HTML
+
+_LOREM = (
+    "Fresh leaves are picked at dawn and dried in the shade",
+    "Our shop ships every week",
+    "Read the guide before you order",
+    "Ask us anything",
+)
+
+
+def render_html(spec: PageSpec, title: str = "Example page") -> str:
+    """``spec`` as a real HTML page (header, paragraphs, buttons, form, table, picture in one or two columns, the
+    blocks in :func:`render_page`'s order): what ``rewardlab capture --describe`` is checked against."""
+    theme = _DARK if spec.dark_mode else _LIGHT
+
+    def css(rgb: RGB) -> str:
+        return "rgb({}, {}, {})".format(*rgb)
+
+    blocks = []
+    layout = _layout(spec, (256, 192), round(192 * 0.15))
+    rng = random.Random(f"{spec.variant}:html")
+    for kind, _box in layout:
+        if kind == "text":
+            blocks.append(
+                f"<section><h2>{rng.choice(_LOREM)}</h2><p>{'. '.join(rng.sample(_LOREM, 2))}.</p></section>"
+            )
+        elif kind == "image":
+            svg = ("<svg xmlns='http://www.w3.org/2000/svg' width='240' height='120'><rect width='240' height='120' "
+                   "fill='rgb(140,195,240)'/><circle cx='190' cy='30' r='18' fill='rgb(250,200,35)'/>"
+                   "<polygon points='0,120 80,40 160,120' fill='rgb(45,130,60)'/></svg>")  # fmt: skip
+            blocks.append(f'<section><img alt="landscape" width="240" height="120" src="data:image/svg+xml,{svg}">'
+                          "</section>")  # fmt: skip
+        elif kind == "form":
+            inputs = "".join(f'<label>Field {i + 1} <input type="text" name="f{i}"></label><br>'
+                             for i in range(2 + spec.variant % 2))  # fmt: skip
+            blocks.append(f'<section><form style="background:{css(theme.card)};padding:8px">{inputs}</form></section>')
+        elif kind == "table":
+            rows = "".join("<tr>" + "".join(f"<td>{r}.{c}</td>" for c in range(3)) + "</tr>" for r in range(3))
+            blocks.append(
+                f"<section><table border='1'><tr><th>A</th><th>B</th><th>C</th></tr>{rows}</table></section>"
+            )
+        else:
+            buttons = "".join(f'<button type="button" style="background:{css(COLOURS[spec.button_colour])};'
+                              f'color:#fff;border:0;padding:8px 16px;margin-right:8px">Action {i + 1}</button>'
+                              for i in range(spec.button_count))  # fmt: skip
+            blocks.append(f"<section>{buttons}</section>")
+    columns = [[] for _ in range(spec.columns)]
+    # The same split as the drawing: which column each block went to, from its box's left edge.
+    lefts = sorted({box[0] for _, box in layout})
+    for (_kind, box), block in zip(layout, blocks):
+        columns[lefts.index(box[0])].append(block)
+    body = "".join(f'<div class="col">{"".join(col)}</div>' for col in columns)
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>"
+        f"body{{margin:0;font-family:sans-serif;background:{css(theme.background)};color:{css(theme.heading)}}}"
+        f"header{{background:{css(COLOURS[spec.header_colour])};color:#eee;padding:16px 24px;font-size:20px}}"
+        f"main{{display:grid;grid-template-columns:repeat({spec.columns},1fr);gap:32px;padding:16px 24px}}"
+        "table{border-collapse:collapse}td,th{padding:4px 10px}"
+        f"</style></head><body><header>{title} <nav style='float:right'>Home · Shop · About</nav></header>"
+        f"<main>{body}</main></body></html>"
+    )
+
+
 # ---------------------------------------------------------------------------------------------- drawing
 
 

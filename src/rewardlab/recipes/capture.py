@@ -65,8 +65,30 @@ def run_capture(cfg: CaptureConfig) -> CaptureResult:
 
             asyncio.run(capture_all(todo, out, browser_path=browser, full_page=cfg.full_page, wait=cfg.wait,
                                     timeout_s=cfg.timeout_s, retries=cfg.retries, parallel=cfg.parallel,
-                                    block_external=cfg.block_external, on_row=on_row))  # fmt: skip
+                                    block_external=cfg.block_external, on_row=on_row, facts=cfg.describe))  # fmt: skip
+    if cfg.describe:
+        write_descriptions(manifest, out / "descriptions.jsonl", cfg.rejected_per_page)
     return CaptureResult(manifest, counts["ok"], counts["failed"], len(jobs) - len(todo))
+
+
+def write_descriptions(manifest: Path, out: Path, rejected_per_page: int) -> int:
+    """``descriptions.jsonl`` from every captured page with facts in the manifest (earlier runs' too); image paths
+    are relative to it, as the readers resolve them."""
+    from rewardlab.collection.describe import description_pairs
+    from rewardlab.data.files import atomic_write_text
+
+    rows, seen = [], set()
+    for line in manifest.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("status") == "ok" and row.get("facts") and row["image"] not in seen:
+            seen.add(row["image"])
+            rows += description_pairs(row, rejected_per_page)
+    atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    logger.info("%s: %d description pairs from %d pages", out, len(rows), len(seen))
+    return len(rows)
 
 
 def _cut_unfinished_line(path: Path) -> None:
