@@ -95,6 +95,9 @@ def test_bad_input_exits_2(tmp_path, capsys):
     assert main(["capture", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "urls.txt:2" in capsys.readouterr().err
     assert main(["capture", str(tmp_path / "none.txt"), "--out", str(tmp_path / "o")]) == 2
+    (tmp_path / "shot.png").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe binary")
+    assert main(["capture", str(tmp_path / "shot.png"), "--out", str(tmp_path / "o")]) == 2
+    assert "not a text file of URLs" in capsys.readouterr().err
     empty = tmp_path / "empty_dir"
     empty.mkdir()
     assert main(["capture", str(empty), "--out", str(tmp_path / "o")]) == 2

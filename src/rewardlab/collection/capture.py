@@ -51,8 +51,13 @@ def read_targets(source: str) -> list[str]:
         return [p.resolve().as_uri() for p in files]
     if not path.is_file():
         raise DataError(f"{source}: no such file or directory (give a file of URLs or a folder of .html files)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        message = "is not a text file of URLs (one per line), nor a folder of .html files"
+        raise DataError(message, source=source) from None
     urls = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
