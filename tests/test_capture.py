@@ -148,3 +148,12 @@ def test_describe_recovers_the_facts_of_pages_built_from_the_synthetic_layouts(t
     by_image = {r["image"]: specs[r["title"]] for r in rows}
     exact = sum(p.chosen == describe(by_image[p.images[0]]) for p in pairs) / len(pairs)
     assert exact >= 0.95
+    # review.jsonl: each page's drafts, ready for the labeling UI's description check.
+    pytest.importorskip("fastapi")
+    from rewardlab.collection.label_store import LabelStore
+
+    review = [(n, json.loads(x)) for n, x in enumerate((out / "review.jsonl").read_text().splitlines(), 1)]
+    store = LabelStore(tmp_path / "review.sqlite")
+    assert store.add_rows(review, str(out / "review.jsonl")) == 40
+    item = store.next_item("someone", 1)
+    assert item.task == "check" and len(item.responses) == 4 and describe(by_image[item.images[0]]) in item.responses

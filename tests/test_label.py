@@ -67,6 +67,30 @@ def test_store_labels_undo_export_and_agreement(tmp_path):
     assert math.isfinite(agree["pairwise_krippendorff_alpha"])
 
 
+def test_description_check_exports_pairs_with_the_image(tmp_path):
+    """A screenshot with candidate descriptions: marked correct or wrong, a better one typed in; the export has a
+    pair for every (correct or typed, wrong) description, with the image."""
+    review = write_jsonl(tmp_path / "review.jsonl", [
+        {"id": "shot1", "prompt": "Describe this web page.", "images": ["shot1.png"],
+         "descriptions": ["A red header.", "A blue header.", "A green header."]}])  # fmt: skip
+    store = LabelStore(tmp_path / "db.sqlite")
+    store.add_rows(rows_of(review), str(review))
+    item = store.next_item("ann", 1)
+    assert item.task == "check" and item.images == ["shot1.png"]
+    with pytest.raises(DataError, match="description check"):
+        store.add_label(item.id, "ann", {"correct": [True, False]})
+    store.add_label(item.id, "ann", {"correct": [True, False, False], "better": "A red header and a form."})
+    summary = export_labels(store, tmp_path / "prefs.jsonl")
+    assert summary["counts"] == {"pairs": 4, "checked": 1}
+    pairs, _ = read_records(DataSource(path=str(tmp_path / "prefs.jsonl")))
+    assert {(p.chosen, p.rejected) for p in pairs} == {
+        (good, bad)
+        for good in ("A red header.", "A red header and a form.")
+        for bad in ("A blue header.", "A green header.")
+    }
+    assert all(p.images and p.images[0].endswith("shot1.png") for p in pairs)
+
+
 def test_twenty_annotators_post_a_thousand_labels_and_none_is_lost(tmp_path):
     """20 concurrent annotators, 50 items each (1,000 labels over HTTP on 127.0.0.1): the export holds exactly
     what was posted."""
@@ -145,8 +169,11 @@ def test_a_scripted_annotator_labels_with_the_keyboard_and_the_export_trains(tmp
         tmp_path / "groups.jsonl", [{"id": "g", "prompt": "Rank these.", "responses": ["x", "y", "z"]}]
     )
     store = LabelStore(tmp_path / "db.sqlite")
+    check = write_jsonl(tmp_path / "check.jsonl", [{"id": "c", "prompt": "Describe it.",
+                                                   "descriptions": ["Right one.", "Wrong one."]}])  # fmt: skip
     store.add_rows(rows_of(data), str(data))
     store.add_rows(rows_of(groups), str(groups))
+    store.add_rows(rows_of(check), str(check))
     with AppServer(create_label_app(store)) as server, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
                                      args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])  # fmt: skip
@@ -173,16 +200,26 @@ def test_a_scripted_annotator_labels_with_the_keyboard_and_the_export_trains(tmp
                 page.fill(f"#rank-{k}", str(rank))
             with page.expect_navigation():
                 page.press("#rank-2", "Enter")
+            page.wait_for_selector("#correct-0")  # the description check: key 1 marks the first correct
+            page.keyboard.press("1")
+            page.fill("#better", "An even better one.")
+            with page.expect_navigation():
+                page.press("#better", "Control+Enter")
             assert "Nothing left" in page.inner_text("#done")
         finally:
             browser.close()
     summary = export_labels(LabelStore(tmp_path / "db.sqlite"), tmp_path / "prefs.jsonl")
-    assert summary["counts"] == {"pairs": 11, "pair_tie": 1, "groups": 1}
+    assert summary["counts"] == {"pairs": 13, "pair_tie": 1, "groups": 1, "checked": 1}
     ranked, _ = read_records(DataSource(path=str(tmp_path / "prefs.groups.jsonl")))
     assert ranked[0].ranks == (3, 1, 2)
     # The export trains a tiny RM end to end.
     make_tiny(tmp_path / "base", "qwen2")
-    write_jsonl(tmp_path / "train.jsonl", [json.loads(x) for x in (tmp_path / "prefs.jsonl").read_text().splitlines()])
+    labeled = [json.loads(x) for x in (tmp_path / "prefs.jsonl").read_text().splitlines()]
+    assert {(r["chosen"], r["rejected"]) for r in labeled if r["prompt"] == "Describe it."} == {
+        ("Right one.", "Wrong one."),
+        ("An even better one.", "Wrong one."),
+    }
+    write_jsonl(tmp_path / "train.jsonl", labeled)
     write_jsonl(tmp_path / "eval.jsonl", pair_rows(make_pairs(8, seed=4)))
     cfg = write_config(tmp_path, "rm", max_steps=2, save_strategy="no", eval_strategy="no")
     assert main(["train", "--config", str(cfg)]) == 0

@@ -30,7 +30,7 @@ class LabelBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     item_id: int
     annotator: str = Field(min_length=1, max_length=100)
-    value: str | list[int]
+    value: str | list[int] | dict[str, Any]
 
 
 class UndoBody(BaseModel):

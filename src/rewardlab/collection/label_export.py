@@ -1,7 +1,8 @@
 """Labels → the records ``train``/``eval`` read, and agreement where items were labeled more than once.
 
 A pairwise label ``a``/``b`` becomes a pair (``chosen`` the one picked); ``tie`` and ``skip`` are counted, not
-exported. A ranking becomes a ranked group (``prompt, responses, ranks``). An item labeled by several annotators
+exported. A ranking becomes a ranked group (``prompt, responses, ranks``). A description check becomes a pair for
+every (correct or typed-in description, wrong description), with the image. An item labeled by several annotators
 gives one record per label (ids ``KEY#ANNOTATOR``). Agreement: Cohen's κ between the two most active annotators on
 the pairwise items both labeled, and Krippendorff's α (nominal for pairwise choices, interval for ranks) over every
 item labeled at least twice.
@@ -36,7 +37,16 @@ def export_labels(store: LabelStore, out: str | Path) -> dict[str, Any]:
             records.append({**base, "chosen": chosen, "rejected": rejected})
             counts["pairs"] += 1
         elif value == "skip":
-            counts["rank_skip"] += 1
+            counts[f"{item.task}_skip"] += 1
+        elif item.task == "check":
+            good = [r for r, ok in zip(item.responses, value["correct"]) if ok]
+            if value.get("better", "").strip():
+                good.append(value["better"].strip())
+            wrong = [r for r, ok in zip(item.responses, value["correct"]) if not ok]
+            for n, (chosen, rejected) in enumerate((g, w) for g in good for w in wrong):
+                records.append({**base, "id": f"{base['id']}:{n}", "chosen": chosen, "rejected": rejected})
+                counts["pairs"] += 1
+            counts["checked"] += 1
         else:
             records.append({**base, "responses": item.responses, "ranks": value})
             counts["groups"] += 1

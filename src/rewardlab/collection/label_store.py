@@ -38,7 +38,7 @@ PAIR_CHOICES = ("a", "b", "tie", "skip")
 class Item:
     id: int
     key: str
-    task: str  # "pair" or "rank"
+    task: str  # "pair", "rank" or "check" (descriptions of an image: correct or wrong, or a better one typed)
     prompt: Any
     responses: list[Any]
     images: list[Any]
@@ -81,22 +81,26 @@ class LabelStore:
         with self.connect() as db:
             for rowno, row in rows:
                 key = str(row["id"]) if row.get("id") not in (None, "") else f"{Path(source).name}:{rowno}"
-                if "responses" in row and isinstance(row["responses"], list):
+                task = None
+                if "descriptions" in row and isinstance(row["descriptions"], list):
+                    responses, task = list(row["descriptions"]), "check"  # judge each: correct / wrong
+                elif "responses" in row and isinstance(row["responses"], list):
                     responses = list(row["responses"])
                 elif "chosen" in row and "rejected" in row:
                     responses = [row["chosen"], row["rejected"]]
                     random.Random(f"{seed}:{key}").shuffle(responses)  # the labeler must not see which was chosen
                 else:
-                    raise DataError("a row to label needs `responses` (a list) or `chosen` and `rejected`",
-                                    source=source, row=rowno)  # fmt: skip
-                if len(responses) < 2 or any(r in (None, "", []) for r in responses):
-                    raise DataError("needs at least two non-empty responses", source=source, row=rowno,
+                    raise DataError("a row to label needs `responses` (a list), `chosen` and `rejected`, or "
+                                    "`descriptions` (a list, with `images`)", source=source, row=rowno)  # fmt: skip
+                minimum = 1 if task == "check" else 2
+                if len(responses) < minimum or any(r in (None, "", []) for r in responses):
+                    raise DataError(f"needs at least {minimum} non-empty responses", source=source, row=rowno,
                                     field="responses")  # fmt: skip
                 if "prompt" not in row:
                     raise DataError("missing column 'prompt'", source=source, row=rowno, field="prompt")
                 images = row.get("images") or []
                 images = [images] if isinstance(images, str) else list(images)
-                task = "pair" if len(responses) == 2 else "rank"
+                task = task or ("pair" if len(responses) == 2 else "rank")
                 cur = db.execute(
                     "INSERT OR IGNORE INTO items(key, task, prompt, responses, images) VALUES (?,?,?,?,?)",
                     (key, task, json.dumps(row["prompt"]), json.dumps(responses), json.dumps(images)),
@@ -180,13 +184,22 @@ def _item(row: tuple) -> Item:
 
 
 def check_value(item: Item, value: Any) -> None:
-    """A pairwise label is a / b / tie / skip; a ranking gives each response a rank 1..K (ties allowed)."""
+    """A pairwise label is a / b / tie / skip; a ranking gives each response a rank 1..K (ties allowed); a
+    description check marks each description correct or not, with an optional better one typed in."""
     if item.task == "pair":
         if value not in PAIR_CHOICES:
             raise DataError(f"a pairwise label is one of {', '.join(PAIR_CHOICES)}, got {value!r}")
         return
     k = len(item.responses)
     if value == "skip":
+        return
+    if item.task == "check":
+        marks = value.get("correct") if isinstance(value, dict) else None
+        ok = isinstance(marks, list) and len(marks) == k and all(isinstance(c, bool) for c in marks)
+        ok = ok and isinstance(value.get("better", ""), str)
+        if not ok:
+            raise DataError(f'a description check is {{"correct": [{k} true/false], "better": "text or empty"}}: '
+                            f"{value!r}")  # fmt: skip
         return
     if (not isinstance(value, list) or len(value) != k
             or not all(isinstance(r, int) and not isinstance(r, bool) and 1 <= r <= k for r in value)):  # fmt: skip

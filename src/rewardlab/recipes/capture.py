@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,12 +73,13 @@ def run_capture(cfg: CaptureConfig) -> CaptureResult:
 
 
 def write_descriptions(manifest: Path, out: Path, rejected_per_page: int) -> int:
-    """``descriptions.jsonl`` from every captured page with facts in the manifest (earlier runs' too); image paths
-    are relative to it, as the readers resolve them."""
+    """``descriptions.jsonl`` (pairs) and ``review.jsonl`` (each page's drafts, for ``rewardlab label``'s
+    description check) from every captured page with facts in the manifest (earlier runs' too); image paths are
+    relative to them, as the readers resolve them."""
     from rewardlab.collection.describe import description_pairs
     from rewardlab.data.files import atomic_write_text
 
-    rows, seen = [], set()
+    rows, review, seen = [], [], set()
     for line in manifest.read_text(encoding="utf-8").splitlines():
         try:
             row = json.loads(line)
@@ -85,8 +87,15 @@ def write_descriptions(manifest: Path, out: Path, rejected_per_page: int) -> int
             continue
         if row.get("status") == "ok" and row.get("facts") and row["image"] not in seen:
             seen.add(row["image"])
-            rows += description_pairs(row, rejected_per_page)
+            pairs = description_pairs(row, rejected_per_page)
+            rows += pairs
+            if pairs:  # the drafts in a seeded order, for a person to mark correct or wrong (rewardlab label)
+                drafts = [pairs[0]["chosen"], *(p["rejected"] for p in pairs)]
+                random.Random(row["image"]).shuffle(drafts)
+                review.append({"id": row["image"], "prompt": pairs[0]["prompt"], "images": [row["image"]],
+                               "descriptions": drafts, "url": row["url"]})  # fmt: skip
     atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    atomic_write_text(out.with_name("review.jsonl"), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in review))
     logger.info("%s: %d description pairs from %d pages", out, len(rows), len(seen))
     return len(rows)
 
