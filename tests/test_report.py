@@ -214,7 +214,7 @@ def test_eval_report_shows_rows_error_best_and_plots(eval_dir: Path):
     for row in eval_rows():
         assert f"<td>{row['model']}</td><td>{row['checkpoint']}</td>" in page
     assert page.count('<tr class="error">') == 1
-    assert "error: cannot load &lt;model.safetensors&gt; &amp; &quot;config.json&quot;" in page
+    assert "error: cannot load &lt;model.safetensors&gt; &amp; &#34;config.json&#34;" in page  # escaped by Jinja2
     assert ERROR_MESSAGE not in page  # never unescaped
     assert page.count(DATA_IMG) == 4  # the 4 existing PNGs; missing_plot.png is skipped
     best = re.findall(r'<tr class="best">(.*?)</tr>', page)

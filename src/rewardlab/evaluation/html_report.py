@@ -5,13 +5,14 @@
 ``learning_curve.png``; for ``rewardlab demo`` runs also ``demo_summary.json`` and its plots) left there.
 Images are embedded as base64 data URIs and the CSS is inline: the page loads nothing, runs no script (its
 Content-Security-Policy forbids both), and can be mailed or attached as is.
-Every piece of text from the run (model names, error messages, subset names) goes through ``html.escape``.
+The page is rendered from Jinja2 templates shipped with the package (``templates/report.html``, its building blocks
+in ``report_blocks.html`` and ``report.css``, on the ``base.html`` layout the labeling UI shares); this module only
+prepares the blocks. Autoescaping escapes every piece of text from the run (model names, error messages, subsets).
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import json
 import math
 import re
@@ -39,38 +40,7 @@ PLOT_CAPTIONS = {
     "reliability": "Reliability: bars on the dashed diagonal mean the confidence σ(|margin|) can be trusted.",
 }
 
-CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:0;background:#f4f5f7;
-color:#1d232b;line-height:1.45}
-main{max-width:1240px;margin:0 auto;padding:24px 28px 48px}
-h1{margin:0 0 4px;font-size:1.7rem}h2{margin:32px 0 10px;font-size:1.3rem;border-bottom:2px solid #d8dde3;
-padding-bottom:4px}h3{margin:20px 0 8px;font-size:1.05rem}
-.sub{color:#5b6570;margin:0 0 16px}
-.cards{display:flex;flex-wrap:wrap;gap:12px;margin:12px 0}
-.card{background:#fff;border:1px solid #dde2e7;border-radius:8px;padding:10px 16px;min-width:120px}
-.card .v{font-size:1.6rem;font-weight:650}.card .k{color:#5b6570;font-size:.85rem}
-.card.best{border-left:5px solid #1f9d55}.card.bad{border-left:5px solid #d64545}
-.scroll{overflow-x:auto;background:#fff;border:1px solid #dde2e7;border-radius:8px;width:fit-content;max-width:100%}
-table{border-collapse:collapse;font-size:.86rem}
-th,td{padding:4px 8px;border-bottom:1px solid #e7eaee;text-align:left;white-space:nowrap}
-th{background:#eef1f4;font-weight:600;white-space:normal;vertical-align:bottom;max-width:7.5em}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-tr.best td{background:#e3f6e9;font-weight:600}tr.error td{background:#fdecec;color:#a61b1b}
-td.msg{white-space:normal;max-width:640px;word-break:break-word}
-.bar{display:inline-block;width:44px;height:8px;background:#e4e7eb;border-radius:4px;margin-right:8px;
-vertical-align:middle}.bar>span{display:block;height:100%;border-radius:4px;background:#3b82c4}
-tr.best .bar>span{background:#1f9d55}
-.muted{color:#7a848e;font-weight:400}.sub2{display:block;font-size:.75rem;line-height:1.1}
-.note{color:#5b6570;font-size:.85rem;margin:6px 2px}
-.plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:16px;margin-top:10px}
-figure.wide{grid-column:1/-1}
-figure{margin:0;background:#fff;border:1px solid #dde2e7;border-radius:8px;padding:10px}
-figure img{display:block;max-width:100%;height:auto;margin:0 auto}
-figcaption{font-size:.85rem;color:#3d4650;margin-top:6px}
-figcaption code{color:#7a848e}
-details{margin-top:28px}summary{cursor:pointer;color:#3d4650}
-pre{background:#fff;border:1px solid #dde2e7;border-radius:8px;padding:12px;overflow-x:auto;font-size:.8rem}
-"""
+# The page layout, styles and every piece of markup: templates/report.html, report_blocks.html, report.css.
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -112,10 +82,6 @@ def _load_json(path: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
 def _num(value: Any) -> float | None:
     """A finite number, else None (JSON nulls, NaN written as strings, booleans, text)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -130,62 +96,69 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(int(x)) if isinstance(value, int) else f"{x:.{digits}f}"
 
 
-def _page(title: str, body: str) -> str:
-    csp = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-    return (
-        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f'<meta http-equiv="Content-Security-Policy" content="{csp}">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{_e(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n{body}\n</main>\n</body>\n</html>\n"
-    )
+def _page(title: str, blocks: list[dict[str, Any]]) -> str:
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    env = Environment(loader=PackageLoader("rewardlab", "templates"), autoescape=select_autoescape(["html"]))
+    return env.get_template("report.html").render(title=title, blocks=[b for b in blocks if b]) + "\n"
 
 
-def _cards(items: list[tuple[str, str, str]]) -> str:
+def _h(kind: str, text: str) -> dict[str, Any]:
+    return {"kind": kind, "text": text}
+
+
+def _note(text: str) -> dict[str, Any]:
+    return {"kind": "note", "text": text}
+
+
+def _cards(items: list[tuple[str, str, str]]) -> dict[str, Any]:
     """(value, label, extra css class) -> a row of big-number cards."""
-    cells = "".join(f'<div class="card {cls}"><div class="v">{_e(v)}</div><div class="k">{_e(k)}</div></div>'
-                    for v, k, cls in items)  # fmt: skip
-    return f'<div class="cards">{cells}</div>'
+    return {"kind": "cards", "items": [{"value": v, "label": k, "cls": cls} for v, k, cls in items]}
 
 
-def _table(header: list[tuple[str, bool]], rows: list[str]) -> str:
-    """``header``: (label, is numeric); ``rows``: ready ``<tr>`` strings."""
-    head = "".join(f'<th class="num">{_e(h)}</th>' if num else f"<th>{_e(h)}</th>" for h, num in header)
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+def _table(header: list[tuple[str, bool]], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """``header``: (label, is numeric); ``rows``: ``{"cells": [...], "cls": ...}`` (see :func:`_cell`)."""
+    return {"kind": "table", "header": [{"label": h, "num": num} for h, num in header], "rows": rows}
 
 
-def _kv_table(items: dict[str, Any]) -> str:
-    rows = [f'<tr><td>{_e(k)}</td><td class="num">{_e(_fmt(v, 4) if _num(v) is not None else v)}</td></tr>'
-            for k, v in items.items()]  # fmt: skip
+def _row(cells: list[dict[str, Any]], cls: str = "") -> dict[str, Any]:
+    return {"cells": cells, "cls": cls}
+
+
+def _cell(text: Any, *, num: bool = False, **extra: Any) -> dict[str, Any]:
+    """A table cell: ``text``, right-aligned when ``num``; extras: ``bar`` (0..100, a small bar in front), ``sub``
+    (muted text after; ``sub2`` on its own line), ``style``, ``cls``, ``colspan``, ``title``, ``bold``."""
+    return {"text": "" if text is None else str(text), "num": num, **extra}
+
+
+def _kv_table(items: dict[str, Any]) -> dict[str, Any]:
+    rows = [_row([_cell(k), _cell(_fmt(v, 4) if _num(v) is not None else v, num=True)]) for k, v in items.items()]
     return _table([("metric", False), ("value", True)], rows)
 
 
-def _bar_cell(value: Any) -> str:
+def _bar_cell(value: Any) -> dict[str, Any]:
     """A number with a small bar (0..1) in front of it."""
     x = _num(value)
     if x is None:
-        return '<td class="num">–</td>'
-    width = max(0.0, min(1.0, x)) * 100
-    return f'<td class="num"><span class="bar"><span style="width:{width:.1f}%"></span></span>{x:.3f}</td>'
+        return _cell("–", num=True)
+    return _cell(f"{x:.3f}", num=True, bar=max(0.0, min(1.0, x)) * 100)
 
 
-def _heat_cell(acc: Any, n: Any) -> str:
+def _heat_cell(acc: Any, n: Any) -> dict[str, Any]:
     """Accuracy cell tinted from red (≤ 0.5, chance) to green (1.0), with the pair count beside it."""
     x = _num(acc)
     if x is None:
-        return '<td class="num">–</td>'
+        return _cell("–", num=True)
     hue = 120 * max(0.0, min(1.0, (x - 0.5) / 0.5))
-    count = f' <span class="muted">n={_e(_fmt(n))}</span>' if _num(n) is not None else ""
-    return f'<td class="num" style="background:hsl({hue:.0f},65%,86%)">{x:.3f}{count}</td>'
+    count = f"n={_fmt(n)}" if _num(n) is not None else None
+    return _cell(f"{x:.3f}", num=True, style=f"background:hsl({hue:.0f},65%,86%)", sub=count)
 
 
-def _image(path: Path, caption: str) -> str:
-    """A ``<figure>`` with the PNG inline; a wide PNG (a grid of panels) takes a whole row of the plot grid."""
+def _image(path: Path, caption: str) -> dict[str, Any]:
+    """A figure with the PNG inline; a wide PNG (a grid of panels) takes a whole row of the plot grid."""
     raw = path.read_bytes()
     wide = int.from_bytes(raw[16:20], "big") > WIDE_PNG_PX  # IHDR width, right after the 8-byte signature
-    data = base64.b64encode(raw).decode("ascii")
-    opening = '<figure class="wide">' if wide else "<figure>"
-    return (f'{opening}<img src="data:image/png;base64,{data}" alt="{_e(caption)}">'
-            f"<figcaption>{_e(caption)} <code>{_e(path.name)}</code></figcaption></figure>")  # fmt: skip
+    return {"data": base64.b64encode(raw).decode("ascii"), "caption": caption, "name": path.name, "wide": wide}
 
 
 def _png_in(run_dir: Path, name: Any) -> Path | None:
@@ -199,11 +172,14 @@ def _png_in(run_dir: Path, name: Any) -> Path | None:
         return path if f.read(8) == PNG_SIGNATURE else None
 
 
-def _config_block(config: Any) -> str:
+def _config_block(config: Any) -> dict[str, Any] | None:
     if not config:
-        return ""
-    text = json.dumps(config, indent=2, ensure_ascii=False, default=str)
-    return f"<details><summary>Resolved config</summary><pre>{_e(text)}</pre></details>"
+        return None
+    return {"kind": "config", "text": json.dumps(config, indent=2, ensure_ascii=False, default=str)}
+
+
+def _plot_grid(figures: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return {"kind": "plots", "figures": figures} if figures else None
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -212,22 +188,22 @@ def _config_block(config: Any) -> str:
 
 
 def _pm(mean_key: str, std_key: str):
-    def cell(row: dict) -> str:
+    def cell(row: dict) -> dict[str, Any]:
         mean, std = _num(row.get(mean_key)), _num(row.get(std_key))
-        extra = f' <span class="muted sub2">± {std:.3f}</span>' if std is not None and mean is not None else ""
-        return f'<td class="num">{_fmt(mean)}{extra}</td>'
+        extra = f"± {std:.3f}" if std is not None and mean is not None else None
+        return _cell(_fmt(mean), num=True, sub=extra, sub2=True)
 
     return cell
 
 
 def _plain(key: str, digits: int = 3):
-    return lambda row: f'<td class="num">{_e(_fmt(row.get(key), digits))}</td>'
+    return lambda row: _cell(_fmt(row.get(key), digits), num=True)
 
 
-def _shorter(row: dict) -> str:
+def _shorter(row: dict) -> dict[str, Any]:
     acc, n = _num(row.get("accuracy_chosen_shorter")), row.get("n_chosen_shorter")
-    extra = f' <span class="muted sub2">n={_e(_fmt(n))}</span>' if _num(n) is not None and acc is not None else ""
-    return f'<td class="num">{_fmt(acc)}{extra}</td>'
+    extra = f"n={_fmt(n)}" if _num(n) is not None and acc is not None else None
+    return _cell(_fmt(acc), num=True, sub=extra, sub2=True)
 
 
 # Results table columns: (row key, header, renderer(row) -> "<td>"). A column empty in every ok row of a set is
@@ -270,23 +246,23 @@ def _eval_page(run_dir: Path, data: dict) -> str:
     best = _best_indices(data)
     eval_sets = list(dict.fromkeys(str(r.get("eval_set", "?")) for r in rows))
     plots = _group_plots(run_dir, data.get("plots") or [], eval_sets)
-    body = [_eval_header(run_dir, data, rows, eval_sets), _best_cards(rows, best)]
+    body: list[Any] = [*_eval_header(run_dir, data, rows, eval_sets), _best_cards(rows, best)]
     for eval_set in eval_sets:
         members = [(i, r) for i, r in enumerate(rows) if str(r.get("eval_set", "?")) == eval_set]
-        body.append(f"<h2>Eval set: {_e(eval_set)}</h2>")
-        body.append(_results_table(members, best))
-        body.append(_subset_table([d for d in details if str(d.get("eval_set", "?")) == eval_set]))
+        body.append(_h("h2", f"Eval set: {eval_set}"))
+        body += _results_table(members, best)
+        body += _subset_table([d for d in details if str(d.get("eval_set", "?")) == eval_set])
         body.append(_plot_grid(plots.pop(eval_set, [])))
     leftover = [fig for figs in plots.values() for fig in figs]
     if leftover:
-        body += ["<h2>Other plots</h2>", _plot_grid(leftover)]
+        body += [_h("h2", "Other plots"), _plot_grid(leftover)]
     if not rows:
-        body.append('<p class="note">No results: no model directory or eval set was found.</p>')
+        body.append(_note("No results: no model directory or eval set was found."))
     body.append(_config_block(data.get("config")))
-    return _page(f"rewardlab eval — {run_dir.name}", "\n".join(b for b in body if b))
+    return _page(f"rewardlab eval — {run_dir.name}", body)
 
 
-def _eval_header(run_dir: Path, data: dict, rows: list[dict], eval_sets: list[str]) -> str:
+def _eval_header(run_dir: Path, data: dict, rows: list[dict], eval_sets: list[str]) -> list[dict[str, Any]]:
     models = {str(r.get("model")) for r in rows}
     checkpoints = {(str(r.get("model")), str(r.get("checkpoint"))) for r in rows}
     failed = sum(r.get("status") != "ok" for r in rows)
@@ -296,12 +272,12 @@ def _eval_header(run_dir: Path, data: dict, rows: list[dict], eval_sets: list[st
         (str(len(eval_sets)), "eval sets", ""),
         (str(failed), "failed evaluations", "bad" if failed else ""),
     ]
-    created = _e(data.get("created") or "unknown time")
-    return (f"<h1>Evaluation report</h1><p class=\"sub\">{_e(run_dir.resolve().name)} · created {created}</p>"
-            + _cards(cards))  # fmt: skip
+    created = data.get("created") or "unknown time"
+    title = {"kind": "title", "text": "Evaluation report", "sub": f"{run_dir.resolve().name} · created {created}"}
+    return [title, _cards(cards)]
 
 
-def _best_cards(rows: list[dict], best: set[int]) -> str:
+def _best_cards(rows: list[dict], best: set[int]) -> dict[str, Any] | None:
     items = []
     for i in sorted(best):
         if 0 <= i < len(rows):
@@ -309,60 +285,53 @@ def _best_cards(rows: list[dict], best: set[int]) -> str:
             key, label = ("accuracy", "accuracy") if _num(r.get("accuracy")) is not None else ("kendall_tau", "τ")
             where = f"best {label} on {r.get('eval_set')}: {r.get('model')} / {r.get('checkpoint')}"
             items.append((_fmt(r.get(key)), where, "best"))
-    return _cards(items) if items else ""
+    return _cards(items) if items else None
 
 
-def _results_table(members: list[tuple[int, dict]], best: set[int]) -> str:
+def _results_table(members: list[tuple[int, dict]], best: set[int]) -> list[dict[str, Any]]:
     ok = [r for _, r in members if r.get("status") == "ok"]
     columns = [c for c in COLUMNS if any(_num(r.get(c[0])) is not None for r in ok)]
     if all(not r.get("ties") for r in ok):  # ties only tell something when there are some
         columns = [c for c in columns if c[0] != "ties"]
     header = [("", False), ("model", False), ("checkpoint", False), ("step", True)] + [(c[1], True) for c in columns]
-    html_rows = []
+    rows = []
     for i, r in members:
-        lead = f"<td>{_e(r.get('model'))}</td><td>{_e(r.get('checkpoint'))}</td>"
-        lead += f'<td class="num">{_fmt(r.get("step"))}</td>'
+        lead = [_cell(r.get("model")), _cell(r.get("checkpoint")), _cell(_fmt(r.get("step")), num=True)]
         if r.get("status") != "ok":
-            msg = _e(r.get("error") or "failed (no message)")
-            span = max(1, len(columns))
-            html_rows.append(
-                f'<tr class="error"><td>✗</td>{lead}<td class="msg" colspan="{span}">error: {msg}</td></tr>'
-            )
+            message = f"error: {r.get('error') or 'failed (no message)'}"
+            rows.append(_row([_cell("✗"), *lead, _cell(message, cls="msg", colspan=max(1, len(columns)))], "error"))
             continue
-        cls, mark = ("best", '<td title="best on this eval set">★</td>') if i in best else ("", "<td></td>")
-        cells = "".join(render(r) for _, _, render in columns)
-        html_rows.append(f'<tr class="{cls}">{mark}{lead}{cells}</tr>')
-    note = ('<p class="note">★ best on this eval set (accuracy; Kendall τ for ranking-only sets). '
-            "Red rows could not be evaluated. Accuracy 0.5 is chance.</p>")  # fmt: skip
-    return _table(header, html_rows) + note
+        mark = _cell("★", title="best on this eval set") if i in best else _cell("")
+        rows.append(_row([mark, *lead, *(render(r) for _, _, render in columns)], "best" if i in best else ""))
+    note = _note("★ best on this eval set (accuracy; Kendall τ for ranking-only sets). Red rows could not be "
+                 "evaluated. Accuracy 0.5 is chance.")  # fmt: skip
+    return [_table(header, rows), note]
 
 
-def _subset_table(details: list[dict]) -> str:
+def _subset_table(details: list[dict]) -> list[dict[str, Any]]:
     """Per-subset accuracy: one row per subset, one column per model/checkpoint; hidden when no pair has one."""
     with_subsets = [d for d in details if isinstance(d.get("subsets"), dict)
                     and isinstance(d["subsets"].get("subsets"), dict) and d["subsets"]["subsets"]]  # fmt: skip
     names = list(dict.fromkeys(name for d in with_subsets for name in d["subsets"]["subsets"]))
     if not names or names == [NO_SUBSET]:
-        return ""
+        return []
     header = [("subset", False)] + [(f"{d.get('model')} / {d.get('checkpoint')}", True) for d in with_subsets]
     rows = []
     for name in names:
-        cells = []
+        cells = [_cell(name)]
         for d in with_subsets:
             s = d["subsets"]["subsets"].get(name)
-            cells.append(
-                _heat_cell(s.get("accuracy"), s.get("n")) if isinstance(s, dict) else '<td class="num">–</td>'
-            )
-        rows.append(f"<tr><td>{_e(name)}</td>{''.join(cells)}</tr>")
-    weighted = "".join(_heat_cell(d["subsets"].get("weighted_accuracy"), d["subsets"].get("n")) for d in with_subsets)
-    rows.append(f"<tr><td><b>all pairs (weighted)</b></td>{weighted}</tr>")
-    return "<h3>Accuracy per subset</h3>" + _table(header, rows)
+            cells.append(_heat_cell(s.get("accuracy"), s.get("n")) if isinstance(s, dict) else _cell("–", num=True))
+        rows.append(_row(cells))
+    weighted = [_heat_cell(d["subsets"].get("weighted_accuracy"), d["subsets"].get("n")) for d in with_subsets]
+    rows.append(_row([_cell("all pairs (weighted)", bold=True), *weighted]))
+    return [_h("h3", "Accuracy per subset"), _table(header, rows)]
 
 
-def _group_plots(run_dir: Path, names: list[Any], eval_sets: list[str]) -> dict[str, list[str]]:
-    """eval set -> rendered ``<figure>``s of its plots; plots whose name matches no set go under ``""``."""
+def _group_plots(run_dir: Path, names: list[Any], eval_sets: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """eval set -> the figures of its plots; plots whose name matches no set go under ``""``."""
     suffixes = {_slug(s): s for s in eval_sets}
-    grouped: dict[str, list[str]] = {}
+    grouped: dict[str, list[dict[str, Any]]] = {}
     for name in names:
         path = _png_in(run_dir, name)
         if path is None:
@@ -378,10 +347,6 @@ def _group_plots(run_dir: Path, names: list[Any], eval_sets: list[str]) -> dict[
 def _slug(text: str) -> str:
     """How `rewardlab eval` names a set in plot file names; a mismatch only moves a plot to "Other plots"."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "set"
-
-
-def _plot_grid(figures: list[str]) -> str:
-    return f'<div class="plots">{"".join(figures)}</div>' if figures else ""
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -405,22 +370,22 @@ def _train_page(run_dir: Path, data: dict) -> str:
         cards.append((_fmt(metrics["eval_accuracy"]), "final eval accuracy", "best"))
     if losses:
         cards.append((f"{losses[0]:.3f} → {losses[-1]:.3f}", f"train loss, first → last of {len(losses)} logs", ""))
-    body = [f'<h1>Training report</h1><p class="sub">{_e(run_dir.resolve().name)}</p>', _cards(cards),
-            "<h2>Final evaluation</h2>",
-            _kv_table(metrics) if metrics else '<p class="note">No eval set was configured.</p>',
-            "<h2>Data</h2>", _counts_tables(counts), "<h2>Learning curve</h2>"]  # fmt: skip
+    body: list[Any] = [{"kind": "title", "text": "Training report", "sub": run_dir.resolve().name}, _cards(cards),
+                       _h("h2", "Final evaluation"),
+                       _kv_table(metrics) if metrics else _note("No eval set was configured."),
+                       _h("h2", "Data"), *_counts_tables(counts), _h("h2", "Learning curve")]  # fmt: skip
     curve = _png_in(run_dir, "learning_curve.png")
     body.append(_plot_grid([_image(curve, "Train loss (and eval loss / accuracy when logged) by step.")])
-                if curve else '<p class="note">learning_curve.png is missing.</p>')  # fmt: skip
+                if curve else _note("learning_curve.png is missing."))  # fmt: skip
     if (run_dir / "demo_summary.json").is_file():
-        body.append(_demo_section(run_dir, _load_json(run_dir / "demo_summary.json")))
-    return _page(f"rewardlab train — {run_dir.name}", "\n".join(body))
+        body += _demo_section(run_dir, _load_json(run_dir / "demo_summary.json"))
+    return _page(f"rewardlab train — {run_dir.name}", body)
 
 
-def _demo_section(run_dir: Path, summary: dict) -> str:
+def _demo_section(run_dir: Path, summary: dict) -> list[Any]:
     """``rewardlab demo`` runs: held-out accuracy against the target, per flaw (text) or changed attribute
     (vision), and the held-out score plots the vision demo leaves."""
-    parts = ["<h2>Demo</h2>"]
+    parts: list[Any] = [_h("h2", "Demo")]
     accuracy, target = _num(summary.get("accuracy")), _num(summary.get("target"))
     if accuracy is not None:
         verdict = "" if target is None else f" (target {target:g}: {'met' if accuracy >= target else 'missed'})"
@@ -432,36 +397,34 @@ def _demo_section(run_dir: Path, summary: dict) -> str:
         per = summary.get(key)
         if isinstance(per, dict) and per:
             counts = summary.get("eval_pairs_by_attribute") or {}
-            rows = [f"<tr><td>{_e(name)}</td>{_heat_cell(acc, counts.get(name))}</tr>" for name, acc in per.items()]
+            rows = [_row([_cell(name), _heat_cell(acc, counts.get(name))]) for name, acc in per.items()]
             parts.append(_table([(label, False), ("held-out accuracy", True)], rows))
     captions = {"eval_scores.png": "Held-out scores of the right and the wrong description.",
                 "eval_margins.png": "Held-out margins (right − wrong); above 0 the right one wins."}  # fmt: skip
     figures = [_image(path, caption) for name, caption in captions.items() if (path := _png_in(run_dir, name))]
-    if figures:
-        parts.append(_plot_grid(figures))
-    return "\n".join(parts)
+    parts.append(_plot_grid(figures))
+    return parts
 
 
-def _counts_tables(counts: dict) -> str:
+def _counts_tables(counts: dict) -> list[Any]:
     """Records read per source, then encoded / truncated / dropped per split; any other count as key-value."""
-    parts = []
+    parts: list[Any] = []
     records = counts.get("records")
     if isinstance(records, dict) and records:
         rows = []
         for source, c in records.items():
             c = c if isinstance(c, dict) else {}
             other = ", ".join(f"{k}={v}" for k, v in c.items() if k not in ("rows", "records")) or "–"
-            rows.append(f'<tr><td>{_e(source)}</td><td class="num">{_fmt(c.get("rows"))}</td>'
-                        f'<td class="num">{_fmt(c.get("records"))}</td><td>{_e(other)}</td></tr>')  # fmt: skip
+            rows.append(_row([_cell(source), _cell(_fmt(c.get("rows")), num=True),
+                              _cell(_fmt(c.get("records")), num=True), _cell(other)]))  # fmt: skip
         parts.append(_table([("source", False), ("rows", True), ("records", True), ("other counts", False)], rows))
     splits = {k: v for k, v in counts.items() if k != "records" and isinstance(v, dict)}
     if splits:
         keys = list(dict.fromkeys(k for v in splits.values() for k in v))
         labels = {"seen": "encoded"}
-        rows = [f"<tr><td>{_e(split)}</td>" + "".join(f'<td class="num">{_e(_fmt(v.get(k)))}</td>' for k in keys)
-                + "</tr>" for split, v in splits.items()]  # fmt: skip
-        parts.append("<h3>Encoding</h3>" + _table([("split", False)] + [(labels.get(k, k), True) for k in keys], rows))
+        rows = [_row([_cell(split), *(_cell(_fmt(v.get(k)), num=True) for k in keys)]) for split, v in splits.items()]
+        parts += [_h("h3", "Encoding"), _table([("split", False)] + [(labels.get(k, k), True) for k in keys], rows)]
     scalars = {k: v for k, v in counts.items() if not isinstance(v, dict)}
     if scalars:
         parts.append(_kv_table(scalars))
-    return "\n".join(parts) or '<p class="note">No counts were recorded.</p>'
+    return parts or [_note("No counts were recorded.")]
