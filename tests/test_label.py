@@ -272,3 +272,19 @@ def test_label_studio_tasks_out_and_its_export_back_as_records(tmp_path, capsys)
     (tmp_path / "ls_ranks.json").write_text(json.dumps(rank_export))
     groups_read, _ = read_records(DataSource(path=str(tmp_path / "ls_ranks.json")))
     assert [g.ranks for g in groups_read] == [(2, 3, 1), (2, 1, 1)]
+
+
+def test_a_token_guards_every_request(tmp_path):
+    import httpx
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", pair_rows(make_pairs(2, seed=6)))
+    store = LabelStore(tmp_path / "db.sqlite")
+    store.add_rows(rows_of(data), str(data))
+    with AppServer(create_label_app(store, token="s3cret")) as server, httpx.Client(base_url=server.url) as http:
+        assert http.get("/").status_code == 401
+        assert http.get("/label", params={"annotator": "x", "token": "nope"}).status_code == 401
+        page = http.get("/label", params={"annotator": "x", "token": "s3cret"})
+        assert page.status_code == 200 and '"s3cret"' in page.text  # the page passes it on to the API
+        body = {"item_id": 1, "annotator": "x", "value": "a"}
+        assert http.post("/api/label", json=body).status_code == 401
+        assert http.post("/api/label", json=body, headers={"X-Label-Token": "s3cret"}).status_code == 200
