@@ -56,13 +56,20 @@ def test_capture_urls_with_two_viewports_a_failure_and_a_rerun(site, tmp_path, c
 
     root, base = site
     urls = tmp_path / "urls.txt"
-    urls.write_text(f"# pages\n{base}/red.html\n\n{base}/blue.html\n{base}/missing.html\n")
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on: the page is unreachable
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    urls.write_text(
+        f"# pages\n{base}/red.html\n\n{base}/blue.html\n{base}/missing.html\nhttp://127.0.0.1:{closed}/x\n"
+    )
     out = tmp_path / "shots"
     args = ["capture", str(urls), "--out", str(out), "--viewport", "800x600", "--viewport", "400x300",
             "retries=0", "parallel=3"]  # fmt: skip
     assert main(args) == 0
     rows = manifest(out)
-    assert len(rows) == 6
+    assert len(rows) == 8
     ok = [r for r in rows if r["status"] == "ok"]
     assert len(ok) == 4 and {r["title"] for r in ok} == {"Red shop", "Blue blog"}
     for r in ok:
@@ -72,11 +79,12 @@ def test_capture_urls_with_two_viewports_a_failure_and_a_rerun(site, tmp_path, c
             if r["title"] == "Red shop":
                 assert img.getpixel((5, 60))[:3] == (0xDD, 0x22, 0x22)  # the header's colour, rendered
     failed = [r for r in rows if r["status"] != "ok"]
-    assert len(failed) == 2 and all("404" in r["error"] for r in failed)
-    assert "4 captured, 2 failed" in capsys.readouterr().out
+    assert len(failed) == 4 and sum("404" in r["error"] for r in failed) == 2
+    assert sum("ERR_CONNECTION_REFUSED" in r["error"] for r in failed) == 2  # recorded, not the end of the run
+    assert "4 captured, 4 failed" in capsys.readouterr().out
     # A rerun skips what is done and retries what failed.
     assert main(args) == 0
-    assert "0 captured, 2 failed, 4 already done" in capsys.readouterr().out
+    assert "0 captured, 4 failed, 4 already done" in capsys.readouterr().out
 
 
 def test_html_folder_full_page_and_block_external(site, tmp_path, capsys):
