@@ -99,3 +99,16 @@ def test_serving_benchmark_quick_run_reports_both_servers(tmp_path: Path) -> Non
     assert res["ratios"]["items_per_s"] == pytest.approx(a["items_per_s"] / b["items_per_s"])
     assert a["server"]["model_calls"] >= 1 and a["server"]["mean_batch"] >= 1
     assert "| rewardlab/one-by-one |" in proc.stdout
+
+
+@pytest.mark.slow
+def test_scoring_benchmark_runs_and_both_paths_agree() -> None:
+    """bench_scoring.py: shared-prefix and one-row-per-response ranking give the same scores (the script checks)
+    and it prints both timings and their ratio."""
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT.parent / "bench_scoring.py"), "--responses", "4", "--prompt-words", "40",
+         "--repeats", "1", "--hidden", "32", "--layers", "2"],
+        capture_output=True, text=True, env={**os.environ, **OFFLINE}, timeout=1800,  # a hang guard
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "prompt once (shared)" in proc.stdout and "ratio" in proc.stdout

@@ -196,3 +196,54 @@ class GroupCollator:
                 batch[key], _ = pad_rows(seqs, 0, self.padding_side, self.pad_to_multiple_of)
         stack_images(features, batch, [g for g, f in enumerate(features) for _ in f["input_ids"]])
         return batch
+
+
+def shared_prefix_batch(groups: list[list[list[int]]], pad_token_id: int, dtype: torch.dtype = torch.float32,
+                        ) -> dict[str, torch.Tensor]:  # fmt: skip
+    """Score several sequences that start alike in one row per group: the tokens they share are computed once.
+
+    ``groups``: each a list of full token-id sequences (e.g. one prompt's responses, tokenized as usual). A group's
+    row is its longest common prefix ``S`` (kept one token short of the shortest sequence, so every sequence keeps a
+    token of its own) followed by each sequence's remaining tokens ``T_1, T_2, ...``. The additive 4-D attention mask
+    lets a token of ``S`` see the earlier tokens of ``S``, and a token of ``T_i`` see all of ``S`` and the earlier
+    tokens of ``T_i`` — never another ``T_j``; position ids restart after ``S`` for each ``T_i``. So each sequence's
+    last token sees exactly what it sees alone, and a causal model gives it the same hidden state.
+
+    Returns ``input_ids`` (g, L), ``attention_mask`` (g, 1, L, L) (0 where attended, the dtype's minimum elsewhere;
+    padding attends to itself only), ``position_ids`` (g, L) and ``score_positions`` (n, 2): (row, column) of each
+    sequence's last token, groups in order, sequences in order.
+    """
+    rows, segments, positions, score_positions = [], [], [], []
+    for g, seqs in enumerate(groups):
+        shared = 0
+        shortest = min(len(s) for s in seqs)
+        while shared < shortest - 1 and all(s[shared] == seqs[0][shared] for s in seqs):
+            shared += 1
+        ids, seg, pos = list(seqs[0][:shared]), [0] * shared, list(range(shared))
+        for i, s in enumerate(seqs, start=1):
+            tail = s[shared:]
+            ids += tail
+            seg += [i] * len(tail)
+            pos += range(shared, shared + len(tail))
+            score_positions.append((g, len(ids) - 1))
+        rows.append(ids)
+        segments.append(seg)
+        positions.append(pos)
+    longest = max(len(r) for r in rows)
+    n = len(rows)
+    input_ids = torch.full((n, longest), pad_token_id, dtype=torch.long)
+    seg_t = torch.full((n, longest), -1, dtype=torch.long)
+    pos_t = torch.zeros((n, longest), dtype=torch.long)
+    for r, (ids, seg, pos) in enumerate(zip(rows, segments, positions)):
+        input_ids[r, : len(ids)] = torch.tensor(ids)
+        seg_t[r, : len(seg)] = torch.tensor(seg)
+        pos_t[r, : len(pos)] = torch.tensor(pos)
+    q, k = seg_t[:, :, None], seg_t[:, None, :]
+    index = torch.arange(longest)
+    causal = index[None, :, None] >= index[None, None, :]
+    allowed = causal & (q >= 0) & ((k == 0) | (k == q))
+    allowed |= torch.eye(longest, dtype=torch.bool)[None]  # padding attends to itself: no all-masked row
+    mask = torch.zeros((n, 1, longest, longest), dtype=dtype)
+    mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
+    return {"input_ids": input_ids, "attention_mask": mask, "position_ids": pos_t,
+            "score_positions": torch.tensor(score_positions, dtype=torch.long)}  # fmt: skip

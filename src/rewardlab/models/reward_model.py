@@ -67,6 +67,14 @@ class RewardModel(nn.Module):
             return out.logits[:, 0].float()
         hf = unwrap_peft(self.backbone)
         body = getattr(hf, hf.base_model_prefix)
+        score_positions = extra.pop("score_positions", None)
+        if score_positions is not None:
+            # Shared-prefix rows (data.collator.shared_prefix_batch): a 4-D mask, its own position ids, and the
+            # (row, column) of every scored token.
+            hidden = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
+                          **extra).last_hidden_state  # fmt: skip
+            pooled = hidden[score_positions[:, 0], score_positions[:, 1]]
+            return hf.score(pooled)[:, 0].float()
         hidden = body(
             input_ids=input_ids,
             attention_mask=attention_mask,

@@ -10,6 +10,7 @@ padding; results come back in the caller's order. Over-long inputs are always tr
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ from rewardlab.errors import DataError, ModelError
 from rewardlab.models.reward_model import RewardModel
 
 DEFAULT_MAX_LENGTH = 1024
+# Longest shared-prefix row in tokens (before sharing): its attention mask is (row x row), so rows stay moderate.
+MAX_SHARED_ROW = 4096
+MASK_BUDGET = 2**25  # attention-mask elements per forward over all shared-prefix rows (128 MB in fp32)
 
 
 def image_key(images: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -103,6 +107,7 @@ class Scorer:
         normalization: dict[str, float] | None = None,
         transform: Any = None,
         max_batch_tokens: int | None = None,
+        share_prompts: bool = True,
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -111,6 +116,7 @@ class Scorer:
         self.padding_side = padding_side
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens  # padded tokens per forward (rows x longest); None: no limit
+        self.share_prompts = share_prompts  # responses to one prompt: the prompt's tokens computed once (decoders)
         self.normalization = normalization
 
     @classmethod
@@ -169,8 +175,21 @@ class Scorer:
         ``on_batch(n)`` is called after each forward pass with the number of responses it scored (progress bars).
         """
         items = self.encode(prompts, responses, images=images)
-        scores = self.score_items(items, on_batch)
+        groups = None
+        if self.share_prompts and self._can_share(items):
+            if isinstance(prompts, str) or (prompts and isinstance(prompts[0], dict)):
+                prompts = [prompts] * len(responses)  # type: ignore[list-item]
+            by_prompt: dict[str, list[int]] = {}
+            for i, p in enumerate(prompts):
+                by_prompt.setdefault(p if isinstance(p, str) else json.dumps(p, sort_keys=True), []).append(i)
+            groups = list(by_prompt.values())
+        scores = self.score_items(items, on_batch, groups=groups)
         return self.normalize(scores) if normalize else scores
+
+    def _can_share(self, items: Sequence[ScoringItem]) -> bool:
+        """Prompt sharing is exact for causal text models read at the last token, on plain token rows."""
+        return (self.model.pooling == "last" and not self.is_vision
+                and all(it.encoded.token_type_ids is None and not it.encoded.extras for it in items))  # fmt: skip
 
     def encode(
         self,
@@ -205,10 +224,24 @@ class Scorer:
             items.append(ScoringItem(encoded, key))
         return items
 
-    def score_items(self, items: Sequence[ScoringItem], on_batch: Callable[[int], None] | None = None) -> list[float]:
+    def score_items(self, items: Sequence[ScoringItem], on_batch: Callable[[int], None] | None = None,
+                    groups: Sequence[Sequence[int]] | None = None) -> list[float]:  # fmt: skip
         """Scores in the caller's order. Rows are batched by length (at most ``batch_size`` rows and
         ``max_batch_tokens`` padded tokens a forward); rows sharing an image key are kept together (records
-        ordered by their longest row), so a batch sends each image once."""
+        ordered by their longest row), so a batch sends each image once.
+
+        ``groups``: indices of items that answer one prompt; a group of two or more is scored in shared-prefix
+        rows (:func:`~rewardlab.data.collator.shared_prefix_batch`: the prompt's tokens computed once), the rest
+        one row each. Callers pass groups only where sharing is exact (:meth:`score` checks)."""
+        if groups:
+            shared = [list(g) for g in groups if len(g) > 1]
+            alone = [i for g in groups if len(g) == 1 for i in g]
+            out = [0.0] * len(items)
+            for i, s in zip(alone, self.score_items([items[i] for i in alone], on_batch) if alone else []):
+                out[i] = s
+            for idx, s in zip([i for g in shared for i in g], self._score_shared(items, shared, on_batch)):
+                out[idx] = s
+            return out
         import torch
 
         keys = [it.key for it in items]
@@ -231,6 +264,48 @@ class Scorer:
                 if on_batch is not None:
                     on_batch(len(idx))
         return out
+
+    def _score_shared(self, items: Sequence[ScoringItem], groups: list[list[int]],
+                      on_batch: Callable[[int], None] | None) -> list[float]:  # fmt: skip
+        """Scores of the groups' items (groups in order, items in order), a group's prompt computed once. A group
+        whose row would pass :data:`MAX_SHARED_ROW` tokens is cut into several rows."""
+        import torch
+
+        from rewardlab.data.collator import shared_prefix_batch
+
+        chunks: list[list[int]] = []
+        for group in groups:
+            chunk: list[int] = []
+            for i in group:
+                if chunk and sum(items[j].tokens for j in [*chunk, i]) > MAX_SHARED_ROW:
+                    chunks.append(chunk)
+                    chunk = []
+                chunk.append(i)
+            chunks.append(chunk)
+        dtype = next(self.model.parameters()).dtype
+        scores: list[float] = []
+        with torch.inference_mode():
+            start = 0
+            while start < len(chunks):
+                end, total = start, 0
+                while end < len(chunks) and (
+                    end == start or total + self._mask_size(items, chunks[end]) <= MASK_BUDGET
+                ):
+                    total += self._mask_size(items, chunks[end])
+                    end += 1
+                batch = shared_prefix_batch([[items[i].encoded.input_ids for i in c] for c in chunks[start:end]],
+                                            self.tokenizer.pad_token_id, dtype)  # fmt: skip
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                scores += self.model(**batch).float().tolist()
+                if on_batch is not None:
+                    on_batch(sum(len(c) for c in chunks[start:end]))
+                start = end
+        return scores
+
+    @staticmethod
+    def _mask_size(items: Sequence[ScoringItem], chunk: list[int]) -> int:
+        """An upper bound of the row's attention-mask elements (its length before sharing, squared)."""
+        return sum(items[i].tokens for i in chunk) ** 2
 
     def _batches(self, order: list[int], length: list[int]) -> list[list[int]]:
         """``order`` cut into forward batches: at most ``batch_size`` rows, and at most ``max_batch_tokens``

@@ -1,0 +1,104 @@
+"""Scoring responses to one prompt with the prompt's tokens computed once (shared-prefix rows): the same scores as
+one row per response, to 1e-5 in fp32, for every decoder family, padding side, pad == eos, truncation, chat
+messages and groups of K = 2…6; and the rows' attention structure checked by hand."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from rewardlab.data.collator import shared_prefix_batch
+from rewardlab.data.synthetic import make_pairs
+from rewardlab.models.scorer import Scorer
+from tests.test_vision import scorer_for
+from tests.tiny import make_tiny
+
+PAIRS = make_pairs(12, seed=17)
+
+
+def test_rows_mask_positions_and_score_positions_by_hand():
+    b = shared_prefix_batch([[[5, 6, 7, 8], [5, 6, 9]], [[1, 2], [3]]], pad_token_id=0)
+    # Group 0: common prefix [5, 6], tails [7, 8] and [9]. Group 1: no common prefix (tails [1, 2] and [3]).
+    assert b["input_ids"].tolist() == [[5, 6, 7, 8, 9], [1, 2, 3, 0, 0]]
+    assert b["position_ids"].tolist() == [[0, 1, 2, 3, 2], [0, 1, 0, 0, 0]]
+    assert b["score_positions"].tolist() == [[0, 3], [0, 4], [1, 1], [1, 2]]
+    seen = b["attention_mask"][0, 0] == 0
+    assert seen.tolist() == [
+        [True, False, False, False, False],  # prefix: causal
+        [True, True, False, False, False],
+        [True, True, True, False, False],  # tail 1: prefix + itself
+        [True, True, True, True, False],
+        [True, True, False, False, True],  # tail 2: prefix + itself, never tail 1
+    ]
+    padded = b["attention_mask"][1, 0] == 0
+    assert padded[3].tolist() == [False, False, False, True, False]  # padding sees itself only (no NaN rows)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shared")
+    return {
+        "qwen2": make_tiny(root / "qwen2", "qwen2"),
+        "llama": make_tiny(root / "llama", "llama"),
+        "qwen2_pad_eos": make_tiny(root / "qwen2_pad_eos", "qwen2", pad_is_eos=True),
+    }
+
+
+@pytest.mark.parametrize("name", ["qwen2", "llama", "qwen2_pad_eos"])
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_shared_scores_equal_one_row_per_response(models, name, side):
+    shared, plain = scorer_for(models[name], side), scorer_for(models[name], side)
+    plain.share_prompts = False
+    for k in range(2, 7):  # groups of K responses, and an identical pair inside one
+        p = PAIRS[k]
+        responses = [q.chosen for q in PAIRS[:k]]
+        responses[-1] = responses[0]
+        assert shared.score(p.prompt, responses) == pytest.approx(plain.score(p.prompt, responses), abs=1e-5)
+    # Many prompts at once (score_pairs: chosen and rejected share their prompt), and chat messages.
+    chosen, rejected = shared.score_pairs(PAIRS)
+    plain_chosen, plain_rejected = plain.score_pairs(PAIRS)
+    assert chosen == pytest.approx(plain_chosen, abs=1e-5) and rejected == pytest.approx(plain_rejected, abs=1e-5)
+    chat = [{"role": "user", "content": PAIRS[0].prompt}]
+    answers = [[{"role": "assistant", "content": q.chosen}] for q in PAIRS[:3]]
+    assert shared.score([chat] * 3, answers) == pytest.approx(plain.score([chat] * 3, answers), abs=1e-5)
+
+
+def test_truncated_rows_still_score_the_same(models):
+    """Over-long rows are cut from the prompt's start, so one prompt's rows may share nothing: still exact."""
+    shared = scorer_for(models["qwen2"])
+    shared.transform.max_length = 24
+    plain = scorer_for(models["qwen2"])
+    plain.transform.max_length = 24
+    plain.share_prompts = False
+    long_prompt = " ".join(p.prompt for p in PAIRS[:4])
+    responses = [p.chosen for p in PAIRS[:5]]
+    assert shared.score(long_prompt, responses) == pytest.approx(plain.score(long_prompt, responses), abs=1e-5)
+
+
+def test_encoders_and_vision_models_keep_one_row_per_response(models, tmp_path):
+    bert = Scorer.from_pretrained(str(make_tiny(tmp_path / "bert", "bert")), device="cpu")
+    items = bert.encode("p", ["a", "b"])
+    assert bert.share_prompts and not bert._can_share(items)  # bidirectional: a response would see the other
+    scorer = scorer_for(models["qwen2"])
+    assert scorer._can_share(scorer.encode("p", ["a", "b"]))
+
+
+def test_fewer_tokens_are_computed(models, monkeypatch):
+    """The point of it: one prompt with 8 responses computes the prompt once."""
+    scorer = scorer_for(models["qwen2"])
+    seen = []
+    original = scorer.model.forward
+
+    def counting(*args, **kwargs):
+        seen.append(int(kwargs["input_ids"].numel()))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(scorer.model, "forward", counting)
+    prompt = " ".join(p.prompt for p in PAIRS[:3])
+    responses = [p.chosen for p in PAIRS[:8]]
+    scorer.score(prompt, responses)
+    rows = [scorer.transform.encode(prompt, r).input_ids for r in responses]
+    common = len(os.path.commonprefix(rows))
+    assert common > 20  # the prompt's tokens
+    assert sum(seen) == sum(len(r) for r in rows) - 7 * common  # computed once instead of eight times
