@@ -102,3 +102,26 @@ def test_fewer_tokens_are_computed(models, monkeypatch):
     common = len(os.path.commonprefix(rows))
     assert common > 20  # the prompt's tokens
     assert sum(seen) == sum(len(r) for r in rows) - 7 * common  # computed once instead of eight times
+
+
+def test_items_encoded_apart_share_their_prompt_when_scored_together(models, monkeypatch):
+    """The server encodes each request apart and scores a batch of requests' items at once (as RL's G completions
+    of one prompt arrive): items with the same prompt still share it, and score as they would alone."""
+    scorer = scorer_for(models["qwen2"])
+    prompt = " ".join(p.prompt for p in PAIRS[:3])
+    first = scorer.encode(prompt, [PAIRS[0].chosen, PAIRS[1].chosen])
+    second = scorer.encode([prompt, PAIRS[5].prompt], [PAIRS[2].chosen, PAIRS[5].chosen])
+    rows = []
+    original = scorer.model.forward
+
+    def counting(*args, **kwargs):
+        rows.append(tuple(kwargs["input_ids"].shape))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(scorer.model, "forward", counting)
+    together = scorer.score_items(first + second)
+    scorer.share_prompts = False
+    alone = scorer.score_items(first + second)
+    assert together == pytest.approx(alone, abs=1e-5)
+    # Shared: the lone answer in a row of its own, the three answers to `prompt` in one row; then the plain batch.
+    assert [r[0] for r in rows] == [1, 1, 4]

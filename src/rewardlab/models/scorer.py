@@ -46,10 +46,12 @@ def _one_image_key(image: Any) -> Any:
 @dataclass(frozen=True)
 class ScoringItem:
     """One encoded (prompt, response[, images]) ready for a forward pass; ``key`` names its images (rows with
-    equal keys share them in a batch), ``None`` for text."""
+    equal keys share them in a batch), ``None`` for text; ``prompt_key`` names its prompt (items with equal keys
+    share the prompt's tokens in one row, where that is exact: see :meth:`Scorer.score_items`)."""
 
     encoded: Any
     key: Any = None
+    prompt_key: str | None = None
 
     @property
     def tokens(self) -> int:
@@ -175,15 +177,7 @@ class Scorer:
         ``on_batch(n)`` is called after each forward pass with the number of responses it scored (progress bars).
         """
         items = self.encode(prompts, responses, images=images)
-        groups = None
-        if self.share_prompts and self._can_share(items):
-            if isinstance(prompts, str) or (prompts and isinstance(prompts[0], dict)):
-                prompts = [prompts] * len(responses)  # type: ignore[list-item]
-            by_prompt: dict[str, list[int]] = {}
-            for i, p in enumerate(prompts):
-                by_prompt.setdefault(p if isinstance(p, str) else json.dumps(p, sort_keys=True), []).append(i)
-            groups = list(by_prompt.values())
-        scores = self.score_items(items, on_batch, groups=groups)
+        scores = self.score_items(items, on_batch)
         return self.normalize(scores) if normalize else scores
 
     def _can_share(self, items: Sequence[ScoringItem]) -> bool:
@@ -221,7 +215,7 @@ class Scorer:
                 error = DataError(f"response {i + 1} of {len(responses)}: {exc}")
                 error.index = i  # type: ignore[attr-defined]  # callers map it back to their row
                 raise error from None
-            items.append(ScoringItem(encoded, key))
+            items.append(ScoringItem(encoded, key, p if isinstance(p, str) else json.dumps(p, sort_keys=True)))
         return items
 
     def score_items(self, items: Sequence[ScoringItem], on_batch: Callable[[int], None] | None = None,
@@ -230,10 +224,16 @@ class Scorer:
         ``max_batch_tokens`` padded tokens a forward); rows sharing an image key are kept together (records
         ordered by their longest row), so a batch sends each image once.
 
-        ``groups``: indices of items that answer one prompt; a group of two or more is scored in shared-prefix
-        rows (:func:`~rewardlab.data.collator.shared_prefix_batch`: the prompt's tokens computed once), the rest
-        one row each. Callers pass groups only where sharing is exact (:meth:`score` checks)."""
-        if groups:
+        Items that answer one prompt (``groups``; by default, items with equal ``prompt_key`` when
+        ``share_prompts`` is on and sharing is exact: a causal text model read at the last token) are scored in
+        shared-prefix rows (:func:`~rewardlab.data.collator.shared_prefix_batch`: the prompt's tokens computed
+        once), the rest one row each."""
+        if groups is None and self.share_prompts and len(items) > 1 and self._can_share(items):
+            by_prompt: dict[Any, list[int]] = {}
+            for i, it in enumerate(items):
+                by_prompt.setdefault(it.prompt_key if it.prompt_key is not None else ("item", i), []).append(i)
+            groups = list(by_prompt.values())
+        if groups and any(len(g) > 1 for g in groups):
             shared = [list(g) for g in groups if len(g) > 1]
             alone = [i for g in groups if len(g) == 1 for i in g]
             out = [0.0] * len(items)
