@@ -82,6 +82,8 @@ def test_encoders_and_vision_models_keep_one_row_per_response(models, tmp_path):
     assert bert.share_prompts and not bert._can_share(items)  # bidirectional: a response would see the other
     scorer = scorer_for(models["qwen2"])
     assert scorer._can_share(scorer.encode("p", ["a", "b"]))
+    scorer.model.config._attn_implementation = "flash_attention_2"  # no 4-D masks there: one row per response
+    assert not scorer._can_share(scorer.encode("p", ["a", "b"]))
 
 
 def test_fewer_tokens_are_computed(models, monkeypatch):
