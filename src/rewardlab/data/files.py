@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import shutil
 import socket
@@ -23,6 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from rewardlab.errors import OutputError
+
+logger = logging.getLogger(__name__)
 
 # errno values that mean "the disk (or a quota, or a file-size limit) is full", and what torch.save says instead.
 _FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
@@ -175,3 +178,18 @@ class RunLock:
         if self._file is not None:
             self._file.close()  # closing releases the lock
             self._file = None
+
+
+def cut_unfinished_line(path: Path) -> bytes:
+    """The contents of the append-only JSONL ``path`` after cutting off an unfinished last line (a crash
+    mid-write), which is removed from the file too; ``b""`` when there is no file."""
+    if not path.is_file():
+        return b""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        keep = data.rfind(b"\n") + 1
+        logger.warning("%s: cutting off an unfinished last line (%d bytes)", path, len(data) - keep)
+        with path.open("r+b") as f:
+            f.truncate(keep)
+        data = data[:keep]
+    return data

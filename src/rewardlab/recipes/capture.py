@@ -39,7 +39,7 @@ def run_capture(cfg: CaptureConfig) -> CaptureResult:
         parse_viewport,
         read_targets,
     )
-    from rewardlab.data.files import output_errors
+    from rewardlab.data.files import cut_unfinished_line, output_errors
 
     viewports = [parse_viewport(v) for v in cfg.viewports]
     browser = find_chromium(cfg.browser)
@@ -54,7 +54,7 @@ def run_capture(cfg: CaptureConfig) -> CaptureResult:
     counts = {"ok": 0, "failed": 0}
     with output_errors(out):
         out.mkdir(parents=True, exist_ok=True)
-        _cut_unfinished_line(manifest)
+        cut_unfinished_line(manifest)
         with manifest.open("a", encoding="utf-8") as f:
 
             def on_row(row: dict[str, Any]) -> None:
@@ -98,11 +98,3 @@ def write_descriptions(manifest: Path, out: Path, rejected_per_page: int) -> int
     atomic_write_text(out.with_name("review.jsonl"), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in review))
     logger.info("%s: %d description pairs from %d pages", out, len(rows), len(seen))
     return len(rows)
-
-
-def _cut_unfinished_line(path: Path) -> None:
-    if path.is_file():
-        data = path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            with path.open("r+b") as f:
-                f.truncate(data.rfind(b"\n") + 1)

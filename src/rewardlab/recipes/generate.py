@@ -45,15 +45,9 @@ def read_generation_prompts(cfg: GenerateConfig) -> list[tuple[str, dict[str, An
 
 def done_ids(out: Path) -> set[str]:
     """Ids already written to ``out``; an unfinished last line (a crash mid-write) is cut off."""
-    if not out.is_file():
-        return set()
-    data = out.read_bytes()
-    if data and not data.endswith(b"\n"):
-        keep = data.rfind(b"\n") + 1
-        logger.warning("%s: cutting off an unfinished last line (%d bytes)", out, len(data) - keep)
-        with out.open("r+b") as f:
-            f.truncate(keep)
-        data = data[:keep]
+    from rewardlab.data.files import cut_unfinished_line
+
+    data = cut_unfinished_line(out)
     ids = set()
     for n, line in enumerate(data.decode("utf-8").splitlines(), 1):
         try:
