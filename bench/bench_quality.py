@@ -47,7 +47,18 @@ VARIANTS = {
     "shuffle": {"training": {"train_sampling_strategy": "random"}},
     "whole_text": {},  # the data file is rewritten, see write_fold
     "drop_long": {"data": {"overlong": "drop"}},
+    "length_debias": {"loss": {"length_decorrelation": 1.0}},
 }
+# Zero-shot: the HHH-alignment pairs (221, human-written; there the longer answer is usually the better one), put in
+# the hh-rlhf transcript form the models were trained on.
+HHH_PAIRS = HH_HARMLESS.parents[2] / "hhh-alignment" / "hhh_alignment_pairs.jsonl"
+
+
+def hhh_rows() -> list[dict[str, Any]]:
+    if not HHH_PAIRS.is_file():
+        return []
+    return [{"prompt": f"\n\nHuman: {r['prompt']}\n\nAssistant:", "chosen": " " + r["chosen"],
+             "rejected": " " + r["rejected"]} for r in read_rows(str(HHH_PAIRS))]  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -126,6 +137,7 @@ def run_rewardlab(spec: dict[str, Any]) -> dict[str, Any]:
     from rewardlab.config import TrainConfig, build_config
     from rewardlab.data.prepare import as_pairs
     from rewardlab.data.readers import read_records
+    from rewardlab.data.records import PreferencePair
     from rewardlab.models.scorer import Scorer
     from rewardlab.recipes.train import run_train
 
@@ -138,14 +150,18 @@ def run_rewardlab(spec: dict[str, Any]) -> dict[str, Any]:
         "training": {**training, "eval_strategy": "no"},
     }
     for section, values in VARIANTS[spec["variant"]].items():
-        cfg[section] = {**cfg[section], **values}
+        cfg[section] = {**cfg.get(section, {}), **values}
     result = run_train(build_config(TrainConfig, cfg))
     from rewardlab.config.schema import DataSource
 
     pairs = as_pairs(read_records(DataSource(path=spec["eval_path"]))[0])
     scorer = Scorer.from_pretrained(str(result.model_dir), device="cpu", batch_size=32)
     chosen, rejected = scorer.score_pairs(pairs)
-    return {"chosen": chosen, "rejected": rejected}
+    result = {"chosen": chosen, "rejected": rejected}
+    if spec["hhh"]:
+        hhh = [PreferencePair(prompt=r["prompt"], chosen=r["chosen"], rejected=r["rejected"]) for r in hhh_rows()]
+        result["hhh_chosen"], result["hhh_rejected"] = scorer.score_pairs(hhh)
+    return result
 
 
 def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
@@ -179,9 +195,14 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
         return out
 
     # Scored as TRL trains: the EOS text appended, the tokenizer's own special tokens added.
-    chosen, rejected = ([t + tok.eos_token for t in texts] for texts in zip(*(full_texts(r) for r in eval_rows)))
-    return {"chosen": score(list(chosen)), "rejected": score(list(rejected)), "trl_pairs_trained_on":
-            len(trainer.train_dataset)}  # fmt: skip
+    def score_rows(rows: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
+        chosen, rejected = ([t + tok.eos_token for t in texts] for texts in zip(*(full_texts(r) for r in rows)))
+        return score(list(chosen)), score(list(rejected))
+
+    result: dict[str, Any] = dict(zip(("chosen", "rejected"), score_rows(eval_rows)))
+    if spec["hhh"]:
+        result["hhh_chosen"], result["hhh_rejected"] = score_rows(hhh_rows())
+    return {**result, "trl_pairs_trained_on": len(trainer.train_dataset)}
 
 
 def worker_main(spec_path: str) -> None:
@@ -217,15 +238,19 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     accuracies, and the share of preferences that go to the shorter response."""
     table: dict[str, dict[str, Any]] = {}
     for run in runs:
-        empty = {"n": 0, "correct": 0.0, "prefers_shorter": 0, "unequal": 0, "runs": []}
+        empty = {"n": 0, "correct": 0.0, "prefers_shorter": 0, "unequal": 0, "hhh_n": 0, "hhh_correct": 0.0,
+                 "runs": []}  # fmt: skip
         row = table.setdefault(run["label"], empty)
-        for key in ("n", "correct", "prefers_shorter", "unequal"):
-            row[key] += run["metrics"][key]
+        for key in ("n", "correct", "prefers_shorter", "unequal", "hhh_n", "hhh_correct"):
+            row[key] += run["metrics"].get(key, 0)
         row["runs"].append(round(run["metrics"]["correct"] / run["metrics"]["n"], 4))
     for row in table.values():
         p = row["correct"] / row["n"]
         row.update(
-            accuracy=p, stderr=math.sqrt(p * (1 - p) / row["n"]), shorter=row["prefers_shorter"] / row["unequal"]
+            accuracy=p,
+            stderr=math.sqrt(p * (1 - p) / row["n"]),
+            shorter=row["prefers_shorter"] / row["unequal"],
+            hhh=row["hhh_correct"] / row["hhh_n"] if row["hhh_n"] else None,
         )
     return table
 
@@ -257,7 +282,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                     "max_length": args.max_length, "bf16": args.bf16, "run_dir": str(work / name),
                     "train_path": str(write_fold(halves[fold], work / f"{name}-train.jsonl", variant == "whole_text")),
                     "eval_path": str(write_fold(halves[other[fold]], work / f"{name}-eval.jsonl", False)),
-                    "result_path": str(work / f"{name}.json"),
+                    "result_path": str(work / f"{name}.json"), "hhh": not args.quick and bool(hhh_rows()),
                 }  # fmt: skip
                 spec_path = work / f"{name}-spec.json"
                 spec_path.write_text(json.dumps(spec), encoding="utf-8")
@@ -267,11 +292,16 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                     raise SystemExit(f"{name} failed:\n{proc.stderr[-4000:]}")
                 result = json.loads(Path(spec["result_path"]).read_text(encoding="utf-8"))
                 metrics = pair_metrics(result["chosen"], result["rejected"], halves[other[fold]])
+                if "hhh_chosen" in result:
+                    hhh = pair_metrics(result["hhh_chosen"], result["hhh_rejected"], hhh_rows())
+                    metrics.update(hhh_n=hhh["n"], hhh_correct=hhh["correct"])
                 label = "TRL RewardTrainer" if side == "trl" else f"rewardlab {variant}"
                 runs.append({"label": label, "fold": fold, "seed": seed, "metrics": metrics,
                              "seconds": result["seconds"]})  # fmt: skip
                 acc = metrics["correct"] / metrics["n"]
-                print(f"{name}: accuracy {acc:.4f} on {metrics['n']} pairs ({result['seconds']} s)", flush=True)
+                zero_shot = f", HHH {metrics['hhh_correct'] / metrics['hhh_n']:.4f}" if "hhh_n" in metrics else ""
+                print(f"{name}: accuracy {acc:.4f} on {metrics['n']} pairs{zero_shot} ({result['seconds']} s)",
+                      flush=True)  # fmt: skip
     evaluated = [halves[other[f]] for f in args.folds]
     base = {k: sum(baselines(h)[k] * len(h) for h in evaluated) / sum(map(len, evaluated)) for k in baselines(rows)}
     return {"settings": {k: v for k, v in vars(args).items() if k not in ("worker",)}, "runs": runs,
@@ -279,12 +309,16 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def markdown(res: dict[str, Any]) -> str:
-    lines = ["| | accuracy (± s.e.) | per run | prefers the shorter response |", "|---|---:|---|---:|"]
+    lines = ["| | accuracy (± s.e.) | per run | prefers the shorter response | HHH zero-shot |",
+             "|---|---:|---|---:|---:|"]  # fmt: skip
     for label, row in res["summary"].items():
         runs = ", ".join(f"{a:.3f}" for a in row["runs"])
-        lines.append(f"| {label} | {row['accuracy']:.4f} ± {row['stderr']:.4f} | {runs} | {row['shorter']:.1%} |")
-    lines.append(f"| baseline: shorter wins | {res['baselines']['shorter_wins']:.4f} | | 100% |")
-    lines.append(f"| baseline: longer wins | {res['baselines']['longer_wins']:.4f} | | 0% |")
+        hhh = "–" if row["hhh"] is None else f"{row['hhh']:.4f}"
+        lines.append(
+            f"| {label} | {row['accuracy']:.4f} ± {row['stderr']:.4f} | {runs} | {row['shorter']:.1%} | {hhh} |"
+        )
+    lines.append(f"| baseline: shorter wins | {res['baselines']['shorter_wins']:.4f} | | 100% | |")
+    lines.append(f"| baseline: longer wins | {res['baselines']['longer_wins']:.4f} | | 0% | |")
     return "\n".join(lines)
 
 

@@ -5,7 +5,12 @@ import math
 import pytest
 import torch
 
-from rewardlab.training.losses import bradley_terry_loss, centering_penalty, plackett_luce_loss
+from rewardlab.training.losses import (
+    bradley_terry_loss,
+    centering_penalty,
+    length_correlation_penalty,
+    plackett_luce_loss,
+)
 
 
 def sig(x):
@@ -37,6 +42,58 @@ def test_bradley_terry_swap_is_mirror():
 def test_centering_penalty_hand_value():
     scores = torch.tensor([1.0, -3.0, 2.0, 0.0])
     assert centering_penalty(scores, 0.01).item() == pytest.approx(0.01 * (1 + 9 + 4 + 0) / 4)
+
+
+def test_length_correlation_penalty_hand_values():
+    # margins 1, 2, 3 against gaps 10, 0, 20: centred (-1, 0, 1) and (0, -10, 10) -> cov 10, norms sqrt(2)*sqrt(200)
+    margins, gaps = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([10, 0, 20])
+    assert length_correlation_penalty(margins, gaps, 0.5).item() == pytest.approx(0.5 * 10 / 20, abs=1e-6)
+    # The sign of the correlation does not matter; a constant gap or margin gives exactly zero (and no NaN).
+    assert length_correlation_penalty(-margins, gaps, 1.0).item() == pytest.approx(0.5, abs=1e-6)
+    assert length_correlation_penalty(margins, torch.tensor([4, 4, 4]), 1.0).item() == 0.0
+    flat = torch.ones(3, requires_grad=True)
+    zero = length_correlation_penalty(flat, gaps, 1.0)
+    zero.backward()
+    assert zero.item() == 0.0 and torch.equal(flat.grad, torch.zeros(3))
+    # Margins that follow length exactly get the full coefficient; the gradient pushes them off the length axis.
+    m = torch.tensor([-2.0, 0.0, 2.0], requires_grad=True)
+    penalty = length_correlation_penalty(m, torch.tensor([-5, 0, 5]), 2.0)
+    assert penalty.item() == pytest.approx(2.0, abs=1e-6)
+    penalty.backward()
+    assert torch.isfinite(m.grad).all()
+
+
+def test_length_decorrelation_is_added_to_the_training_loss(tmp_path):
+    """Through RewardTrainer.compute_loss: the batch's loss is BT + coef·|ρ(margin, row-length gap)| in training,
+    plain BT in evaluation."""
+    from transformers import TrainingArguments
+
+    from rewardlab.config.schema import LossConfig, ModelConfig
+    from rewardlab.models.backbones import load_backbone, load_tokenizer
+    from rewardlab.models.reward_model import RewardModel
+    from rewardlab.training.trainer import RewardTrainer
+    from tests.tiny import make_tiny
+
+    cfg = ModelConfig(name_or_path=str(make_tiny(tmp_path / "tiny")))
+    tok = load_tokenizer(cfg)
+    model = RewardModel(load_backbone(cfg, tok), pooling="last")
+    args = TrainingArguments(output_dir=str(tmp_path / "run"), use_cpu=True, report_to="none")
+    trainer = RewardTrainer(model=model, args=args, processing_class=tok, export_meta={},
+                            loss_config=LossConfig(length_decorrelation=0.7))  # fmt: skip
+    ids = torch.tensor([[5, 6, 7, 8], [5, 6, 0, 0], [5, 9, 9, 0], [5, 6, 7, 0], [5, 6, 0, 0], [5, 8, 0, 0]])
+    mask = (ids != 0).long()
+    batch = {"input_ids": ids, "attention_mask": mask, "margin": torch.zeros(3)}
+    model.eval()
+    with torch.no_grad():
+        scores = model(input_ids=ids, attention_mask=mask)
+        plain = trainer.compute_loss(model, batch)
+        model.train()
+        penalized = trainer.compute_loss(model, batch)
+    chosen, rejected = scores[:3], scores[3:]
+    expected_penalty = length_correlation_penalty(chosen - rejected, torch.tensor([1, -1, 1]), 0.7)
+    assert plain.item() == pytest.approx(bradley_terry_loss(chosen, rejected).item(), abs=1e-6)
+    assert expected_penalty.item() > 0.01
+    assert penalized.item() == pytest.approx(plain.item() + expected_penalty.item(), abs=1e-5)
 
 
 def test_plackett_luce_three_responses_hand_value():

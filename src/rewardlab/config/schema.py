@@ -195,9 +195,21 @@ class LossConfig(StrictModel):
     center_coefficient: float | None = Field(
         None, ge=0.0, description="Reward centering: add coef·mean(score²) to keep scores near zero."
     )
+    length_decorrelation: float = Field(
+        0.0,
+        ge=0.0,
+        description="Add coef·|corr(score margin, length gap)| over each batch's pairs: a reward that does not "
+        "explain preferences by response length (ODIN-style length debiasing; 0 = off).",
+    )
     irrelevant_loss_weight: float = Field(
         1.0, ge=0.0, description="Weight of the irrelevant-query loss (with data.num_irrelevant_pairs > 0)."
     )
+
+    @model_validator(mode="after")
+    def _pairwise_only(self) -> LossConfig:
+        if self.length_decorrelation and self.name != "bradley_terry":
+            raise ValueError("loss.length_decorrelation works on pairs: use it with loss.name=bradley_terry")
+        return self
 
 
 # rewardlab's defaults for `training:` (TrainingArguments fields), under the user's keys. They are written into

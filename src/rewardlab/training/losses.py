@@ -26,6 +26,23 @@ def centering_penalty(scores: torch.Tensor, coefficient: float) -> torch.Tensor:
     return coefficient * scores.pow(2).mean()
 
 
+def length_correlation_penalty(margins: torch.Tensor, length_gaps: torch.Tensor, coefficient: float) -> torch.Tensor:
+    """``coefficient · |ρ(margin, length gap)|`` over a batch of pairs: the Pearson correlation between each pair's
+    score margin ``r⁺ − r⁻`` and its length gap ``len⁺ − len⁻`` (both ``(b,)``), zero when either does not vary.
+
+    It keeps the reward from explaining preferences by length alone, the shortcut RL policies exploit (the
+    decorrelation term of ODIN, Chen et al. 2024, on the pairwise margins: the prompt is common to a pair, so the
+    row-length gap is the response-length gap and prompt length cannot leak in).
+    """
+    m = margins - margins.mean()
+    g = length_gaps.to(margins.dtype)
+    g = g - g.mean()
+    spread = (m * m).sum() * (g * g).sum()
+    varies = spread > 0  # no host sync, and a finite gradient (zero) when nothing varies
+    corr = (m * g).sum() * torch.rsqrt(torch.where(varies, spread, torch.ones_like(spread)))
+    return coefficient * torch.where(varies, corr, torch.zeros_like(corr)).abs()
+
+
 def plackett_luce_loss(scores: torch.Tensor, ranks: torch.Tensor, group_sizes: torch.Tensor) -> torch.Tensor:
     """Listwise Plackett–Luce negative log-likelihood with ties (Breslow's rule), mean over groups.
 

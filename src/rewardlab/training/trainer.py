@@ -26,11 +26,16 @@ from rewardlab.data.files import output_errors, swap_directory
 from rewardlab.evaluation.metrics import preference_accuracy
 from rewardlab.models.checkpoint import write_model_files
 from rewardlab.models.reward_model import RewardModel
-from rewardlab.training.losses import bradley_terry_loss, centering_penalty, plackett_luce_loss
+from rewardlab.training.losses import (
+    bradley_terry_loss,
+    centering_penalty,
+    length_correlation_penalty,
+    plackett_luce_loss,
+)
 from rewardlab.training.weights import load_backbone_weights
 
 # Batch keys the loss reads; every other key is a model input (ids, masks, image tensors, ...).
-LOSS_INPUTS = ("margin", "ranks", "group_sizes", "irrelevant_pairs")
+LOSS_INPUTS = ("margin", "ranks", "group_sizes", "irrelevant_pairs", "row_lengths")
 # Train metrics summed on the device between two log lines: name → index in RewardTrainer._train_sums.
 SUMS = {"accuracy": 0, "margin": 1, "pairs": 2, "irrelevant_accuracy": 3, "irrelevant_loss": 4, "irrelevant_pairs": 5}
 
@@ -40,6 +45,14 @@ def pair_metrics(eval_pred: EvalPrediction) -> dict[str, float]:
     preds = np.asarray(eval_pred.predictions)
     stats = preference_accuracy(preds[:, 0], preds[:, 1])
     return {k: float(v) for k, v in stats.items()}
+
+
+def row_lengths(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Tokens per scored row: ``row_lengths`` when the collator gives them (shared-prefix rows), else the 2-D
+    attention mask's count."""
+    if "row_lengths" in inputs:
+        return inputs["row_lengths"]
+    return inputs["attention_mask"].sum(-1)
 
 
 class SeededLengthGroupedSampler(LengthGroupedSampler):
@@ -100,6 +113,11 @@ class RewardTrainer(Trainer):
             chosen, rejected = scores[:b], scores[b : 2 * b]
             margin = inputs["margin"] if self.loss_config.use_margin else None
             loss = bradley_terry_loss(chosen, rejected, margin)
+            if self.loss_config.length_decorrelation and model.training:
+                lengths = row_lengths(inputs)
+                gaps = lengths[:b] - lengths[b : 2 * b]
+                coefficient = self.loss_config.length_decorrelation
+                loss = loss + length_correlation_penalty(chosen - rejected, gaps, coefficient)
             outputs.update(chosen=chosen, rejected=rejected)
             if model.training:
                 self._accumulate(chosen - rejected, first=SUMS["accuracy"])
