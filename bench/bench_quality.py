@@ -17,7 +17,8 @@ Sides and variants:
 - ``rewardlab``: ``rewardlab train`` (the real path), then the export scored by ``Scorer``. Variants switch one
   default each: ``keep_dropout`` (``model.disable_dropout=false``, the default before this bench), ``shuffle``
   (random batches instead of length-grouped ones), ``whole_text`` (the transcript as one response with an empty
-  prompt, as TRL encodes it), ``drop_long`` (``data.overlong=drop``, as TRL drops over-long pairs).
+  prompt, as TRL encodes it), ``drop_long`` (``data.overlong=drop``, as TRL drops over-long pairs). Beyond TRL:
+  ``length_debias_1`` / ``length_debias_0.1`` (``loss.length_decorrelation`` at 1.0 / 0.1).
 - ``trl``: ``trl.RewardTrainer`` with its defaults except the shared settings (learning rate, batch size,
   epochs, max length, warm-up, precision, seed); its model is scored on the whole transcripts as TRL encodes them
   (``tokenizer(text + eos_token)``, cut from the left at ``max_length`` so the end of the response is kept, as
@@ -47,7 +48,8 @@ VARIANTS = {
     "shuffle": {"training": {"train_sampling_strategy": "random"}},
     "whole_text": {},  # the data file is rewritten, see write_fold
     "drop_long": {"data": {"overlong": "drop"}},
-    "length_debias": {"loss": {"length_decorrelation": 1.0}},
+    "length_debias_1": {"loss": {"length_decorrelation": 1.0}},
+    "length_debias_0.1": {"loss": {"length_decorrelation": 0.1}},
 }
 # Zero-shot: the HHH-alignment pairs (221, human-written; there the longer answer is usually the better one), put in
 # the hh-rlhf transcript form the models were trained on.

