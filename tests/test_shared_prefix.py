@@ -127,3 +127,98 @@ def test_items_encoded_apart_share_their_prompt_when_scored_together(models, mon
     assert together == pytest.approx(alone, abs=1e-5)
     # Shared: the lone answer in a row of its own, the three answers to `prompt` in one row; then the plain batch.
     assert [r[0] for r in rows] == [1, 1, 4]
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+def test_packed_blocks_share_a_row_but_never_see_each_other():
+    b = shared_prefix_batch([[[5, 6, 7], [5, 6, 8, 9]], [[1, 2], [1, 3]], [[4], [6]]], 0, pack_to=0)
+    # Blocks: [5, 6, 7, 8, 9] (5 tokens), [1, 2, 3] (3), [4, 6] (no common prefix, 2).
+    # Rows hold at most the longest block (5): [5 6 7 8 9] alone, then [1 2 3] + [4 6] side by side.
+    assert b["input_ids"].tolist() == [[5, 6, 7, 8, 9], [1, 2, 3, 4, 6]]
+    assert b["position_ids"].tolist() == [[0, 1, 2, 2, 3], [0, 1, 1, 0, 0]]
+    assert b["score_positions"].tolist() == [[0, 2], [0, 4], [1, 1], [1, 2], [1, 3], [1, 4]]
+    seen = (b["attention_mask"][1, 0] == 0).int().tolist()
+    assert seen == [[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [1, 0, 1, 0, 0], [0, 0, 0, 1, 0], [0, 0, 0, 0, 1]]
+
+
+def test_pair_and_group_collators_read_chosen_first_with_plain_row_lengths():
+    from rewardlab.data.collator import GroupCollator, PairCollator
+
+    features = [{"chosen_input_ids": [5, 6, 7], "rejected_input_ids": [5, 6, 8, 9], "margin": 0.5},
+                {"chosen_input_ids": [1, 2], "rejected_input_ids": [1, 3], "margin": 0.0}]  # fmt: skip
+    plain = PairCollator(pad_token_id=0)(features)
+    shared = PairCollator(pad_token_id=0, share_prompts=True)(features)
+    rows = shared["input_ids"]
+    # score_positions: chosen of pair 0, chosen of pair 1, rejected of pair 0, rejected of pair 1.
+    last = [int(rows[r, c]) for r, c in shared["score_positions"].tolist()]
+    assert last == [7, 2, 9, 3]
+    assert shared["row_lengths"].tolist() == plain["attention_mask"].sum(-1).tolist() == [3, 2, 4, 2]
+    assert shared["margin"].tolist() == [0.5, 0.0]
+    groups = [{"input_ids": [[1, 2], [1, 3, 4]], "ranks": [2, 1]}, {"input_ids": [[7], [8], [9]], "ranks": [1, 2, 3]}]
+    g = GroupCollator(pad_token_id=0, share_prompts=True)(groups)
+    assert [int(g["input_ids"][r, c]) for r, c in g["score_positions"].tolist()] == [2, 4, 7, 8, 9]
+    assert g["ranks"].tolist() == [2, 1, 1, 2, 3] and g["group_sizes"].tolist() == [2, 3]
+    # Segment ids or images: one row per response, whatever the switch says.
+    typed = [{**f, "chosen_token_type_ids": [0] * 3, "rejected_token_type_ids": [0] * 4} for f in features[:1]]
+    assert "score_positions" not in PairCollator(pad_token_id=0, share_prompts=True)(typed)
+
+
+def train_losses(root, model, name, *, ranked=False, **overrides):
+    """Train 6 steps with logging every step; return the per-step losses and the final eval metrics."""
+    import json
+
+    import yaml
+
+    from rewardlab.cli import main
+    from tests.tiny import pair_rows, write_jsonl
+
+    pairs = make_pairs(48, seed=4)
+    rows = pair_rows(pairs)
+    if ranked:
+        # Groups of K = 2, 3, 4 responses to one prompt, ranked in order.
+        rows = [{"prompt": p.prompt, "responses": [pairs[(i + j) % len(pairs)].chosen for j in range(2 + i % 3)]}
+                for i, p in enumerate(pairs)]  # fmt: skip
+        for r in rows:
+            r["ranks"] = list(range(1, len(r["responses"]) + 1))
+    train = write_jsonl(root / f"{name}-train.jsonl", rows)
+    evals = write_jsonl(root / f"{name}-eval.jsonl", pair_rows(make_pairs(16, seed=5)))
+    cfg = {
+        "output_dir": str(root / name), "seed": 1,
+        "data": {"train": str(train), "eval": str(evals), "max_length": 64,
+                 **({"ranked_as": "groups"} if ranked else {})},
+        "model": {"name_or_path": str(model)},
+        "loss": {"name": "plackett_luce"} if ranked else {},
+        "training": {"per_device_train_batch_size": 4, "max_steps": 6, "logging_steps": 1, "learning_rate": 2e-3,
+                     "save_strategy": "no", "eval_strategy": "no"},
+    }  # fmt: skip
+    path = root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["train", "--config", str(path), *[f"{k}={v}" for k, v in overrides.items()]]) == 0
+    log = [json.loads(line) for line in (root / name / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in log if "loss" in r]
+    results = json.loads((root / name / "results.json").read_text())["metrics"]
+    return losses, results
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "ranked", "overrides"),
+    [
+        ("qwen2", False, {}),
+        ("llama", False, {"model.padding_side": "left"}),
+        ("qwen2_pad_eos", False, {"data.max_length": 40}),  # pad == eos, and most pairs truncated
+        ("qwen2", True, {}),  # ranked groups of K = 2..4 under Plackett–Luce
+        ("qwen2", False, {"loss.length_decorrelation": 0.5}),  # row lengths from the shared rows
+    ],
+)
+def test_training_with_shared_prompts_follows_the_plain_loss_curve(models, tmp_path, name, ranked, overrides):
+    """The same run with prompts shared (default) and off: losses equal to 1e-4 at every step, same eval."""
+    shared, shared_eval = train_losses(tmp_path, models[name], "shared", ranked=ranked, **overrides)
+    plain, plain_eval = train_losses(tmp_path, models[name], "plain", ranked=ranked, **overrides,
+                                     **{"data.share_prompts": "false"})  # fmt: skip
+    assert len(shared) == 6
+    assert shared == pytest.approx(plain, abs=1e-4)
+    assert shared_eval["eval_accuracy"] == plain_eval["eval_accuracy"]
+    assert shared_eval["eval_margin_mean"] == pytest.approx(plain_eval["eval_margin_mean"], abs=1e-5)

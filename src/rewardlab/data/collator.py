@@ -92,6 +92,20 @@ def irrelevant_rows(features: list[dict[str, Any]], per_pair: int, swap: str = "
     return out
 
 
+def plain_rows(feature: dict[str, Any]) -> bool:
+    """Token ids only (no segment ids, no images): the rows a causal model can score with shared prompts."""
+    return not any(key.endswith(("token_type_ids", "mm_token_type_ids")) for key in feature) and (
+        "pixel_values" not in feature
+    )
+
+
+def shared_rows(groups: list[list[list[int]]], pad_token_id: int, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Training batches in shared-prefix form: each group (a pair's chosen and rejected rows, or a ranked group's
+    responses) is one block with its prompt computed once, and short blocks are packed into rows no longer than the
+    batch's longest block (so packing never makes a row longer than sharing alone does)."""
+    return shared_prefix_batch(groups, pad_token_id, dtype, pack_to=0)
+
+
 @dataclass
 class PairCollator:
     """Batches pair features (see module docstring). Output keys: ``input_ids`` (2b, T), ``attention_mask``
@@ -104,6 +118,11 @@ class PairCollator:
     text and another pair's image (``irrelevant_swap="image"``), another pair's chosen text and this pair's
     image (``"text"``), or one of each (``"both"``; see :func:`irrelevant_rows`), and ``irrelevant_pairs``
     (m, 2) = (preferred row, rejected row) indices.
+
+    ``share_prompts`` (causal text models; see :func:`shared_rows`): each pair is one block, its prompt computed
+    once, and the batch is ``input_ids`` (rows, L), a 4-D ``attention_mask``, ``position_ids``, ``score_positions``
+    (2b, 2) in the same order as the rows above (chosen ones first), ``row_lengths`` (2b,) and ``margin``. Rows with
+    segment ids or images ignore it.
     """
 
     pad_token_id: int
@@ -111,10 +130,21 @@ class PairCollator:
     pad_to_multiple_of: int | None = None
     num_irrelevant_pairs: int = 0
     irrelevant_swap: Literal["image", "text", "both"] = "image"
+    share_prompts: bool = False
+    mask_dtype: torch.dtype = torch.float32
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         rows = [f["chosen_input_ids"] for f in features] + [f["rejected_input_ids"] for f in features]
         b = len(features)
+        if self.share_prompts and not self.num_irrelevant_pairs and plain_rows(features[0]):
+            batch = shared_rows([[f["chosen_input_ids"], f["rejected_input_ids"]] for f in features],
+                                self.pad_token_id, self.mask_dtype)  # fmt: skip
+            # Sequences come pair by pair (c0, r0, c1, r1, ...); the loss reads chosen rows first, then rejected.
+            order = [2 * i for i in range(b)] + [2 * i + 1 for i in range(b)]
+            batch["score_positions"] = batch["score_positions"][order]
+            batch["row_lengths"] = torch.tensor([len(r) for r in rows], dtype=torch.long)
+            batch["margin"] = torch.tensor([f.get("margin", 0.0) for f in features], dtype=torch.float32)
+            return batch
         row_items = list(range(b)) * 2
         extra = []
         if self.num_irrelevant_pairs and "pixel_values" in features[0]:
@@ -178,18 +208,22 @@ class GroupCollator:
     pad_token_id: int
     padding_side: Literal["left", "right"] = "right"
     pad_to_multiple_of: int | None = None
+    share_prompts: bool = False
+    mask_dtype: torch.dtype = torch.float32
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if "chosen_input_ids" in features[0]:  # eval sets are pairs even when training on groups
-            return PairCollator(self.pad_token_id, self.padding_side, self.pad_to_multiple_of)(features)
+            return PairCollator(self.pad_token_id, self.padding_side, self.pad_to_multiple_of,
+                                share_prompts=self.share_prompts, mask_dtype=self.mask_dtype)(features)  # fmt: skip
         rows = [ids for f in features for ids in f["input_ids"]]
+        ranks = torch.tensor([r for f in features for r in f["ranks"]], dtype=torch.long)
+        sizes = torch.tensor([len(f["input_ids"]) for f in features], dtype=torch.long)
+        if self.share_prompts and plain_rows(features[0]):
+            batch = shared_rows([f["input_ids"] for f in features], self.pad_token_id, self.mask_dtype)
+            lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
+            return {**batch, "ranks": ranks, "group_sizes": sizes, "row_lengths": lengths}
         ids, mask = pad_rows(rows, self.pad_token_id, self.padding_side, self.pad_to_multiple_of)
-        batch = {
-            "input_ids": ids,
-            "attention_mask": mask,
-            "ranks": torch.tensor([r for f in features for r in f["ranks"]], dtype=torch.long),
-            "group_sizes": torch.tensor([len(f["input_ids"]) for f in features], dtype=torch.long),
-        }
+        batch = {"input_ids": ids, "attention_mask": mask, "ranks": ranks, "group_sizes": sizes}
         for key in ROW_SEQUENCES:
             if key in features[0]:
                 seqs = [t for f in features for t in f[key]]
@@ -199,49 +233,78 @@ class GroupCollator:
 
 
 def shared_prefix_batch(groups: list[list[list[int]]], pad_token_id: int, dtype: torch.dtype = torch.float32,
-                        ) -> dict[str, torch.Tensor]:  # fmt: skip
-    """Score several sequences that start alike in one row per group: the tokens they share are computed once.
+                        pack_to: int | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+    """Score several sequences that start alike with the tokens they share computed once.
 
-    ``groups``: each a list of full token-id sequences (e.g. one prompt's responses, tokenized as usual). A group's
-    row is its longest common prefix ``S`` (kept one token short of the shortest sequence, so every sequence keeps a
-    token of its own) followed by each sequence's remaining tokens ``T_1, T_2, ...``. The additive 4-D attention mask
-    lets a token of ``S`` see the earlier tokens of ``S``, and a token of ``T_i`` see all of ``S`` and the earlier
-    tokens of ``T_i`` — never another ``T_j``; position ids restart after ``S`` for each ``T_i``. So each sequence's
-    last token sees exactly what it sees alone, and a causal model gives it the same hidden state.
+    ``groups``: each a list of full token-id sequences (e.g. one prompt's responses, or a pair's chosen and rejected
+    rows, tokenized as usual). A group becomes a *block*: its longest common prefix ``S`` (kept one token short of the
+    shortest sequence, so every sequence keeps a token of its own) followed by each sequence's remaining tokens
+    ``T_1, T_2, ...``. The additive 4-D attention mask lets a token of ``S`` see the earlier tokens of ``S``, and a
+    token of ``T_i`` see all of ``S`` and the earlier tokens of ``T_i``, never another ``T_j`` nor another block;
+    position ids start at 0 in each block and restart after ``S`` for each ``T_i``. So each sequence's last token
+    sees exactly what it sees alone, and a causal model gives it the same hidden state.
 
-    Returns ``input_ids`` (g, L), ``attention_mask`` (g, 1, L, L) (0 where attended, the dtype's minimum elsewhere;
-    padding attends to itself only), ``position_ids`` (g, L) and ``score_positions`` (n, 2): (row, column) of each
-    sequence's last token, groups in order, sequences in order.
+    ``pack_to``: blocks are packed into rows of at most ``max(pack_to, longest block)`` tokens (first fit, longest
+    block first), so short blocks share a row instead of being padded; ``None`` puts each block in its own row.
+
+    Returns ``input_ids`` (rows, L), ``attention_mask`` (rows, 1, L, L) (0 where attended, the dtype's minimum
+    elsewhere; padding attends to itself only), ``position_ids`` (rows, L) and ``score_positions`` (n, 2): the
+    (row, column) of each sequence's last token, groups in order, sequences in order.
     """
-    rows, segments, positions, score_positions = [], [], [], []
-    for g, seqs in enumerate(groups):
+    blocks, ends = [], []
+    for seqs in groups:
         shared = 0
         shortest = min(len(s) for s in seqs)
         while shared < shortest - 1 and all(s[shared] == seqs[0][shared] for s in seqs):
             shared += 1
-        ids, seg, pos = list(seqs[0][:shared]), [0] * shared, list(range(shared))
+        ids, seg, pos, last = list(seqs[0][:shared]), [0] * shared, list(range(shared)), []
         for i, s in enumerate(seqs, start=1):
             tail = s[shared:]
             ids += tail
             seg += [i] * len(tail)
             pos += range(shared, shared + len(tail))
-            score_positions.append((g, len(ids) - 1))
-        rows.append(ids)
-        segments.append(seg)
-        positions.append(pos)
-    longest = max(len(r) for r in rows)
-    n = len(rows)
+            last.append(len(ids) - 1)
+        blocks.append((ids, seg, pos))
+        ends.append(last)
+    # Rows: block indices. First fit over blocks longest first; without pack_to, one block per row.
+    placed: list[list[int]] = []
+    if pack_to is None:
+        placed = [[g] for g in range(len(blocks))]
+    else:
+        cap = max(pack_to, max(len(b[0]) for b in blocks))
+        used: list[int] = []
+        for g in sorted(range(len(blocks)), key=lambda g: -len(blocks[g][0])):
+            row = next((r for r, n in enumerate(used) if n + len(blocks[g][0]) <= cap), None)
+            if row is None:
+                placed.append([])
+                used.append(0)
+                row = len(placed) - 1
+            placed[row].append(g)
+            used[row] += len(blocks[g][0])
+    longest = max(sum(len(blocks[g][0]) for g in row) for row in placed)
+    n = len(placed)
     input_ids = torch.full((n, longest), pad_token_id, dtype=torch.long)
+    block_t = torch.full((n, longest), -1, dtype=torch.long)
     seg_t = torch.full((n, longest), -1, dtype=torch.long)
     pos_t = torch.zeros((n, longest), dtype=torch.long)
-    for r, (ids, seg, pos) in enumerate(zip(rows, segments, positions)):
-        input_ids[r, : len(ids)] = torch.tensor(ids)
-        seg_t[r, : len(seg)] = torch.tensor(seg)
-        pos_t[r, : len(pos)] = torch.tensor(pos)
+    where: dict[int, tuple[int, int]] = {}  # block -> (row, offset)
+    for r, row in enumerate(placed):
+        offset = 0
+        for g in row:
+            ids, seg, pos = blocks[g]
+            sl = slice(offset, offset + len(ids))
+            input_ids[r, sl] = torch.tensor(ids)
+            block_t[r, sl] = g
+            seg_t[r, sl] = torch.tensor(seg)
+            pos_t[r, sl] = torch.tensor(pos)
+            where[g] = (r, offset)
+            offset += len(ids)
+    score_positions = [(where[g][0], where[g][1] + e) for g in range(len(blocks)) for e in ends[g]]
+    qb, kb = block_t[:, :, None], block_t[:, None, :]
     q, k = seg_t[:, :, None], seg_t[:, None, :]
     index = torch.arange(longest)
     causal = index[None, :, None] >= index[None, None, :]
-    allowed = causal & (q >= 0) & ((k == 0) | (k == q))
+    allowed = causal & (qb >= 0) & (qb == kb) & ((k == 0) | (k == q))
     allowed |= torch.eye(longest, dtype=torch.bool)[None]  # padding attends to itself: no all-masked row
     mask = torch.zeros((n, 1, longest, longest), dtype=dtype)
     mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)

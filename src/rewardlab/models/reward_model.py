@@ -32,6 +32,18 @@ def unwrap_peft(model: nn.Module) -> nn.Module:
     return get_base() if callable(get_base) else model
 
 
+# Attention implementations that take an arbitrary 4-D additive mask (flash-attention's kernels do not).
+MASKABLE_ATTENTION = (None, "sdpa", "eager")
+
+
+def can_share_prompts(model: RewardModel, vision: bool) -> bool:
+    """Whether shared-prefix rows (:func:`rewardlab.data.collator.shared_prefix_batch`) give ``model`` exactly the
+    scores of one row per sequence: a causal text model read at the last token, with attention that takes a 4-D
+    mask."""
+    attention = getattr(model.config, "_attn_implementation", None)
+    return model.pooling == "last" and not vision and attention in MASKABLE_ATTENTION
+
+
 class RewardModel(nn.Module):
     """Scores token sequences: ``forward(input_ids, attention_mask) → (b,)`` float32 scores.
 

@@ -183,9 +183,11 @@ class Scorer:
     def _can_share(self, items: Sequence[ScoringItem]) -> bool:
         """Prompt sharing is exact for causal text models read at the last token, on plain token rows, with an
         attention implementation that takes a 4-D mask (SDPA, eager; not flash-attention's varlen kernels)."""
-        attention = getattr(self.model.config, "_attn_implementation", None)
-        return (self.model.pooling == "last" and not self.is_vision and attention in (None, "sdpa", "eager")
-                and all(it.encoded.token_type_ids is None and not it.encoded.extras for it in items))  # fmt: skip
+        from rewardlab.models.reward_model import can_share_prompts
+
+        return can_share_prompts(self.model, self.is_vision) and all(
+            it.encoded.token_type_ids is None and not it.encoded.extras for it in items
+        )
 
     def encode(
         self,

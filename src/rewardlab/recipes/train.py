@@ -123,7 +123,7 @@ def build_trainer(
         resolve_pooling,
     )
     from rewardlab.models.packaged import resolve_packaged
-    from rewardlab.models.reward_model import RewardModel, unwrap_peft
+    from rewardlab.models.reward_model import RewardModel, can_share_prompts, unwrap_peft
     from rewardlab.models.vision import ProcessorBundle
     from rewardlab.recipes.run_record import write_run_record
     from rewardlab.training.arguments import build_training_args
@@ -160,14 +160,21 @@ def build_trainer(
     counts["records"] = {r.source: {"rows": r.rows, "records": r.records, **r.counts} for r in data.reports}
 
     write_run_record(run_dir, cfg.recorded(), training_args=args)
+    # A pair's (or group's) prompt computed once, where that gives exactly the scores of one row per response.
+    share = cfg.data.share_prompts and can_share_prompts(RewardModel(backbone, pooling), vision)
+    logger.info("prompt sharing: %s", "on (one block per pair or group, packed rows)" if share else "off")
+    # The mask is added to attention scores in the compute dtype (quantized weights are stored as integers).
+    mask_dtype = next((p.dtype for p in backbone.parameters() if p.is_floating_point()), None)
+    sharing = {"share_prompts": share, "mask_dtype": mask_dtype} if share else {}
     if cfg.data.ranked_as == "groups":
-        collator = GroupCollator(tokenizer.pad_token_id, padding_side)
+        collator = GroupCollator(tokenizer.pad_token_id, padding_side, **sharing)
     else:
         collator = PairCollator(
             tokenizer.pad_token_id,
             padding_side,
             num_irrelevant_pairs=cfg.data.num_irrelevant_pairs,
             irrelevant_swap=cfg.data.irrelevant_swap,
+            **sharing,
         )
 
     def model_init() -> RewardModel:
