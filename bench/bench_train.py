@@ -10,10 +10,14 @@ Run from the repository root (needs ``pip install -e .[bench]``, i.e. trl)::
 
 A tiny decoder reward model (``rewardlab.models.tiny``, ~11M parameters by default) is written once to a
 temporary directory, and the pairs once to a JSONL file. Each side then trains in its own subprocess (clean
-peak RSS, no shared caches): rewardlab through ``rewardlab.recipes.train.run_train`` with its defaults
-(length-grouped batches), TRL through ``trl.RewardTrainer`` with its defaults, except the settings in
-``FORCED``, which both sides get with the same value. The first ``--warmup`` steps are not timed. Padding is
-counted in the batches the collators produce; tokens/s counts real (non-pad) tokens only.
+peak RSS, no shared caches): ``rewardlab`` through ``rewardlab.recipes.train.run_train`` with its defaults
+(length-grouped batches, a pair's prompt computed once), ``rewardlab_plain`` the same with
+``data.share_prompts: false`` (one row per response, as before), and TRL through ``trl.RewardTrainer`` in its
+fastest configuration (length-grouped, no activation checkpointing), its defaults except the settings in
+``FORCED``, which every side gets with the same value. The first ``--warmup`` steps are not timed. Per side:
+pairs/s, the pairs' real tokens per second, the tokens actually computed per pair (fewer than the pair holds
+when the prompt is shared), the padding share of the computed slots, peak memory, and MFU: ``6 · weights ·
+tokens computed/s`` over the peak FLOP/s of a matrix product measured in the same run and precision.
 
 By default there are exactly ``batch size × timed steps`` pairs, so the timed steps are one epoch's worth of
 batches on both sides and the comparison is not skewed by batch order (length grouping puts the longest
@@ -37,7 +41,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-SIDES = ("rewardlab", "trl")
+# rewardlab as shipped (prompts shared where exact), rewardlab with `data.share_prompts=false`, and TRL.
+SIDES = ("rewardlab", "rewardlab_plain", "trl")
 HH_RLHF = (
     Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hh-rlhf" / "harmless-base" / "test.jsonl.gz"
 )
@@ -86,8 +91,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--trl-sampling",
         choices=["random", "group_by_length"],
-        default="random",
-        help="TRL's train_sampling_strategy (its default is random; rewardlab's is group_by_length).",
+        default="group_by_length",
+        help="TRL's train_sampling_strategy (default group_by_length, its fastest; its own default is random).",
     )
     p.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads per side (default: torch's; quick: 1)."
@@ -231,11 +236,13 @@ def _spread(values: list[int]) -> dict[str, float]:
 
 
 class Meter:
-    """What one side did: ``(rows, real tokens, token slots)`` of every batch its collator produced (in the
-    order the steps consume them), and the time at the end of every optimizer step."""
+    """What one side did: ``(sequences, tokens computed, token slots, sequence tokens)`` of every batch its collator
+    produced (in the order the steps consume them), and the time at the end of every optimizer step. Plain batches
+    compute every real token of every sequence; shared-prefix batches compute a pair's prompt once, so they compute
+    fewer tokens than their sequences hold."""
 
     def __init__(self) -> None:
-        self.batches: list[tuple[int, int, int]] = []
+        self.batches: list[tuple[int, int, int, int]] = []
         self.step_ends: list[float] = []
         self.step_cpu: list[float] = []  # CPU seconds of this process (all threads) at each step end
         self.peak_rss_mib = 0.0
@@ -244,8 +251,17 @@ class Meter:
     def wrap(self, collator: Any) -> Any:
         def collate(features: list[dict[str, Any]]) -> dict[str, Any]:
             batch = collator(features)
-            mask = batch["attention_mask"]  # (2b, T): chosen rows, then rejected rows
-            self.batches.append((mask.shape[0], int(mask.sum()), mask.numel()))
+            if "score_positions" in batch:  # shared-prefix rows: blocks packed from each row's start
+                import torch
+
+                where = batch["score_positions"]  # (2b, 2): (row, column) of each sequence's last token
+                ends = torch.zeros(batch["input_ids"].shape[0], dtype=torch.long)
+                ends = ends.scatter_reduce(0, where[:, 0], where[:, 1] + 1, reduce="amax")
+                counts = (where.shape[0], int(ends.sum()), batch["input_ids"].numel(), int(batch["row_lengths"].sum()))
+            else:
+                mask = batch["attention_mask"]  # (2b, T): chosen rows, then rejected rows
+                counts = (mask.shape[0], int(mask.sum()), mask.numel(), int(mask.sum()))
+            self.batches.append(counts)
             return batch
 
         return collate
@@ -275,15 +291,17 @@ class Meter:
         loader may have collated one batch ahead, which is left out)."""
         timed = self.batches[warmup : len(self.step_ends)]
         seconds = self.step_ends[-1] - self.step_ends[warmup - 1]
-        rows, real, slots = (sum(b[i] for b in timed) for i in range(3))
+        rows, computed, slots, real = (sum(b[i] for b in timed) for i in range(4))
         cpu_seconds = self.step_cpu[-1] - self.step_cpu[warmup - 1]
         return {
             "timed_steps": len(timed),
             "timed_seconds": round(seconds, 3),
             "pairs_per_s": rows / 2 / seconds,
             "tokens_per_s": real / seconds,
-            "padding_fraction": 1 - real / slots,
+            "padding_fraction": 1 - computed / slots,
             "real_tokens_per_pair": real / (rows / 2),
+            "computed_tokens_per_pair": computed / (rows / 2),
+            "computed_tokens_per_s": computed / seconds,
             "peak_rss_mib": round(self.peak_rss_mib, 1),
             "cuda_peak_mib": None if self.cuda_peak_mib is None else round(self.cuda_peak_mib, 1),
             # ≈ 1 when the process had its threads' cores to itself; well below 1: another process competed.
@@ -337,8 +355,9 @@ def _args_report(args: Any) -> dict[str, Any]:
     return {k: _plain(getattr(args, k)) for k in keys}
 
 
-def run_rewardlab(spec: dict[str, Any]) -> dict[str, Any]:
-    """rewardlab's real path (``run_train``: reader → TextTransform → length-grouped RewardTrainer), metered."""
+def run_rewardlab(spec: dict[str, Any], share_prompts: bool = True) -> dict[str, Any]:
+    """rewardlab's real path (``run_train``: reader → TextTransform → length-grouped RewardTrainer), metered;
+    ``share_prompts=False`` is the same with ``data.share_prompts: false`` (one row per response)."""
     import rewardlab.training.trainer as trainer_module
     from rewardlab.config.schema import TrainConfig
     from rewardlab.recipes.train import run_train
@@ -355,9 +374,9 @@ def run_rewardlab(spec: dict[str, Any]) -> dict[str, Any]:
     # run_train imports RewardTrainer from its module when it runs: hand it the metered subclass (this process only).
     trainer_module.RewardTrainer = MeteredTrainer
     cfg = TrainConfig(
-        output_dir=str(Path(spec["work"]) / "rewardlab-run"),
+        output_dir=str(Path(spec["work"]) / f"rewardlab-run-{share_prompts}"),
         seed=spec["seed"],
-        data={"train": {"path": spec["pairs_path"]}, "max_length": spec["max_length"]},
+        data={"train": {"path": spec["pairs_path"]}, "max_length": spec["max_length"], "share_prompts": share_prompts},
         model={"name_or_path": spec["model_dir"]},
         training=forced_training(spec),
     )
@@ -441,7 +460,8 @@ def worker_main(args: argparse.Namespace) -> None:
         import torch
 
         torch.set_num_threads(spec["threads"])
-    result = (run_rewardlab if args.worker == "rewardlab" else run_trl)(spec)
+    share = args.worker == "rewardlab"
+    result = run_trl(spec) if args.worker == "trl" else run_rewardlab(spec, share_prompts=share)
     Path(spec["work"], f"{args.worker}.json").write_text(json.dumps(result), encoding="utf-8")
 
 
@@ -478,14 +498,46 @@ def run_sides(repeats: int, spec_path: Path, work: Path) -> dict[str, dict[str, 
     return sides
 
 
-def ratios(sides: dict[str, dict[str, Any]]) -> dict[str, float | None]:
-    """rewardlab / TRL for every measured quantity (> 1 is better for throughput, worse for padding and memory)."""
-    keys = ("pairs_per_s", "tokens_per_s", "padding_fraction", "peak_rss_mib", "cuda_peak_mib", "real_tokens_per_pair")
+RATIO_KEYS = ("pairs_per_s", "tokens_per_s", "padding_fraction", "peak_rss_mib", "cuda_peak_mib",
+              "real_tokens_per_pair", "computed_tokens_per_pair")  # fmt: skip
+
+
+def ratios(sides: dict[str, dict[str, Any]], side: str = "rewardlab") -> dict[str, float | None]:
+    """``side`` / TRL for every measured quantity (> 1 is better for throughput, worse for padding and memory)."""
     out: dict[str, float | None] = {}
-    for key in keys:
-        ours, theirs = sides["rewardlab"][key], sides["trl"][key]
+    for key in RATIO_KEYS:
+        ours, theirs = sides[side][key], sides["trl"][key]
         out[key] = round(ours / theirs, 3) if ours is not None and theirs else None
     return out
+
+
+def gemm_peak_flops(bf16: bool, threads: int | None, n: int = 1024, repeats: int = 5) -> float:
+    """The best FLOP/s of an ``n × n × n`` matrix product on this device, in the training precision: the peak the
+    kernels of a step can at most reach here (an MFU's denominator measured in the same run)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first product warms up
+        start = time.perf_counter()
+        for _ in range(4):
+            a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, (time.perf_counter() - start) / 4)
+    return 2 * n**3 / best
+
+
+def add_mfu(sides: dict[str, dict[str, Any]], model: dict[str, Any], peak: float) -> None:
+    """Model FLOPs utilization: ``6 · weights · tokens computed per second / peak`` (forward + backward of the
+    weight matrices; attention scores and the embedding lookup are not counted), per side."""
+    weights = model["params_m"] * 1e6 - model["vocab"] * model["hidden"]
+    for r in sides.values():
+        r["mfu"] = round(6 * weights * r["computed_tokens_per_s"] / peak, 3)
 
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -524,7 +576,9 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         }
         spec_path = work / "spec.json"
         spec_path.write_text(json.dumps(spec), encoding="utf-8")
+        peak = gemm_peak_flops(args.bf16, args.threads)
         sides = run_sides(args.repeats, spec_path, work)
+    add_mfu(sides, inputs["model"], peak)
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
     return {
         "settings": settings(args),
@@ -532,8 +586,10 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "torch_threads": args.threads or torch.get_num_threads(),
         "cores": os.cpu_count(),
         **inputs,
+        "gemm_peak_gflops": round(peak / 1e9, 1),
         "sides": sides,
         "ratios": ratios(sides),
+        "ratios_plain": ratios(sides, "rewardlab_plain"),
         "trl_forced_equal": sides["trl"].pop("forced"),
     }
 
@@ -556,14 +612,17 @@ def markdown(res: dict[str, Any]) -> str:
 
 def _throughput_table(res: dict[str, Any]) -> list[str]:
     cuda = any(s["cuda_peak_mib"] is not None for s in res["sides"].values())
-    head = ["side", "pairs/s", "tokens/s", "padding %", "peak RSS MiB"] + (["CUDA peak MiB"] if cuda else [])
+    head = ["side", "pairs/s", "pair tokens/s", "tokens computed/pair", "padding %", "MFU", "peak RSS MiB"]
+    head += ["CUDA peak MiB"] if cuda else []
     lines = [_row(head), _row(["---"] * len(head))]
     for side, r in res["sides"].items():
-        cells = [side, _fmt(r["pairs_per_s"]), _fmt(r["tokens_per_s"], 0), _fmt(100 * r["padding_fraction"], 1)]
-        lines.append(_row(cells + [_fmt(r["peak_rss_mib"], 0)] + ([_fmt(r["cuda_peak_mib"], 0)] if cuda else [])))
-    q = res["ratios"]
-    cells = ["rewardlab/TRL", _fmt(q["pairs_per_s"]), _fmt(q["tokens_per_s"]), _fmt(q["padding_fraction"])]
-    lines.append(_row(cells + [_fmt(q["peak_rss_mib"])] + ([_fmt(q["cuda_peak_mib"])] if cuda else [])))
+        cells = [side, _fmt(r["pairs_per_s"]), _fmt(r["tokens_per_s"], 0), _fmt(r["computed_tokens_per_pair"], 1)]
+        cells += [_fmt(100 * r["padding_fraction"], 1), _fmt(r.get("mfu"), 3), _fmt(r["peak_rss_mib"], 0)]
+        lines.append(_row(cells + ([_fmt(r["cuda_peak_mib"], 0)] if cuda else [])))
+    for label, q in (("rewardlab/TRL", res["ratios"]), ("rewardlab_plain/TRL", res["ratios_plain"])):
+        cells = [label, _fmt(q["pairs_per_s"]), _fmt(q["tokens_per_s"]), _fmt(q["computed_tokens_per_pair"])]
+        cells += [_fmt(q["padding_fraction"]), "", _fmt(q["peak_rss_mib"])]
+        lines.append(_row(cells + ([_fmt(q["cuda_peak_mib"])] if cuda else [])))
     return lines
 
 
@@ -585,7 +644,8 @@ def _notes(res: dict[str, Any]) -> list[str]:
     trl, ours = res["sides"]["trl"]["args"], res["sides"]["rewardlab"]["args"]
     own = ", ".join(f"{k}: {ours[k]} vs {trl.get(k)}" for k in ours if k not in FORCED and ours[k] != trl.get(k))
     lines = [
-        f"Model: {res['model']}. Data: {res['data']}. Device: {res['device']}, {res['torch_threads']} torch threads.",
+        f"Model: {res['model']}. Data: {res['data']}. Device: {res['device']}, {res['torch_threads']} torch threads; "
+        f"GEMM peak {res['gemm_peak_gflops']} GFLOP/s in the training precision.",
         f"Settings: {res['settings']}.",
         f"Forced equal on TRL: {forced}.",
         f"Left at each library's default (rewardlab vs TRL): {own or 'none differ'}.",

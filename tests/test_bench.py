@@ -30,18 +30,30 @@ def test_quick_benchmark_reports_both_sides(tmp_path: Path) -> None:
     assert "| rewardlab/TRL |" in proc.stdout
 
     res = json.loads(out.read_text(encoding="utf-8"))
-    assert set(res["sides"]) == {"rewardlab", "trl"}
+    assert set(res["sides"]) == {"rewardlab", "rewardlab_plain", "trl"}
     for side, r in res["sides"].items():
         assert r["pairs_per_s"] > 0, side
         assert r["tokens_per_s"] > 0, side
         assert 0 <= r["padding_fraction"] < 1, side
         assert r["peak_rss_mib"] > 0, side
         assert r["timed_steps"] == res["settings"]["steps"] - res["settings"]["warmup"], side
-        # tokens/s counts real tokens only: the slots (real + padding) run at tokens/s ÷ (1 − padding).
+        # tokens/s counts the pairs' real tokens; tokens computed are fewer where a pair's prompt is computed once.
         assert r["tokens_per_s"] == pytest.approx(r["pairs_per_s"] * r["real_tokens_per_pair"]), side
+        assert r["computed_tokens_per_s"] == pytest.approx(r["pairs_per_s"] * r["computed_tokens_per_pair"]), side
+        assert 0 < r["mfu"] < 1, side
+    # Same pairs, same tokens; prompt sharing computes each pair's prompt once, the other two compute it twice.
+    ours, plain, trl = (res["sides"][k] for k in ("rewardlab", "rewardlab_plain", "trl"))
+    assert ours["real_tokens_per_pair"] == plain["real_tokens_per_pair"]
+    assert plain["computed_tokens_per_pair"] == plain["real_tokens_per_pair"]
+    assert trl["computed_tokens_per_pair"] == trl["real_tokens_per_pair"]
+    shared_prompt = res["data"]["prompt_tokens"]["mean"]
+    assert ours["computed_tokens_per_pair"] < plain["computed_tokens_per_pair"] - 0.5 * shared_prompt
     assert {"pairs_per_s", "tokens_per_s", "padding_fraction", "peak_rss_mib"} <= set(res["ratios"])
     ratio = res["sides"]["rewardlab"]["pairs_per_s"] / res["sides"]["trl"]["pairs_per_s"]
     assert res["ratios"]["pairs_per_s"] == pytest.approx(ratio, abs=1e-3)
+    assert res["ratios_plain"]["computed_tokens_per_pair"] == pytest.approx(
+        plain["computed_tokens_per_pair"] / trl["computed_tokens_per_pair"], abs=1e-3
+    )
     # Same settings on both sides; the ones TRL defaults otherwise are listed with its default.
     forced = res["trl_forced_equal"]
     assert forced["activation_checkpointing"] == {"trl_default": True, "used": False}
