@@ -222,3 +222,35 @@ def test_training_with_shared_prompts_follows_the_plain_loss_curve(models, tmp_p
     assert shared == pytest.approx(plain, abs=1e-4)
     assert shared_eval["eval_accuracy"] == plain_eval["eval_accuracy"]
     assert shared_eval["eval_margin_mean"] == pytest.approx(plain_eval["eval_margin_mean"], abs=1e-5)
+
+
+def test_token_budget_batches_hold_every_item_once_within_the_budget():
+    import random
+
+    from rewardlab.data.dataset import TokenBudgetBatchSampler
+
+    rng = random.Random(0)
+    tokens = [rng.randint(5, 300) for _ in range(1000)] + [900]  # one item over the budget
+    sampler = TokenBudgetBatchSampler(tokens, max_tokens=600, seed=3, window=256)
+    first = list(sampler)
+    assert sorted(i for b in first for i in b) == list(range(len(tokens)))
+    assert len(sampler) == len(first)
+    for batch in first:
+        assert sum(tokens[i] for i in batch) <= 600 or len(batch) == 1
+    assert [b for b in first if 900 in [tokens[i] for i in b]] == [[1000]]
+    # Greedy within size-sorted windows: nearly full batches (all but a window's last one hold > 300 tokens).
+    assert sum(sum(tokens[i] for i in b) < 300 for b in first) <= 4
+    assert list(TokenBudgetBatchSampler(tokens, 600, seed=3, window=256)) == first  # the seed decides the order
+    sampler.set_epoch(1)
+    assert list(sampler) != first and sorted(i for b in sampler for i in b) == list(range(len(tokens)))
+
+
+@pytest.mark.parametrize(("budget", "steps"), [(10**6, 1), (1, 48)])
+def test_training_with_a_token_budget_per_batch(models, tmp_path, budget, steps):
+    """A budget that holds every pair: one step per epoch; a budget below any pair: one pair per step."""
+    import json
+
+    losses, _ = train_losses(tmp_path, models["qwen2"], "budget", **{
+        "data.max_tokens_per_batch": budget, "training.max_steps": -1, "training.num_train_epochs": 1})  # fmt: skip
+    assert json.loads((tmp_path / "budget" / "results.json").read_text())["global_step"] == steps
+    assert len(losses) == steps

@@ -89,6 +89,15 @@ class DataConfig(StrictModel):
             "always the built-in layout."
         ),
     )
+    max_tokens_per_batch: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Training batches hold whole pairs (or groups) up to this many tokens (a pair's prompt counted once where "
+            "prompts are shared) instead of `training.per_device_train_batch_size` pairs: many short pairs or few "
+            "long ones per step, evenly filling the device. One process only for now."
+        ),
+    )
     share_prompts: bool = Field(
         True,
         description=(

@@ -159,6 +159,8 @@ def build_trainer(
     train_set, eval_set, counts = build_datasets(data, transform, cfg.data.ranked_as)
     counts["records"] = {r.source: {"rows": r.rows, "records": r.records, **r.counts} for r in data.reports}
 
+    if cfg.data.max_tokens_per_batch and args.world_size > 1:
+        raise ConfigError("data.max_tokens_per_batch works in one process for now; drop it for multi-process runs")
     write_run_record(run_dir, cfg.recorded(), training_args=args)
     # A pair's (or group's) prompt computed once, where that gives exactly the scores of one row per response.
     share = cfg.data.share_prompts and can_share_prompts(RewardModel(backbone, pooling), vision)
@@ -192,6 +194,7 @@ def build_trainer(
         data_collator=collator,
         processing_class=processing,
         loss_config=cfg.loss,
+        max_tokens_per_batch=cfg.data.max_tokens_per_batch,
         export_meta=export_meta(cfg, pooling, padding_side, tokenizer, transform),
         callbacks=callbacks,
     )

@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import SequentialSampler
+from torch.utils.data import DataLoader, SequentialSampler
 from transformers import Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import EvalPrediction, rotate_checkpoints
 
 from rewardlab.config.schema import LossConfig
+from rewardlab.data.dataset import TokenBudgetBatchSampler
 from rewardlab.data.files import output_errors, swap_directory
 from rewardlab.evaluation.metrics import preference_accuracy
 from rewardlab.models.checkpoint import write_model_files
@@ -92,9 +93,11 @@ class RewardTrainer(Trainer):
         **kwargs: as for ``transformers.Trainer`` (``model`` must be a :class:`RewardModel`).
     """
 
-    def __init__(self, *args: Any, loss_config: LossConfig, export_meta: dict[str, Any], **kwargs: Any):
+    def __init__(self, *args: Any, loss_config: LossConfig, export_meta: dict[str, Any],
+                 max_tokens_per_batch: int | None = None, **kwargs: Any):  # fmt: skip
         kwargs.setdefault("compute_metrics", pair_metrics)
         super().__init__(*args, **kwargs)
+        self.max_tokens_per_batch = max_tokens_per_batch
         if not isinstance(self.model, RewardModel):
             raise TypeError(f"RewardTrainer needs a RewardModel, got {type(self.model).__name__}")
         self.loss_config = loss_config
@@ -180,6 +183,20 @@ class RewardTrainer(Trainer):
             global_batch = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
             return SeededLengthGroupedSampler(global_batch, lengths=lengths, seed=self.args.seed)
         return super()._get_train_sampler(train_dataset)
+
+    def get_train_dataloader(self) -> DataLoader:
+        if self.max_tokens_per_batch is None:
+            return super().get_train_dataloader()
+        # Batches filled up to a token budget instead of a fixed number of pairs (data.max_tokens_per_batch).
+        sampler = TokenBudgetBatchSampler(self.train_dataset.tokens, self.max_tokens_per_batch, seed=self.args.seed)
+        loader = DataLoader(
+            self.train_dataset,
+            batch_sampler=sampler,
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory,
+        )
+        return self.accelerator.prepare(loader)
 
     def _get_eval_sampler(self, eval_dataset):
         # Eval keeps dataset order (predictions line up with records): length grouping is a training trick.
