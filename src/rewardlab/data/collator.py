@@ -92,18 +92,26 @@ def irrelevant_rows(features: list[dict[str, Any]], per_pair: int, swap: str = "
     return out
 
 
-def plain_rows(feature: dict[str, Any]) -> bool:
-    """Token ids only (no segment ids, no images): the rows a causal model can score with shared prompts."""
+def plain_rows(feature: dict[str, Any], images: bool = False) -> bool:
+    """Token ids (no segment ids) and, when ``images``, image tensors: rows a causal model can score with shared
+    prompts (an image's placeholder tokens are part of the prompt, so they are computed once too)."""
     return not any(key.endswith(("token_type_ids", "mm_token_type_ids")) for key in feature) and (
-        "pixel_values" not in feature
+        images or "pixel_values" not in feature
     )
 
 
-def shared_rows(groups: list[list[list[int]]], pad_token_id: int, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+def shared_rows(features: list[dict[str, Any]], groups: list[list[list[int]]], pad_token_id: int,
+                dtype: torch.dtype) -> dict[str, torch.Tensor]:  # fmt: skip
     """Training batches in shared-prefix form: each group (a pair's chosen and rejected rows, or a ranked group's
     responses) is one block with its prompt computed once, and short blocks are packed into rows no longer than the
-    batch's longest block (so packing never makes a row longer than sharing alone does)."""
-    return shared_prefix_batch(groups, pad_token_id, dtype, pack_to=0)
+    batch's longest block (so packing never makes a row longer than sharing alone does). With images, each block
+    has a row of its own, in feature order, and ``image_rows`` lists each feature's images once: the placeholder
+    blocks of the rows, in order."""
+    if "pixel_values" not in features[0]:
+        return shared_prefix_batch(groups, pad_token_id, dtype, pack_to=0)
+    batch = shared_prefix_batch(groups, pad_token_id, dtype)
+    stack_images(features, batch, list(range(len(features))))
+    return batch
 
 
 @dataclass
@@ -131,13 +139,14 @@ class PairCollator:
     num_irrelevant_pairs: int = 0
     irrelevant_swap: Literal["image", "text", "both"] = "image"
     share_prompts: bool = False
+    share_images: bool = False
     mask_dtype: torch.dtype = torch.float32
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         rows = [f["chosen_input_ids"] for f in features] + [f["rejected_input_ids"] for f in features]
         b = len(features)
-        if self.share_prompts and not self.num_irrelevant_pairs and plain_rows(features[0]):
-            batch = shared_rows([[f["chosen_input_ids"], f["rejected_input_ids"]] for f in features],
+        if self.share_prompts and not self.num_irrelevant_pairs and plain_rows(features[0], self.share_images):
+            batch = shared_rows(features, [[f["chosen_input_ids"], f["rejected_input_ids"]] for f in features],
                                 self.pad_token_id, self.mask_dtype)  # fmt: skip
             # Sequences come pair by pair (c0, r0, c1, r1, ...); the loss reads chosen rows first, then rejected.
             order = [2 * i for i in range(b)] + [2 * i + 1 for i in range(b)]
@@ -209,17 +218,19 @@ class GroupCollator:
     padding_side: Literal["left", "right"] = "right"
     pad_to_multiple_of: int | None = None
     share_prompts: bool = False
+    share_images: bool = False
     mask_dtype: torch.dtype = torch.float32
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if "chosen_input_ids" in features[0]:  # eval sets are pairs even when training on groups
             return PairCollator(self.pad_token_id, self.padding_side, self.pad_to_multiple_of,
-                                share_prompts=self.share_prompts, mask_dtype=self.mask_dtype)(features)  # fmt: skip
+                                share_prompts=self.share_prompts, share_images=self.share_images,
+                                mask_dtype=self.mask_dtype)(features)  # fmt: skip
         rows = [ids for f in features for ids in f["input_ids"]]
         ranks = torch.tensor([r for f in features for r in f["ranks"]], dtype=torch.long)
         sizes = torch.tensor([len(f["input_ids"]) for f in features], dtype=torch.long)
-        if self.share_prompts and plain_rows(features[0]):
-            batch = shared_rows([f["input_ids"] for f in features], self.pad_token_id, self.mask_dtype)
+        if self.share_prompts and plain_rows(features[0], self.share_images):
+            batch = shared_rows(features, [f["input_ids"] for f in features], self.pad_token_id, self.mask_dtype)
             lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
             return {**batch, "ranks": ranks, "group_sizes": sizes, "row_lengths": lengths}
         ids, mask = pad_rows(rows, self.pad_token_id, self.padding_side, self.pad_to_multiple_of)

@@ -38,10 +38,16 @@ MASKABLE_ATTENTION = (None, "sdpa", "eager")
 
 def can_share_prompts(model: RewardModel, vision: bool) -> bool:
     """Whether shared-prefix rows (:func:`rewardlab.data.collator.shared_prefix_batch`) give ``model`` exactly the
-    scores of one row per sequence: a causal text model read at the last token, with attention that takes a 4-D
-    mask."""
-    attention = getattr(model.config, "_attn_implementation", None)
-    return model.pooling == "last" and not vision and attention in MASKABLE_ATTENTION
+    scores of one row per sequence: a causal model read at the last token, with attention that takes a 4-D mask;
+    for vision-language models, a family with plain 1-D positions (LLaVA, LLaVA-NeXT; Qwen-VL derives its 3-D
+    rotary positions from the whole row)."""
+    config = model.config
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    attention = getattr(text, "_attn_implementation", None)
+    body = getattr(unwrap_peft(model.backbone), "body", None)
+    if vision and body is not None and body.family.mrope:
+        return False
+    return model.pooling == "last" and attention in MASKABLE_ATTENTION
 
 
 class RewardModel(nn.Module):

@@ -167,7 +167,7 @@ def build_trainer(
     logger.info("prompt sharing: %s", "on (one block per pair or group, packed rows)" if share else "off")
     # The mask is added to attention scores in the compute dtype (quantized weights are stored as integers).
     mask_dtype = next((p.dtype for p in backbone.parameters() if p.is_floating_point()), None)
-    sharing = {"share_prompts": share, "mask_dtype": mask_dtype} if share else {}
+    sharing = {"share_prompts": share, "share_images": vision, "mask_dtype": mask_dtype} if share else {}
     if cfg.data.ranked_as == "groups":
         collator = GroupCollator(tokenizer.pad_token_id, padding_side, **sharing)
     else:

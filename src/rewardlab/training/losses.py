@@ -27,20 +27,23 @@ def centering_penalty(scores: torch.Tensor, coefficient: float) -> torch.Tensor:
 
 
 def length_correlation_penalty(margins: torch.Tensor, length_gaps: torch.Tensor, coefficient: float) -> torch.Tensor:
-    """``coefficient · |ρ(margin, length gap)|`` over a batch of pairs: the Pearson correlation between each pair's
-    score margin ``r⁺ − r⁻`` and its length gap ``len⁺ − len⁻`` (both ``(b,)``), zero when either does not vary.
+    """``coefficient · |cov(margin, gap)| / std(gap)`` over a batch of pairs: how far the score margins ``r⁺ − r⁻``
+    move with the length gap ``len⁺ − len⁻`` (both ``(b,)``), i.e. the spread of the margin that a linear fit on the
+    length gap explains (``|slope| · std(gap)``, in score units); zero when either does not vary.
 
-    It keeps the reward from explaining preferences by length alone, the shortcut RL policies exploit (the
+    It keeps the reward from explaining preferences by length alone, the shortcut RL policies exploit (after the
     decorrelation term of ODIN, Chen et al. 2024, on the pairwise margins: the prompt is common to a pair, so the
-    row-length gap is the response-length gap and prompt length cannot leak in).
+    row-length gap is the response-length gap and prompt length cannot leak in). Unlike ``|corr|``, whose gradient
+    grows as ``1 / std(margin)`` and swamps the ranking loss while margins are small (as at the start of training),
+    its gradient is bounded: ``± coefficient · (gap − mean) / sqrt(b · Σ (gap − mean)²)`` per margin.
     """
     m = margins - margins.mean()
     g = length_gaps.to(margins.dtype)
     g = g - g.mean()
-    spread = (m * m).sum() * (g * g).sum()
-    varies = spread > 0  # no host sync, and a finite gradient (zero) when nothing varies
-    corr = (m * g).sum() * torch.rsqrt(torch.where(varies, spread, torch.ones_like(spread)))
-    return coefficient * torch.where(varies, corr, torch.zeros_like(corr)).abs()
+    spread = (g * g).sum() * g.numel()
+    varies = spread > 0  # no host sync, and a finite gradient (zero) when the gaps do not vary
+    explained = (m * g).sum() * torch.rsqrt(torch.where(varies, spread, torch.ones_like(spread)))
+    return coefficient * torch.where(varies, explained, torch.zeros_like(explained)).abs()
 
 
 def plackett_luce_loss(scores: torch.Tensor, ranks: torch.Tensor, group_sizes: torch.Tensor) -> torch.Tensor:
