@@ -281,8 +281,25 @@ def test_vision_training_shares_the_image_and_prompt_and_follows_the_plain_loss_
         assert batch["image_rows"].tolist() == [0, 1, 2] and batch["input_ids"].shape[0] == 3
         with torch.no_grad():
             shared = scorer.model(**batch)
+        scorer.share_prompts = False
         chosen, rejected = scorer.score_pairs(pairs[:3])
         assert shared.tolist() == pytest.approx(chosen + rejected, abs=1e-5)
+        # The Scorer too: four answers about one screenshot in one row, the image and prompt computed once; the
+        # same answers about another screenshot never share with them.
+        answers = [p.chosen for p in pairs[:4]]
+        images = [pairs[0].images] * 4 + [pairs[1].images] * 4
+        plain = scorer.score(pairs[0].prompt, answers * 2, images=images)
+        scorer.share_prompts = True
+        rows = []
+        original = scorer.model.forward
+
+        def counting(*args, **kwargs):
+            rows.append(tuple(kwargs["input_ids"].shape))
+            return original(*args, **kwargs)
+
+        scorer.model.forward = counting
+        assert scorer.score(pairs[0].prompt, answers * 2, images=images) == pytest.approx(plain, abs=1e-5)
+        assert [r[0] for r in rows] == [2]  # one row per screenshot
 
     def losses(name, share):
         cfg = build_config(TrainConfig, {

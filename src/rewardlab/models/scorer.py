@@ -185,8 +185,11 @@ class Scorer:
         attention implementation that takes a 4-D mask (SDPA, eager; not flash-attention's varlen kernels)."""
         from rewardlab.models.reward_model import can_share_prompts
 
+        # Vision: LLaVA-style rows (image placeholders in the shared prompt); Qwen-VL's rows carry mm_token_type_ids.
         return can_share_prompts(self.model, self.is_vision) and all(
-            it.encoded.token_type_ids is None and not it.encoded.extras for it in items
+            it.encoded.token_type_ids is None
+            and (not it.encoded.extras or (self.is_vision and "mm_token_type_ids" not in it.encoded.extras))
+            for it in items
         )
 
     def encode(
@@ -235,7 +238,9 @@ class Scorer:
         if groups is None and self.share_prompts and len(items) > 1 and self._can_share(items):
             by_prompt: dict[Any, list[int]] = {}
             for i, it in enumerate(items):
-                by_prompt.setdefault(it.prompt_key if it.prompt_key is not None else ("item", i), []).append(i)
+                # Same prompt and same images (vision): the rows start with the same tokens showing the same pixels.
+                key = (it.prompt_key, it.key) if it.prompt_key is not None else ("item", i)
+                by_prompt.setdefault(key, []).append(i)
             groups = list(by_prompt.values())
         if groups and any(len(g) > 1 for g in groups):
             shared = [list(g) for g in groups if len(g) > 1]
@@ -275,7 +280,7 @@ class Scorer:
         whose row would pass :data:`MAX_SHARED_ROW` tokens is cut into several rows."""
         import torch
 
-        from rewardlab.data.collator import shared_prefix_batch
+        from rewardlab.data.collator import shared_prefix_batch, stack_images
 
         chunks: list[list[int]] = []
         for group in groups:
@@ -299,6 +304,9 @@ class Scorer:
                     end += 1
                 batch = shared_prefix_batch([[items[i].encoded.input_ids for i in c] for c in chunks[start:end]],
                                             self.tokenizer.pad_token_id, dtype)  # fmt: skip
+                if self.is_vision:  # one row per chunk, showing its items' (common) images once
+                    stack_images([items[c[0]].encoded.extras for c in chunks[start:end]], batch,
+                                 list(range(end - start)))  # fmt: skip
                 batch = {k: v.to(self.device) for k, v in batch.items()}
                 scores += self.model(**batch).float().tolist()
                 if on_batch is not None:
