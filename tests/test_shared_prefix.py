@@ -314,3 +314,22 @@ def test_vision_training_shares_the_image_and_prompt_and_follows_the_plain_loss_
 
     shared_losses, plain_losses = losses("shared", True), losses("plain", False)
     assert len(shared_losses) == 4 and shared_losses == pytest.approx(plain_losses, abs=1e-4)
+
+
+def test_score_rank_and_eval_take_the_switch(models, capsys):
+    import json
+
+    from rewardlab.cli import main
+
+    args = ["rank", "--model", str(models["qwen2"]), "--prompt", PAIRS[0].prompt]
+    args += [x for p in PAIRS[:4] for x in ("--response", p.chosen)]
+    assert main(args) == 0
+    shared = json.loads(capsys.readouterr().out)
+    assert main([*args, "--no-share-prompts"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert [r["response"] for r in shared] == [r["response"] for r in plain]
+    assert [r["score"] for r in shared] == pytest.approx([r["score"] for r in plain], abs=1e-5)
+    from rewardlab.config.schema import EvalConfig, ServeConfig
+
+    assert ServeConfig(model="m").share_prompts and not ServeConfig(model="m", share_prompts=False).share_prompts
+    assert "share_prompts" in EvalConfig.model_fields

@@ -334,6 +334,9 @@ class TrainConfig(StrictModel):
 class ScoreConfig(StrictModel):
     model: str = Field(description="Model directory written by `rewardlab train` (or any text RM).")
     batch_size: int = Field(16, ge=1, description="Responses scored per forward pass.")
+    share_prompts: bool = Field(
+        True, description="Decoders: responses to one prompt share its tokens in one row (exact; false: a row each)."
+    )
     max_length: int | None = Field(
         None, ge=8, description="Token limit (default: the one the model was trained with)."
     )
@@ -356,6 +359,9 @@ class ServeConfig(StrictModel):
     )
     max_length: int | None = Field(None, ge=8, description="Token limit (default: the model's training limit).")
     max_batch_size: int = Field(32, ge=1, description="Most responses in one forward pass.")
+    share_prompts: bool = Field(
+        True, description="Decoders: responses to one prompt share its tokens in one row (exact; false: a row each)."
+    )
     max_batch_tokens: int = Field(
         32768, ge=64, description="Most padded tokens (rows x longest row) in one forward pass."
     )
@@ -594,6 +600,9 @@ class EvalConfig(StrictModel):
     eval_sets: list[EvalSetConfig] = Field(min_length=1, description="Evaluation data sets.")
     output_dir: str = Field("eval_results", description="Where results, logs and plots are written.")
     batch_size: int = Field(16, ge=1, description="Responses scored per forward pass.")
+    share_prompts: bool = Field(
+        True, description="Decoders: responses to one prompt share its tokens in one row (exact; false: a row each)."
+    )
     max_length: int | None = Field(None, ge=8, description="Token limit (default: each model's own).")
     device: str = Field("auto", description="`cpu`, `cuda`, `cuda:1`, or `auto`.")
     per_sample_scores: bool = Field(False, description="Include every sample's scores in the JSON results.")

@@ -130,6 +130,7 @@ class Scorer:
         device: str = "auto",
         max_length: int | None = None,
         dtype: str | None = None,
+        share_prompts: bool = True,
     ) -> Scorer:
         """Load a model directory; transform settings come from its ``rewardlab.json`` when present."""
         from rewardlab.data.input_format import InputFormat
@@ -156,6 +157,7 @@ class Scorer:
             batch_size=batch_size,
             normalization=meta.get("normalization"),
             transform=transform,
+            share_prompts=share_prompts,
         )
 
     @property

@@ -67,6 +67,14 @@ def _row_images(value: Any, path: str, rowno: int, col: str) -> tuple[Any, ...]:
     return resolve_images(tuple(items), path)
 
 
+def load_scorer(cfg: ScoreConfig) -> Any:
+    """The :class:`~rewardlab.models.scorer.Scorer` of ``score``, ``compare`` and ``rank``."""
+    from rewardlab.models.scorer import Scorer
+
+    return Scorer.from_pretrained(cfg.model, batch_size=cfg.batch_size, device=cfg.device, max_length=cfg.max_length,
+                                  share_prompts=cfg.share_prompts)  # fmt: skip
+
+
 def run_score(
     cfg: ScoreConfig,
     input_path: str,
@@ -80,11 +88,10 @@ def run_score(
     A vision-language model scores each row's text against the row's images (``image_col``: a path or URL, or a
     list of them); a text model ignores that column."""
     from rewardlab.data.files import atomic_write_text
-    from rewardlab.models.scorer import Scorer
 
     data = read_scoring_rows(input_path, prompt_col, response_col, image_col)
     rows = data.rows
-    scorer = Scorer.from_pretrained(cfg.model, batch_size=cfg.batch_size, device=cfg.device, max_length=cfg.max_length)
+    scorer = load_scorer(cfg)
     images = data.images if scorer.is_vision else None
     if images is not None and not any(images):
         raise DataError(
@@ -112,9 +119,7 @@ def run_score(
 
 def run_compare(cfg: ScoreConfig, prompt: str, a: str, b: str, image: list[str] | None = None) -> dict[str, Any]:
     """``image``: paths or URLs of the image(s) both answers are about (vision-language models)."""
-    from rewardlab.models.scorer import Scorer
-
-    scorer = Scorer.from_pretrained(cfg.model, device=cfg.device, max_length=cfg.max_length)
+    scorer = load_scorer(cfg)
     c = scorer.compare(prompt, a, b, images=image_arg(scorer, image))
     return {"better": c.better, "p_a_better": round(c.p_a, 6), "score_a": c.score_a, "score_b": c.score_b}
 
@@ -159,13 +164,11 @@ def run_rank(
     cfg: ScoreConfig, prompt: str, responses: list[Text], responses_file: str | None, image: list[str] | None = None
 ) -> list[dict[str, Any]]:
     """Best-of-N: the responses sorted by score, best first, each with its input index and score."""
-    from rewardlab.models.scorer import Scorer
-
     if responses_file:
         responses = [*responses, *read_responses_file(responses_file)]
     if len(responses) < 2:
         raise DataError("rank needs at least 2 responses (--response ... --response ..., or --responses-file)")
-    scorer = Scorer.from_pretrained(cfg.model, batch_size=cfg.batch_size, device=cfg.device, max_length=cfg.max_length)
+    scorer = load_scorer(cfg)
     ranked = scorer.rank(prompt, responses, images=image_arg(scorer, image))
     normalized = scorer.normalize([r.score for r in ranked]) if cfg.normalize else None
     return [
