@@ -239,6 +239,35 @@ def baselines(rows: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
+def standardized(values: list[float]) -> list[float]:
+    mean = sum(values) / len(values)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values)) or 1.0
+    return [(v - mean) / sd for v in values]
+
+
+def ensemble_runs(scores: dict[tuple[str, str], list[dict[str, Any]]], held_out: dict[str, list[dict[str, Any]]]
+                  ) -> list[dict[str, Any]]:  # fmt: skip
+    """An ensemble of the seeds of each side/variant and fold: every run's scores standardized (its own mean and
+    sd over the held-out responses), then averaged: one row per fold, labelled "... ensemble of K seeds"."""
+    out = []
+    for (label, fold), results in scores.items():
+        if len(results) < 2:
+            continue
+        n = len(results[0]["chosen"])
+        z = [standardized(r["chosen"] + r["rejected"]) for r in results]
+        mean = [sum(col) / len(col) for col in zip(*z)]
+        metrics = pair_metrics(mean[:n], mean[n:], held_out[fold])
+        if all("hhh_chosen" in r for r in results):
+            m = len(results[0]["hhh_chosen"])
+            hz = [standardized(r["hhh_chosen"] + r["hhh_rejected"]) for r in results]
+            hmean = [sum(col) / len(col) for col in zip(*hz)]
+            hhh = pair_metrics(hmean[:m], hmean[m:], hhh_rows())
+            metrics.update(hhh_n=hhh["n"], hhh_correct=hhh["correct"])
+        out.append({"label": f"{label}, ensemble of {len(results)} seeds", "fold": fold, "seed": None,
+                    "metrics": metrics, "seconds": sum(r["seconds"] for r in results)})  # fmt: skip
+    return out
+
+
 def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Per side/variant: accuracy over every scored pair of every fold and seed, its standard error, per-run
     accuracies, and the share of preferences that go to the shorter response."""
@@ -281,7 +310,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     plan = [("trl", "default")] * ("trl" in args.sides) + [("rewardlab", v) for v in args.variants] * (
         "rewardlab" in args.sides
     )
-    runs = []
+    runs, scores = [], {}
     for side, variant in plan:
         for fold in args.folds:
             for seed in args.seeds:
@@ -308,10 +337,12 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 label = "TRL RewardTrainer" if side == "trl" else f"rewardlab {variant}"
                 runs.append({"label": label, "fold": fold, "seed": seed, "metrics": metrics,
                              "seconds": result["seconds"]})  # fmt: skip
+                scores.setdefault((label, fold), []).append(result)
                 acc = metrics["correct"] / metrics["n"]
                 zero_shot = f", HHH {metrics['hhh_correct'] / metrics['hhh_n']:.4f}" if "hhh_n" in metrics else ""
                 print(f"{name}: accuracy {acc:.4f} on {metrics['n']} pairs{zero_shot} ({result['seconds']} s)",
                       flush=True)  # fmt: skip
+    runs += ensemble_runs(scores, {f: halves[other[f]] for f in args.folds})
     evaluated = [halves[other[f]] for f in args.folds]
     base = {k: sum(baselines(h)[k] * len(h) for h in evaluated) / sum(map(len, evaluated)) for k in baselines(rows)}
     return {"settings": {k: v for k, v in vars(args).items() if k not in ("worker",)}, "runs": runs,

@@ -1,7 +1,9 @@
 """Collators: encoded features → padded batches. Modality-agnostic: they pad whatever id lists they get.
 
 Pairs go into ONE forward pass: rows ``[0, b)`` are the chosen responses and rows ``[b, 2b)`` the rejected
-ones, padded together to the longest of the ``2b`` rows (DESIGN.md §4). Example with ``b = 2``::
+ones, padded together to the longest of the ``2b`` rows (DESIGN.md §4). For causal models the collators can instead
+emit shared-prefix blocks (``share_prompts``; :func:`shared_prefix_batch`): a pair's prompt once, then each
+response, scored at ``score_positions`` in the same order. Example with ``b = 2``::
 
     features = [{"chosen_input_ids": [5, 6, 2], "rejected_input_ids": [5, 2], "margin": 0.0},
                 {"chosen_input_ids": [7, 2],    "rejected_input_ids": [7, 8, 9, 2], "margin": 1.0}]
@@ -212,7 +214,10 @@ class GroupCollator:
     """Batches ranked-group features for a listwise loss. Output keys: ``input_ids`` (N, T) with the
     responses of all groups one after another, ``attention_mask`` (N, T), optional ``token_type_ids`` /
     ``mm_token_type_ids``, ``ranks`` (N,) and ``group_sizes`` (g,) with ``N = group_sizes.sum()``; with images,
-    each group's image ONCE and ``image_rows`` (N,) mapping every response row to its group's image."""
+    each group's image ONCE and ``image_rows`` (N,) mapping every response row to its group's image.
+
+    ``share_prompts``: one block per group, its prompt computed once (see :func:`shared_rows`); ``score_positions``
+    (N, 2) then lists the responses in the order above."""
 
     pad_token_id: int
     padding_side: Literal["left", "right"] = "right"
