@@ -101,10 +101,10 @@ class DataConfig(StrictModel):
     share_prompts: bool = Field(
         True,
         description=(
-            "Text decoders: a pair's chosen and rejected rows (or a ranked group's responses) become one sequence "
-            "with the prompt's tokens computed once and the responses masked from each other, short ones packed "
-            "into one row. Exact (same scores and loss); used where it is: last-token pooling with SDPA or eager "
-            "attention. Encoders, vision models and flash-attention keep one row per response. `false` turns it off."
+            "Decoders: a pair's chosen and rejected rows (or a ranked group's responses) become one sequence with "
+            "the prompt's tokens (and a LLaVA-family image) computed once and the responses masked from each other, "
+            "short ones packed into one row. Exact (same scores and loss); used where it is: last-token pooling with "
+            "SDPA or eager attention. Encoders, Qwen-VL and flash-attention keep one row per response. `false`: off."
         ),
     )
     append_eos: bool = Field(
