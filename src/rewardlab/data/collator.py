@@ -248,6 +248,15 @@ class GroupCollator:
         return batch
 
 
+def shared_prefix_length(seqs: list[list[int]]) -> int:
+    """How many leading tokens ``seqs`` have in common, kept one short of the shortest sequence so every sequence
+    keeps a token of its own (where its score is read): the prefix a shared-prefix block computes once."""
+    shared, shortest = 0, min(len(s) for s in seqs)
+    while shared < shortest - 1 and all(s[shared] == seqs[0][shared] for s in seqs):
+        shared += 1
+    return shared
+
+
 def shared_prefix_batch(groups: list[list[list[int]]], pad_token_id: int, dtype: torch.dtype = torch.float32,
                         pack_to: int | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
     """Score several sequences that start alike with the tokens they share computed once.
@@ -269,10 +278,7 @@ def shared_prefix_batch(groups: list[list[list[int]]], pad_token_id: int, dtype:
     """
     blocks, ends = [], []
     for seqs in groups:
-        shared = 0
-        shortest = min(len(s) for s in seqs)
-        while shared < shortest - 1 and all(s[shared] == seqs[0][shared] for s in seqs):
-            shared += 1
+        shared = shared_prefix_length(seqs)
         ids, seg, pos, last = list(seqs[0][:shared]), [0] * shared, list(range(shared)), []
         for i, s in enumerate(seqs, start=1):
             tail = s[shared:]

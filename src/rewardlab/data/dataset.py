@@ -3,12 +3,13 @@ that fills each batch up to a token budget."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset, Sampler
+
+from rewardlab.data.collator import shared_prefix_length
 
 
 class EncodedDataset(Dataset):
@@ -37,8 +38,7 @@ def _longest(feature: dict[str, Any]) -> int:
 def _block_tokens(feature: dict[str, Any]) -> int:
     seqs = [feature["chosen_input_ids"], feature["rejected_input_ids"]] if "chosen_input_ids" in feature else (
         feature["input_ids"])  # fmt: skip
-    shared = min(len(os.path.commonprefix(seqs)), min(len(s) for s in seqs) - 1)
-    return sum(len(s) for s in seqs) - shared * (len(seqs) - 1)
+    return sum(len(s) for s in seqs) - shared_prefix_length(seqs) * (len(seqs) - 1)
 
 
 class TokenBudgetBatchSampler(Sampler[list[int]]):
