@@ -163,7 +163,8 @@ def build_trainer(
         raise ConfigError("data.max_tokens_per_batch works in one process for now; drop it for multi-process runs")
     write_run_record(run_dir, cfg.recorded(), training_args=args)
     # A pair's (or group's) prompt computed once, where that gives exactly the scores of one row per response.
-    share = cfg.data.share_prompts and can_share_prompts(RewardModel(backbone, pooling), vision)
+    reward_model = RewardModel(backbone, pooling)
+    share = cfg.data.share_prompts and can_share_prompts(reward_model, vision)
     logger.info("prompt sharing: %s", "on (one block per pair or group, packed rows)" if share else "off")
     # The mask is added to attention scores in the compute dtype (quantized weights are stored as integers).
     mask_dtype = next((p.dtype for p in backbone.parameters() if p.is_floating_point()), None)
@@ -183,10 +184,8 @@ def build_trainer(
         set_seed(args.seed)
         return RewardModel(load_backbone(model_cfg, tokenizer), pooling)
 
-    model = None if fresh_model_per_run else RewardModel(backbone, pooling)
-    del backbone  # with model_init, each run loads its own
     trainer = RewardTrainer(
-        model=model,
+        model=None if fresh_model_per_run else reward_model,  # with model_init, each run loads its own
         model_init=model_init if fresh_model_per_run else None,
         args=args,
         train_dataset=train_set,

@@ -81,6 +81,7 @@ def run_tune(cfg: TrainConfig) -> TuneResult:
     trial_cfg = tune_config(cfg)
     data = prepare_data(trial_cfg.data, trial_cfg.seed)
     key = f"eval_{cfg.tune.metric}"
+    direction = "maximize" if cfg.tune.metric == "accuracy" else "minimize"
     with run_lock(run_dir):
         tidy_run_dir(run_dir)
         built = build_trainer(trial_cfg, run_dir, data, callbacks=[], fresh_model_per_run=True)
@@ -116,7 +117,7 @@ def run_tune(cfg: TrainConfig) -> TuneResult:
             hp_space=space,
             compute_objective=objective,
             n_trials=cfg.tune.trials,
-            direction="maximize" if cfg.tune.metric == "accuracy" else "minimize",
+            direction=direction,
             backend="optuna",
             sampler=optuna.samplers.TPESampler(seed=cfg.seed),
             timeout=timeout,
@@ -134,9 +135,9 @@ def run_tune(cfg: TrainConfig) -> TuneResult:
         atomic_write_text(best_path, dump_config(best_cfg))
         summary = {
             "metric": key,
-            "direction": "maximize" if cfg.tune.metric == "accuracy" else "minimize",
+            "direction": direction,
             "best": {"trial": int(best.run_id), "objective": best.objective, "params": best.hyperparameters},
-            "eval_pairs": len(built.eval_set) if built.eval_set is not None else 0,
+            "eval_pairs": len(built.eval_set),
             "trials": trials,
         }
         atomic_write_text(run_dir / "tune.json", json.dumps(summary, indent=2))
