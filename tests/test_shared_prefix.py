@@ -333,3 +333,15 @@ def test_score_rank_and_eval_take_the_switch(models, capsys):
 
     assert ServeConfig(model="m").share_prompts and not ServeConfig(model="m", share_prompts=False).share_prompts
     assert "share_prompts" in EvalConfig.model_fields
+
+
+def test_batch_rebalance_sampling_uses_the_feature_lengths(models, tmp_path):
+    """``train_sampling_strategy: batch_rebalance`` (transformers' cost-balanced batches) reads the lengths the
+    dataset already knows: 48 pairs, 2 accumulation steps of 4 pairs, one epoch → 6 optimizer steps."""
+    import json
+
+    losses, _ = train_losses(tmp_path, models["qwen2"], "rebalance", **{
+        "training.train_sampling_strategy": "batch_rebalance", "training.gradient_accumulation_steps": 2,
+        "training.max_steps": -1, "training.num_train_epochs": 1})  # fmt: skip
+    assert json.loads((tmp_path / "rebalance" / "results.json").read_text())["global_step"] == 6
+    assert len(losses) == 6

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, SequentialSampler
 from transformers import Trainer
-from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.trainer_pt_utils import BatchRebalanceSampler, LengthGroupedSampler
 from transformers.trainer_utils import EvalPrediction, rotate_checkpoints
 
 from rewardlab.config.schema import LossConfig
@@ -182,6 +182,20 @@ class RewardTrainer(Trainer):
             # Grouping by the *global* batch makes the order the same for any number of processes.
             global_batch = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
             return SeededLengthGroupedSampler(global_batch, lengths=lengths, seed=self.args.seed)
+        if self.args.train_sampling_strategy == "batch_rebalance" and lengths is not None:
+            # transformers would look for an `input_ids` key our pair and group items lack; the lengths are known.
+            # The sampler is rank-aware: the parent's dataloader passes it on as the batch sampler.
+            world = max(1, self.args.world_size)
+            accumulation = self.args.gradient_accumulation_steps
+            return BatchRebalanceSampler(
+                lengths=lengths,
+                effective_batch_size=self.args.train_batch_size * accumulation * world,
+                dp_size=world,
+                grad_accum=accumulation,
+                seed=self.args.seed,
+                rank=self.args.process_index if world > 1 else 0,
+                drop_last=self.args.dataloader_drop_last,
+            )
         return super()._get_train_sampler(train_dataset)
 
     def get_train_dataloader(self) -> DataLoader:
