@@ -103,69 +103,68 @@ def _pearson(x: list[float], y: list[float]) -> float:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def plot_learning_curve(metrics_path: str | Path, out_path: str | Path) -> Path:
-    """Everything training logs against the step: loss (train, eval), preference accuracy (train, eval) and the
-    mean margin (train, eval), one panel each, legends beside the panels so they never hide a point."""
-    plt = _pyplot()
-    rows = read_jsonl(metrics_path)
-    panels = [
-        (name, [(label, [(r["step"], r[key]) for r in rows if _is_finite(r.get(key))]) for label, key in keys])
-        for name, keys in (
-            ("loss", (("train", "loss"), ("eval", "eval_loss"))),
-            ("preference accuracy", (("train", "accuracy"), ("eval", "eval_accuracy"))),
-            ("mean margin", (("train", "margin"), ("eval", "eval_margin_mean"))),
-        )
-    ]
-    panels = [(name, [(label, pts) for label, pts in lines if pts]) for name, lines in panels]
+def _step_panels(out_path: str | Path, title: str, panels: list, empty: str, decorate: Any = None) -> Path:
+    """Panels stacked over a shared step axis, one per ``(name, [(label, points, style), ...])``; lines and panels
+    without points are left out, legends sit beside the panels so they never hide a point. ``decorate(ax, name)``
+    adds a panel's own touches. ``empty`` says why nothing was drawn when no panel has a point."""
+    panels = [(name, [line for line in lines if line[1]]) for name, lines in panels]
     panels = [(name, lines) for name, lines in panels if lines]
     if not panels:
-        return _no_data(out_path, "learning curve", "no loss logged yet (fewer steps than training.logging_steps?)")
+        return _no_data(out_path, title, empty)
+    plt = _pyplot()
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels)), dpi=110, sharex=True, squeeze=False)
     for ax, (name, lines) in zip(axes[:, 0], panels):
-        for label, points in lines:
-            style = {"color": "tab:blue"} if label == "train" else {"color": "tab:orange", "marker": "o"}
-            ax.plot(*zip(*points), label=f"{label} {name}", **style)
-        if name == "preference accuracy":
-            ax.set_ylim(0, 1.02)
-            ax.axhline(0.5, **CHANCE_STYLE)
+        for label, points, style in lines:
+            ax.plot(*zip(*points), label=label, **style)
+        if decorate is not None:
+            decorate(ax, name)
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)
     axes[-1, 0].set_xlabel("step")
-    axes[0, 0].set_title("learning curve")
+    axes[0, 0].set_title(title)
     return _save(fig, out_path, outside_legend=True)
+
+
+def _series(rows: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
+    return [(r["step"], r[key]) for r in rows if _is_finite(r.get(key))]
+
+
+def plot_learning_curve(metrics_path: str | Path, out_path: str | Path) -> Path:
+    """Everything training logs against the step: loss (train, eval), preference accuracy (train, eval) and the
+    mean margin (train, eval), one panel each."""
+    rows = read_jsonl(metrics_path)
+    train, evals = {"color": "tab:blue"}, {"color": "tab:orange", "marker": "o"}
+    panels = [
+        (name, [(f"train {name}", _series(rows, train_key), train), (f"eval {name}", _series(rows, eval_key), evals)])
+        for name, train_key, eval_key in (
+            ("loss", "loss", "eval_loss"),
+            ("preference accuracy", "accuracy", "eval_accuracy"),
+            ("mean margin", "margin", "eval_margin_mean"),
+        )
+    ]
+
+    def chance(ax: Any, name: str) -> None:
+        if name == "preference accuracy":
+            ax.set_ylim(0, 1.02)
+            ax.axhline(0.5, **CHANCE_STYLE)
+
+    why = "no loss logged yet (fewer steps than training.logging_steps?)"
+    return _step_panels(out_path, "learning curve", panels, why, decorate=chance)
 
 
 def plot_reward_curve(metrics_path: str | Path, out_path: str | Path) -> Path:
     """An RL run: the summed reward (train, and eval when logged) on top, each source's mean reward below, and the
     KL to the reference policy when it was computed."""
-    plt = _pyplot()
     rows = read_jsonl(metrics_path)
-
-    def series(key: str) -> list[tuple[int, float]]:
-        return [(r["step"], r[key]) for r in rows if _is_finite(r.get(key))]
-
     sources = sorted({k.split("/")[1] for r in rows for k in r if k.startswith("rewards/") and k.endswith("/mean")})
     panels = [
-        ("reward", [("train", series("reward")), ("eval", series("eval_reward"))]),
-        ("reward by source", [(name, series(f"rewards/{name}/mean")) for name in sources]),
-        ("KL to reference", [("train", series("kl"))]),
+        ("reward", [("train", _series(rows, "reward"), {}), ("eval", _series(rows, "eval_reward"), {"marker": "o"})]),
+        ("reward by source", [(name, _series(rows, f"rewards/{name}/mean"), {}) for name in sources]),
+        ("KL to reference", [("train", _series(rows, "kl"), {})]),
     ]
-    panels = [(name, [(label, pts) for label, pts in lines if pts]) for name, lines in panels]
-    panels = [(name, lines) for name, lines in panels if lines]
-    if not panels:
-        return _no_data(out_path, "reward curve", "no reward logged yet (fewer steps than training.logging_steps?)")
-    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels)), dpi=110, sharex=True, squeeze=False)
-    for ax, (name, lines) in zip(axes[:, 0], panels):
-        for label, points in lines:
-            style = {"marker": "o"} if label == "eval" else {}
-            ax.plot(*zip(*points), label=label, **style)
-        ax.set_ylabel(name)
-        ax.grid(alpha=0.3)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)
-    axes[-1, 0].set_xlabel("step")
-    axes[0, 0].set_title("reward curve")
-    return _save(fig, out_path, outside_legend=True)
+    why = "no reward logged yet (fewer steps than training.logging_steps?)"
+    return _step_panels(out_path, "reward curve", panels, why)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
