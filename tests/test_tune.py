@@ -98,3 +98,11 @@ def test_bad_search_settings_exit_2_before_training(workspace, capsys, override,
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (workspace / "bad" / "trials.jsonl").exists()
+
+
+def test_a_third_of_the_trials_are_random_before_tpe_takes_over():
+    """optuna's TPE default of 10 random start-up trials would make a 10-trial search purely random."""
+    from rewardlab.config.schema import TuneSettings
+
+    assert [TuneSettings(trials=n).startup_trials() for n in (1, 2, 8, 10, 30, 100)] == [1, 1, 2, 3, 10, 10]
+    assert TuneSettings(trials=10, random_trials=5).startup_trials() == 5

@@ -294,7 +294,16 @@ class TuneSettings(StrictModel):
         lt=1.0,
         description="Held out of `data.train` (seeded) when the config has no `data.eval` or `data.eval_fraction`.",
     )
+    random_trials: int | None = Field(
+        None,
+        ge=1,
+        description="Trials drawn at random before TPE models the results (default: a third of `trials`, 1 to 10; "
+        "optuna's own default of 10 would leave a search of 10 or fewer trials purely random).",
+    )
     timeout_minutes: float | None = Field(None, gt=0, description="Stop starting new trials after this long.")
+
+    def startup_trials(self) -> int:
+        return self.random_trials if self.random_trials is not None else max(1, min(10, self.trials // 3))
 
 
 class TrainConfig(StrictModel):

@@ -1,8 +1,9 @@
 """``rewardlab tune``: hyperparameter search for a training config, scored on held-out pairs.
 
 The search is ``transformers.Trainer.hyperparameter_search`` with the optuna backend (its TPE sampler, seeded by
-the config's ``seed``): the data are encoded once, and every trial trains a fresh copy of the backbone with the
-trial's ``training:`` values, then is scored on the held-out pairs. The run directory gets::
+the config's ``seed``, after ``tune.random_trials`` random draws): the data are encoded once, and every trial trains
+a fresh copy of the backbone with the trial's ``training:`` values, then is scored on the held-out pairs. The run
+directory gets::
 
     trials.jsonl       one line per trial: number, params, objective, seconds (rewritten as each one is scored)
     tune.json          the best trial, every trial, the metric and the held-out size
@@ -119,7 +120,7 @@ def run_tune(cfg: TrainConfig) -> TuneResult:
             n_trials=cfg.tune.trials,
             direction=direction,
             backend="optuna",
-            sampler=optuna.samplers.TPESampler(seed=cfg.seed),
+            sampler=optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=cfg.tune.startup_trials()),
             timeout=timeout,
         )
         trials = list(rows.values())
