@@ -90,6 +90,7 @@ def test_without_held_out_data_tune_holds_out_a_share_of_train(workspace):
         ("tune.space={seed: {choices: [1, 2]}}", "seed cannot be searched"),
         ("tune.metric=f1", "tune.metric"),
         ("tune.trials=0", "tune.trials"),
+        ("tune.random_trials=0", "tune.random_trials"),
     ],
 )
 def test_bad_search_settings_exit_2_before_training(workspace, capsys, override, message):

@@ -177,23 +177,24 @@ class RewardTrainer(Trainer):
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         lengths = getattr(dataset, "lengths", None)
-        if self.args.train_sampling_strategy == "group_by_length" and lengths is not None:
-            # Batches of similar length carry less padding; the feature lengths are known, not re-derived.
-            # Grouping by the *global* batch makes the order the same for any number of processes.
-            global_batch = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
+        if lengths is None:
+            return super()._get_train_sampler(train_dataset)
+        # The feature lengths are known, not re-derived (transformers would look for an `input_ids` key our pair
+        # and group items lack). Grouping by the *global* batch makes the order the same for any number of processes.
+        accumulation = self.args.gradient_accumulation_steps
+        global_batch = self.args.train_batch_size * accumulation * self.args.world_size
+        if self.args.train_sampling_strategy == "group_by_length":
+            # Batches of similar length carry less padding.
             return SeededLengthGroupedSampler(global_batch, lengths=lengths, seed=self.args.seed)
-        if self.args.train_sampling_strategy == "batch_rebalance" and lengths is not None:
-            # transformers would look for an `input_ids` key our pair and group items lack; the lengths are known.
-            # The sampler is rank-aware: the parent's dataloader passes it on as the batch sampler.
-            world = max(1, self.args.world_size)
-            accumulation = self.args.gradient_accumulation_steps
+        if self.args.train_sampling_strategy == "batch_rebalance":
+            # Rank-aware: the parent's dataloader passes it on as the batch sampler.
             return BatchRebalanceSampler(
                 lengths=lengths,
-                effective_batch_size=self.args.train_batch_size * accumulation * world,
-                dp_size=world,
+                effective_batch_size=global_batch,
+                dp_size=self.args.world_size,
                 grad_accum=accumulation,
                 seed=self.args.seed,
-                rank=self.args.process_index if world > 1 else 0,
+                rank=self.args.process_index,
                 drop_last=self.args.dataloader_drop_last,
             )
         return super()._get_train_sampler(train_dataset)
