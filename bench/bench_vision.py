@@ -26,17 +26,15 @@ def build(tmp: Path, family: str, image_size: int, pairs: int):
     from rewardlab.data.collator import PairCollator
     from rewardlab.data.screenshots import make_screenshot_pairs
     from rewardlab.data.synthetic import corpus
-    from rewardlab.models.backbones import make_transform
-    from rewardlab.models.checkpoint import load_reward_model
+    from rewardlab.models.bundle import RewardBundle
     from rewardlab.models.tiny import build_tiny_vlm
 
     records = make_screenshot_pairs(pairs, seed=0, out_dir=tmp / "shots", size=(256, 192))
     path = build_tiny_vlm(tmp / "vlm", corpus(records) * 4, family=family, hidden=128, layers=4,
                           image_size=image_size)  # fmt: skip
-    loaded = load_reward_model(path)
-    transform = make_transform(loaded.model.backbone, loaded.tokenizer, str(path), max_length=2048, pooling="last")
-    batch = PairCollator(loaded.tokenizer.pad_token_id)([transform.encode_pair(r) for r in records])
-    return loaded.model.train(), batch
+    bundle = RewardBundle.load(path, max_length=2048)
+    batch = PairCollator(bundle.tokenizer.pad_token_id)([bundle.transform.encode_pair(r) for r in records])
+    return bundle.model.train(), batch
 
 
 def build_scoring(tmp: Path, family: str, image_size: int, pairs: int):

@@ -52,13 +52,11 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 
 def vision_transform(path: Path, max_length: int = 256, overlong: str = "truncate"):
-    from rewardlab.models.backbones import make_transform
-    from rewardlab.models.checkpoint import load_reward_model
+    import dataclasses
 
-    loaded = load_reward_model(path)
-    return make_transform(
-        loaded.model.backbone, loaded.tokenizer, str(path), max_length=max_length, pooling="last", overlong=overlong
-    )
+    from rewardlab.models.bundle import RewardBundle
+
+    return dataclasses.replace(RewardBundle.load(path, max_length=max_length).transform, overlong=overlong)
 
 
 # ---------------------------------------------------------------------------------------------- oversized images

@@ -77,7 +77,7 @@ def test_length_decorrelation_is_added_to_the_training_loss(tmp_path):
 
     cfg = ModelConfig(name_or_path=str(make_tiny(tmp_path / "tiny")))
     tok = load_tokenizer(cfg)
-    model = RewardModel(load_backbone(cfg, tok), pooling="last")
+    model = RewardModel(load_backbone(cfg, tok, None), pooling="last")
     args = TrainingArguments(output_dir=str(tmp_path / "run"), use_cpu=True, report_to="none")
     trainer = RewardTrainer(model=model, args=args, processing_class=tok, export_meta={},
                             loss_config=LossConfig(length_decorrelation=0.7))  # fmt: skip

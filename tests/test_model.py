@@ -10,7 +10,9 @@ from rewardlab.data.collator import GroupCollator, PairCollator, pad_rows
 from rewardlab.data.input_format import InputFormat
 from rewardlab.data.records import PreferencePair
 from rewardlab.data.transforms import TextTransform
-from rewardlab.models.checkpoint import load_reward_model, save_reward_model
+from rewardlab.models.bundle import RewardBundle
+from rewardlab.models.checkpoint import save_reward_model
+from rewardlab.models.export_meta import ExportMeta
 from rewardlab.models.reward_model import RewardModel, last_token_index
 from rewardlab.models.scorer import Scorer
 from tests.tiny import PAIRS, make_tiny
@@ -79,13 +81,13 @@ def test_decoder_layout_is_the_natural_call(tiny_dirs):
 def test_format_1_exports_keep_their_layout(tiny_dirs):
     """Exports that predate the input format: prompt and response tokenized apart, the EOS appended."""
     tok = AutoTokenizer.from_pretrained(tiny_dirs["qwen2"])
-    assert InputFormat.from_meta({"format_version": 1, "max_length": 64}, "last") == InputFormat(1, "concat", True)
+    assert ExportMeta(format_version=1, max_length=64).text_format("last") == InputFormat(1, "concat", True)
     legacy = TextTransform(tok, 64, "last", input_format=InputFormat(version=1, append_eos=True))
     enc = legacy.encode("Tell me ab", "out tea")
     split = tok("Tell me ab", add_special_tokens=False).input_ids + tok("out tea", add_special_tokens=False).input_ids
     assert enc.input_ids == split + [tok.eos_token_id]
     # A directory without rewardlab.json (any hub RM) is scored as its own tokenizer builds inputs.
-    assert InputFormat.from_meta({}, "last").add_special_tokens is True
+    assert ExportMeta.foreign().text_format("last").add_special_tokens is True
 
 
 def test_encoder_layout_matches_native_pair_encoding(tiny_dirs):
@@ -167,7 +169,7 @@ def test_pad_equals_eos_scores_read_at_the_eos_token(tiny_dirs):
 
 def test_swapping_chosen_and_rejected_negates_the_margin(tiny_dirs):
     model, tok = load(tiny_dirs["qwen2"])
-    scorer = Scorer(model, tok, max_length=128)
+    scorer = Scorer(RewardBundle.from_model(model, tok, max_length=128))
     c, r = scorer.score_pairs(PAIRS[:5])
     c2, r2 = scorer.score_pairs([PreferencePair(p.prompt, p.rejected, p.chosen) for p in PAIRS[:5]])
     for a, b, a2, b2 in zip(c, r, c2, r2):
@@ -178,10 +180,10 @@ def test_swapping_chosen_and_rejected_negates_the_margin(tiny_dirs):
 @pytest.mark.parametrize("family", ["qwen2", "bert"])
 def test_export_reloads_through_auto_classes_with_identical_scores(tiny_dirs, tmp_path, family):
     model, tok = load(tiny_dirs[family])
-    scorer = Scorer(model, tok, max_length=128)
+    scorer = Scorer(RewardBundle.from_model(model, tok, max_length=128))
     texts = [(p.prompt, p.chosen) for p in PAIRS[:4]]
     expected = scorer.score([t[0] for t in texts], [t[1] for t in texts])
-    out = save_reward_model(model, tok, tmp_path / "export", {"max_length": 128})
+    out = save_reward_model(model, tok, tmp_path / "export", ExportMeta(max_length=128))
     assert (out / "rewardlab.json").is_file() and (out / "model.safetensors").is_file()
     # rewardlab's loader
     again = Scorer.from_pretrained(str(out), device="cpu")
@@ -201,7 +203,7 @@ def test_export_reloads_through_auto_classes_with_identical_scores(tiny_dirs, tm
 
 def test_atomic_export_keeps_the_old_directory_on_failure(tiny_dirs, tmp_path):
     model, tok = load(tiny_dirs["qwen2"])
-    target = save_reward_model(model, tok, tmp_path / "m", {"max_length": 64})
+    target = save_reward_model(model, tok, tmp_path / "m", ExportMeta(max_length=64))
     before = sorted(p.name for p in target.iterdir())
 
     class Boom:
@@ -209,7 +211,7 @@ def test_atomic_export_keeps_the_old_directory_on_failure(tiny_dirs, tmp_path):
             raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        save_reward_model(model, Boom(), target, {"max_length": 64})
+        save_reward_model(model, Boom(), target, ExportMeta(max_length=64))
     assert sorted(p.name for p in target.iterdir()) == before
     assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no staging left behind
 
@@ -226,16 +228,18 @@ def test_lora_export_merged_and_adapter(tiny_dirs, tmp_path):
             if p.requires_grad:
                 p.add_(0.05 * torch.randn_like(p))
     model = RewardModel(peft_model, "last").eval()
-    scorer = Scorer(model, tok, max_length=128)
+    scorer = Scorer(RewardBundle.from_model(model, tok, max_length=128))
     expected = scorer.score([p.prompt for p in PAIRS[:3]], [p.chosen for p in PAIRS[:3]])
-    merged = save_reward_model(model, tok, tmp_path / "merged", {"max_length": 128}, merge_lora=True)
-    adapter = save_reward_model(model, tok, tmp_path / "adapter", {"max_length": 128}, merge_lora=False)
+    merged = save_reward_model(model, tok, tmp_path / "merged", ExportMeta(max_length=128), merge_lora=True)
+    adapter = save_reward_model(model, tok, tmp_path / "adapter", ExportMeta(max_length=128), merge_lora=False)
     assert (adapter / "adapter_model.safetensors").is_file() and not (merged / "adapter_config.json").exists()
     for path in (merged, adapter):
-        got = load_reward_model(path).model
-        s = Scorer(got, tok, max_length=128).score([p.prompt for p in PAIRS[:3]], [p.chosen for p in PAIRS[:3]])
+        got = RewardBundle.load(path).model
+        s = Scorer(RewardBundle.from_model(got, tok, max_length=128)).score(
+            [p.prompt for p in PAIRS[:3]], [p.chosen for p in PAIRS[:3]]
+        )
         assert s == pytest.approx(expected, abs=1e-4)
     # The live model keeps its adapters after a merged export.
-    assert Scorer(model, tok, max_length=128).score(
+    assert Scorer(RewardBundle.from_model(model, tok, max_length=128)).score(
         [p.prompt for p in PAIRS[:3]], [p.chosen for p in PAIRS[:3]]
     ) == pytest.approx(expected, abs=1e-6)

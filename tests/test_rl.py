@@ -403,6 +403,7 @@ def test_a_vision_reward_model_gets_each_prompts_image(tiny_vlms, workspace, tmp
     from trl import GRPOConfig, GRPOTrainer
 
     from rewardlab.models.checkpoint import save_reward_model
+    from rewardlab.models.export_meta import ExportMeta
     from rewardlab.models.scorer import Scorer
     from rewardlab.models.vision import ProcessorBundle
     from rewardlab.rl import ModelReward
@@ -413,7 +414,7 @@ def test_a_vision_reward_model_gets_each_prompts_image(tiny_vlms, workspace, tmp
         for p in vision.model.backbone.score.parameters():
             p.add_(0.3)
     bundle = ProcessorBundle(vision.tokenizer, vision.transform.image_processor)
-    rm = save_reward_model(vision.model, bundle, tmp_path / "vrm", {"max_length": 256})
+    rm = save_reward_model(vision.model, bundle, tmp_path / "vrm", ExportMeta(max_length=256))
     red, blue = tmp_path / "red.png", tmp_path / "blue.png"
     Image.new("RGB", (32, 32), (220, 20, 20)).save(red)
     Image.new("RGB", (32, 32), (20, 20, 220)).save(blue)

@@ -61,7 +61,7 @@ def test_score_compare_rank_and_info_routes(server, scorer):
     r = post(
         f"{server.url}/v1/score", {"items": [{"prompt": prompts[0], "response": responses[0]}], "normalize": True}
     )
-    mean, std = scorer.normalization["mean"], scorer.normalization["std"]
+    mean, std = scorer.normalization.mean, scorer.normalization.std
     assert r.json() == {"scores": [pytest.approx((expected[0] - mean) / std, abs=1e-4)], "normalized": True}
 
     p = PAIRS[0]
@@ -85,7 +85,7 @@ def test_score_compare_rank_and_info_routes(server, scorer):
     info = httpx.get(f"{server.url}/v1/model").json()
     assert info["modality"] == "text" and info["pooling"] == "last" and info["model_type"] == "qwen2"
     assert info["max_length"] == 96 and info["input_format"]["recipe"] == "tokenizer(prompt + response)"
-    assert info["normalization"] == {k: pytest.approx(scorer.normalization[k]) for k in ("mean", "std")}
+    assert info["normalization"] == {k: pytest.approx(getattr(scorer.normalization, k)) for k in ("mean", "std")}
     assert info["dtype"] == "float32" and info["limits"]["max_items_per_request"] == 1024
     assert httpx.get(f"{server.url}/health").json() == {"status": "ok", "model": "test-model"}
     openapi = httpx.get(f"{server.url}/openapi.json").json()
@@ -108,7 +108,7 @@ def test_openrlhf_get_reward_contract(server, scorer):
     assert got["extra_logs"]["rewardlab_unsplit"] == [0.0] * 4
 
     # Normalized rewards (the flag OpenRLHF's remote path ignores), raw scores beside them.
-    mean, std = scorer.normalization["mean"], scorer.normalization["std"]
+    mean, std = scorer.normalization.mean, scorer.normalization.std
     got = post(f"{server.url}/get_reward", {**body, "normalize": True}).json()
     assert got["rewards"] == pytest.approx([(s - mean) / std for s in expected], abs=1e-4)
     assert got["scores"] == pytest.approx(expected, abs=1e-5)
@@ -227,6 +227,7 @@ def vision_scorer(tiny_vlms, tmp_path_factory):
     import torch
 
     from rewardlab.models.checkpoint import save_reward_model
+    from rewardlab.models.export_meta import ExportMeta
     from rewardlab.models.vision import ProcessorBundle
     from tests.test_vision import scorer_for
 
@@ -235,7 +236,9 @@ def vision_scorer(tiny_vlms, tmp_path_factory):
         for p in scorer.model.backbone.score.parameters():
             p.add_(0.3)
     bundle = ProcessorBundle(scorer.tokenizer, scorer.transform.image_processor)
-    out = save_reward_model(scorer.model, bundle, tmp_path_factory.mktemp("vserve") / "model", {"max_length": 256})
+    out = save_reward_model(
+        scorer.model, bundle, tmp_path_factory.mktemp("vserve") / "model", ExportMeta(max_length=256)
+    )
     return Scorer.from_pretrained(str(out), device="cpu")
 
 
@@ -448,8 +451,8 @@ def test_serve_command_errors_exit_2(tmp_path, capsys, model_dir, monkeypatch):
     monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
     assert main(["serve", "--model", str(model_dir), "--api-key-env", "NO_SUCH_KEY_VAR"]) == 2
     assert "NO_SUCH_KEY_VAR" in capsys.readouterr().err
-    assert main(["serve", "--model", str(model_dir), "max_batch_sise=3"]) == 2
-    assert "max_batch_size" in capsys.readouterr().err  # did you mean
+    assert main(["serve", "--model", str(model_dir), "batch_sise=3"]) == 2
+    assert "batch_size" in capsys.readouterr().err  # did you mean
     assert main(["serve", "--model", str(model_dir), "image_root=" + str(tmp_path / "none")]) == 2
     assert os.path.basename(str(tmp_path / "none")) in capsys.readouterr().err
 
@@ -476,11 +479,11 @@ def test_a_failing_model_call_is_a_500_without_details_and_the_server_keeps_serv
     scorer = Scorer.from_pretrained(str(model_dir), device="cpu")
     real, calls = scorer.score_items, []
 
-    def flaky(items, on_batch=None):
+    def flaky(items, on_batch=None, **limits):
         calls.append(len(items))
         if len(calls) == 1:
             raise RuntimeError("CUDA out of memory (simulated)")
-        return real(items, on_batch)
+        return real(items, on_batch, **limits)
 
     scorer.score_items = flaky
     with ThreadServer(scorer) as s:

@@ -73,7 +73,7 @@ def test_client_batches_and_matches_the_scorer_on_both_protocols(scorer, expecte
     with ThreadServer(scorer) as s:
         with RewardClient(s.url, max_items_per_request=10) as client:
             assert client.score(PROMPTS, RESPONSES) == pytest.approx(expected, abs=1e-5)
-            mean, std = scorer.normalization["mean"], scorer.normalization["std"]
+            mean, std = scorer.normalization.mean, scorer.normalization.std
             got = client.score(PROMPTS[:3], RESPONSES[:3], normalize=True)
             assert got == pytest.approx([(x - mean) / std for x in expected[:3]], abs=1e-4)
             cmp = client.compare(PROMPTS[0], RESPONSES[0], PAIRS[0].rejected)

@@ -276,7 +276,7 @@ def test_vision_training_shares_the_image_and_prompt_and_follows_the_plain_loss_
     if family == "qwen2_vl":
         from rewardlab.models.reward_model import can_share_prompts
 
-        assert not can_share_prompts(scorer.model, vision=True)
+        assert not can_share_prompts(scorer.model, scorer.bundle.family) and not scorer.bundle.share_prompts
     else:
         assert batch["image_rows"].tolist() == [0, 1, 2] and batch["input_ids"].shape[0] == 3
         with torch.no_grad():

@@ -67,7 +67,7 @@ def test_disable_dropout_makes_train_mode_forwards_identical(tmp_path, family):
     mask = torch.ones_like(ids)
     for disable in (False, True):
         cfg = ModelConfig(name_or_path=str(base), disable_dropout=disable)
-        model = load_backbone(cfg, load_tokenizer(cfg)).train()
+        model = load_backbone(cfg, load_tokenizer(cfg), None).train()
         torch.manual_seed(0)
         first = model(input_ids=ids, attention_mask=mask).logits
         second = model(input_ids=ids, attention_mask=mask).logits

@@ -17,8 +17,9 @@ from safetensors.torch import load_file
 from rewardlab.config import TrainConfig, build_config
 from rewardlab.data.records import PreferencePair, RankedGroup
 from rewardlab.errors import DataError
-from rewardlab.models.backbones import make_transform
-from rewardlab.models.checkpoint import load_reward_model, save_reward_model
+from rewardlab.models.bundle import RewardBundle
+from rewardlab.models.checkpoint import save_reward_model
+from rewardlab.models.export_meta import ExportMeta
 from rewardlab.models.scorer import Scorer
 from rewardlab.recipes.train import run_train
 from tests.conftest import VISION_FAMILIES
@@ -35,9 +36,8 @@ def models(tiny_vlms, tmp_path_factory):
 
 
 def scorer_for(path, side="right") -> Scorer:
-    loaded = load_reward_model(path)
-    transform = make_transform(loaded.model.backbone, loaded.tokenizer, str(path), max_length=256, pooling="last")
-    return Scorer(loaded.model, loaded.tokenizer, transform=transform, padding_side=side, max_length=256)
+    bundle = RewardBundle.load(path, max_length=256)
+    return Scorer(dataclasses.replace(bundle, padding_side=side))
 
 
 def sample_pairs(family, shots):
@@ -68,7 +68,7 @@ def test_save_load_gives_identical_scores(models, shots, tmp_path, family):
         from rewardlab.models.vision import ProcessorBundle
 
         bundle = ProcessorBundle(scorer.tokenizer, scorer.transform.image_processor)
-    out = save_reward_model(scorer.model, bundle, tmp_path / "export", {"max_length": 256})
+    out = save_reward_model(scorer.model, bundle, tmp_path / "export", ExportMeta(max_length=256))
     after = Scorer.from_pretrained(str(out), device="cpu").score_pairs(pairs)
     assert after[0] == pytest.approx(before[0], abs=1e-6) and after[1] == pytest.approx(before[1], abs=1e-6)
 
@@ -431,7 +431,9 @@ def vision_export(models, tmp_path_factory):
         for p in scorer.model.backbone.score.parameters():
             p.add_(0.3)
     bundle = ProcessorBundle(scorer.tokenizer, scorer.transform.image_processor)
-    return save_reward_model(scorer.model, bundle, tmp_path_factory.mktemp("vexport") / "model", {"max_length": 256})
+    return save_reward_model(
+        scorer.model, bundle, tmp_path_factory.mktemp("vexport") / "model", ExportMeta(max_length=256)
+    )
 
 
 def test_score_compare_rank_commands_take_images(vision_export, models, shots, tmp_path, capsys):
@@ -574,6 +576,6 @@ def test_a_template_kept_with_the_processor_is_used_and_saved_with_the_model(mod
     ids = scorer.transform.encode("p", "r", shots[1][0].images).input_ids
     assert "You are a helpful assistant." in scorer.tokenizer.decode(ids)
     bundle = ProcessorBundle(scorer.tokenizer, scorer.transform.image_processor)
-    out = save_reward_model(scorer.model, bundle, tmp_path / "export", {"max_length": 256})
+    out = save_reward_model(scorer.model, bundle, tmp_path / "export", ExportMeta(max_length=256))
     (path / "chat_template.json").unlink()  # the export carries the template itself
     assert Scorer.from_pretrained(str(out)).transform.encode("p", "r", shots[1][0].images).input_ids == ids

@@ -15,9 +15,11 @@ from safetensors.torch import load_file
 from rewardlab.config import TrainConfig, build_config
 from rewardlab.config.schema import LoraSettings, ModelConfig, QuantizationSettings
 from rewardlab.errors import ModelError
-from rewardlab.models.checkpoint import load_reward_model, save_reward_model
+from rewardlab.models.bundle import RewardBundle
+from rewardlab.models.checkpoint import save_reward_model
+from rewardlab.models.export_meta import ExportMeta
 from rewardlab.models.scorer import Scorer
-from rewardlab.models.vision import FAMILIES, ProcessorBundle
+from rewardlab.models.vision import FAMILIES
 from rewardlab.recipes.train import run_train
 from tests.tiny import make_tiny
 
@@ -62,10 +64,7 @@ def runs(tmp_path_factory, shots, models):
 def merged_export(adapter_dir, target):
     """Merge an adapter directory's LoRA into its base weights and export that (the merged export of the same
     weights)."""
-    loaded = load_reward_model(adapter_dir)
-    processor = Scorer.from_pretrained(str(adapter_dir), device="cpu").transform.image_processor
-    bundle = ProcessorBundle(loaded.tokenizer, processor)
-    return save_reward_model(loaded.model, bundle, target, loaded.meta, merge_lora=True)
+    return RewardBundle.load(adapter_dir).save(target, merge_lora=True)
 
 
 def score(path, pairs):
@@ -149,9 +148,11 @@ def test_adapter_whose_base_model_moved_is_a_model_error_naming_it(models, shots
     from rewardlab.models.vision import VisionRewardBackbone
 
     base = shutil.copytree(models["llava"], tmp_path / "base")
-    backbone = apply_lora(VisionRewardBackbone.from_pretrained(base), LoraSettings(**LORA), vision=True)
+    backbone = apply_lora(VisionRewardBackbone.from_pretrained(base), LoraSettings(**LORA), FAMILIES["llava"])
     tokenizer = AutoTokenizer.from_pretrained(base)
-    adapter = save_reward_model(RewardModel(backbone, "last"), tokenizer, tmp_path / "adapter", {}, merge_lora=False)
+    adapter = save_reward_model(
+        RewardModel(backbone, "last"), tokenizer, tmp_path / "adapter", ExportMeta(), merge_lora=False
+    )
     assert not (adapter / "preprocessor_config.json").exists()  # the image processor comes from the base
     expected = score(adapter, shots[1][:2])
     moved = base.rename(tmp_path / "moved")
@@ -164,21 +165,21 @@ def test_adapter_whose_base_model_moved_is_a_model_error_naming_it(models, shots
 
 
 def test_projector_setting_on_a_text_model_is_an_error(tmp_path):
-    from rewardlab.models.backbones import load_backbone, load_tokenizer
+    from rewardlab.models.backbones import load_backbone, load_tokenizer, read_vision_family
 
     cfg = ModelConfig(name_or_path=str(make_tiny(tmp_path / "text")), lora={**LORA, "projector": "lora"})
     with pytest.raises(ModelError, match="model.lora.projector=lora needs a vision-language model"):
-        load_backbone(cfg, load_tokenizer(cfg))
+        load_backbone(cfg, load_tokenizer(cfg), read_vision_family(cfg.name_or_path))
 
 
 @pytest.mark.parametrize("family", VISION)
 def test_quantized_backbone_keeps_vision_tower_and_projector_in_full_precision(models, family):
     bnb = pytest.importorskip("bitsandbytes")
-    from rewardlab.models.backbones import load_backbone, load_tokenizer
+    from rewardlab.models.backbones import load_backbone, load_tokenizer, read_vision_family
 
     quantization = {"bits": 4, "compute_dtype": "float32"}
     cfg = ModelConfig(name_or_path=str(models[family]), quantization=quantization, lora={**LORA, "projector": "lora"})
-    model = load_backbone(cfg, load_tokenizer(cfg))
+    model = load_backbone(cfg, load_tokenizer(cfg), read_vision_family(cfg.name_or_path))
     parts = FAMILIES[family]
     linears = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
     vision = [m for n, m in linears.items() if any(f".{p}." in n for p in (*parts.vision_modules, parts.projector))]
@@ -191,11 +192,11 @@ def test_quantized_backbone_keeps_vision_tower_and_projector_in_full_precision(m
 
 @pytest.mark.skipif(importlib.util.find_spec("flash_attn") is not None, reason="flash-attn is installed here")
 def test_flash_attention_without_the_package_is_a_clear_model_error(models):
-    from rewardlab.models.backbones import load_backbone, load_tokenizer
+    from rewardlab.models.backbones import load_backbone, load_tokenizer, read_vision_family
 
     cfg = ModelConfig(name_or_path=str(models["llava"]), attn_implementation="flash_attention_2")
     with pytest.raises(ModelError, match=r"package the model settings need is missing: .*FlashAttention.*sdpa"):
-        load_backbone(cfg, load_tokenizer(cfg))
+        load_backbone(cfg, load_tokenizer(cfg), read_vision_family(cfg.name_or_path))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None, reason="bitsandbytes not installed")

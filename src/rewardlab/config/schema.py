@@ -329,6 +329,10 @@ class TrainConfig(StrictModel):
         problems = []
         if self.loss.name == "plackett_luce" and self.data.ranked_as != "groups":
             problems.append("loss.name=plackett_luce needs data.ranked_as=groups")
+        if self.loss.name != "plackett_luce" and self.data.ranked_as == "groups":
+            problems.append(
+                f"data.ranked_as=groups trains listwise: set loss.name=plackett_luce (not {self.loss.name})"
+            )
         if "output_dir" in self.training:
             problems.append("set output_dir at the top level, not in training")
         if self.model.quantization is not None and self.model.lora is None:
@@ -340,36 +344,44 @@ class TrainConfig(StrictModel):
         return self
 
 
-class ScoreConfig(StrictModel):
-    model: str = Field(description="Model directory written by `rewardlab train` (or any text RM).")
-    batch_size: int = Field(16, ge=1, description="Responses scored per forward pass.")
+class ScoringSettings(StrictModel):
+    """How a reward model is loaded and run to score: one section, shared by `score`/`compare`/`rank`, `eval`,
+    `serve` and RL's `model` rewards (and :class:`rewardlab.models.scorer.Scorer`)."""
+
+    batch_size: int = Field(16, ge=1, description="Most responses scored in one forward pass.")
     share_prompts: bool = Field(
         True, description="Decoders: responses to one prompt share its tokens in one row (exact; false: a row each)."
     )
     max_length: int | None = Field(
         None, ge=8, description="Token limit (default: the one the model was trained with)."
     )
+    device: str = Field("auto", description="`cpu`, `cuda`, `cuda:1`, or `auto`.")
+    dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
+        None, description="Weights' dtype (default: as saved)."
+    )
     normalize: bool = Field(
         False, description="Return (score − mean) / std with the eval statistics saved with the model."
     )
-    device: str = Field("auto", description="`cpu`, `cuda`, `cuda:1`, or `auto`.")
+
+    def scoring(self) -> ScoringSettings:
+        """These settings alone (what the Scorer takes), from a command's config that extends them."""
+        return ScoringSettings(**{name: getattr(self, name) for name in ScoringSettings.model_fields})
 
 
-class ServeConfig(StrictModel):
-    """`rewardlab serve`: an HTTP scoring server for one model (routes: README, "Serving")."""
+class ScoreConfig(ScoringSettings):
+    model: str = Field(description="Model directory written by `rewardlab train` (or any text RM).")
+
+
+class ServeConfig(ScoringSettings):
+    """`rewardlab serve`: an HTTP scoring server for one model (routes: README, "Serving"). ``normalize`` is the
+    default of requests' `normalize` flag, and what /get_reward returns as `rewards`."""
 
     model: str = Field(description="Model directory written by `rewardlab train` (a run directory works too).")
     host: str = Field("127.0.0.1", description="Interface to bind; 0.0.0.0 exposes the server to the network.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port (0: any free port, printed at start).")
     name: str | None = Field(None, description="Model name reported by /v1/model (default: the directory name).")
-    device: str = Field("auto", description="`cpu`, `cuda`, `cuda:1`, or `auto`.")
-    dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
-        None, description="Weights' dtype (default: as saved)."
-    )
-    max_length: int | None = Field(None, ge=8, description="Token limit (default: the model's training limit).")
-    max_batch_size: int = Field(32, ge=1, description="Most responses in one forward pass.")
-    share_prompts: bool = Field(
-        True, description="Decoders: responses to one prompt share its tokens in one row (exact; false: a row each)."
+    batch_size: int = Field(
+        32, ge=1, description="Most responses the batcher coalesces into one forward pass (`max_batch_size` before)."
     )
     max_batch_tokens: int = Field(
         32768, ge=64, description="Most padded tokens (rows x longest row) in one forward pass."
@@ -384,11 +396,6 @@ class ServeConfig(StrictModel):
     max_text_chars: int = Field(100_000, ge=1, description="Longest prompt or response, in characters (422 beyond).")
     max_body_bytes: int = Field(
         64 * 1024 * 1024, ge=1024, description="Largest request body in bytes, images included (413 beyond)."
-    )
-    normalize: bool = Field(
-        False,
-        description="Default of requests' `normalize` flag, and what /get_reward returns as `rewards`: "
-        "(score − mean) / std with the statistics saved with the model.",
     )
     api_key_env: str | None = Field(
         None, description="Environment variable holding the API key; requests then need `Authorization: Bearer KEY`."
@@ -415,6 +422,16 @@ class ServeConfig(StrictModel):
     access_log: bool = Field(
         False, description="Log a line per request (method, path, status; never the body). Costs throughput."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, value: Any) -> Any:
+        """``max_batch_size`` is the old name of ``batch_size`` (configs written for earlier versions still load)."""
+        if isinstance(value, dict) and "max_batch_size" in value:
+            value = dict(value)
+            old = value.pop("max_batch_size")
+            value.setdefault("batch_size", old)
+        return value
 
 
 class PolicyConfig(StrictModel):
@@ -457,8 +474,9 @@ class PromptData(StrictModel):
         return self
 
 
-class RewardSource(StrictModel):
-    """One reward: a rule, a rewardlab reward model, or a remote server; ``weight`` scales it in the sum."""
+class RewardSource(ScoringSettings):
+    """One reward: a rule, a rewardlab reward model, or a remote server; ``weight`` scales it in the sum. The
+    scoring settings apply to `model` rewards (`normalize` to `remote` ones too)."""
 
     type: Literal["rule", "model", "remote"] = Field(description="Where the reward comes from.")
     name: str | None = Field(None, description="Name in the logs (`rewards/<name>/mean`); default from the source.")
@@ -472,9 +490,6 @@ class RewardSource(StrictModel):
     )
     path: str | None = Field(None, description="`model`: a rewardlab model directory (or run directory).")
     url: str | list[str] | None = Field(None, description="`remote`: `rewardlab serve` URL(s) or `.../get_reward`.")
-    normalize: bool = Field(False, description="`model`/`remote`: (score − mean) / std with the saved statistics.")
-    device: str = Field("auto", description="`model`: where the reward model runs.")
-    batch_size: int = Field(32, ge=1, description="`model`: responses scored per forward pass.")
     api_key_env: str | None = Field(None, description="`remote`: environment variable with the server's API key.")
     image_column: str | None = Field(
         None,
@@ -597,8 +612,9 @@ class EvalSetConfig(DataSource):
         return base
 
 
-class EvalConfig(StrictModel):
-    """`rewardlab eval`: many model directories × their checkpoints × one or more eval sets."""
+class EvalConfig(ScoringSettings):
+    """`rewardlab eval`: many model directories × their checkpoints × one or more eval sets (``max_length``: each
+    model's own by default; ``normalize`` does not change any metric)."""
 
     model_dirs: list[str] = Field(
         description="Model or run directories; glob patterns allowed (e.g. `runs/*`). A run directory's "
@@ -608,12 +624,6 @@ class EvalConfig(StrictModel):
     include_final: bool = Field(True, description="Also evaluate the final export (the directory itself or `model/`).")
     eval_sets: list[EvalSetConfig] = Field(min_length=1, description="Evaluation data sets.")
     output_dir: str = Field("eval_results", description="Where results, logs and plots are written.")
-    batch_size: int = Field(16, ge=1, description="Responses scored per forward pass.")
-    share_prompts: bool = Field(
-        True, description="Decoders: responses to one prompt share its tokens in one row (exact; false: a row each)."
-    )
-    max_length: int | None = Field(None, ge=8, description="Token limit (default: each model's own).")
-    device: str = Field("auto", description="`cpu`, `cuda`, `cuda:1`, or `auto`.")
     per_sample_scores: bool = Field(False, description="Include every sample's scores in the JSON results.")
     calibration_bins: int = Field(10, ge=2, description="Bins of the reliability table / ECE.")
     plots: bool = Field(True, description="Write PNG plots beside the results.")

@@ -49,21 +49,6 @@ class InputFormat:
     def for_training(cls, pooling: str, append_eos: bool) -> InputFormat:
         return cls(layout="pair" if pooling == "cls" else "concat", append_eos=append_eos and pooling != "cls")
 
-    @classmethod
-    def from_meta(cls, meta: dict[str, Any], pooling: str) -> InputFormat:
-        """The format recorded in ``rewardlab.json``: format 1 when a rewardlab export predates it; for a model
-        directory without ``rewardlab.json`` (any hub RM), the tokenizer's own ``tokenizer(prompt + response)``."""
-        layout = "pair" if pooling == "cls" else "concat"
-        saved = meta.get("input_format")
-        if isinstance(saved, dict):
-            known = {k: saved[k] for k in ("version", "layout", "append_eos", "add_special_tokens") if k in saved}
-            return cls(**{"layout": layout, **known})
-        if meta.get("format_version", 1) >= 2:
-            return cls(layout=layout)
-        if meta:
-            return cls(version=1, layout=layout, append_eos=True)
-        return cls(layout=layout, add_special_tokens=True)
-
     def as_json(self, *, chat_template: str) -> dict[str, Any]:
         """``rewardlab.json``'s ``input_format``; ``chat_template``: ``"trained"`` (the tokenizer's own, used in
         training), ``"concat"`` (:data:`CONCAT_TEMPLATE`, the plain-string format) or ``"none"`` (an encoder

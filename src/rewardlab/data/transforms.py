@@ -266,21 +266,25 @@ class TextTransform:
 
 
 # -- vision ----------------------------------------------------------------------------------------------------
-# Prompt layouts per family, rendered as ``before + <image 1 tokens> + between_images + <image 2 tokens> ... +
-# after_image + prompt + before_response`` then ``response_prefix + response + end``.
-VISION_LAYOUTS: dict[str, dict[str, str]] = {
-    # LLaVA-1.5: "USER: <image>\n{prompt} ASSISTANT: {response}</s>" (more images: "<image>\n<image>\n...")
-    "llava": {"before": "USER: ", "between_images": "\n", "after_image": "\n", "before_response": " ASSISTANT:",
-              "response_prefix": " "},
-    # Qwen-VL chat format with vision start/end markers around each image's pads.
-    "qwen2_vl": {
-        "before": "<|im_start|>user\n<|vision_start|>", "between_images": "<|vision_end|><|vision_start|>",
-        "after_image": "<|vision_end|>", "before_response": "<|im_end|>\n<|im_start|>assistant\n",
-        "response_prefix": "",
-    },
-}  # fmt: skip
-VISION_LAYOUTS["qwen2_5_vl"] = VISION_LAYOUTS["qwen2_vl"]
-VISION_LAYOUTS["llava_next"] = VISION_LAYOUTS["llava"]  # the Vicuna/Llama prompt of llava-v1.6-vicuna
+@dataclass(frozen=True)
+class PromptLayout:
+    """A vision family's built-in prompt (used when the checkpoint's chat template knows no images), rendered as
+    ``before + <image 1 tokens> + between_images + <image 2 tokens> ... + after_image + prompt + before_response``
+    then ``response_prefix + response`` and the EOS. Part of the family's entry
+    (:class:`rewardlab.models.vision.VisionFamily`); ``family`` names it in messages.
+
+    ``bos``: the row starts with the tokenizer's BOS (LLaVA's Llama/Vicuna prompt; Qwen's chat format has none).
+    ``mm_token_types``: rows carry ``mm_token_type_ids`` (0 text, 1 image), which Qwen-VL's language model needs.
+    """
+
+    family: str
+    before: str
+    between_images: str
+    after_image: str
+    before_response: str
+    response_prefix: str = ""
+    bos: bool = False
+    mm_token_types: bool = False
 
 
 IMAGE_URL_TIMEOUT_S = 30.0
@@ -423,14 +427,14 @@ def _fetch(url: str) -> bytes:
 class VisionTransform:
     """(prompt, response, images) → token ids with each image's placeholder tokens, plus pixel inputs.
 
-    One or more images per record, placed before the prompt in order (:data:`VISION_LAYOUTS`). Image blocks
+    One or more images per record, placed before the prompt in order (the family's :class:`PromptLayout`). Image blocks
     are never truncated: over-long text is cut as in :func:`fit_to_budget`. ``image_tokens(pixel_inputs, k)``
     gives the number of placeholder tokens image ``k`` needs (it depends on the family and, for Qwen-VL and
     LLaVA-NeXT, on the image size).
 
     Args:
         tokenizer, image_processor: the backbone's tokenizer and (PIL) image processor.
-        model_type: a key of :data:`VISION_LAYOUTS`.
+        layout: the family's built-in prompt and token rules.
         image_token_id: the placeholder token id (``config.image_token_id``).
         image_tokens: callable ``(pixel_inputs, k) -> int``.
         image_root: folder that relative image paths are resolved against.
@@ -438,7 +442,7 @@ class VisionTransform:
 
     tokenizer: Any
     image_processor: Any
-    model_type: str
+    layout: PromptLayout
     image_token_id: int
     image_tokens: Any
     max_length: int
@@ -449,13 +453,9 @@ class VisionTransform:
     chat_template: Literal["auto", "always", "never"] = "auto"
 
     def __post_init__(self) -> None:
-        if self.model_type not in VISION_LAYOUTS:
-            raise DataError(f"no prompt layout for model type {self.model_type!r}; known: {sorted(VISION_LAYOUTS)}")
-        self.layout = VISION_LAYOUTS[self.model_type]
         tok = self.tokenizer
-        self._bos = [tok.bos_token_id] if tok.bos_token_id is not None and self.model_type.startswith("llava") else []
+        self._bos = [tok.bos_token_id] if tok.bos_token_id is not None and self.layout.bos else []
         self._eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
-        self._mm_types = self.model_type.startswith("qwen")
         template = getattr(tok, "chat_template", None) or ""
         if self.chat_template == "always" and not template:
             raise DataError("data.chat_template=always, but the tokenizer has no chat template")
@@ -501,7 +501,7 @@ class VisionTransform:
         prompt_ids, response_ids, truncated = fitted
         ids = image + prompt_ids + response_ids + eos
         extras = dict(pixels)
-        if self._mm_types:
+        if self.layout.mm_token_types:
             extras["mm_token_type_ids"] = [1 if t == self.image_token_id else 0 for t in ids]
         return EncodedText(ids, None, truncated or cut, extras)
 
@@ -509,13 +509,12 @@ class VisionTransform:
         """``(text before each image block, text from the last image block to the response, response text)``.
 
         With the checkpoint's chat template: the user turn holds ``n_images`` image entries then the prompt, and
-        the template's image placeholders mark where each block goes. Otherwise the family's
-        :data:`VISION_LAYOUTS` entry.
+        the template's image placeholders mark where each block goes. Otherwise the family's :class:`PromptLayout`.
         """
         if not self._templated:
             lay = self.layout
-            befores = [lay["before"]] + [lay["between_images"]] * (n_images - 1)
-            return befores, lay["after_image"] + prompt + lay["before_response"], lay["response_prefix"] + response
+            befores = [lay.before] + [lay.between_images] * (n_images - 1)
+            return befores, lay.after_image + prompt + lay.before_response, lay.response_prefix + response
         user = [{"role": "user", "content": [*[{"type": "image"}] * n_images, {"type": "text", "text": prompt}]}]
         answer = [{"role": "assistant", "content": [{"type": "text", "text": response}]}]
         from jinja2 import TemplateError
@@ -526,14 +525,14 @@ class VisionTransform:
         except TemplateError as exc:
             raise DataError(
                 f"the tokenizer's chat template failed on an image + text turn ({exc}); set data.chat_template=never "
-                f"to use the built-in {self.model_type} layout"
+                f"to use the built-in {self.layout.family} layout"
             ) from None
         parts = head.split(self._placeholder)
         if not full.startswith(head) or len(parts) != n_images + 1:
             raise DataError(
                 f"the tokenizer's chat template does not render {n_images} image placeholder(s) "
                 f"({self._placeholder!r}) in a prompt that prefixes the conversation; set data.chat_template=never "
-                f"to use the built-in {self.model_type} layout"
+                f"to use the built-in {self.layout.family} layout"
             )
         return parts[:-1], parts[-1], full[len(head) :]
 

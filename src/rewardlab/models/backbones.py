@@ -1,25 +1,20 @@
-"""Backbone loading: the one models module that knows about model families (and, later, modalities)."""
+"""Backbone loading: tokenizer, weights (text or vision-language, by the family the config names), dropout,
+quantization and LoRA. Assembly into a reward model is :mod:`rewardlab.models.bundle`'s job."""
 
 from __future__ import annotations
 
 import logging
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from rewardlab.config.schema import LoraSettings, ModelConfig, QuantizationSettings
 from rewardlab.errors import ModelError
+from rewardlab.models.vision import FAMILIES, VisionFamily, vision_family
 
 logger = logging.getLogger(__name__)
 
 _DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16", "auto": "auto"}
-
-
-def resolve_pooling(model: Any, requested: str) -> Literal["last", "cls"]:
-    """``auto``: decoders with a ``score`` head pool at the last token; encoders use their own [CLS] head."""
-    if requested in ("last", "cls"):
-        return requested  # type: ignore[return-value]
-    return "last" if hasattr(model, "score") else "cls"
 
 
 def load_tokenizer(cfg: ModelConfig) -> Any:
@@ -80,20 +75,19 @@ def distinct_pad_token(tok: Any) -> str | None:
     return tok.unk_token if tok.unk_token is not None and tok.unk_token not in taken else None
 
 
-def is_vision_model(name_or_path: str, trust_remote_code: bool = False) -> bool:
-    """Whether ``name_or_path`` is a vision-language model (a family in :data:`rewardlab.models.vision.FAMILIES`)."""
+def read_vision_family(name_or_path: str, trust_remote_code: bool = False) -> VisionFamily | None:
+    """The vision family (:data:`rewardlab.models.vision.FAMILIES`) ``name_or_path``'s config names; None for a
+    text model."""
     from transformers import AutoConfig
 
-    from rewardlab.models.vision import is_vision_config
-
     try:
-        return is_vision_config(AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code))
+        return vision_family(AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code))
     except (OSError, ValueError) as exc:
         raise ModelError(f"{name_or_path}: cannot read the model config ({exc})") from None
 
 
-def load_backbone(cfg: ModelConfig, tokenizer: Any) -> Any:
-    """``AutoModelForSequenceClassification`` with one output — or, for a vision-language model, a
+def load_backbone(cfg: ModelConfig, tokenizer: Any, family: VisionFamily | None) -> Any:
+    """``AutoModelForSequenceClassification`` with one output — or, for a vision-language model (``family``), a
     :class:`~rewardlab.models.vision.VisionRewardBackbone` — with LoRA applied when configured."""
     import torch
     from safetensors import SafetensorError
@@ -105,12 +99,11 @@ def load_backbone(cfg: ModelConfig, tokenizer: Any) -> Any:
     kwargs["dtype"] = getattr(torch, cfg.dtype) if cfg.dtype != "auto" else "auto"
     if cfg.attn_implementation:
         kwargs["attn_implementation"] = cfg.attn_implementation
-    vision = is_vision_model(cfg.name_or_path, cfg.trust_remote_code)
-    check_vision_settings(cfg, vision)
+    check_vision_settings(cfg, family)
     if cfg.quantization is not None:
-        kwargs["quantization_config"] = quantization_config(cfg.quantization, vision=vision)
+        kwargs["quantization_config"] = quantization_config(cfg.quantization)
     try:
-        if vision:
+        if family is not None:
             model = VisionRewardBackbone.from_pretrained(cfg.name_or_path, **kwargs)
         else:
             model = AutoModelForSequenceClassification.from_pretrained(cfg.name_or_path, num_labels=1, **kwargs)
@@ -129,7 +122,7 @@ def load_backbone(cfg: ModelConfig, tokenizer: Any) -> Any:
     if cfg.quantization is not None:
         prepare_quantized(model)
     if cfg.lora is not None:
-        model = apply_lora(model, cfg.lora, vision=vision)
+        model = apply_lora(model, cfg.lora, family)
     return model
 
 
@@ -149,9 +142,9 @@ def disable_dropout(model: Any) -> int:
     return changed
 
 
-def check_vision_settings(cfg: ModelConfig, vision: bool) -> None:
+def check_vision_settings(cfg: ModelConfig, family: VisionFamily | None) -> None:
     """Settings that only a vision-language model can honour fail for a text model, all listed, before loading."""
-    if vision:
+    if family is not None:
         return
     problems = []
     if cfg.freeze_vision_tower:
@@ -168,13 +161,11 @@ def not_quantized_modules() -> list[str]:
     transformers matches these against module names from the start or as a suffix, so a VLM's parts are named
     by their full path in ``AutoModelForImageTextToText`` (``model.vision_tower``, ``model.visual.merger``).
     """
-    from rewardlab.models.vision import FAMILIES
-
     parts = {f"model.{m}" for family in FAMILIES.values() for m in (*family.vision_modules, family.projector)}
     return ["score", "classifier", "pre_classifier", "lm_head", *sorted(parts)]
 
 
-def quantization_config(q: QuantizationSettings, *, vision: bool) -> Any:
+def quantization_config(q: QuantizationSettings) -> Any:
     import importlib.util
 
     import torch
@@ -207,20 +198,16 @@ def prepare_quantized(model: Any) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
-# LoRA on a VLM adapts the language model; the vision tower keeps its weights, and the projector does unless
-# ``lora.projector`` says otherwise.
-VISION_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
-
-
-def lora_targets(model: Any, lora: LoraSettings, *, vision: bool) -> tuple[str | list[str], list[str]]:
+def lora_targets(model: Any, lora: LoraSettings, family: VisionFamily | None) -> tuple[str | list[str], list[str]]:
     """peft's ``(target_modules, modules_to_save)``: the head is always trained fully and saved; with
     ``projector: lora`` the projector's linear layers join the targets (by full name), with ``full`` the
     projector joins ``modules_to_save``."""
     from torch import nn
 
     to_save = [name for name in ("score", "classifier", "pre_classifier") if hasattr(model, name)]
-    targets = VISION_LORA_TARGETS if vision and lora.target_modules == "all-linear" else lora.target_modules
-    if not vision or lora.projector == "frozen":
+    all_linear = family is not None and lora.target_modules == "all-linear"
+    targets = family.lora_targets if all_linear else lora.target_modules
+    if family is None or lora.projector == "frozen":
         return targets, to_save
     projector = model.projector_path()
     if lora.projector == "full":
@@ -232,13 +219,13 @@ def lora_targets(model: Any, lora: LoraSettings, *, vision: bool) -> tuple[str |
     return [*targets, *linears], to_save
 
 
-def apply_lora(model: Any, lora: LoraSettings, *, vision: bool = False) -> Any:
+def apply_lora(model: Any, lora: LoraSettings, family: VisionFamily | None = None) -> Any:
     """Wrap with peft LoRA (targets and fully trained modules: :func:`lora_targets`)."""
     from peft import LoraConfig, TaskType, get_peft_model
 
-    targets, to_save = lora_targets(model, lora, vision=vision)
+    targets, to_save = lora_targets(model, lora, family)
     peft_cfg = LoraConfig(
-        task_type=None if vision else TaskType.SEQ_CLS,
+        task_type=None if family is not None else TaskType.SEQ_CLS,
         r=lora.r,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
@@ -251,24 +238,16 @@ def apply_lora(model: Any, lora: LoraSettings, *, vision: bool = False) -> Any:
     return peft_model
 
 
-def image_token_count(config: Any, image_processor: Any, tokenizer: Any) -> Any:
-    """``(pixel_inputs, k) -> int``: placeholder tokens image ``k`` of a record needs (the family's counter)."""
-    from rewardlab.models.vision import FAMILIES
-
-    return FAMILIES[config.model_type].image_tokens(config, image_processor, tokenizer)
-
-
-def load_image_processor(path: str, config: Any, min_pixels: int | None = None, max_pixels: int | None = None):
-    """The PIL image processor of the family (no torchvision needed)."""
+def load_image_processor(
+    path: str, config: Any, family: VisionFamily, min_pixels: int | None = None, max_pixels: int | None = None
+) -> Any:
+    """The family's PIL image processor (no torchvision needed), read from ``path``."""
     import importlib
-    from pathlib import Path
 
-    from rewardlab.models.vision import FAMILIES
-
-    module, name = FAMILIES[config.model_type].image_processor.split(":")
+    module, name = family.image_processor.split(":")
     cls = getattr(importlib.import_module(module), name)
     kwargs = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
-    if kwargs and not config.model_type.startswith("qwen"):
+    if kwargs and not family.pixel_knobs:
         raise ModelError(f"{path}: model.min_pixels / max_pixels apply to Qwen-VL models, not {config.model_type}")
     if (Path(path) / "preprocessor_config.json").is_file() or not Path(path).exists():
         try:
@@ -300,33 +279,3 @@ def adopt_processor_chat_template(tokenizer: Any, path: str) -> None:
     if isinstance(template, str) and "image" in template:
         tokenizer.chat_template = template
         logger.info("using the processor's chat template from %s", found)
-
-
-def make_transform(
-    backbone: Any,
-    tokenizer: Any,
-    path: str,
-    *,
-    max_length: int,
-    pooling: str,
-    overlong: str = "truncate",
-    chat_template: str = "auto",
-    image_processor: Any = None,
-    input_format: Any = None,
-) -> Any:
-    """The model transform for this backbone: text (tokenizer) or vision (tokenizer + image processor).
-    ``input_format`` (:class:`~rewardlab.data.input_format.InputFormat`): how text rows are built (format 2 by
-    default)."""
-    from rewardlab.data.transforms import TextTransform, VisionTransform
-    from rewardlab.models.reward_model import unwrap_peft
-    from rewardlab.models.vision import is_vision_config
-
-    config = unwrap_peft(backbone).config
-    if not is_vision_config(config):
-        fmt = {"input_format": input_format} if input_format is not None else {}
-        return TextTransform(tokenizer, max_length, pooling, overlong, chat_template, **fmt)
-    processor = image_processor or load_image_processor(path, config)
-    adopt_processor_chat_template(tokenizer, path)
-    return VisionTransform(tokenizer, processor, config.model_type, config.image_token_id,
-                           image_token_count(config, processor, tokenizer), max_length, overlong,
-                           chat_template=chat_template)  # fmt: skip

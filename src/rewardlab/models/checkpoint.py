@@ -2,13 +2,8 @@
 
 A text RM directory is a standard Hugging Face directory — ``config.json``, ``model.safetensors`` and the
 tokenizer, loadable unchanged by ``AutoModelForSequenceClassification`` — or, for LoRA without merging,
-``adapter_config.json`` + ``adapter_model.safetensors`` (head included) — plus ``rewardlab.json``::
-
-    {"format_version": 2, "pooling": "last", "max_length": 512, "overlong": "truncate",
-     "input_format": {"version": 2, "layout": "concat", "append_eos": false, "chat_template": "concat",
-                      "recipe": "tokenizer(prompt + response)", ...},
-     "chat_template": "auto", "padding_side": "right", "pad_equals_eos": false,
-     "normalization": {"mean": 0.12, "std": 1.9, "n": 600} | null, "config": {...resolved run config...}}
+``adapter_config.json`` + ``adapter_model.safetensors`` (head included) — plus ``rewardlab.json``
+(:class:`~rewardlab.models.export_meta.ExportMeta`).
 
 Text exports carry their input format (:mod:`rewardlab.data.input_format`) three ways: in ``rewardlab.json``, in
 the tokenizer (its post-processor adds what training added; its chat template renders messages as training did;
@@ -28,21 +23,19 @@ from typing import Any
 from rewardlab.data.files import atomic_directory, recover_directory
 from rewardlab.data.input_format import InputFormat, export_tokenizer, pin_special_tokens
 from rewardlab.errors import ModelError
+from rewardlab.models.export_meta import META_NAME, ExportMeta, Normalization
 from rewardlab.models.model_card import write_model_card
 from rewardlab.models.reward_model import RewardModel, unwrap_peft
 from rewardlab.models.vision import is_vision_config
 
 logger = logging.getLogger(__name__)
 
-META_NAME = "rewardlab.json"
-FORMAT_VERSION = 2  # 2: input_format recorded (rewardlab.data.input_format); 1: prompt/response tokenized apart
-
 
 def write_model_files(
     model: RewardModel,
     tokenizer: Any,
     directory: Path,
-    meta: dict[str, Any],
+    meta: ExportMeta,
     *,
     merge_lora: bool,
     state_dict: dict[str, Any] | None = None,
@@ -62,30 +55,31 @@ def write_model_files(
             backbone.load_state_dict(inner_sd, strict=False)
         merged = _merged_copy(backbone)
         merged.save_pretrained(directory)
-        meta = {**meta, "adapter": None}
+        adapter = None
     else:
         backbone.save_pretrained(directory, state_dict=inner_sd)
-        if is_peft:
-            meta = {**meta, "adapter": {"base_model": unwrap_peft(backbone).config._name_or_path}}
-    if "input_format" not in meta and not is_vision_config(model.config):
-        fmt = InputFormat.for_training(model.pooling, append_eos=False)
-        meta = {**meta, "input_format": fmt.as_json(chat_template="trained")}
+        adapter = {"base_model": unwrap_peft(backbone).config._name_or_path} if is_peft else None
+    if meta.input_format is None and not is_vision_config(model.config):
+        fmt = meta.text_format(model.pooling)  # what it was built with (format 2 for a model from memory)
+        meta = meta.model_copy(update={"input_format": fmt.as_json(chat_template="trained")})
+    # Whatever was loaded, the directory written now is a current-format export (its input format recorded).
+    meta = meta.model_copy(update={"format_version": ExportMeta().format_version, "pooling": model.pooling,
+                                   "adapter": adapter})  # fmt: skip
     if tokenizer is not None:
         meta = save_tokenizer(tokenizer, directory, meta, model.pooling)
-    add_normalization_to_config(directory, meta.get("normalization"))
-    meta = {"format_version": FORMAT_VERSION, "pooling": model.pooling, **meta}
-    (directory / META_NAME).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+    add_normalization_to_config(directory, meta.normalization)
+    meta.write(directory)
     write_model_card(directory, meta)
 
 
-def save_tokenizer(tokenizer: Any, directory: Path, meta: dict[str, Any], pooling: str) -> dict[str, Any]:
+def save_tokenizer(tokenizer: Any, directory: Path, meta: ExportMeta, pooling: str) -> ExportMeta:
     """Save the tokenizer (a text model's: so that its natural call builds the training input) and return
     ``meta`` with the input format's recipe checked against the saved files."""
-    saved = meta.get("input_format")
-    if not isinstance(saved, dict):
+    saved = meta.input_format
+    if saved is None:
         tokenizer.save_pretrained(directory)
         return meta
-    fmt = InputFormat.from_meta(meta, pooling)
+    fmt = meta.text_format(pooling)
     export_tokenizer(tokenizer, fmt, trained_with_template=saved.get("chat_template") == "trained").save_pretrained(
         directory
     )
@@ -99,7 +93,7 @@ def save_tokenizer(tokenizer: Any, directory: Path, meta: dict[str, Any], poolin
     )
     eos = " + tokenizer.eos_token" if fmt.append_eos else ""
     recipe = f"tokenizer(prompt + response{eos}, add_special_tokens=False)"
-    return {**meta, "input_format": {**saved, "recipe": recipe}}
+    return meta.model_copy(update={"input_format": {**saved, "recipe": recipe}})
 
 
 PROBE = ("Tell me about tea.", " Green tea is steeped in water below boiling.")
@@ -118,13 +112,13 @@ def natural_call_matches(directory: Path, tokenizer: Any, fmt: InputFormat, pool
     return natural.input_ids == trained.input_ids
 
 
-def add_normalization_to_config(directory: Path, normalization: dict[str, Any] | None) -> None:
+def add_normalization_to_config(directory: Path, normalization: Normalization | None) -> None:
     """``mean``/``std`` of the eval scores into ``config.json`` (OpenRLHF normalizes rewards with them)."""
     path = directory / "config.json"
-    if not normalization or not path.is_file():
+    if normalization is None or not path.is_file():
         return
     config = json.loads(path.read_text(encoding="utf-8"))
-    config.update(mean=normalization["mean"], std=normalization["std"])
+    config.update(mean=normalization.mean, std=normalization.std)
     path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
@@ -139,7 +133,7 @@ def save_reward_model(
     model: RewardModel,
     tokenizer: Any,
     target: str | os.PathLike[str],
-    meta: dict[str, Any],
+    meta: ExportMeta,
     *,
     merge_lora: bool = True,
 ) -> Path:
@@ -147,16 +141,6 @@ def save_reward_model(
     with atomic_directory(target) as staging:
         write_model_files(model, tokenizer, staging, meta, merge_lora=merge_lora)
     return Path(target)
-
-
-def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
-    meta_file = Path(path) / META_NAME
-    if not meta_file.is_file():
-        return {}
-    try:
-        return json.loads(meta_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{meta_file}: corrupt ({exc}); re-export the model") from None
 
 
 def resolve_model_dir(path: Path) -> Path:
@@ -171,33 +155,34 @@ def resolve_model_dir(path: Path) -> Path:
 
 
 @dataclass
-class LoadedModel:
-    """A loaded reward model. ``processor_path``: where the image processor is read (the model directory, or an
-    adapter's base model when the adapter directory has none)."""
+class ModelFiles:
+    """What a model directory holds, loaded: the backbone (head included), its tokenizer, its ``rewardlab.json``
+    and ``processor_path``, where the image processor is read (the model directory, or an adapter's base model when
+    the adapter directory has none). :meth:`rewardlab.models.bundle.RewardBundle.load` assembles them."""
 
-    model: RewardModel
+    backbone: Any
     tokenizer: Any
-    meta: dict[str, Any]
+    meta: ExportMeta
     processor_path: Path
 
 
-def adapter_base(path: Path, meta: dict[str, Any]) -> tuple[str, bool]:
+def adapter_base(path: Path, meta: ExportMeta) -> tuple[str, bool]:
     """``(base, is_vision)``: the base model an adapter directory was trained on (``adapter_config.json``'s
     ``base_model_name_or_path``, else ``rewardlab.json``'s ``adapter.base_model``) and whether it is a VLM.
     A base that is named nowhere or cannot be read is a ModelError naming both directories."""
-    from rewardlab.models.backbones import is_vision_model
+    from rewardlab.models.backbones import read_vision_family
 
     try:
         base = json.loads((path / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"{path / 'adapter_config.json'}: corrupt ({exc})") from None
-    base = base or (meta.get("adapter") or {}).get("base_model")
+    base = base or (meta.adapter or {}).get("base_model")
     if not base:
         raise ModelError(
             f"{path}: the LoRA adapter names no base model (base_model_name_or_path in adapter_config.json)"
         )
     try:
-        return base, is_vision_model(base)
+        return base, read_vision_family(base) is not None
     except ModelError as exc:
         raise ModelError(
             f"{path}: the LoRA adapter's base model {base} cannot be loaded (moved or deleted?); restore it, or set "
@@ -205,7 +190,7 @@ def adapter_base(path: Path, meta: dict[str, Any]) -> tuple[str, bool]:
         ) from None
 
 
-def _load_adapter(path: Path, meta: dict[str, Any], kwargs: dict[str, Any]) -> tuple[Any, str]:
+def _load_adapter(path: Path, meta: ExportMeta, kwargs: dict[str, Any]) -> tuple[Any, str]:
     """An adapter directory on its base model: ``(peft model, base)``. A VLM base gets rewardlab's reward head
     (:class:`VisionRewardBackbone`) and the trained head comes from the adapter's ``modules_to_save``."""
     from rewardlab.models.vision import VisionRewardBackbone
@@ -224,15 +209,15 @@ def _has_files(directory: Path, *names: str) -> bool:
     return any((directory / name).is_file() for name in names)
 
 
-def load_reward_model(path: str | os.PathLike[str], *, device: str = "cpu", dtype: str | None = None) -> LoadedModel:
-    """Load a reward model directory: a rewardlab export or checkpoint (merged, or a LoRA adapter on its base
-    model, text or vision) or any HF sequence-classification RM. An adapter directory without its own tokenizer or
-    image processor uses its base model's."""
+def load_model_files(path: str | os.PathLike[str], *, dtype: str | None = None) -> ModelFiles:
+    """Load what a reward model directory holds: a rewardlab export or checkpoint (merged, or a LoRA adapter on its
+    base model, text or vision) or any HF sequence-classification RM. An adapter directory without its own
+    tokenizer or image processor uses its base model's. Everything that goes wrong is a :class:`ModelError`."""
     import torch
     from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from rewardlab.models.backbones import check_tokenizer, check_tokenizer_files, is_vision_model, resolve_pooling
+    from rewardlab.models.backbones import check_tokenizer, check_tokenizer_files, read_vision_family
     from rewardlab.models.vision import HEAD_FILE, VisionRewardBackbone
 
     path = resolve_model_dir(Path(path))
@@ -240,11 +225,11 @@ def load_reward_model(path: str | os.PathLike[str], *, device: str = "cpu", dtyp
         logger.warning("%s", restored)
     if not path.is_dir():
         raise ModelError(f"{path}: model directory not found")
-    meta = read_meta(path)
+    meta = ExportMeta.read(path)
     kwargs = {"dtype": getattr(torch, dtype)} if dtype else {}
     assets = processor_path = path
     try:
-        if (path / HEAD_FILE).is_file() or ((path / "config.json").is_file() and is_vision_model(str(path))):
+        if (path / HEAD_FILE).is_file() or ((path / "config.json").is_file() and read_vision_family(str(path))):
             backbone = VisionRewardBackbone.from_pretrained(path, **kwargs)
         elif (path / "adapter_config.json").is_file():
             backbone, base = _load_adapter(path, meta, kwargs)
@@ -260,6 +245,4 @@ def load_reward_model(path: str | os.PathLike[str], *, device: str = "cpu", dtyp
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     unwrap_peft(backbone).config.get_text_config().pad_token_id = tokenizer.pad_token_id
-    pooling = meta.get("pooling") or resolve_pooling(unwrap_peft(backbone), "auto")
-    model = RewardModel(backbone, pooling).to(device).eval()
-    return LoadedModel(model, tokenizer, meta, processor_path)
+    return ModelFiles(backbone, tokenizer, meta, processor_path)

@@ -7,17 +7,18 @@ from pathlib import Path
 from typing import Any
 
 from rewardlab.data.input_format import CONCAT_TEMPLATE
+from rewardlab.models.export_meta import ExportMeta
 
 
-def write_model_card(directory: Path, meta: dict[str, Any]) -> None:
+def write_model_card(directory: Path, meta: ExportMeta) -> None:
     text = render_model_card(meta, name=directory.name.lstrip(".").split(".tmp-")[0])
     (directory / "README.md").write_text(text, encoding="utf-8")
 
 
-def render_model_card(meta: dict[str, Any], *, name: str) -> str:
-    config = meta.get("config") or {}
+def render_model_card(meta: ExportMeta, *, name: str) -> str:
+    config = meta.config or {}
     base = (config.get("model") or {}).get("name_or_path")
-    fmt = meta.get("input_format")
+    fmt = meta.input_format
     front = ["---", "library_name: transformers", "tags: [reward-model, rewardlab]"]
     if fmt:
         front.insert(2, "pipeline_tag: text-classification")
@@ -39,7 +40,7 @@ def _looks_like_hub_name(name: str) -> bool:
     return name.count("/") == 1 and not name.startswith((".", "/", "~")) and not Path(name).exists()
 
 
-def _summary(meta: dict[str, Any], base: str | None, config: dict[str, Any]) -> str:
+def _summary(meta: ExportMeta, base: str | None, config: dict[str, Any]) -> str:
     lines = [
         "A reward model trained with [rewardlab](https://github.com/rewardlab/rewardlab): one scalar score per "
         "(prompt, response), higher is better. Only differences between scores of responses to the same prompt "
@@ -55,18 +56,18 @@ def _summary(meta: dict[str, Any], base: str | None, config: dict[str, Any]) -> 
         lines.append(f"| training data | `{train.get('path')}` |")
     if (loss := config.get("loss")) and isinstance(loss, dict):
         lines.append(f"| loss | {loss.get('name')} |")
-    metrics = meta.get("metrics") or {}
+    metrics = meta.metrics or {}
     if "eval_accuracy" in metrics:
         lines.append(f"| eval preference accuracy | {metrics['eval_accuracy']:.4f} |")
     if "eval_mean_margin" in metrics:
         lines.append(f"| eval mean margin | {metrics['eval_mean_margin']:.4f} |")
-    if norm := meta.get("normalization"):
-        lines.append(f"| eval score mean / std | {norm['mean']:.4f} / {norm['std']:.4f} (n={norm.get('n')}) |")
-    lines.append(f"| max length | {meta.get('max_length')} tokens (longer inputs: the prompt's start is cut) |")
+    if norm := meta.normalization:
+        lines.append(f"| eval score mean / std | {norm.mean:.4f} / {norm.std:.4f} (n={norm.n}) |")
+    lines.append(f"| max length | {meta.max_length} tokens (longer inputs: the prompt's start is cut) |")
     return "\n".join(lines)
 
 
-def _input_format(fmt: dict[str, Any], meta: dict[str, Any]) -> str:
+def _input_format(fmt: dict[str, Any], meta: ExportMeta) -> str:
     recipe = fmt.get("recipe", "tokenizer(prompt + response)")
     if fmt.get("layout") == "pair":
         how = (
@@ -95,7 +96,7 @@ def _input_format(fmt: dict[str, Any], meta: dict[str, Any]) -> str:
     )
     pad = (
         ""
-        if not meta.get("pad_equals_eos")
+        if not meta.pad_equals_eos
         else (
             "\n\nThe pad token is the EOS token (the vocabulary has no other): Hugging Face's own pooling skips "
             "trailing EOS tokens, so do not end inputs with one."
@@ -104,7 +105,7 @@ def _input_format(fmt: dict[str, Any], meta: dict[str, Any]) -> str:
     return f"## Input format\n\nBuild the input with `{recipe}`. {how} {template}{pad}"
 
 
-def _usage(fmt: dict[str, Any], meta: dict[str, Any]) -> str:
+def _usage(fmt: dict[str, Any], meta: ExportMeta) -> str:
     pair = fmt.get("layout") == "pair"
     call = 'tok(prompt, response, return_tensors="pt")' if pair else 'tok(prompt + response, return_tensors="pt")'
     if "add_special_tokens=False" in fmt.get("recipe", ""):
@@ -125,7 +126,7 @@ def _usage(fmt: dict[str, Any], meta: dict[str, Any]) -> str:
     reader = "`rewardlab score --normalize`" + ("" if pair else " and OpenRLHF (`--normalize_reward`)")
     normalize = (
         f"\n\n`config.json` carries `mean` and `std` of the eval scores, used to normalize by {reader}."
-        if meta.get("normalization")
+        if meta.normalization
         else ""
     )
     openrlhf = (

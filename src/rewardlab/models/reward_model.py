@@ -36,16 +36,15 @@ def unwrap_peft(model: nn.Module) -> nn.Module:
 MASKABLE_ATTENTION = (None, "sdpa", "eager")
 
 
-def can_share_prompts(model: RewardModel, vision: bool) -> bool:
+def can_share_prompts(model: RewardModel, family: Any = None) -> bool:
     """Whether shared-prefix rows (:func:`rewardlab.data.collator.shared_prefix_batch`) give ``model`` exactly the
     scores of one row per sequence: a causal model read at the last token, with attention that takes a 4-D mask;
-    for vision-language models, a family with plain 1-D positions (LLaVA, LLaVA-NeXT; Qwen-VL derives its 3-D
-    rotary positions from the whole row)."""
+    for vision-language models (``family``, a :class:`~rewardlab.models.vision.VisionFamily`), a family with plain
+    1-D positions (LLaVA, LLaVA-NeXT; Qwen-VL derives its 3-D rotary positions from the whole row)."""
     config = model.config
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     attention = getattr(text, "_attn_implementation", None)
-    body = getattr(unwrap_peft(model.backbone), "body", None)
-    if vision and body is not None and body.family.mrope:
+    if family is not None and family.mrope:
         return False
     return model.pooling == "last" and attention in MASKABLE_ATTENTION
 

@@ -1,10 +1,9 @@
 """Scorer: the one scoring path (DESIGN.md §6) used by evaluation, the CLI, the server and RL rewards.
 
-It applies the same transform as training (``TextTransform`` with the settings and the input format saved in
-``rewardlab.json``; format 1 for exports that predate it)
-and runs batched, no-grad forwards. Inputs are sorted by length inside a call so batches carry little
-padding; results come back in the caller's order. Over-long inputs are always truncated when scoring
-(never dropped), by the training-time rule.
+It scores with a :class:`~rewardlab.models.bundle.RewardBundle` — the same transform as training, with the
+settings and input format its export records — and runs batched, no-grad forwards. Inputs are sorted by length
+inside a call so batches carry little padding; results come back in the caller's order. Over-long inputs are
+always truncated when scoring (never dropped), by the training-time rule.
 """
 
 from __future__ import annotations
@@ -16,13 +15,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rewardlab.config.schema import ScoringSettings
 from rewardlab.data.collator import RowCollator
 from rewardlab.data.records import PreferencePair, Text
-from rewardlab.data.transforms import TextTransform
 from rewardlab.errors import DataError, ModelError
-from rewardlab.models.reward_model import RewardModel
+from rewardlab.models.bundle import RewardBundle
 
-DEFAULT_MAX_LENGTH = 1024
 # Longest shared-prefix row in tokens (before sharing): its attention mask is (row x row), so rows stay moderate.
 MAX_SHARED_ROW = 4096
 MASK_BUDGET = 2**25  # attention-mask elements per forward over all shared-prefix rows (128 MB in fp32)
@@ -95,70 +93,55 @@ def resolve_device(device: str) -> str:
 
 
 class Scorer:
-    """Batched scoring of (prompt, response) with a :class:`RewardModel`."""
+    """Batched scoring of (prompt, response) with a :class:`RewardBundle`.
 
-    def __init__(
-        self,
-        model: RewardModel,
-        tokenizer: Any,
-        *,
-        max_length: int = DEFAULT_MAX_LENGTH,
-        chat_template: str = "auto",
-        padding_side: str = "right",
-        batch_size: int = 16,
-        normalization: dict[str, float] | None = None,
-        transform: Any = None,
-        max_batch_tokens: int | None = None,
-        share_prompts: bool = True,
-    ):
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.transform = transform or TextTransform(tokenizer, max_length, model.pooling, "truncate", chat_template)
-        self.collator = RowCollator(tokenizer.pad_token_id, padding_side)
-        self.padding_side = padding_side
-        self.batch_size = batch_size
-        self.max_batch_tokens = max_batch_tokens  # padded tokens per forward (rows x longest); None: no limit
-        self.share_prompts = share_prompts  # responses to one prompt: the prompt's tokens computed once (decoders)
-        self.normalization = normalization
+    ``settings`` (:class:`~rewardlab.config.schema.ScoringSettings`): ``batch_size`` responses a forward pass,
+    ``share_prompts`` (responses to one prompt: its tokens computed once, where exact); its load-time fields
+    (device, dtype, max_length) are :meth:`from_pretrained`'s, and ``normalize`` is the commands' to apply.
+    ``max_batch_tokens``: padded tokens a forward pass (rows x longest row) at most; None: no limit.
+    """
+
+    def __init__(self, bundle: RewardBundle, settings: ScoringSettings | None = None, *,
+                 max_batch_tokens: int | None = None):  # fmt: skip
+        self.bundle = bundle
+        self.settings = settings or ScoringSettings()
+        self.model = bundle.model.eval()
+        self.collator = RowCollator(bundle.tokenizer.pad_token_id, bundle.padding_side)
+        self.max_batch_tokens = max_batch_tokens
 
     @classmethod
-    def from_pretrained(
-        cls,
-        path: str,
-        *,
-        batch_size: int = 16,
-        device: str = "auto",
-        max_length: int | None = None,
-        dtype: str | None = None,
-        share_prompts: bool = True,
-    ) -> Scorer:
-        """Load a model directory; transform settings come from its ``rewardlab.json`` when present."""
-        from rewardlab.data.input_format import InputFormat
-        from rewardlab.models.backbones import make_transform
-        from rewardlab.models.checkpoint import load_reward_model
+    def from_pretrained(cls, path: str, settings: ScoringSettings | None = None, **overrides: Any) -> Scorer:
+        """Load a model directory (:meth:`RewardBundle.load`): ``settings`` or keyword overrides of its fields
+        (``batch_size=8, device="cpu", dtype="bfloat16", max_length=512, share_prompts=False``)."""
+        settings = (settings or ScoringSettings()).model_copy(update=overrides)
+        bundle = RewardBundle.load(path, device=resolve_device(settings.device), dtype=settings.dtype,
+                                   max_length=settings.max_length)  # fmt: skip
+        return cls(bundle, settings)
 
-        loaded = load_reward_model(path, device=resolve_device(device), dtype=dtype)
-        meta = loaded.meta
-        max_length = max_length or meta.get("max_length") or DEFAULT_MAX_LENGTH
-        transform = make_transform(
-            loaded.model.backbone,
-            loaded.tokenizer,
-            str(loaded.processor_path),
-            max_length=max_length,
-            pooling=loaded.model.pooling,
-            chat_template=meta.get("chat_template", "auto"),
-            input_format=InputFormat.from_meta(meta, loaded.model.pooling),
-        )
-        return cls(
-            loaded.model,
-            loaded.tokenizer,
-            max_length=max_length,
-            padding_side=meta.get("padding_side", "right"),
-            batch_size=batch_size,
-            normalization=meta.get("normalization"),
-            transform=transform,
-            share_prompts=share_prompts,
-        )
+    @property
+    def tokenizer(self) -> Any:
+        return self.bundle.tokenizer
+
+    @property
+    def transform(self) -> Any:
+        return self.bundle.transform
+
+    @property
+    def batch_size(self) -> int:
+        return self.settings.batch_size
+
+    @property
+    def share_prompts(self) -> bool:
+        return self.settings.share_prompts
+
+    @share_prompts.setter
+    def share_prompts(self, on: bool) -> None:
+        self.settings = self.settings.model_copy(update={"share_prompts": on})
+
+    @property
+    def normalization(self) -> Any:
+        """The export's eval-score statistics (:class:`~rewardlab.models.export_meta.Normalization`), or None."""
+        return self.bundle.meta.normalization
 
     @property
     def device(self) -> Any:
@@ -185,10 +168,8 @@ class Scorer:
     def _can_share(self, items: Sequence[ScoringItem]) -> bool:
         """Prompt sharing is exact for causal text models read at the last token, on plain token rows, with an
         attention implementation that takes a 4-D mask (SDPA, eager; not flash-attention's varlen kernels)."""
-        from rewardlab.models.reward_model import can_share_prompts
-
         # Vision: LLaVA-style rows (image placeholders in the shared prompt); Qwen-VL's rows carry mm_token_type_ids.
-        return can_share_prompts(self.model, self.is_vision) and all(
+        return self.bundle.share_prompts and all(
             it.encoded.token_type_ids is None
             and (not it.encoded.extras or (self.is_vision and "mm_token_type_ids" not in it.encoded.extras))
             for it in items
@@ -228,15 +209,19 @@ class Scorer:
         return items
 
     def score_items(self, items: Sequence[ScoringItem], on_batch: Callable[[int], None] | None = None,
-                    groups: Sequence[Sequence[int]] | None = None) -> list[float]:  # fmt: skip
+                    groups: Sequence[Sequence[int]] | None = None, *, batch_size: int | None = None,
+                    max_batch_tokens: int | None = None) -> list[float]:  # fmt: skip
         """Scores in the caller's order. Rows are batched by length (at most ``batch_size`` rows and
-        ``max_batch_tokens`` padded tokens a forward); rows sharing an image key are kept together (records
-        ordered by their longest row), so a batch sends each image once.
+        ``max_batch_tokens`` padded tokens a forward: the settings' unless given, as the server gives its own);
+        rows sharing an image key are kept together (records ordered by their longest row), so a batch sends each
+        image once.
 
         Items that answer one prompt (``groups``; by default, items with equal ``prompt_key`` when
         ``share_prompts`` is on and sharing is exact: a causal text model read at the last token) are scored in
         shared-prefix rows (:func:`~rewardlab.data.collator.shared_prefix_batch`: the prompt's tokens computed
         once), the rest one row each."""
+        batch_size = batch_size or self.batch_size
+        max_batch_tokens = self.max_batch_tokens if max_batch_tokens is None else max_batch_tokens
         if groups is None and self.share_prompts and len(items) > 1 and self._can_share(items):
             by_prompt: dict[Any, list[int]] = {}
             for i, it in enumerate(items):
@@ -248,7 +233,9 @@ class Scorer:
             shared = [list(g) for g in groups if len(g) > 1]
             alone = [i for g in groups if len(g) == 1 for i in g]
             out = [0.0] * len(items)
-            for i, s in zip(alone, self.score_items([items[i] for i in alone], on_batch) if alone else []):
+            scored = self.score_items([items[i] for i in alone], on_batch, batch_size=batch_size,
+                                      max_batch_tokens=max_batch_tokens) if alone else []  # fmt: skip
+            for i, s in zip(alone, scored):
                 out[i] = s
             for idx, s in zip([i for g in shared for i in g], self._score_shared(items, shared, on_batch)):
                 out[idx] = s
@@ -265,7 +252,7 @@ class Scorer:
         order = sorted(range(len(items)), key=lambda i: (*group[i], length[i]))
         out = [0.0] * len(items)
         with torch.inference_mode():
-            for idx in self._batches(order, length):
+            for idx in self._batches(order, length, batch_size, max_batch_tokens):
                 rows = [{"input_ids": items[i].encoded.input_ids, "token_type_ids": items[i].encoded.token_type_ids,
                          **items[i].encoded.extras, "image_key": keys[i]} for i in idx]  # fmt: skip
                 batch = {k: v.to(self.device) for k, v in self.collator(rows).items()}
@@ -293,7 +280,7 @@ class Scorer:
                     chunk = []
                 chunk.append(i)
             chunks.append(chunk)
-        dtype = next(self.model.parameters()).dtype
+        dtype = self.bundle.mask_dtype
         scores: list[float] = []
         with torch.inference_mode():
             start = 0
@@ -321,7 +308,10 @@ class Scorer:
         """An upper bound of the row's attention-mask elements (its length before sharing, squared)."""
         return sum(items[i].tokens for i in chunk) ** 2
 
-    def _batches(self, order: list[int], length: list[int]) -> list[list[int]]:
+    @staticmethod
+    def _batches(
+        order: list[int], length: list[int], batch_size: int, max_batch_tokens: int | None
+    ) -> list[list[int]]:
         """``order`` cut into forward batches: at most ``batch_size`` rows, and at most ``max_batch_tokens``
         padded tokens (rows x longest row) unless one row alone is longer."""
         batches: list[list[int]] = []
@@ -329,9 +319,9 @@ class Scorer:
         longest = 0
         for i in order:
             grown = max(longest, length[i])
-            full = len(current) >= self.batch_size
-            if self.max_batch_tokens is not None:
-                full = full or grown * (len(current) + 1) > self.max_batch_tokens
+            full = len(current) >= batch_size
+            if max_batch_tokens is not None:
+                full = full or grown * (len(current) + 1) > max_batch_tokens
             if current and full:
                 batches.append(current)
                 current, grown = [], length[i]
@@ -346,7 +336,7 @@ class Scorer:
             raise ModelError(
                 "this model has no saved normalization statistics (mean/std of eval scores); train it with an eval set"
             )
-        mean, std = self.normalization["mean"], self.normalization["std"] or 1.0
+        mean, std = self.normalization.mean, self.normalization.std or 1.0
         return [(s - mean) / std for s in scores]
 
     def score_pairs(self, pairs: Sequence[PreferencePair]) -> tuple[list[float], list[float]]:
@@ -361,7 +351,7 @@ class Scorer:
     @property
     def is_vision(self) -> bool:
         """Whether the model scores a text against an image (every response then needs its image)."""
-        return not isinstance(self.transform, TextTransform)
+        return self.bundle.vision
 
     def compare(self, prompt: Text, a: Text, b: Text, *, images: tuple[Any, ...] = ()) -> Comparison:
         """``images``: the image both answers are about (vision models)."""

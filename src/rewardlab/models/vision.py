@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from rewardlab.data.transforms import PromptLayout
+
 HEAD_FILE = "reward_head.safetensors"
 
 
@@ -58,44 +60,78 @@ def anyres_image_tokens(config: Any, processor: Any, tokenizer: Any) -> Callable
     return count
 
 
+# LoRA on a VLM adapts the language model; the vision tower keeps its weights, and the projector does unless
+# ``lora.projector`` says otherwise.
+LANGUAGE_MODEL_LORA = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+
+
 @dataclass(frozen=True)
 class VisionFamily:
-    """What differs between VLM families, and nothing else: adding a family is one entry in :data:`FAMILIES`
-    (plus its prompt layout in :data:`rewardlab.data.transforms.VISION_LAYOUTS`).
+    """Everything that differs between VLM families, and nothing else: adding a family is one entry in
+    :data:`FAMILIES` (plus its tiny test builder in :mod:`rewardlab.models.tiny`).
 
+    ``layout``: the built-in prompt, BOS rule and mm-token rule (:class:`~rewardlab.data.transforms.PromptLayout`).
     ``vision_modules``: attribute names (on the inner model) of the vision tower, frozen on request.
     ``projector``: dotted path (on the inner model) of the vision→language projector, which ``model.lora.projector``
     keeps frozen, adapts with LoRA or trains fully.
-    ``mrope``: the family computes its own 3-D rotary positions (Qwen-VL), so no 2-D ``position_ids``.
+    ``mrope``: the family computes its own 3-D rotary positions (Qwen-VL), so no 2-D ``position_ids`` (and no
+    shared-prompt rows, whose positions restart per response).
     ``image_processor``: ``"module:Class"`` of its PIL image processor (no torchvision needed).
+    ``pixel_knobs``: the image processor takes ``min_pixels`` / ``max_pixels`` (``model.min_pixels``...).
     ``image_tokens``: ``(config, image_processor, tokenizer) -> ((pixel_inputs, k) -> int)``, placeholder
     tokens of image ``k`` of a record.
     ``feature_kwargs``: extra inputs ``get_image_features`` takes besides ``pixel_values``.
     ``row_kwargs``: per-row inputs of the language model besides ids and mask.
+    ``lora_targets``: what ``lora.target_modules: all-linear`` means for the family (peft regex).
     """
 
+    layout: PromptLayout
     vision_modules: tuple[str, ...]
     projector: str
     mrope: bool
     image_processor: str
     image_tokens: Callable[[Any, Any, Any], Callable[[dict, int], int]]
+    pixel_knobs: bool = False
     feature_kwargs: tuple[str, ...] = ()
     row_kwargs: tuple[str, ...] = field(default=())
+    lora_targets: str = LANGUAGE_MODEL_LORA
 
 
 _CLIP = "transformers.models.clip.image_processing_pil_clip:CLIPImageProcessorPil"
 _LLAVA_NEXT = "transformers.models.llava_next.image_processing_pil_llava_next:LlavaNextImageProcessorPil"
 _QWEN = "transformers.models.qwen2_vl.image_processing_pil_qwen2_vl:Qwen2VLImageProcessorPil"
-_QWEN_VL = dict(
-    vision_modules=("visual",), projector="visual.merger", mrope=True, image_processor=_QWEN,
-    image_tokens=merged_grid_image_tokens, feature_kwargs=("image_grid_thw",), row_kwargs=("mm_token_type_ids",),
-)  # fmt: skip
+
+
+def _llava_layout(family: str) -> PromptLayout:
+    """LLaVA-1.5: ``USER: <image>\n{prompt} ASSISTANT: {response}</s>`` (more images: ``<image>\n<image>\n...``);
+    LLaVA-NeXT uses the Vicuna/Llama prompt of llava-v1.6-vicuna, the same."""
+    return PromptLayout(family, before="USER: ", between_images="\n", after_image="\n",
+                        before_response=" ASSISTANT:", response_prefix=" ", bos=True)  # fmt: skip
+
+
+def _qwen_vl(family: str) -> VisionFamily:
+    """Qwen2-VL and Qwen2.5-VL: the chat format with vision start/end markers around each image's pads."""
+    layout = PromptLayout(
+        family, before="<|im_start|>user\n<|vision_start|>", between_images="<|vision_end|><|vision_start|>",
+        after_image="<|vision_end|>", before_response="<|im_end|>\n<|im_start|>assistant\n", mm_token_types=True,
+    )  # fmt: skip
+    return VisionFamily(
+        layout, ("visual",), "visual.merger", mrope=True, image_processor=_QWEN, image_tokens=merged_grid_image_tokens,
+        pixel_knobs=True, feature_kwargs=("image_grid_thw",), row_kwargs=("mm_token_type_ids",),
+    )  # fmt: skip
+
 
 FAMILIES: dict[str, VisionFamily] = {
     "llava": VisionFamily(
-        ("vision_tower",), "multi_modal_projector", mrope=False, image_processor=_CLIP, image_tokens=fixed_image_tokens
-    ),
+        _llava_layout("llava"),
+        ("vision_tower",),
+        "multi_modal_projector",
+        mrope=False,
+        image_processor=_CLIP,
+        image_tokens=fixed_image_tokens,
+    ),  # fmt: skip
     "llava_next": VisionFamily(
+        _llava_layout("llava_next"),
         ("vision_tower",),
         "multi_modal_projector",
         mrope=False,
@@ -103,13 +139,18 @@ FAMILIES: dict[str, VisionFamily] = {
         image_tokens=anyres_image_tokens,
         feature_kwargs=("image_sizes",),
     ),  # fmt: skip
-    "qwen2_vl": VisionFamily(**_QWEN_VL),
-    "qwen2_5_vl": VisionFamily(**_QWEN_VL),
+    "qwen2_vl": _qwen_vl("qwen2_vl"),
+    "qwen2_5_vl": _qwen_vl("qwen2_5_vl"),
 }
 
 
+def vision_family(config: Any) -> VisionFamily | None:
+    """The family of a model config, or None for a text model."""
+    return FAMILIES.get(getattr(config, "model_type", None))
+
+
 def is_vision_config(config: Any) -> bool:
-    return getattr(config, "model_type", None) in FAMILIES
+    return vision_family(config) is not None
 
 
 @dataclass

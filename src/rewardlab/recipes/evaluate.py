@@ -215,8 +215,7 @@ def evaluate_candidate(cand: Candidate, sets: list[EvalSet], cfg: EvalConfig, pr
     base = {"model": cand.model, "checkpoint": cand.checkpoint, "step": cand.step, "path": str(cand.path)}
     start = time.perf_counter()
     try:
-        scorer = Scorer.from_pretrained(str(cand.path), batch_size=cfg.batch_size, device=cfg.device,
-                                        max_length=cfg.max_length, share_prompts=cfg.share_prompts)  # fmt: skip
+        scorer = Scorer.from_pretrained(str(cand.path), cfg.scoring())
     except (RewardlabError, OSError, RuntimeError, ValueError, KeyError) as exc:
         logger.warning("%s: cannot be loaded, skipped (%s)", cand.path, exc)
         return [

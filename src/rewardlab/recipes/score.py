@@ -71,8 +71,7 @@ def load_scorer(cfg: ScoreConfig) -> Any:
     """The :class:`~rewardlab.models.scorer.Scorer` of ``score``, ``compare`` and ``rank``."""
     from rewardlab.models.scorer import Scorer
 
-    return Scorer.from_pretrained(cfg.model, batch_size=cfg.batch_size, device=cfg.device, max_length=cfg.max_length,
-                                  share_prompts=cfg.share_prompts)  # fmt: skip
+    return Scorer.from_pretrained(cfg.model, cfg.scoring())
 
 
 def run_score(

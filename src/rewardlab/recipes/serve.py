@@ -37,8 +37,7 @@ def run_serve(cfg: ServeConfig, on_listening: Callable[[str], None] | None = Non
     api_key_from_env(cfg)  # fail before the model loads
     if cfg.image_root is not None and not Path(cfg.image_root).is_dir():
         raise ConfigError(f"image_root={cfg.image_root}: no such folder")
-    scorer = Scorer.from_pretrained(cfg.model, device=cfg.device, max_length=cfg.max_length, dtype=cfg.dtype,
-                                    share_prompts=cfg.share_prompts)  # fmt: skip
+    scorer = Scorer.from_pretrained(cfg.model, cfg.scoring())
     name = cfg.name or Path(os.path.normpath(cfg.model)).name
     app = create_app(scorer, cfg, name=name)
     if cfg.host not in ("127.0.0.1", "localhost", "::1"):

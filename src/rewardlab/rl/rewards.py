@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rewardlab.config.schema import ScoringSettings
 from rewardlab.models.scorer import Scorer
 
 IMAGE_COLUMNS = ("images", "image")
@@ -44,10 +45,15 @@ class ModelReward:
         self.__name__ = name
 
     @classmethod
-    def from_pretrained(cls, path: str, *, normalize: bool = False, device: str = "auto", batch_size: int = 16,
-                        dtype: str | None = None, image_column: str | None = None) -> ModelReward:  # fmt: skip
-        scorer = Scorer.from_pretrained(str(path), device=device, batch_size=batch_size, dtype=dtype)
-        return cls(scorer, normalize=normalize, name=Path(path).name or "rewardlab", image_column=image_column)
+    def from_pretrained(cls, path: str, settings: ScoringSettings | None = None, *, image_column: str | None = None,
+                        **overrides: Any) -> ModelReward:  # fmt: skip
+        """``settings`` (:class:`~rewardlab.config.schema.ScoringSettings`) or keyword overrides of its fields
+        (``device="cpu", normalize=True, batch_size=32``)."""
+        settings = (settings or ScoringSettings()).model_copy(update=overrides)
+        scorer = Scorer.from_pretrained(str(path), settings)
+        return cls(
+            scorer, normalize=settings.normalize, name=Path(path).name or "rewardlab", image_column=image_column
+        )
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float]:
         images = None

@@ -21,8 +21,7 @@ def build_rewards(sources: Sequence[RewardSource]) -> tuple[list[Callable[..., l
         if src.type == "rule":
             func: Any = make_rule(str(src.rule), src.options, src.name)
         elif src.type == "model":
-            func = ModelReward.from_pretrained(str(src.path), normalize=src.normalize, device=src.device,
-                                               batch_size=src.batch_size, image_column=src.image_column)  # fmt: skip
+            func = ModelReward.from_pretrained(str(src.path), src.scoring(), image_column=src.image_column)
             func.__name__ = src.name or "model"
         else:
             key = None

@@ -12,6 +12,7 @@ says only that the server failed (the traceback goes to the server log). Request
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import math
@@ -77,12 +78,11 @@ class Service:
 
     def __init__(self, scorer: Scorer, cfg: ServeConfig, name: str):
         self.scorer, self.cfg, self.name = scorer, cfg, name
-        scorer.batch_size = cfg.max_batch_size
-        scorer.max_batch_tokens = cfg.max_batch_tokens
         self.metrics = ServerMetrics(queue_depth=lambda: self.batcher.pending)
         self.batcher = Batcher(
-            scorer.score_items,
-            max_batch_size=cfg.max_batch_size,
+            # A coalesced batch is one forward pass where it fits the server's limits (not the scorer's own).
+            functools.partial(scorer.score_items, batch_size=cfg.batch_size, max_batch_tokens=cfg.max_batch_tokens),
+            max_batch_size=cfg.batch_size,
             max_batch_tokens=cfg.max_batch_tokens,
             max_wait_ms=cfg.max_wait_ms,
             max_queue_items=cfg.max_queue_items,
@@ -179,7 +179,7 @@ class Service:
         transform = scorer.transform
         fmt = getattr(transform, "input_format", None)  # text models; a vision model's layout is its family's
         input_format = (
-            {"layout": "vision", "model_type": transform.model_type}
+            {"layout": "vision", "model_type": transform.layout.family}
             if fmt is None
             else {"version": fmt.version, "layout": fmt.layout, "append_eos": fmt.append_eos, "recipe": fmt.recipe()}
         )
@@ -190,7 +190,7 @@ class Service:
             pooling=model.pooling,
             max_length=transform.max_length,
             input_format=input_format,
-            normalization=scorer.normalization,
+            normalization=scorer.normalization.model_dump() if scorer.normalization else None,
             device=str(param.device),
             dtype=str(param.dtype).removeprefix("torch."),
             rewardlab_version=rewardlab.__version__,
@@ -198,7 +198,7 @@ class Service:
                 "max_items_per_request": cfg.max_items_per_request,
                 "max_text_chars": cfg.max_text_chars,
                 "max_body_bytes": cfg.max_body_bytes,
-                "max_batch_size": cfg.max_batch_size,
+                "max_batch_size": cfg.batch_size,
                 "allow_urls": cfg.allow_urls,
                 "image_root": cfg.image_root is not None,
             },
@@ -230,7 +230,7 @@ def create_app(scorer: Scorer, cfg: ServeConfig, *, name: str | None = None) -> 
     async def lifespan(_app: FastAPI):
         service.batcher.start()
         logger.info("serving %s (%s); batches of up to %d", service.name,
-                    "vision" if scorer.is_vision else "text", cfg.max_batch_size)  # fmt: skip
+                    "vision" if scorer.is_vision else "text", cfg.batch_size)  # fmt: skip
         try:
             yield
         finally:

@@ -1,9 +1,19 @@
-"""Losses as pure functions. Shapes in the docstrings; the trainer only orchestrates."""
+"""Losses as pure functions, and the registry the trainer picks from by ``loss.name`` (:data:`LOSSES`). Shapes in
+the docstrings; the trainer only orchestrates.
+
+Adding a loss: a function with :data:`LossFn`'s signature, one entry in :data:`LOSSES`, and its name in
+:class:`rewardlab.config.schema.LossConfig`'s ``name`` choices.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
+
+from rewardlab.config.schema import LossConfig
 
 
 def bradley_terry_loss(
@@ -70,3 +80,52 @@ def plackett_luce_loss(scores: torch.Tensor, ranks: torch.Tensor, group_sizes: t
     log_denominator = torch.logsumexp(logits, dim=-1)  # (g, k)
     terms = (s - log_denominator).masked_fill(~valid, 0.0)  # (g, k)
     return -(terms.sum(-1)).mean()
+
+
+# -- the registry ------------------------------------------------------------------------------------------------
+@dataclass
+class LossTerms:
+    """What a loss gives the trainer: the loss, and for pair batches the chosen and rejected scores ``(b,)``
+    (pairwise accuracy and margin are logged from them)."""
+
+    loss: torch.Tensor
+    chosen: torch.Tensor | None = None
+    rejected: torch.Tensor | None = None
+
+
+# ``(scores (rows,), batch, config, training) -> LossTerms``. ``batch`` is the collator's output: pair batches
+# carry ``margin`` (b,) with rows [0, b) chosen and [b, 2b) rejected; group batches ``ranks`` (N,) and
+# ``group_sizes`` (g,). ``training`` is False in evaluation (penalties that shape training are left out).
+LossFn = Callable[[torch.Tensor, dict[str, torch.Tensor], LossConfig, bool], LossTerms]
+
+
+def row_lengths(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Tokens per scored row ``(rows,)``: ``row_lengths`` when the collator gives them (shared-prefix rows), else
+    the 2-D attention mask's count."""
+    if "row_lengths" in batch:
+        return batch["row_lengths"]
+    return batch["attention_mask"].sum(-1)
+
+
+def bradley_terry(scores: torch.Tensor, batch: dict[str, torch.Tensor], cfg: LossConfig, training: bool) -> LossTerms:
+    """Pairwise Bradley–Terry (with the pairs' margins when ``use_margin``), plus the length-decorrelation
+    penalty while training."""
+    b = batch["margin"].shape[0]
+    chosen, rejected = scores[:b], scores[b : 2 * b]
+    loss = bradley_terry_loss(chosen, rejected, batch["margin"] if cfg.use_margin else None)
+    if cfg.length_decorrelation and training:
+        lengths = row_lengths(batch)
+        loss = loss + length_correlation_penalty(chosen - rejected, lengths[:b] - lengths[b : 2 * b],
+                                                 cfg.length_decorrelation)  # fmt: skip
+    return LossTerms(loss, chosen, rejected)
+
+
+def plackett_luce(scores: torch.Tensor, batch: dict[str, torch.Tensor], cfg: LossConfig, training: bool) -> LossTerms:
+    """Listwise Plackett–Luce on ranked groups. Pair batches (eval sets are always pairs) are groups of two, where
+    Plackett–Luce is Bradley–Terry: they get :func:`bradley_terry`, so eval metrics stay pairwise."""
+    if "group_sizes" not in batch:
+        return bradley_terry(scores, batch, cfg, training)
+    return LossTerms(plackett_luce_loss(scores, batch["ranks"], batch["group_sizes"]))
+
+
+LOSSES: dict[str, LossFn] = {"bradley_terry": bradley_terry, "plackett_luce": plackett_luce}

@@ -26,13 +26,9 @@ from rewardlab.data.dataset import TokenBudgetBatchSampler
 from rewardlab.data.files import output_errors, swap_directory
 from rewardlab.evaluation.metrics import preference_accuracy
 from rewardlab.models.checkpoint import write_model_files
+from rewardlab.models.export_meta import ExportMeta
 from rewardlab.models.reward_model import RewardModel
-from rewardlab.training.losses import (
-    bradley_terry_loss,
-    centering_penalty,
-    length_correlation_penalty,
-    plackett_luce_loss,
-)
+from rewardlab.training.losses import LOSSES, bradley_terry_loss, centering_penalty
 from rewardlab.training.weights import load_backbone_weights
 
 # Batch keys the loss reads; every other key is a model input (ids, masks, image tensors, ...).
@@ -46,14 +42,6 @@ def pair_metrics(eval_pred: EvalPrediction) -> dict[str, float]:
     preds = np.asarray(eval_pred.predictions)
     stats = preference_accuracy(preds[:, 0], preds[:, 1])
     return {k: float(v) for k, v in stats.items()}
-
-
-def row_lengths(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Tokens per scored row: ``row_lengths`` when the collator gives them (shared-prefix rows), else the 2-D
-    attention mask's count."""
-    if "row_lengths" in inputs:
-        return inputs["row_lengths"]
-    return inputs["attention_mask"].sum(-1)
 
 
 class SeededLengthGroupedSampler(LengthGroupedSampler):
@@ -89,11 +77,11 @@ class RewardTrainer(Trainer):
 
     Args:
         loss_config: which loss, margins, centering.
-        export_meta: the ``rewardlab.json`` content written into every checkpoint.
+        export_meta: the ``rewardlab.json`` written into every checkpoint (:class:`ExportMeta`).
         **kwargs: as for ``transformers.Trainer`` (``model`` must be a :class:`RewardModel`).
     """
 
-    def __init__(self, *args: Any, loss_config: LossConfig, export_meta: dict[str, Any],
+    def __init__(self, *args: Any, loss_config: LossConfig, export_meta: ExportMeta,
                  max_tokens_per_batch: int | None = None, **kwargs: Any):  # fmt: skip
         kwargs.setdefault("compute_metrics", pair_metrics)
         super().__init__(*args, **kwargs)
@@ -101,6 +89,7 @@ class RewardTrainer(Trainer):
         if not isinstance(self.model, RewardModel):
             raise TypeError(f"RewardTrainer needs a RewardModel, got {type(self.model).__name__}")
         self.loss_config = loss_config
+        self.loss_fn = LOSSES[loss_config.name]
         self.export_meta = export_meta
         self._train_sums = torch.zeros(len(SUMS), dtype=torch.float64)
         self._staging_dir: str | None = None
@@ -109,21 +98,12 @@ class RewardTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         scores = model(**{k: v for k, v in inputs.items() if k not in LOSS_INPUTS})  # (rows,)
         outputs: dict[str, torch.Tensor] = {"scores": scores}
-        if "group_sizes" in inputs:
-            loss = plackett_luce_loss(scores, inputs["ranks"], inputs["group_sizes"])
-        else:
-            b = inputs["margin"].shape[0]
-            chosen, rejected = scores[:b], scores[b : 2 * b]
-            margin = inputs["margin"] if self.loss_config.use_margin else None
-            loss = bradley_terry_loss(chosen, rejected, margin)
-            if self.loss_config.length_decorrelation and model.training:
-                lengths = row_lengths(inputs)
-                gaps = lengths[:b] - lengths[b : 2 * b]
-                coefficient = self.loss_config.length_decorrelation
-                loss = loss + length_correlation_penalty(chosen - rejected, gaps, coefficient)
-            outputs.update(chosen=chosen, rejected=rejected)
+        terms = self.loss_fn(scores, inputs, self.loss_config, model.training)
+        loss = terms.loss
+        if terms.chosen is not None:
+            outputs.update(chosen=terms.chosen, rejected=terms.rejected)
             if model.training:
-                self._accumulate(chosen - rejected, first=SUMS["accuracy"])
+                self._accumulate(terms.chosen - terms.rejected, first=SUMS["accuracy"])
         if "irrelevant_pairs" in inputs:
             # Irrelevant-query augmentation: the chosen text with its own image beats it with another image.
             idx = inputs["irrelevant_pairs"]  # (m, 2)
