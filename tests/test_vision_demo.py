@@ -11,7 +11,7 @@ import pytest
 
 from rewardlab.data.screenshots import ATTRIBUTES, make_screenshot_pairs
 from rewardlab.errors import ConfigError
-from rewardlab.recipes.vision_demo import (
+from rewardlab.recipes.demos.vision import (
     ACCURACY_TARGET,
     VisionDemoConfig,
     format_summary,
@@ -143,7 +143,7 @@ def test_default_vision_demo_reaches_the_target(tmp_path):
 
 def test_shipped_config_is_the_demos_training_config():
     from rewardlab.config import TrainConfig, load_config
-    from rewardlab.recipes.vision_demo import vision_train_config
+    from rewardlab.recipes.demos.vision import vision_train_config
 
     repo = Path(__file__).resolve().parents[1]
     shipped = load_config(TrainConfig, repo / "configs" / "vision" / "demo.yaml").model_dump()

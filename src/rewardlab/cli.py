@@ -1,4 +1,5 @@
-"""Command line: argument parsing only. One function per command; the work is in ``rewardlab.recipes``.
+"""Command line: argument parsing only. One table of commands (:data:`COMMANDS`: handler, config class, arguments);
+the work is in ``rewardlab.recipes``.
 
 Input problems (``RewardlabError``) print one message and exit with code 2, never a traceback.
 """
@@ -11,23 +12,18 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from rewardlab.config import (
-    DemoConfig,
-    ScoreConfig,
-    ServeConfig,
-    TrainConfig,
-    build_config,
-    load_config,
-    parse_overrides,
-)
+from rewardlab.config import DemoConfig, ScoreConfig, ServeConfig, TrainConfig, build_config, parse_overrides
+from rewardlab.config.loading import deep_merge, read_yaml
 from rewardlab.config.schema import CaptureConfig, EvalConfig, GenerateConfig, InspectConfig, RLConfig
 from rewardlab.errors import ConfigError, RewardlabError
 
 EXIT_INPUT_ERROR = 2
+C = TypeVar("C", bound=BaseModel)
 
 
 def add_fields(parser: argparse.ArgumentParser, cls: type[BaseModel], skip: tuple[str, ...] = ()) -> None:
@@ -48,8 +44,18 @@ def fields_from(ns: argparse.Namespace, cls: type[BaseModel]) -> dict[str, Any]:
     return {k: getattr(ns, k) for k in cls.model_fields if getattr(ns, k, None) is not None}
 
 
+def config_from(ns: argparse.Namespace, cls: type[C], **extra: Any) -> C:
+    """A command's config, by one rule for every command: defaults < the ``--config`` YAML < ``key=value``
+    overrides < ``--flags`` (one per field of ``cls``) < ``extra`` (what the handler itself sets)."""
+    path = getattr(ns, "config", None)
+    data = read_yaml(path) if path else {}
+    for layer in (parse_overrides(getattr(ns, "overrides", None) or []), fields_from(ns, cls), extra):
+        data = deep_merge(data, layer)
+    return build_config(cls, data, source=str(path) if path else "command line")
+
+
 def cmd_demo(ns: argparse.Namespace) -> int:
-    from rewardlab.recipes.demo import ACCURACY_TARGET, run_demo
+    from rewardlab.recipes.demos.text import ACCURACY_TARGET, run_demo
 
     if ns.vision and ns.rl:
         raise ConfigError("choose one demo: --vision or --rl")
@@ -57,8 +63,7 @@ def cmd_demo(ns: argparse.Namespace) -> int:
         return cmd_vision_demo(ns)
     if ns.rl:
         return cmd_rl_demo(ns)
-    data = {**parse_overrides(ns.overrides), **fields_from(ns, DemoConfig)}
-    result = run_demo(build_config(DemoConfig, data, source="command line"))
+    result = run_demo(config_from(ns, DemoConfig))
     ok = result.accuracy >= ACCURACY_TARGET
     flaws = ", ".join(f"{k} {v:.3f}" for k, v in result.by_flaw.items())
     print(f"\nheld-out accuracy {result.accuracy:.3f} (target {ACCURACY_TARGET}): {'OK' if ok else 'BELOW TARGET'}")
@@ -70,7 +75,7 @@ def cmd_demo(ns: argparse.Namespace) -> int:
 
 
 def cmd_vision_demo(ns: argparse.Namespace) -> int:
-    from rewardlab.recipes.vision_demo import ACCURACY_TARGET, VisionDemoConfig, format_summary, run_vision_demo
+    from rewardlab.recipes.demos.vision import ACCURACY_TARGET, VisionDemoConfig, format_summary, run_vision_demo
 
     flags = {k: v for k, v in fields_from(ns, DemoConfig).items() if k not in ("vision", "rl")}
     cfg = build_config(VisionDemoConfig, {**parse_overrides(ns.overrides), **flags}, source="command line")
@@ -80,7 +85,7 @@ def cmd_vision_demo(ns: argparse.Namespace) -> int:
 
 
 def cmd_rl_demo(ns: argparse.Namespace) -> int:
-    from rewardlab.recipes.rl_demo import RLDemoConfig, format_rl_summary, run_rl_demo
+    from rewardlab.recipes.demos.rl import RLDemoConfig, format_rl_summary, run_rl_demo
 
     flags = {k: v for k, v in fields_from(ns, DemoConfig).items() if k not in ("vision", "rl")}
     data = {"output_dir": "runs/rl-demo", **parse_overrides(ns.overrides), **flags}  # other flags: "not permitted"
@@ -92,8 +97,7 @@ def cmd_rl_demo(ns: argparse.Namespace) -> int:
 def cmd_train(ns: argparse.Namespace) -> int:
     from rewardlab.recipes.train import run_train
 
-    cfg = load_config(TrainConfig, ns.config, ns.overrides)
-    result = run_train(cfg)
+    result = run_train(config_from(ns, TrainConfig))
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # one report per run, not one per process
     if result.metrics:
@@ -105,9 +109,9 @@ def cmd_train(ns: argparse.Namespace) -> int:
 def cmd_tune(ns: argparse.Namespace) -> int:
     from rewardlab.recipes.tune import run_tune
 
-    overrides = list(ns.overrides) + ([f"tune.trials={ns.trials}"] if ns.trials is not None else [])
-    cfg = load_config(TrainConfig, ns.config, overrides)
-    result = run_tune(cfg)
+    result = run_tune(
+        config_from(ns, TrainConfig, **({"tune": {"trials": ns.trials}} if ns.trials is not None else {}))
+    )
     for row in result.trials:
         print(json.dumps(row))
     print(f"best: trial objective {result.best_objective:.4f} with {json.dumps(result.best_params)}")
@@ -118,7 +122,7 @@ def cmd_tune(ns: argparse.Namespace) -> int:
 def cmd_score(ns: argparse.Namespace) -> int:
     from rewardlab.recipes.score import run_score
 
-    cfg = build_config(ScoreConfig, fields_from(ns, ScoreConfig), source="command line")
+    cfg = config_from(ns, ScoreConfig)
     n, out = run_score(cfg, ns.input, ns.output, ns.prompt_column, ns.response_column, ns.image_column)
     print(f"scored {n} responses → {out}", file=sys.stderr)
     return 0
@@ -127,7 +131,7 @@ def cmd_score(ns: argparse.Namespace) -> int:
 def cmd_compare(ns: argparse.Namespace) -> int:
     from rewardlab.recipes.score import run_compare
 
-    cfg = build_config(ScoreConfig, fields_from(ns, ScoreConfig), source="command line")
+    cfg = config_from(ns, ScoreConfig)
     comparison = run_compare(cfg, ns.prompt, ns.a, ns.b, ns.image)
     print(json.dumps(comparison))
     return 0
@@ -136,7 +140,7 @@ def cmd_compare(ns: argparse.Namespace) -> int:
 def cmd_rank(ns: argparse.Namespace) -> int:
     from rewardlab.recipes.score import run_rank
 
-    cfg = build_config(ScoreConfig, fields_from(ns, ScoreConfig), source="command line")
+    cfg = config_from(ns, ScoreConfig)
     ranked = run_rank(cfg, ns.prompt, ns.response or [], ns.responses_file, ns.image)
     print(json.dumps(ranked, ensure_ascii=False, indent=2))
     return 0
@@ -167,10 +171,7 @@ def cmd_label(ns: argparse.Namespace) -> int:
 def cmd_capture(ns: argparse.Namespace) -> int:
     from rewardlab.recipes.capture import run_capture
 
-    data = {**parse_overrides(ns.overrides), **fields_from(ns, CaptureConfig)}
-    if ns.viewport:
-        data["viewports"] = ns.viewport
-    result = run_capture(build_config(CaptureConfig, data, source="command line"))
+    result = run_capture(config_from(ns, CaptureConfig, **({"viewports": ns.viewport} if ns.viewport else {})))
     print(f"{result.ok} captured, {result.failed} failed, {result.skipped} already done → {result.manifest}")
     return 0 if result.ok or result.skipped or not result.failed else 1
 
@@ -178,8 +179,7 @@ def cmd_capture(ns: argparse.Namespace) -> int:
 def cmd_generate(ns: argparse.Namespace) -> int:
     from rewardlab.recipes.generate import run_generate
 
-    data = {**parse_overrides(ns.overrides), **fields_from(ns, GenerateConfig)}
-    out, written, _ = run_generate(build_config(GenerateConfig, data, source="command line"))
+    out, written, _ = run_generate(config_from(ns, GenerateConfig))
     print(f"{written} prompts → {out} (ranked groups without ranks: label them with your tool of choice)")
     return 0
 
@@ -187,7 +187,7 @@ def cmd_generate(ns: argparse.Namespace) -> int:
 def cmd_rl(ns: argparse.Namespace) -> int:
     from rewardlab.recipes.rl import run_rl
 
-    result = run_rl(load_config(RLConfig, ns.config, ns.overrides))
+    result = run_rl(config_from(ns, RLConfig))
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     reward = result.summary["metrics"].get("reward")
@@ -198,20 +198,19 @@ def cmd_rl(ns: argparse.Namespace) -> int:
 
 
 def cmd_serve(ns: argparse.Namespace) -> int:
-    from rewardlab.config.loading import deep_merge, read_yaml
     from rewardlab.recipes.serve import run_serve
 
-    data = read_yaml(ns.config) if ns.config else {}
-    data = deep_merge(deep_merge(data, parse_overrides(ns.overrides)), fields_from(ns, ServeConfig))
-    cfg = build_config(ServeConfig, data, source=ns.config or "command line")
-    run_serve(cfg, on_listening=lambda url: print(f"rewardlab serve: listening on {url}", flush=True))
+    run_serve(
+        config_from(ns, ServeConfig),
+        on_listening=lambda url: print(f"rewardlab serve: listening on {url}", flush=True),
+    )
     return 0
 
 
 def cmd_eval(ns: argparse.Namespace) -> int:
     from rewardlab.recipes.evaluate import run_eval
 
-    result = run_eval(load_config(EvalConfig, ns.config, ns.overrides))
+    result = run_eval(config_from(ns, EvalConfig))
     if result.rows and all(r["status"] != "ok" for r in result.rows):
         print("error: no model directory could be evaluated (see the error column)", file=sys.stderr)
         return EXIT_INPUT_ERROR
@@ -243,34 +242,16 @@ def cmd_inspect(ns: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rewardlab", description="Reward models for text and images.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging.")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _config_file(required: bool, help_text: str) -> Callable[[argparse.ArgumentParser], None]:
+    return lambda p: p.add_argument("--config", required=required, default=None, help=help_text)
 
-    p = sub.add_parser(
-        "demo",
-        help="Offline CPU demo: generate pairs, train a tiny RM, evaluate, plot (--vision: screenshots, tiny VLM).",
-    )
-    add_fields(p, DemoConfig)
-    p.add_argument("overrides", nargs="*", help="key=value overrides of the demo config.")
-    p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("train", help="Train a reward model from a YAML config.")
-    p.add_argument("--config", required=True, help="YAML file (see configs/).")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. training.learning_rate=1e-5 model.lora.r=8")
-    p.set_defaults(func=cmd_train)
-
-    p = sub.add_parser(
-        "tune", help="Search learning rate, warm-up, epochs (tune.space) for a training config on held-out pairs."
-    )
+def _tune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="The training YAML; its `tune:` section sets the search.")
     p.add_argument("--trials", type=int, default=None, help="How many trainings (default: tune.trials, 10).")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. tune.metric=loss training.max_steps=50")
-    p.set_defaults(func=cmd_tune)
 
-    p = sub.add_parser("score", help="Score (prompt, response) rows of a file; writes JSONL with a score column.")
-    add_fields(p, ScoreConfig)
+
+def _score_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", required=True, help="JSONL/CSV/Parquet file with prompt and response columns.")
     p.add_argument("--output", default=None, help="Output JSONL (default: stdout).")
     p.add_argument("--prompt-column", default="prompt", help="Prompt column name (default: prompt).")
@@ -278,20 +259,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--image-column", default="images", help="Vision models: the column with each row's image (default: images)."
     )
-    p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser("compare", help="Which of two responses is better, with P(a ≻ b) = σ(score_a − score_b).")
-    add_fields(p, ScoreConfig, skip=("batch_size",))
+
+def _compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", required=True, help="The prompt.")
     p.add_argument("--a", required=True, help="First response.")
     p.add_argument("--b", required=True, help="Second response.")
     p.add_argument(
         "--image", action="append", help="Vision models: path or URL of the image both answers are about (repeatable)."
     )
-    p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("rank", help="Best-of-N: responses to one prompt sorted by score, best first.")
-    add_fields(p, ScoreConfig)
+
+def _rank_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", required=True, help="The prompt.")
     p.add_argument("--response", action="append", help="A candidate response (repeat the flag for each).")
     p.add_argument("--responses-file", default=None, help="File with one response per line (or a JSONL of strings).")
@@ -300,12 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="Vision models: path or URL of the image the responses are about (repeatable).",
     )
-    p.set_defaults(func=cmd_rank)
 
-    p = sub.add_parser(
-        "label",
-        help="Labeling web app for pairs and rankings (`label DATA --db F`), and `label export --db F --out F`.",
-    )
+
+def _label_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", nargs="?", default=None, help="Data to label (pairs or groups), or `export`.")
     p.add_argument("--db", required=True, help="SQLite file with the items and labels (created if missing).")
     p.add_argument("--out", default=None, help="export: the JSONL to write (pairs; ranked groups beside them).")
@@ -316,57 +292,115 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to-label-studio", default=None, metavar="DIR",
                    help="Write the items as Label Studio tasks + labeling configs to DIR instead of serving; its "
                    "JSON export reads back like any data file.")  # fmt: skip
-    p.set_defaults(func=cmd_label)
 
-    p = sub.add_parser(
-        "capture", help="Screenshots of URLs or HTML files with the system's Chromium (needs [collect])."
-    )
+
+def _capture_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="A file of URLs (one per line) or a folder of .html files.")
-    add_fields(p, CaptureConfig, skip=("source", "viewports"))
     p.add_argument("--viewport", action="append", help="WIDTHxHEIGHT (repeatable; default 1280x800).")
-    p.add_argument("overrides", nargs="*", help="key=value settings, e.g. parallel=8 retries=2")
-    p.set_defaults(func=cmd_capture)
 
-    p = sub.add_parser("generate", help="K candidate answers per prompt from a causal LM, as groups to label.")
-    add_fields(p, GenerateConfig, skip=("k",))
+
+def _generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-k", "--k", dest="k", default=None, help="Candidates per prompt (default: 4).")
-    p.add_argument("overrides", nargs="*", help="key=value settings, e.g. temperature=1.0 max_new_tokens=128")
-    p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("rl", help="Fine-tune a policy with rule, model or remote rewards (TRL GRPO/RLOO; needs [rl]).")
-    p.add_argument("--config", required=True, help="YAML file (see configs/rl/).")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. algorithm=rloo training.max_steps=50")
-    p.set_defaults(func=cmd_rl)
 
-    p = sub.add_parser(
-        "serve",
-        help="HTTP scoring server: /v1/score, /v1/compare, /v1/rank, OpenRLHF's /get_reward (needs [serve]).",
-    )
-    add_fields(p, ServeConfig)
-    p.add_argument("--config", default=None, help="YAML file with server settings (flags and key=value win).")
-    p.add_argument("overrides", nargs="*", help="key=value settings, e.g. max_batch_size=64 normalize=true")
-    p.set_defaults(func=cmd_serve)
+def _inspect_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", help="Data file, `datasets` directory or hub name.")
+    p.add_argument("--json", default=None, help="Also write the report as JSON to this file.")
 
-    p = sub.add_parser("eval", help="Evaluate model dirs × checkpoints × eval sets → CSV, JSON, log, plots.")
-    p.add_argument("--config", required=True, help="YAML file with model_dirs and eval_sets (see configs/eval.yaml).")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. output_dir=eval_out batch_size=32")
-    p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("report", help="Render RUN_DIR/report.html: tables and plots of an eval or training run.")
-    p.add_argument("run_dir", help="An eval output directory or a training run directory.")
-    p.set_defaults(func=cmd_report)
+@dataclass(frozen=True)
+class Command:
+    """One row of the command table: its help, handler, config class (each field a ``--flag``, but ``skip``), its
+    own arguments, and the help of its ``key=value`` overrides (None: it takes none)."""
 
-    p = sub.add_parser(
-        "inspect",
-        help="Rows, columns, format, lengths, duplicates, malformed rows, rank stats.",
+    help: str
+    run: Callable[[argparse.Namespace], int]
+    config: type[BaseModel] | None = None
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    overrides: str | None = None
+    skip: tuple[str, ...] = ()
+    description: str | None = None
+
+
+COMMANDS: dict[str, Command] = {
+    "demo": Command(
+        "Offline CPU demo: generate pairs, train a tiny RM, evaluate, plot (--vision: screenshots, tiny VLM).",
+        cmd_demo, DemoConfig, overrides="key=value overrides of the demo config.",
+    ),
+    "train": Command(
+        "Train a reward model from a YAML config.", cmd_train,
+        arguments=_config_file(True, "YAML file (see configs/)."),
+        overrides="key=value overrides, e.g. training.learning_rate=1e-5 model.lora.r=8",
+    ),
+    "tune": Command(
+        "Search learning rate, warm-up, epochs (tune.space) for a training config on held-out pairs.", cmd_tune,
+        arguments=_tune_args, overrides="key=value overrides, e.g. tune.metric=loss training.max_steps=50",
+    ),
+    "score": Command(
+        "Score (prompt, response) rows of a file; writes JSONL with a score column.", cmd_score, ScoreConfig,
+        _score_args,
+    ),
+    "compare": Command(
+        "Which of two responses is better, with P(a ≻ b) = σ(score_a − score_b).", cmd_compare, ScoreConfig,
+        _compare_args, skip=("batch_size",),
+    ),
+    "rank": Command(
+        "Best-of-N: responses to one prompt sorted by score, best first.", cmd_rank, ScoreConfig, _rank_args,
+    ),
+    "label": Command(
+        "Labeling web app for pairs and rankings (`label DATA --db F`), and `label export --db F --out F`.",
+        cmd_label, arguments=_label_args,
+    ),
+    "capture": Command(
+        "Screenshots of URLs or HTML files with the system's Chromium (needs [collect]).", cmd_capture, CaptureConfig,
+        _capture_args, overrides="key=value settings, e.g. parallel=8 retries=2", skip=("source", "viewports"),
+    ),
+    "generate": Command(
+        "K candidate answers per prompt from a causal LM, as groups to label.", cmd_generate, GenerateConfig,
+        _generate_args, overrides="key=value settings, e.g. temperature=1.0 max_new_tokens=128", skip=("k",),
+    ),
+    "rl": Command(
+        "Fine-tune a policy with rule, model or remote rewards (TRL GRPO/RLOO; needs [rl]).", cmd_rl,
+        arguments=_config_file(True, "YAML file (see configs/rl/)."),
+        overrides="key=value overrides, e.g. algorithm=rloo training.max_steps=50",
+    ),
+    "serve": Command(
+        "HTTP scoring server: /v1/score, /v1/compare, /v1/rank, OpenRLHF's /get_reward (needs [serve]).", cmd_serve,
+        ServeConfig, _config_file(False, "YAML file with server settings (flags and key=value win)."),
+        overrides="key=value settings, e.g. batch_size=64 normalize=true",
+    ),
+    "eval": Command(
+        "Evaluate model dirs × checkpoints × eval sets → CSV, JSON, log, plots.", cmd_eval,
+        arguments=_config_file(True, "YAML file with model_dirs and eval_sets (see configs/eval.yaml)."),
+        overrides="key=value overrides, e.g. output_dir=eval_out batch_size=32",
+    ),
+    "report": Command(
+        "Render RUN_DIR/report.html: tables and plots of an eval or training run.", cmd_report,
+        arguments=lambda p: p.add_argument("run_dir", help="An eval output directory or a training run directory."),
+    ),
+    "inspect": Command(
+        "Rows, columns, format, lengths, duplicates, malformed rows, rank stats.", cmd_inspect, InspectConfig,
+        _inspect_args, overrides="Reader options, e.g. kind=ranked columns.response=answer_text", skip=("data",),
         description="Exit code 0: the data has usable records (any problems are listed); 2: none is usable, or the "
         "file cannot be read at all.",
-    )
-    p.add_argument("data", help="Data file, `datasets` directory or hub name.")
-    add_fields(p, InspectConfig, skip=("data",))
-    p.add_argument("--json", default=None, help="Also write the report as JSON to this file.")
-    p.add_argument("overrides", nargs="*", help="Reader options, e.g. kind=ranked columns.response=answer_text")
-    p.set_defaults(func=cmd_inspect)
+    ),
+}  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser, one sub-command per row of :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(prog="rewardlab", description="Reward models for text and images.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(name, help=command.help, description=command.description)
+        if command.arguments is not None:
+            command.arguments(p)
+        if command.config is not None:
+            add_fields(p, command.config, skip=command.skip)
+        if command.overrides is not None:
+            p.add_argument("overrides", nargs="*", help=command.overrides)
+        p.set_defaults(func=command.run)
     return parser
 
 

@@ -19,6 +19,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import BaseModel, ConfigDict, Field
 
 from rewardlab.collection.label_store import LabelStore
+from rewardlab.data.records import plain_text
 from rewardlab.errors import DataError
 
 
@@ -40,15 +41,7 @@ class UndoBody(BaseModel):
 
 def as_text(value: Any) -> str:
     """Text of a prompt or response for display: a string, or chat messages as ``role: content`` lines."""
-    if isinstance(value, str):
-        return value
-    lines = []
-    for m in value:
-        content = m.get("content")
-        if not isinstance(content, str):
-            content = " ".join(p.get("text", "") for p in content or [] if isinstance(p, dict))
-        lines.append(f"{m.get('role', '?')}: {content}")
-    return "\n".join(lines)
+    return plain_text(value, turn_sep="\n", part_sep=" ", roles=True)
 
 
 def create_label_app(store: LabelStore, *, per_item: int = 1, image_root: str | None = None,

@@ -490,6 +490,7 @@ class RewardSource(ScoringSettings):
     )
     path: str | None = Field(None, description="`model`: a rewardlab model directory (or run directory).")
     url: str | list[str] | None = Field(None, description="`remote`: `rewardlab serve` URL(s) or `.../get_reward`.")
+    batch_size: int = Field(32, ge=1, description="`model`: most responses scored in one forward pass.")
     api_key_env: str | None = Field(None, description="`remote`: environment variable with the server's API key.")
     image_column: str | None = Field(
         None,
@@ -588,12 +589,12 @@ class DemoConfig(StrictModel):
     vision: bool = Field(
         False,
         description="Vision demo instead: rendered web-page screenshots, a tiny VLM RM "
-        "(other options: see rewardlab.recipes.vision_demo.VisionDemoConfig).",
+        "(other options: see rewardlab.recipes.demos.vision.VisionDemoConfig).",
     )
     rl: bool = Field(
         False,
         description="RL demo instead: a tiny policy learns to write exactly N words with GRPO "
-        "(other options: see rewardlab.recipes.rl_demo.RLDemoConfig).",
+        "(other options: see rewardlab.recipes.demos.rl.RLDemoConfig).",
     )
 
 

@@ -8,10 +8,38 @@ only the model transform opens them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 Message = dict[str, Any]
 Text = Union[str, list[Message]]
+
+
+def plain_text(
+    value: Text,
+    *,
+    turns: Literal["all", "last", "last_user"] = "all",
+    turn_sep: str = "",
+    part_sep: str = "",
+    roles: bool = False,
+) -> str:
+    """The plain text of a prompt or response: a string as is; chat messages as the text of ``turns`` (every
+    message, the last one, or the last user message) joined by ``turn_sep``, each message's multimodal parts by
+    their text parts joined by ``part_sep``; ``roles`` writes ``role: `` before each message."""
+    if isinstance(value, str):
+        return value
+    messages = list(value or [])
+    if turns == "last":
+        messages = messages[-1:]
+    elif turns == "last_user":
+        messages = [m for m in messages if m.get("role") == "user"][-1:]
+    texts = []
+    for message in messages:
+        content = message.get("content")
+        if not isinstance(content, str):
+            parts = content if isinstance(content, list) else []
+            content = part_sep.join(p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str))
+        texts.append(f"{message.get('role', '?')}: {content}" if roles else content)
+    return turn_sep.join(texts)
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ def _vectors(**named: Sequence[float]) -> list[np.ndarray]:
     return arrays
 
 
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+def pearson(x: np.ndarray, y: np.ndarray) -> float:
     """Pearson correlation of two equal-length 1-D arrays; nan when fewer than 2 values or either is constant."""
     if x.size < 2:
         return float("nan")
@@ -153,7 +153,7 @@ def spearman_rho(scores: Sequence[float], ranks: Sequence[float]) -> float:
     (highest score has rank 1). nan when undefined: K < 2, or all scores or all ranks tied.
     """
     s, g = _group(scores, ranks)
-    return _pearson(_average_ranks(s), _average_ranks(g))
+    return pearson(_average_ranks(s), _average_ranks(g))
 
 
 def top1_accuracy(scores: Sequence[float], ranks: Sequence[float]) -> float:
@@ -265,7 +265,7 @@ def length_bias(
     n = int(cs.size)
     longer, shorter = cl > rl, cl < rl
     return {
-        "score_length_corr": _pearson(np.concatenate([cs, rs]), np.concatenate([cl, rl])),
+        "score_length_corr": pearson(np.concatenate([cs, rs]), np.concatenate([cl, rl])),
         "chosen_longer_fraction": float(longer.mean()) if n else float("nan"),
         "accuracy_when_chosen_longer": float(preference_accuracy(cs[longer], rs[longer])["accuracy"]),
         "n_chosen_longer": int(longer.sum()),

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from rewardlab.data.records import plain_text
+
 CHANCE_STYLE = {"color": "grey", "linestyle": "--", "linewidth": 1}
 SNIPPET_CHARS = 40
 
@@ -68,16 +70,10 @@ def _finite(values: Iterable[Any]) -> list[float]:
 
 def _text(value: Any) -> str:
     """Plain text of a prompt or response: a string, or chat messages (the last message's content)."""
-    if isinstance(value, str):
-        return value
+    if isinstance(value, list | tuple) and value and all(isinstance(m, dict) for m in value):
+        return plain_text(list(value), turns="last", part_sep=" ")
     if isinstance(value, list | tuple) and value:
-        last = value[-1]
-        if isinstance(last, dict):
-            content = last.get("content", "")
-            if isinstance(content, list):  # multimodal content parts: keep the text parts
-                content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-            return str(content)
-        return str(last)
+        return str(value[-1])
     return "" if value is None else str(value)
 
 
@@ -85,17 +81,6 @@ def _snippet(value: Any, limit: int = SNIPPET_CHARS) -> str:
     """One line, at most ``limit`` characters, "…" when cut; "$" is escaped so mathtext never kicks in."""
     text = " ".join(_text(value).split()).replace("$", r"\$")
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def _pearson(x: list[float], y: list[float]) -> float:
-    import numpy as np
-
-    if len(x) < 2:
-        return float("nan")
-    xa, ya = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    xa, ya = xa - xa.mean(), ya - ya.mean()
-    denom = math.sqrt(float((xa * xa).sum()) * float((ya * ya).sum()))
-    return float((xa * ya).sum() / denom) if denom > 0 else float("nan")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -278,8 +263,12 @@ def plot_score_vs_length(scores: list[float], lengths: list[int], out_path: str 
     points = [(float(n), float(s)) for s, n in zip(scores, lengths) if _is_finite(s) and _is_finite(n)]
     if not points:
         return _no_data(out_path, title)
+    import numpy as np
+
+    from rewardlab.evaluation.metrics import pearson
+
     x, y = [p[0] for p in points], [p[1] for p in points]
-    r = _pearson(x, y)
+    r = pearson(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
     fig, ax = _pyplot().subplots(figsize=(7, 4), dpi=110)
     r_text = f"Pearson r = {r:.3f}" if math.isfinite(r) else "Pearson r undefined"
     ax.scatter(x, y, s=10, alpha=0.4, color="tab:purple", label=f"{len(points)} responses; {r_text}")

@@ -66,6 +66,17 @@ class Comparison:
     score_b: float
 
 
+def compare_scores(score_a: float, score_b: float) -> Comparison:
+    """The comparison two scores make (Bradley–Terry): ``p_a = σ(score_a − score_b)``, "a" on an exact tie."""
+    p_a = 1.0 / (1.0 + math.exp(-(score_a - score_b)))
+    return Comparison("a" if score_a >= score_b else "b", p_a, score_a, score_b)
+
+
+def best_first(scores: Sequence[float]) -> list[int]:
+    """Indices of ``scores`` from the highest score down (best-of-N); equal scores keep their order."""
+    return sorted(range(len(scores)), key=lambda i: -scores[i])
+
+
 @dataclass(frozen=True)
 class RankedResponse:
     index: int
@@ -356,11 +367,9 @@ class Scorer:
     def compare(self, prompt: Text, a: Text, b: Text, *, images: tuple[Any, ...] = ()) -> Comparison:
         """``images``: the image both answers are about (vision models)."""
         score_a, score_b = self.score([prompt, prompt], [a, b], images=[images, images])
-        p_a = 1.0 / (1.0 + math.exp(-(score_a - score_b)))
-        return Comparison("a" if score_a >= score_b else "b", p_a, score_a, score_b)
+        return compare_scores(score_a, score_b)
 
     def rank(self, prompt: Text, responses: Sequence[Text], *, images: tuple[Any, ...] = ()) -> list[RankedResponse]:
         """Responses sorted best first (best-of-N); ``images``: the image they are all about (vision models)."""
         scores = self.score(prompt, responses, images=[images] * len(responses))
-        ranked = sorted(range(len(responses)), key=lambda i: -scores[i])
-        return [RankedResponse(i, responses[i], scores[i]) for i in ranked]
+        return [RankedResponse(i, responses[i], scores[i]) for i in best_first(scores)]

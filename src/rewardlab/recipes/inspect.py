@@ -48,7 +48,7 @@ from typing import Any
 
 from rewardlab.config.schema import InspectConfig
 from rewardlab.data.readers import IDENTICAL_PAIR_MESSAGE, ReadResult, read_records_lenient
-from rewardlab.data.records import PreferencePair, RankedGroup, Record, Text
+from rewardlab.data.records import PreferencePair, RankedGroup, Record, Text, plain_text
 from rewardlab.errors import DataError, ModelError
 
 Measure = Callable[[list[str]], list[int]]
@@ -122,16 +122,7 @@ def _tokenizer_measure(name: str) -> Measure:
 
 def flatten(text: Text) -> str:
     """The text that is measured: a string as is; chat messages as their contents (text parts) joined by newlines."""
-    if isinstance(text, str):
-        return text
-    return "\n".join(_content(message.get("content")) for message in text)
-
-
-def _content(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    parts = content if isinstance(content, list) else []
-    return "\n".join(p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return plain_text(text, turn_sep="\n", part_sep="\n")
 
 
 def summarize(values: Sequence[float]) -> dict[str, Any] | None:
@@ -329,9 +320,7 @@ def _text_type(records: list[Record]) -> str | None:
 
 def _clip(text: Text) -> str:
     """Display form: a string, or chat messages as ``role: content`` lines; cut to ~``EXAMPLE_CHARS``."""
-    shown = (
-        text if isinstance(text, str) else "\n".join(f"{m.get('role')}: {_content(m.get('content'))}" for m in text)
-    )
+    shown = plain_text(text, turn_sep="\n", part_sep="\n", roles=True)
     return shown if len(shown) <= EXAMPLE_CHARS else shown[:EXAMPLE_CHARS] + "…"
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardlab.config.schema import ScoringSettings
+from rewardlab.data.records import plain_text
 from rewardlab.models.scorer import Scorer
 
 IMAGE_COLUMNS = ("images", "image")
@@ -105,14 +106,4 @@ def _images(columns: dict[str, Any], names: Sequence[str] = IMAGE_COLUMNS) -> li
 
 def _text(value: Any, *, last_user: bool = False) -> str:
     """Plain text of a string, or of chat messages (the last user turn's, or all turns', text parts)."""
-    if isinstance(value, str):
-        return value
-    messages = [m for m in value if m.get("role") == "user"][-1:] if last_user else value
-    parts = []
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, str):
-            parts.append(content)
-        else:
-            parts += [c.get("text", "") for c in content or [] if c.get("type") == "text"]
-    return "".join(parts)
+    return plain_text(value, turns="last_user" if last_user else "all")

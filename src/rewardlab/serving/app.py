@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import hmac
 import logging
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -30,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rewardlab.config.schema import ServeConfig
 from rewardlab.errors import ConfigError, DataError
-from rewardlab.models.scorer import Scorer
+from rewardlab.models.scorer import Scorer, best_first, compare_scores
 from rewardlab.serving.batcher import Batcher, QueueFull, ScoringFailed
 from rewardlab.serving.errors import RequestError
 from rewardlab.serving.images import resolve_images
@@ -305,8 +304,8 @@ def create_app(scorer: Scorer, cfg: ServeConfig, *, name: str | None = None) -> 
         a, b = service.text(req.a, "a"), service.text(req.b, "b")
         images = list(req.images)
         score_a, score_b = await service.score([prompt, prompt], [a, b], [images, images], ["a", "b"])
-        p_a = 1.0 / (1.0 + math.exp(-(score_a - score_b)))
-        return CompareResponse(better="a" if score_a >= score_b else "b", p_a=p_a, score_a=score_a, score_b=score_b)
+        c = compare_scores(score_a, score_b)
+        return CompareResponse(better=c.better, p_a=c.p_a, score_a=c.score_a, score_b=c.score_b)
 
     @app.post(f"/{API_VERSION}/rank", response_model=RankResponse, responses=ERRORS, tags=["score"])
     async def rank(req: RankRequest) -> RankResponse:
@@ -319,8 +318,8 @@ def create_app(scorer: Scorer, cfg: ServeConfig, *, name: str | None = None) -> 
         images = list(req.images)
         scores = await service.score([prompt] * len(responses), responses, [images] * len(responses), fields,
                                      normalize)  # fmt: skip
-        order = sorted(range(len(scores)), key=lambda i: -scores[i])
-        return RankResponse(ranking=[{"index": i, "score": scores[i]} for i in order], normalized=normalize)
+        ranking = [{"index": i, "score": scores[i]} for i in best_first(scores)]
+        return RankResponse(ranking=ranking, normalized=normalize)
 
     @app.post("/get_reward", response_model=GetRewardResponse, responses=ERRORS, tags=["openrlhf"])
     async def get_reward(req: GetRewardRequest) -> GetRewardResponse:

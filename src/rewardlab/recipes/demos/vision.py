@@ -188,7 +188,7 @@ def run_vision_demo(cfg: VisionDemoConfig) -> VisionDemoResult:
     from rewardlab.evaluation.metrics import preference_accuracy
     from rewardlab.models.scorer import Scorer
     from rewardlab.models.tiny import build_tiny_vlm
-    from rewardlab.recipes.demo import accuracy_by_subset
+    from rewardlab.recipes.demos.text import accuracy_by_subset
     from rewardlab.recipes.train import run_train
 
     start = time.perf_counter()
