@@ -54,7 +54,7 @@ class ExportMeta(BaseModel):
     padding_side: Literal["left", "right"] = "right"
     pad_equals_eos: bool | None = None
     normalization: Normalization | None = None
-    metrics: dict[str, float] | None = None
+    metrics: dict[str, int | float] | None = None
     adapter: dict[str, Any] | None = None  # {"base_model": ...} for a LoRA adapter directory
     config: dict[str, Any] | None = None  # the resolved run config
 
