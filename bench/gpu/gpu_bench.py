@@ -27,8 +27,10 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 # Seconds each part may take at most (train first: it answers the most); a part also stops at the overall limit.
+# A --budget other than the default scales them (a slow machine's --dry can be given more time).
 CAPS = {"train": 185, "exact": 55, "serve": 60, "vision": 60}
 DRY_CAPS = {"train": 60, "exact": 40, "serve": 40, "vision": 30}
+BUDGET_S = {False: 390.0, True: 170.0}
 GRACE_S = {False: 25, True: 5}  # after a part's budget for cells, the cell running then may finish (by --dry)
 
 
@@ -37,7 +39,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("gpu-results"), help="Folder for results.json, results.md, logs.")
     p.add_argument("--dry", action="store_true", help="Tiny sizes on the CPU: checks that every part runs.")
     p.add_argument("--device", default=None, help="Default: cuda when there is a GPU (cpu with --dry).")
-    p.add_argument("--budget", type=float, default=None, help="Overall seconds (default 390; --dry 170).")
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="Overall seconds (default 390; --dry 170); scales each part's limit too.",
+    )
     p.add_argument("--parts", default=",".join(CAPS), help="Comma-separated subset of train,exact,serve,vision.")
     p.add_argument("--part", choices=list(CAPS), help=argparse.SUPPRESS)  # internal: run one part
     p.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -47,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         import torch
 
         args.device = "cuda" if torch.cuda.is_available() and not args.dry else "cpu"
-    args.budget = args.budget or (170.0 if args.dry else 390.0)
+    args.budget = args.budget or BUDGET_S[args.dry]
     unknown = set(args.parts.split(",")) - set(CAPS)
     if unknown:
         p.error(f"--parts: unknown {sorted(unknown)}; choose from {list(CAPS)}")
@@ -71,7 +78,8 @@ def environment(device: str) -> dict[str, Any]:
 
 
 def run_parts(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    caps = DRY_CAPS if args.dry else CAPS
+    scale = args.budget / BUDGET_S[args.dry]
+    caps = {name: cap * scale for name, cap in (DRY_CAPS if args.dry else CAPS).items()}
     deadline = time.monotonic() + args.budget
     results: dict[str, Any] = {"settings": {"dry": args.dry, "device": args.device, "budget_s": args.budget},
                                **environment(args.device), "parts": {}}  # fmt: skip

@@ -42,7 +42,7 @@ class Part:
         row: dict[str, Any] = {"cell": name, **labels}
         if self.left() < needs_s:
             row.update(status="skipped", reason=f"time: {self.left():.0f} s left, needs ~{needs_s:.0f} s")
-            return self._record(row)
+            return self.record(row)
         reset_peak(self.device)
         start = time.perf_counter()
         try:
@@ -55,9 +55,9 @@ class Part:
         finally:
             free(self.device)
         row["wall_s"] = round(time.perf_counter() - start, 1)
-        return self._record(row)
+        return self.record(row)
 
-    def _record(self, row: dict[str, Any]) -> dict[str, Any]:
+    def record(self, row: dict[str, Any]) -> dict[str, Any]:
         self.cells.append(row)
         self.save()
         shown = {k: v for k, v in row.items() if k in SHOWN}
@@ -187,6 +187,11 @@ def part_train(part: Part) -> None:
         needs = 3 if part.dry else CELL_S[cell.model] + (0 if built else BUILD_S[cell.model])
         labels = {"model": cell.model, "seq": sequence(part, cell.seq), "batch": cell.batch, "side": cell.side,
                   "share": cell.share, "ckpt": cell.ckpt, "lora": cell.lora}  # fmt: skip
+        if cell.side == "trl" and not _installed("trl", "datasets"):
+            part.record(
+                {"cell": cell.name, **labels, "status": "skipped", "reason": NOT_CARRIED.format("trl, datasets")}
+            )
+            continue
         part.cell(cell.name, needs, lambda cell=cell: train_cell(part, cell, peak), **labels)
 
 
@@ -208,8 +213,6 @@ def train_spec(part: Part, cell: TrainCell, directory: Path, pairs: Path, n: int
 def train_cell(part: Part, cell: TrainCell, peak: float) -> dict[str, Any]:
     from bench_train import add_mfu, run_rewardlab, run_trl
 
-    if cell.side == "trl" and not _installed("trl", "datasets"):
-        raise ModuleNotFoundError("trl/datasets are not installed here (carry their wheels: bench/gpu/README.md)")
     directory = model_dir(part, cell.model)
     info = model_info(directory)
     n = cell.batch * steps(part)[1]
@@ -236,6 +239,9 @@ def train_cell(part: Part, cell: TrainCell, peak: float) -> dict[str, Any]:
     out = {k: result[k] for k in keep}
     out["cuda_peak_mib"] = peak_mib(part.device)  # the cell's whole peak (bench_train's is read at train end)
     return {**out, "params_m": info["params_m"], "data": stats}
+
+
+NOT_CARRIED = "{} not installed here (carry the wheels: bench/gpu/README.md)"
 
 
 def _installed(*names: str) -> bool:
@@ -323,8 +329,7 @@ def part_serve(part: Part) -> None:
     part.cell("rank16", 3 if part.dry else 20, lambda: scoring_speed(part))
     needs = 5 if part.dry else 40
     if not _installed("fastapi", "uvicorn", "aiohttp"):
-        reason = "fastapi/uvicorn/aiohttp are not installed here (carry their wheels: bench/gpu/README.md)"
-        part._record({"cell": "serve", "status": "skipped", "reason": reason})
+        part.record({"cell": "serve", "status": "skipped", "reason": NOT_CARRIED.format("fastapi, uvicorn, aiohttp")})
         return
     part.cell("serve", needs, lambda: serving(part))
 
