@@ -11,6 +11,7 @@ and ``results.md`` in DIR are rewritten while parts run, so a part that fails or
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -28,10 +29,11 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 # Seconds each part may take at most (train first: it answers the most); a part also stops at the overall limit.
 # A --budget other than the default scales them (a slow machine's --dry can be given more time).
-CAPS = {"train": 185, "exact": 55, "serve": 60, "vision": 60}
+CAPS = {"train": 170, "exact": 60, "serve": 75, "vision": 70}
 DRY_CAPS = {"train": 60, "exact": 40, "serve": 40, "vision": 30}
 BUDGET_S = {False: 390.0, True: 170.0}
-GRACE_S = {False: 25, True: 5}  # after a part's budget for cells, the cell running then may finish (by --dry)
+# A part starts no cell that would not end this many seconds before its limit (cells' time estimates are rough).
+GRACE_S = {False: 10, True: 3}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -106,6 +108,9 @@ def run_part(args: argparse.Namespace, name: str, work: Path, limit: float, resu
     start = time.monotonic()
     with (args.out / "logs" / f"{name}.log").open("w", encoding="utf-8") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        # The part has its own process group (so a timeout also ends the servers it started): end it when this
+        # process is told to stop, too.
+        signal.signal(signal.SIGTERM, lambda *_: (_kill_group(proc), sys.exit(143)))
         status = None
         while status is None:
             try:
@@ -114,7 +119,7 @@ def run_part(args: argparse.Namespace, name: str, work: Path, limit: float, resu
             except subprocess.TimeoutExpired:
                 if time.monotonic() - start > limit:
                     status = "timeout"
-                    os.killpg(proc.pid, signal.SIGKILL)
+                    _kill_group(proc)
                     proc.wait()
             results["parts"][name] = collect(out, status or "running", time.monotonic() - start)
             write_results(args.out, results)
@@ -123,6 +128,11 @@ def run_part(args: argparse.Namespace, name: str, work: Path, limit: float, resu
         part["log_tail"] = (args.out / "logs" / f"{name}.log").read_text(encoding="utf-8")[-1500:]
     print(_log_lines(args.out / "logs" / f"{name}.log"), flush=True)
     return part
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def collect(out: Path, status: str, seconds: float) -> dict[str, Any]:
@@ -134,10 +144,10 @@ def collect(out: Path, status: str, seconds: float) -> dict[str, Any]:
 
 
 def _log_lines(log: Path) -> str:
-    """The part's one-line cell summaries (and the end of any traceback), capped: the console tail is short."""
+    """The part's one-line cell summaries and its last few error lines, capped: the console tail is short."""
     lines = log.read_text(encoding="utf-8").splitlines()
-    keep = [ln for ln in lines if ln.startswith("[") or "Error" in ln or "error" in ln]
-    return "\n".join(ln[:300] for ln in keep[-30:])
+    errors = [ln for ln in lines if "Error" in ln and not ln.startswith("[")][-4:]
+    return "\n".join(ln[:240] for ln in [*(ln for ln in lines if ln.startswith("[")), *errors])
 
 
 def write_results(out: Path, results: dict[str, Any]) -> None:

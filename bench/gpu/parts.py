@@ -155,23 +155,24 @@ class TrainCell:
 
 
 # Most informative first (later cells are skipped when time runs out): the small model at 1k tokens, prompt sharing
-# on/off and TRL; then 4k tokens; then a bigger model; then an 8B with LoRA. Batches keep ~16-32k tokens a step.
+# on/off and TRL; then 4k tokens; then a bigger model; activation checkpointing; then an 8B with LoRA. Batches keep
+# ~16-32k tokens a step.
 GRID = (
     TrainCell("qwen3-0.6b", 1024, 8),
     TrainCell("qwen3-0.6b", 1024, 8, share=False),
     TrainCell("qwen3-0.6b", 1024, 8, side="trl"),
-    TrainCell("qwen3-0.6b", 1024, 8, ckpt=True),
     TrainCell("qwen3-0.6b", 4096, 4),
     TrainCell("qwen3-0.6b", 4096, 4, share=False),
     TrainCell("qwen3-0.6b", 4096, 4, side="trl"),
     TrainCell("qwen3-1.7b", 1024, 8),
     TrainCell("qwen3-1.7b", 1024, 8, share=False),
+    TrainCell("qwen3-0.6b", 1024, 8, ckpt=True),
     TrainCell("qwen3-1.7b", 4096, 4, ckpt=True),
     TrainCell("llama3-8b", 1024, 4, ckpt=True, lora=True),
     TrainCell("llama3-8b", 1024, 4, share=False, ckpt=True, lora=True),
 )
 # Seconds a cell needs on an H200 (setup, 11 steps), and building the model once (random init, save, page cache).
-CELL_S = {"qwen3-0.6b": 20, "qwen3-1.7b": 30, "llama3-8b": 50}
+CELL_S = {"qwen3-0.6b": 15, "qwen3-1.7b": 25, "llama3-8b": 50}
 BUILD_S = {"qwen3-0.6b": 10, "qwen3-1.7b": 20, "llama3-8b": 70}
 LORA = {"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": "all-linear"}
 
@@ -262,9 +263,9 @@ def part_exact(part: Part) -> None:
     part.info["what"] = ("scores: Scorer share_prompts on vs off, rank of 16 (relative to the scores' spread); "
                          "losses: 4 training steps, data.share_prompts on vs off, same seed (absolute)")  # fmt: skip
     for precision in ("bfloat16", "float32"):
-        needs = 3 if part.dry else 25
-        part.cell(f"scores-{precision}", needs, lambda p=precision: exact_scores(part, p), precision=precision)
-        part.cell(f"losses-{precision}", needs, lambda p=precision: exact_losses(part, p), precision=precision)
+        needs = (3, 3) if part.dry else (10, 20)  # losses: two short trainings
+        part.cell(f"scores-{precision}", needs[0], lambda p=precision: exact_scores(part, p), precision=precision)
+        part.cell(f"losses-{precision}", needs[1], lambda p=precision: exact_losses(part, p), precision=precision)
 
 
 def rank_inputs(part: Part, seq: int, prompts: int) -> tuple[Path, list[str], list[str]]:
@@ -326,7 +327,7 @@ def exact_losses(part: Part, precision: str) -> dict[str, Any]:
 
 
 def part_serve(part: Part) -> None:
-    part.cell("rank16", 3 if part.dry else 20, lambda: scoring_speed(part))
+    part.cell("rank16", 3 if part.dry else 15, lambda: scoring_speed(part))
     needs = 5 if part.dry else 40
     if not _installed("fastapi", "uvicorn", "aiohttp"):
         part.record({"cell": "serve", "status": "skipped", "reason": NOT_CARRIED.format("fastapi, uvicorn, aiohttp")})
@@ -357,7 +358,7 @@ def serving(part: Part) -> dict[str, Any]:
     from rewardlab.data.synthetic import make_pairs
 
     directory = model_dir(part, "qwen3-0.6b")
-    args = argparse.Namespace(clients=8 if part.dry else 64, seconds=2.0 if part.dry else 10.0,
+    args = argparse.Namespace(clients=8 if part.dry else 64, seconds=2.0 if part.dry else 8.0,
                               threads=1 if part.dry else 4, max_batch_size=64, max_wait_ms=5.0,
                               device=part.device, dtype="bfloat16")  # fmt: skip
     tmp = part.work / "serve"

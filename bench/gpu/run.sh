@@ -6,11 +6,15 @@
 set -u
 cd "$(dirname "$0")/../.."
 
-out="${OUT:-./gpu-results}"
+out=""
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
-  [ "${args[$i]}" = "--out" ] && out="${args[$((i + 1))]:-$out}"
+  [ "${args[$i]}" = "--out" ] && out="${args[$((i + 1))]:-}"
 done
+if [ -z "$out" ]; then
+  out="${OUT:-./gpu-results}"
+  args+=(--out "$out")
+fi
 mkdir -p "$out"
 
 if compgen -G ".whl/*.whl" >/dev/null; then
