@@ -88,8 +88,8 @@ def run_parts(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     (args.out / "logs").mkdir(parents=True, exist_ok=True)
     for name in args.parts.split(","):
         limit = min(caps[name], deadline - time.monotonic())
-        if limit < 20:
-            results["parts"][name] = {"status": "skipped", "reason": "no time left in the overall budget"}
+        if limit < min(20, caps[name] / 2):
+            results["parts"][name] = {"status": "skipped", "reason": "no time left in the overall budget", "cells": []}
             continue
         results["parts"][name] = run_part(args, name, work, limit, results)
         write_results(args.out, results)
@@ -138,6 +138,10 @@ def _kill_group(proc: subprocess.Popen) -> None:
 def collect(out: Path, status: str, seconds: float) -> dict[str, Any]:
     recorded = json.loads(out.read_text(encoding="utf-8")) if out.is_file() else {"info": {}, "cells": []}
     cells = recorded["cells"]
+    if status != "running":  # the part has ended: a cell still marked running was cut off
+        for cell in cells:
+            if cell["status"] == "running":
+                cell.update(status="cut off", reason=f"the part ended ({status}) during this cell")
     if status == "ok" and any(c["status"] != "ok" for c in cells):
         status = "partial"
     return {"status": status, "seconds": round(seconds, 1), **recorded}

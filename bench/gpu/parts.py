@@ -43,6 +43,9 @@ class Part:
         if self.left() < needs_s:
             row.update(status="skipped", reason=f"time: {self.left():.0f} s left, needs ~{needs_s:.0f} s")
             return self.record(row)
+        self.cells.append({**row, "status": "running"})  # what a part killed at its time limit was doing
+        self.save()
+        self.cells.pop()
         reset_peak(self.device)
         start = time.perf_counter()
         try:
