@@ -17,6 +17,27 @@ import time
 from pathlib import Path
 
 
+def time_rank(shared, plain, prompts: list[str], responses: list[str]) -> dict[str, float]:
+    """Median seconds of ``rank(prompt, responses)`` for both scorers (the prompt computed once vs once per
+    response), one call each per prompt, alternating which goes first; the first prompt only warms up. Also the
+    largest score difference between the two over all calls, and the spread (max − min) of the plain scores."""
+    times: dict[str, list[float]] = {"shared": [], "plain": []}
+    diff, seen = 0.0, []
+    for i, prompt in enumerate(prompts):
+        scores = {}
+        for name in ("shared", "plain") if i % 2 else ("plain", "shared"):
+            scorer = shared if name == "shared" else plain
+            start = time.perf_counter()
+            ranked = scorer.rank(prompt, responses)  # returns floats: the device has finished
+            if i:  # the first round warms up
+                times[name].append(time.perf_counter() - start)
+            scores[name] = [r.score for r in sorted(ranked, key=lambda r: r.index)]
+        diff = max(diff, *(abs(a - b) for a, b in zip(scores["shared"], scores["plain"])))
+        seen += scores["plain"]
+    return {"shared_s": statistics.median(times["shared"]), "plain_s": statistics.median(times["plain"]),
+            "max_abs_diff": diff, "score_spread": max(seen) - min(seen)}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--responses", type=int, default=16)
@@ -42,20 +63,9 @@ def main() -> None:
         prompts = [" ".join(rng.choice(words) for _ in range(args.prompt_words)) for _ in range(args.repeats + 1)]
         responses = [p.chosen for p in pairs[: args.responses]]
         tokens = len(shared.transform.encode(prompts[0], responses[0]).input_ids)
-        times: dict[str, list[float]] = {"shared": [], "plain": []}
-        for i, prompt in enumerate(prompts):
-            for name, scorer in (("shared", shared), ("plain", plain)) if i % 2 else (("plain", plain),
-                                                                                      ("shared", shared)):  # fmt: skip
-                start = time.perf_counter()
-                ranked = scorer.rank(prompt, responses)
-                if i:  # the first round warms up
-                    times[name].append(time.perf_counter() - start)
-                if name == "shared":
-                    got = [r.score for r in sorted(ranked, key=lambda r: r.index)]
-                else:
-                    want = [r.score for r in sorted(ranked, key=lambda r: r.index)]
-            assert max(abs(a - b) for a, b in zip(got, want)) < 1e-4, "shared and plain scores differ"
-    a, b = statistics.median(times["shared"]), statistics.median(times["plain"])
+        res = time_rank(shared, plain, prompts, responses)
+    assert res["max_abs_diff"] < 1e-4, "shared and plain scores differ"
+    a, b = res["shared_s"], res["plain_s"]
     print(f"rank of {args.responses} responses, prompt + response ~{tokens} tokens, Qwen2-style {args.layers} layers "
           f"x {args.hidden}, fp32 CPU, median of {args.repeats}:")  # fmt: skip
     print(f"  prompt once (shared): {a * 1000:.0f} ms   once per response: {b * 1000:.0f} ms   ratio {b / a:.2f}x")

@@ -36,14 +36,14 @@ from fastapi import Request  # at module level: FastAPI resolves the handler's a
 HANG_GUARD_S = 600
 
 
-def baseline_server(model: str, port_file: str) -> None:
+def baseline_server(model: str, port_file: str, device: str = "cpu", dtype: str | None = None) -> None:
     """One forward per request, on the event loop (OpenRLHF's serve_rm.py behaviour), same request schema."""
     import uvicorn
     from fastapi import FastAPI
 
     from rewardlab.models.scorer import Scorer
 
-    scorer = Scorer.from_pretrained(model, device="cpu")
+    scorer = Scorer.from_pretrained(model, device=device, dtype=dtype)
     app = FastAPI()
 
     @app.post("/v1/score")
@@ -190,6 +190,39 @@ def build_model(kind: str, tmp: Path) -> str:
     return kind
 
 
+def compare_servers(model: str, tmp: Path, args: argparse.Namespace, pairs: list) -> dict:
+    """Both servers on ``model``, one after the other (the machine runs one server and the load), each warmed up
+    for 2 s, then loaded for ``args.seconds``. ``args``: clients, seconds, threads, max_batch_size, max_wait_ms,
+    device, dtype (None: the model's own). Returns ``{"servers": {name: stats}, "ratios": {...}}``."""
+    dtype = [f"dtype={args.dtype}"] if args.dtype else []
+    servers = {
+        "rewardlab": (
+            [sys.executable, "-m", "rewardlab.cli", "serve", "--model", model, "--port", "0", "--device", args.device,
+             f"max_batch_size={args.max_batch_size}", f"max_wait_ms={args.max_wait_ms}", *dtype],
+            url_from_stdout,
+        ),
+        "one-by-one": (
+            [sys.executable, __file__, "--baseline-server", model, str(tmp / "url"), "--device", args.device,
+             *(["--dtype", args.dtype] if args.dtype else [])],
+            url_from_file(tmp / "url"),
+        ),
+    }  # fmt: skip
+    results = {}
+    for name, (cmd, url_from) in servers.items():
+        proc, url = start(cmd, args.threads, url_from)
+        try:
+            asyncio.run(drive(url, pairs, args.clients, min(2.0, args.seconds)))  # warm-up
+            results[name] = asyncio.run(drive(url, pairs, args.clients, args.seconds))
+            if name == "rewardlab":
+                results[name]["server"] = server_stats(url)
+        finally:
+            proc.terminate()
+            proc.wait(HANG_GUARD_S)
+    a, b = results["rewardlab"], results["one-by-one"]
+    ratios = {"items_per_s": a["items_per_s"] / b["items_per_s"], "p99": a["p99_ms"] / b["p99_ms"]}
+    return {"servers": results, "ratios": ratios}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="deep", help="A model directory, `deep` or `tiny` (see BUILT) or `minilm`.")
@@ -198,45 +231,24 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each server process")
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--device", default="cpu", help="Where both servers run the model (cpu, cuda, ...).")
+    parser.add_argument("--dtype", default=None, help="Weights dtype of both servers (default: the model's).")
     parser.add_argument("--quick", action="store_true", help="8 clients, 3 s, tiny model")
     parser.add_argument("--out", default=None, help="Also write the results as JSON here.")
     parser.add_argument("--baseline-server", nargs=2, metavar=("MODEL", "URL_FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.baseline_server:
-        return baseline_server(*args.baseline_server)
+        return baseline_server(*args.baseline_server, device=args.device, dtype=args.dtype)
     if args.quick:
         args.clients, args.seconds, args.model = 8, 3.0, "tiny"
 
     from rewardlab.data.synthetic import make_pairs
 
-    pairs = make_pairs(256, seed=7)
-    results = {}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        model = build_model(args.model, tmp)
-        servers = {
-            "rewardlab": (
-                [sys.executable, "-m", "rewardlab.cli", "serve", "--model", model, "--port", "0", "--device", "cpu",
-                 f"max_batch_size={args.max_batch_size}", f"max_wait_ms={args.max_wait_ms}"],
-                url_from_stdout,
-            ),
-            "one-by-one": (
-                [sys.executable, __file__, "--baseline-server", model, str(tmp / "url")],
-                url_from_file(tmp / "url"),
-            ),
-        }  # fmt: skip
-        for name, (cmd, url_from) in servers.items():  # one at a time: the machine runs one server and the load
-            proc, url = start(cmd, args.threads, url_from)
-            try:
-                asyncio.run(drive(url, pairs, args.clients, min(2.0, args.seconds)))  # warm-up
-                results[name] = asyncio.run(drive(url, pairs, args.clients, args.seconds))
-                if name == "rewardlab":
-                    results[name]["server"] = server_stats(url)
-            finally:
-                proc.terminate()
-                proc.wait(HANG_GUARD_S)
-    a, b = results["rewardlab"], results["one-by-one"]
-    ratios = {"items_per_s": a["items_per_s"] / b["items_per_s"], "p99": a["p99_ms"] / b["p99_ms"]}
+        res = compare_servers(build_model(args.model, tmp), tmp, args, make_pairs(256, seed=7))
+    results, ratios = res["servers"], res["ratios"]
+    a = results["rewardlab"]
     settings = {**vars(args), "cpu_count": os.cpu_count()}
     settings.pop("baseline_server")
     print(f"\n{args.clients} clients x one pair per request, {args.seconds:.0f} s, model {args.model}, "

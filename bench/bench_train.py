@@ -138,9 +138,16 @@ def _extend(rng: random.Random, text: str, sentences: list[str], count, target: 
     return text
 
 
-def generated_pairs(n: int, seed: int, tokenizer: Any) -> list[dict[str, str]]:
+def generated_pairs(
+    n: int,
+    seed: int,
+    tokenizer: Any,
+    prompt_tokens: tuple[int, int] = (20, 200),
+    response_tokens: tuple[int, int] = (10, 200),
+) -> list[dict[str, str]]:
     """``n`` pairs from ``rewardlab.data.synthetic``, extended with its sentences to log-uniform lengths:
-    prompts ~20–200 tokens, responses ~10–200 tokens, drawn independently (hh-rlhf's ``Human:/Assistant:``)."""
+    prompts ``prompt_tokens`` (default ~20–200 tokens), responses ``response_tokens`` (default ~10–200), drawn
+    independently (hh-rlhf's ``Human:/Assistant:``)."""
     from rewardlab.data import synthetic
 
     rng = random.Random(seed)
@@ -156,9 +163,9 @@ def generated_pairs(n: int, seed: int, tokenizer: Any) -> list[dict[str, str]]:
     rows = []
     for pair in synthetic.make_pairs(n, seed):
         head, tail = "\n\nHuman: " + str(pair.prompt), "\n\nAssistant:"
-        prompt = _extend(rng, head, sentences, count, _log_uniform(rng, 20, 200) - count(tail)) + tail
-        chosen = _extend(rng, " " + str(pair.chosen), sentences, count, _log_uniform(rng, 10, 200))
-        rejected = _extend(rng, " " + str(pair.rejected), sentences, count, _log_uniform(rng, 10, 200))
+        prompt = _extend(rng, head, sentences, count, _log_uniform(rng, *prompt_tokens) - count(tail)) + tail
+        chosen = _extend(rng, " " + str(pair.chosen), sentences, count, _log_uniform(rng, *response_tokens))
+        rejected = _extend(rng, " " + str(pair.rejected), sentences, count, _log_uniform(rng, *response_tokens))
         rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
     return rows
 
@@ -324,8 +331,20 @@ def _peak_rss_mib() -> float:
     return kib / 2**20 if sys.platform == "darwin" else kib / 2**10
 
 
+def checkpointing_key() -> str:
+    """``TrainingArguments``' name for activation checkpointing: ``activation_checkpointing`` in recent
+    transformers, ``gradient_checkpointing`` (its old name, still an alias) before it was renamed."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+
+
 def forced_training(spec: dict[str, Any]) -> dict[str, Any]:
-    """The ``TrainingArguments`` both sides get, whatever their own defaults are."""
+    """The ``TrainingArguments`` both sides get, whatever their own defaults are; ``spec["training_overrides"]``
+    (optional) replaces or adds settings, ``spec["device"] == "cpu"`` keeps a GPU machine's run on the CPU."""
     import dataclasses
 
     import torch
@@ -335,7 +354,7 @@ def forced_training(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "max_steps": spec["steps"],
         "per_device_train_batch_size": spec["batch_size"],
-        "activation_checkpointing": spec["gradient_checkpointing"],  # the new name of gradient_checkpointing
+        checkpointing_key(): spec["gradient_checkpointing"],
         "bf16": spec["bf16"],
         "learning_rate": spec["lr"],
         "optim": str(getattr(optim, "value", optim)),  # transformers' default, set explicitly on both sides
@@ -344,7 +363,8 @@ def forced_training(spec: dict[str, Any]) -> dict[str, Any]:
         "logging_steps": 10**6,  # no log line inside the timed steps
         "report_to": "none",
         "disable_tqdm": True,
-        "use_cpu": not torch.cuda.is_available(),  # transformers refuses bf16 on CPU without it
+        "use_cpu": spec.get("device") == "cpu" or not torch.cuda.is_available(),  # bf16 on CPU needs it
+        **spec.get("training_overrides", {}),
     }
 
 
@@ -355,18 +375,32 @@ def _args_report(args: Any) -> dict[str, Any]:
     return {k: _plain(getattr(args, k)) for k in keys}
 
 
+class TrainingDone(Exception):
+    """Ends ``run_train`` after its last step, before the export (for big models, writing gigabytes of random
+    weights would only time the disk)."""
+
+
 def run_rewardlab(spec: dict[str, Any], share_prompts: bool = True) -> dict[str, Any]:
     """rewardlab's real path (``run_train``: reader → TextTransform → length-grouped RewardTrainer), metered;
-    ``share_prompts=False`` is the same with ``data.share_prompts: false`` (one row per response)."""
+    ``share_prompts=False`` is the same with ``data.share_prompts: false`` (one row per response).
+    Optional spec keys: ``model_settings`` (more of the config's ``model:`` section, e.g. dtype, lora) and
+    ``export: false`` (stop after training: then the truncation count is unknown, reported as None)."""
+    from transformers import TrainerCallback
+
     import rewardlab.training.trainer as trainer_module
     from rewardlab.config.schema import TrainConfig
     from rewardlab.recipes.train import run_train
 
     meter, seen = Meter(), {}
 
+    class StopBeforeExport(TrainerCallback):
+        def on_train_end(self, args, state, control, **kwargs):
+            raise TrainingDone
+
     class MeteredTrainer(trainer_module.RewardTrainer):
         def __init__(self, *args: Any, **kwargs: Any):
-            kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), meter.callback()]
+            stop = [] if spec.get("export", True) else [StopBeforeExport()]
+            kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), meter.callback(), *stop]
             super().__init__(*args, **kwargs)
             self.data_collator = meter.wrap(self.data_collator)
             seen["trainer"], seen["setup_s"] = self, time.perf_counter() - start
@@ -377,24 +411,29 @@ def run_rewardlab(spec: dict[str, Any], share_prompts: bool = True) -> dict[str,
         output_dir=str(Path(spec["work"]) / f"rewardlab-run-{share_prompts}"),
         seed=spec["seed"],
         data={"train": {"path": spec["pairs_path"]}, "max_length": spec["max_length"], "share_prompts": share_prompts},
-        model={"name_or_path": spec["model_dir"]},
+        model={"name_or_path": spec["model_dir"], **spec.get("model_settings", {})},
         training=forced_training(spec),
     )
     start = time.perf_counter()
-    result = run_train(cfg)
-    trainer, counts = seen["trainer"], result.counts["train"]
+    try:
+        counts = run_train(cfg).counts["train"]
+    except TrainingDone:
+        counts = {"dropped": None, "truncated": None}
+    trainer = seen["trainer"]
+    dropped = counts["dropped"] if counts["dropped"] is not None else spec["pairs"] - len(trainer.train_dataset)
     return {
         **meter.summary(spec["warmup"]),
         "setup_s": round(seen["setup_s"], 2),
         "pairs_trained_on": len(trainer.train_dataset),
-        "pairs_dropped": counts["dropped"],
+        "pairs_dropped": dropped,
         "pairs_truncated": counts["truncated"],
         "args": _args_report(trainer.args),
     }
 
 
 def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
-    """TRL's ``RewardTrainer`` on the same JSONL (explicit prompt/chosen/rejected), its defaults except ``FORCED``."""
+    """TRL's ``RewardTrainer`` on the same JSONL (explicit prompt/chosen/rejected), its defaults except ``FORCED``;
+    ``spec["model_dtype"]`` and ``spec["attn_implementation"]`` (optional): as rewardlab's ``model:`` settings."""
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
 
@@ -404,6 +443,7 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
         output_dir=out_dir,
         max_length=spec["max_length"],
         train_sampling_strategy=spec["trl_sampling"],
+        model_init_kwargs=_trl_model_kwargs(spec),
         **forced_training(spec),
     )
     meter, start = Meter(), time.perf_counter()
@@ -422,7 +462,8 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
     trainer.data_collator = meter.wrap(trainer.data_collator)
     trainer.train()
     defaults = _trl_defaults()
-    forced = {k: {"trl_default": _plain(defaults[k]), "used": _plain(getattr(config, k))} for k in FORCED}
+    used = {k: getattr(config, checkpointing_key() if k == "activation_checkpointing" else k) for k in FORCED}
+    forced = {k: {"trl_default": _plain(defaults[k]), "used": _plain(used[k])} for k in FORCED}
     return {
         **meter.summary(spec["warmup"]),
         "setup_s": round(setup_s, 2),
@@ -432,6 +473,16 @@ def run_trl(spec: dict[str, Any]) -> dict[str, Any]:
         "args": _args_report(trainer.args),
         "forced": forced,
     }
+
+
+def _trl_model_kwargs(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """``from_pretrained`` settings for TRL's model: the weights' dtype and attention, as rewardlab's ``model:``."""
+    import torch
+
+    kwargs = {"dtype": getattr(torch, spec["model_dtype"])} if spec.get("model_dtype") else {}
+    if spec.get("attn_implementation"):
+        kwargs["attn_implementation"] = spec["attn_implementation"]
+    return kwargs or None
 
 
 def _trl_defaults() -> dict[str, Any]:
@@ -511,14 +562,18 @@ def ratios(sides: dict[str, dict[str, Any]], side: str = "rewardlab") -> dict[st
     return out
 
 
-def gemm_peak_flops(bf16: bool, threads: int | None, n: int = 1024, repeats: int = 5) -> float:
-    """The best FLOP/s of an ``n × n × n`` matrix product on this device, in the training precision: the peak the
-    kernels of a step can at most reach here (an MFU's denominator measured in the same run)."""
+def gemm_peak_flops(
+    bf16: bool, threads: int | None, n: int | None = None, repeats: int = 5, device: str | None = None
+) -> float:
+    """The best FLOP/s of an ``n × n × n`` matrix product on ``device`` (default: the GPU if there is one), in the
+    training precision: the peak the kernels of a step can at most reach there (an MFU's denominator measured in
+    the same run). ``n`` defaults to 1024 on a CPU and 8192 on a GPU, whose peak small products do not reach."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    n = n or (1024 if device == "cpu" else 8192)
     dtype = torch.bfloat16 if bf16 else torch.float32
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     best = float("inf")
@@ -526,8 +581,8 @@ def gemm_peak_flops(bf16: bool, threads: int | None, n: int = 1024, repeats: int
         start = time.perf_counter()
         for _ in range(4):
             a @ b
-        if device == "cuda":
-            torch.cuda.synchronize()
+        if device != "cpu":
+            torch.cuda.synchronize(device)
         best = min(best, (time.perf_counter() - start) / 4)
     return 2 * n**3 / best
 

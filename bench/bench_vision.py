@@ -23,16 +23,23 @@ import torch
 
 
 def build(tmp: Path, family: str, image_size: int, pairs: int):
-    from rewardlab.data.collator import PairCollator
     from rewardlab.data.screenshots import make_screenshot_pairs
     from rewardlab.data.synthetic import corpus
-    from rewardlab.models.bundle import RewardBundle
     from rewardlab.models.tiny import build_tiny_vlm
 
     records = make_screenshot_pairs(pairs, seed=0, out_dir=tmp / "shots", size=(256, 192))
     path = build_tiny_vlm(tmp / "vlm", corpus(records) * 4, family=family, hidden=128, layers=4,
                           image_size=image_size)  # fmt: skip
-    bundle = RewardBundle.load(path, max_length=2048)
+    return load_batch(path, records)
+
+
+def load_batch(path: Path, records: list, device: str = "cpu", dtype: str | None = None):
+    """The reward model at ``path`` (on ``device``, weights in ``dtype``, in training mode) and one training batch
+    of ``records``, each pair's image sent once (rewardlab's collator), on the same device."""
+    from rewardlab.data.collator import PairCollator
+    from rewardlab.models.bundle import RewardBundle
+
+    bundle = RewardBundle.load(path, device=device, dtype=dtype, max_length=2048)
     batch = PairCollator(bundle.tokenizer.pad_token_id)([bundle.transform.encode_pair(r) for r in records])
     return bundle.model.train(), batch
 
@@ -65,10 +72,19 @@ def per_row(batch: dict) -> dict:
     return out
 
 
+def _sync(model) -> None:
+    """Waits for the model's device: CUDA kernels run asynchronously, so a timer must not stop before they end."""
+    device = next(model.parameters()).device
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def step_time(model, batch: dict) -> float:
+    _sync(model)
     start = time.perf_counter()
     model(**{k: v for k, v in batch.items() if k != "margin"}).sum().backward()
     model.zero_grad(set_to_none=True)
+    _sync(model)
     return time.perf_counter() - start
 
 

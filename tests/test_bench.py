@@ -124,3 +124,44 @@ def test_scoring_benchmark_runs_and_both_paths_agree() -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "prompt once (shared)" in proc.stdout and "ratio" in proc.stdout
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_dry_run_records_every_part(tmp_path: Path) -> None:
+    """bench/gpu/gpu_bench.py --dry: the GPU script's code at tiny sizes on the CPU. Every part and cell is recorded
+    with a status; with a generous budget every cell runs, except those needing a package that is not installed
+    (TRL; the serving stack), which are skipped with that reason. The numbers of the cells that ran are positive."""
+    out = tmp_path / "gpu"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT.parent / "gpu" / "gpu_bench.py"), "--dry", "--budget", "1500", "--out", str(out)],
+        capture_output=True, text=True, env={**os.environ, **OFFLINE}, timeout=1800,  # a hang guard
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    res = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert set(res["parts"]) == {"train", "exact", "serve", "vision"}
+    has = {name: importlib.util.find_spec(name) is not None for name in ("trl", "fastapi", "uvicorn", "aiohttp")}
+    for name, part in res["parts"].items():
+        assert part["status"] in ("ok", "partial"), (name, part.get("log_tail"))
+        for cell in part["cells"]:
+            needs_trl = cell.get("side") == "trl"
+            needs_serving = cell["cell"] == "serve"
+            if cell["status"] == "skipped" and "not installed" in cell["reason"]:
+                assert (needs_trl and not has["trl"]) or (needs_serving and not all(has.values())), cell
+                continue
+            assert cell["status"] == "ok", (name, cell)
+    cells = {(name, c["cell"]): c for name, part in res["parts"].items() for c in part["cells"] if c["status"] == "ok"}
+    train = [c for (name, _), c in cells.items() if name == "train"]
+    assert len(train) >= 10
+    for c in train:
+        assert c["pairs_per_s"] > 0 and c["tokens_per_s"] > 0 and 0 < c["mfu"] < 1, c
+        # A shared prompt is computed once: fewer tokens computed than the pair holds.
+        assert (c["computed_tokens_per_pair"] < c["real_tokens_per_pair"]) == (c["side"] == "rewardlab" and c["share"])
+    assert cells["exact", "scores-float32"]["within"] and cells["exact", "losses-float32"]["within"]
+    assert len(cells["exact", "losses-float32"]["losses_shared"]) == 4
+    assert cells["serve", "rank16"]["items_per_s"] > 0 and cells["serve", "rank16"]["ratio"] > 0
+    if ("serve", "serve") in cells:
+        assert cells["serve", "serve"]["rewardlab"]["errors"] == 0 and cells["serve", "serve"]["ratio"] > 0
+    for family in ("qwen2_5_vl", "llava"):
+        assert cells["vision", family]["s_once"] > 0 and cells["vision", family]["speedup"] > 0
+    markdown = (out / "results.md").read_text(encoding="utf-8")
+    assert "## train: ok" in markdown and "| qwen3-0.6b-1k-share |" in markdown
