@@ -131,3 +131,10 @@ def test_scoring_settings_are_declared_once_and_serve_reads_its_old_name():
     assert ScoreConfig(model="m", batch_size=4).scoring() == ScoringSettings(batch_size=4)
     assert ServeConfig(model="m", max_batch_size=7).batch_size == 7
     assert ServeConfig(model="m").batch_size == 32
+
+
+def test_scorer_keyword_settings_are_validated(tmp_path):
+    with pytest.raises(ValueError, match="batchsize"):
+        Scorer.from_pretrained(str(tmp_path), batchsize=8)  # a typo is an error, not ignored
+    with pytest.raises(ValueError, match="batch_size"):
+        ScoringSettings().scoring(batch_size=0)

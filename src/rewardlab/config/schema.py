@@ -363,9 +363,11 @@ class ScoringSettings(StrictModel):
         False, description="Return (score − mean) / std with the eval statistics saved with the model."
     )
 
-    def scoring(self) -> ScoringSettings:
-        """These settings alone (what the Scorer takes), from a command's config that extends them."""
-        return ScoringSettings(**{name: getattr(self, name) for name in ScoringSettings.model_fields})
+    def scoring(self, **overrides: Any) -> ScoringSettings:
+        """These settings alone (what the Scorer takes), from a command's config that extends them, with
+        ``overrides`` applied and validated (an unknown name or a bad value raises a ``ValidationError``)."""
+        return ScoringSettings.model_validate({name: getattr(self, name) for name in ScoringSettings.model_fields}
+                                              | overrides)  # fmt: skip
 
 
 class ScoreConfig(ScoringSettings):

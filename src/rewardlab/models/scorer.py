@@ -124,7 +124,7 @@ class Scorer:
     def from_pretrained(cls, path: str, settings: ScoringSettings | None = None, **overrides: Any) -> Scorer:
         """Load a model directory (:meth:`RewardBundle.load`): ``settings`` or keyword overrides of its fields
         (``batch_size=8, device="cpu", dtype="bfloat16", max_length=512, share_prompts=False``)."""
-        settings = (settings or ScoringSettings()).model_copy(update=overrides)
+        settings = (settings or ScoringSettings()).scoring(**overrides)
         bundle = RewardBundle.load(path, device=resolve_device(settings.device), dtype=settings.dtype,
                                    max_length=settings.max_length)  # fmt: skip
         return cls(bundle, settings)

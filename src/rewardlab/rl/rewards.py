@@ -50,7 +50,7 @@ class ModelReward:
                         **overrides: Any) -> ModelReward:  # fmt: skip
         """``settings`` (:class:`~rewardlab.config.schema.ScoringSettings`) or keyword overrides of its fields
         (``device="cpu", normalize=True, batch_size=32``)."""
-        settings = (settings or ScoringSettings()).model_copy(update=overrides)
+        settings = (settings or ScoringSettings()).scoring(**overrides)
         scorer = Scorer.from_pretrained(str(path), settings)
         return cls(
             scorer, normalize=settings.normalize, name=Path(path).name or "rewardlab", image_column=image_column
