@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # rewardlab's GPU benchmark in one command (see bench/gpu/README.md). From the repository root:
-#   bash bench/gpu/run.sh --out "$OUT"        # one GPU, ~7 minutes; results.json + results.md in --out
+#   bash bench/gpu/run.sh --out DIR           # one GPU, ~7 minutes; results.json + results.md in DIR
 #   bash bench/gpu/run.sh --dry --out DIR     # the same code on a CPU at tiny sizes, about a minute
 # Offline: Python packages the machine lacks come as wheels in .whl/ (bench/gpu/fetch_wheels.sh downloads them).
 set -u
@@ -12,7 +12,7 @@ for ((i = 0; i < ${#args[@]}; i++)); do
   [ "${args[$i]}" = "--out" ] && out="${args[$((i + 1))]:-}"
 done
 if [ -z "$out" ]; then
-  out="${OUT:-./gpu-results}"
+  out="./gpu-results"
   args+=(--out "$out")
 fi
 mkdir -p "$out"
