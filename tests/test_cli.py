@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rewardlab.cli import main
+from rewardlab.cli import build_parser, config_from, main
+from rewardlab.config.schema import ServeConfig
 from rewardlab.data.synthetic import make_pairs
 from rewardlab.models.scorer import Scorer
 from tests.tiny import make_workspace, write_jsonl
@@ -235,3 +236,17 @@ def test_demo_command_writes_its_summary_per_flaw(tmp_path, capsys):
     final = json.loads((out / "results.json").read_text())["metrics"]["eval_accuracy"]
     assert summary["accuracy"] == pytest.approx(final, abs=1 / 20 + 1e-9)  # one near-tie may flip
     assert "by flaw:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--strip-texts", "<|im_end|>", "--strip-texts", "</s>"],
+        ["strip_texts=<|im_end|>,</s>"],
+        ["strip_texts=[<|im_end|>, </s>]"],
+    ],
+)
+def test_list_settings_work_as_flags_and_overrides(args):
+    ns, extra = build_parser().parse_known_args(["serve", "--model", "m", *args])
+    ns.overrides = [*ns.overrides, *extra]
+    assert config_from(ns, ServeConfig).strip_texts == ["<|im_end|>", "</s>"]

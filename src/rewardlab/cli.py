@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -27,15 +28,18 @@ C = TypeVar("C", bound=BaseModel)
 
 
 def add_fields(parser: argparse.ArgumentParser, cls: type[BaseModel], skip: tuple[str, ...] = ()) -> None:
-    """``--flag`` per config field; the help text is the field's description (documented once)."""
+    """``--flag`` per config field; the help text is the field's description (documented once). A list field's flag
+    repeats (``--strip-texts A --strip-texts B``)."""
     for name, field in cls.model_fields.items():
         if name in skip:
             continue
         flag = "--" + name.replace("_", "-")
-        default = None if field.is_required() else field.default
-        help_text = f"{field.description} (default: {default})" if default is not None else field.description
+        default = None if field.is_required() else field.get_default(call_default_factory=True)
+        help_text = f"{field.description} (default: {default})" if default not in (None, []) else field.description
         if field.annotation is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif typing.get_origin(field.annotation) is list:
+            parser.add_argument(flag, dest=name, action="append", default=None, help=help_text + " (repeatable)")
         else:
             parser.add_argument(flag, dest=name, default=None, required=field.is_required(), help=help_text)
 

@@ -416,7 +416,8 @@ class ServeConfig(ScoringSettings):
     strip_texts: list[str] = Field(
         default_factory=list,
         description="/get_reward: more strings removed from the end of responses, e.g. the policy's EOS when its "
-        "tokenizer differs from the model's (`strip_texts=['<|im_end|>']`).",
+        "tokenizer differs from the model's (`--strip-texts '<|im_end|>'`, repeatable; `strip_texts=A,B`; or a "
+        "YAML list).",
     )
     graceful_shutdown_s: float = Field(
         30.0, ge=0, description="On SIGTERM/Ctrl-C, how long in-flight requests may take to finish."
@@ -428,11 +429,14 @@ class ServeConfig(ScoringSettings):
     @model_validator(mode="before")
     @classmethod
     def _old_names(cls, value: Any) -> Any:
-        """``max_batch_size`` is the old name of ``batch_size`` (configs written for earlier versions still load)."""
+        """``max_batch_size`` is the old name of ``batch_size`` (configs written for earlier versions still load);
+        ``strip_texts`` given as one string is a comma-separated list."""
         if isinstance(value, dict) and "max_batch_size" in value:
             value = dict(value)
             old = value.pop("max_batch_size")
             value.setdefault("batch_size", old)
+        if isinstance(value, dict) and isinstance(value.get("strip_texts"), str):  # key=value: a comma list
+            value = {**value, "strip_texts": [t for t in value["strip_texts"].split(",") if t]}
         return value
 
 
