@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -185,6 +187,8 @@ def test_export_reloads_through_auto_classes_with_identical_scores(tiny_dirs, tm
     expected = scorer.score([t[0] for t in texts], [t[1] for t in texts])
     out = save_reward_model(model, tok, tmp_path / "export", ExportMeta(max_length=128))
     assert (out / "rewardlab.json").is_file() and (out / "model.safetensors").is_file()
+    # A class name transformers 4 (reward-bench's pin) can load too; transformers 5 calls it TokenizersBackend.
+    assert json.loads((out / "tokenizer_config.json").read_text())["tokenizer_class"] != "TokenizersBackend"
     # rewardlab's loader
     again = Scorer.from_pretrained(str(out), device="cpu")
     assert again.score([t[0] for t in texts], [t[1] for t in texts]) == pytest.approx(expected, abs=1e-5)

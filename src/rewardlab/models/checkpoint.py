@@ -78,12 +78,14 @@ def save_tokenizer(tokenizer: Any, directory: Path, meta: ExportMeta, pooling: s
     saved = meta.input_format
     if saved is None:
         tokenizer.save_pretrained(directory)
+        portable_tokenizer_class(directory)
         return meta
     fmt = meta.text_format(pooling)
     export_tokenizer(tokenizer, fmt, trained_with_template=saved.get("chat_template") == "trained").save_pretrained(
         directory
     )
     pin_special_tokens(directory, fmt)
+    portable_tokenizer_class(directory)
     if natural_call_matches(directory, tokenizer, fmt, pooling):
         return meta
     logger.warning(
@@ -94,6 +96,23 @@ def save_tokenizer(tokenizer: Any, directory: Path, meta: ExportMeta, pooling: s
     eos = " + tokenizer.eos_token" if fmt.append_eos else ""
     recipe = f"tokenizer(prompt + response{eos}, add_special_tokens=False)"
     return meta.model_copy(update={"input_format": {**saved, "recipe": recipe}})
+
+
+# transformers 5 names its fast-tokenizer base class TokenizersBackend and writes that name into
+# tokenizer_config.json; transformers 4 (which reward-bench and older stacks pin) knows it as PreTrainedTokenizerFast,
+# a name transformers 5 still reads.
+PORTABLE_TOKENIZER_CLASSES = {"TokenizersBackend": "PreTrainedTokenizerFast"}
+
+
+def portable_tokenizer_class(directory: Path) -> None:
+    """Name the saved tokenizer's class so that transformers 4 and 5 both load it (see above)."""
+    path = directory / "tokenizer_config.json"
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if config.get("tokenizer_class") in PORTABLE_TOKENIZER_CLASSES:
+        config["tokenizer_class"] = PORTABLE_TOKENIZER_CLASSES[config["tokenizer_class"]]
+        path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 PROBE = ("Tell me about tea.", " Green tea is steeped in water below boiling.")
