@@ -145,6 +145,9 @@ def test_bad_requests_and_images_only_when_registered(tmp_path):
         r = http.post("/api/label", json={"item_id": 1, "annotator": "x", "value": "maybe"})
         assert r.status_code == 422 and "a, b, tie, skip" in r.json()["error"]["message"]
         assert http.post("/api/label", json={"item_id": 1, "annotator": "", "value": "a"}).status_code == 422
+        assert http.post("/api/label", json={"item_id": 1, "annotator": "   ", "value": "a"}).status_code == 422
+        assert http.post("/api/label", json={"item_id": 10**30, "annotator": "x", "value": "a"}).status_code == 422
+        assert http.post("/api/label", json={"item_id": 1, "annotator": "x", "value": [True, 1, 1]}).status_code == 422
         page = http.get("/label", params={"annotator": "x"})
         assert page.status_code == 200 and 'src="images/1/0"' in page.text and "0/2 items" in page.text
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "p", "responses": ["only one"]}])

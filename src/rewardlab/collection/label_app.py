@@ -11,12 +11,12 @@ from __future__ import annotations
 import hmac
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
 from rewardlab.collection.label_store import LabelStore
 from rewardlab.data.records import plain_text
@@ -27,16 +27,20 @@ def templates() -> Environment:
     return Environment(loader=PackageLoader("rewardlab", "templates"), autoescape=select_autoescape(["html"]))
 
 
+# A name of blanks is no name; ids beyond SQLite's 64-bit integers are no item; ranks are integers, not booleans.
+Annotator = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
 class LabelBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    item_id: int
-    annotator: str = Field(min_length=1, max_length=100)
-    value: str | list[int] | dict[str, Any]
+    item_id: int = Field(ge=0, lt=2**63)
+    annotator: Annotator
+    value: str | list[StrictInt] | dict[str, Any]
 
 
 class UndoBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    annotator: str = Field(min_length=1, max_length=100)
+    annotator: Annotator
 
 
 def as_text(value: Any) -> str:
