@@ -133,13 +133,17 @@ def test_bad_requests_and_images_only_when_registered(tmp_path):
     (tmp_path / "data" / "page.png").write_bytes(b"\x89PNG fake")
     data = write_jsonl(tmp_path / "data" / "rows.jsonl", [
         {"prompt": "p", "chosen": "x", "rejected": "y", "images": ["page.png"]},
-        {"prompt": "q", "chosen": "x", "rejected": "y", "images": ["../secret.png"]}])  # fmt: skip
+        {"prompt": "q", "chosen": "x", "rejected": "y", "images": ["../secret.png"]},
+        {"prompt": "r", "chosen": "x", "rejected": "y", "images": [str(tmp_path / "secret.png")]},
+        {"prompt": "s", "chosen": "x", "rejected": "y", "images": [str(tmp_path / "data" / "page.png")]}])  # fmt: skip
     store = LabelStore(tmp_path / "db.sqlite")
     store.add_rows(rows_of(data), str(data))
     app = create_label_app(store, image_root=str(tmp_path / "data"))
     with AppServer(app) as server, httpx.Client(base_url=server.url, timeout=120) as http:
         assert http.get("/images/1/0").content == b"\x89PNG fake"
         assert http.get("/images/2/0").status_code == 404  # registered, but outside the data folder
+        assert http.get("/images/3/0").status_code == 404  # an absolute path outside it too
+        assert http.get("/images/4/0").content == b"\x89PNG fake"  # an absolute path inside it is served
         assert http.get("/images/1/5").status_code == 404
         assert http.post("/api/label", json={"item_id": 77, "annotator": "x", "value": "a"}).status_code == 404
         r = http.post("/api/label", json={"item_id": 1, "annotator": "x", "value": "maybe"})
@@ -149,7 +153,7 @@ def test_bad_requests_and_images_only_when_registered(tmp_path):
         assert http.post("/api/label", json={"item_id": 10**30, "annotator": "x", "value": "a"}).status_code == 422
         assert http.post("/api/label", json={"item_id": 1, "annotator": "x", "value": [True, 1, 1]}).status_code == 422
         page = http.get("/label", params={"annotator": "x"})
-        assert page.status_code == 200 and 'src="images/1/0"' in page.text and "0/2 items" in page.text
+        assert page.status_code == 200 and 'src="images/1/0"' in page.text and "0/4 items" in page.text
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "p", "responses": ["only one"]}])
     assert main(["label", str(bad), "--db", str(tmp_path / "other.sqlite")]) == 2
     assert main(["label", "export", "--db", str(tmp_path / "missing.sqlite"), "--out", str(tmp_path / "o.jsonl")]) == 2

@@ -106,15 +106,13 @@ def create_label_app(store: LabelStore, *, per_item: int = 1, image_root: str | 
         item = store.item(item_id)
         if item is None or not 0 <= k < len(item.images) or not isinstance(item.images[k], str):
             return error(404, "no such image")
-        path = Path(item.images[k])
-        if not path.is_absolute():
-            if image_root is None:
-                return error(404, "no such image")
-            root = Path(image_root).resolve()
-            path = (root / path).resolve()
-            if not path.is_relative_to(root):
-                return error(404, "no such image")
-        if not path.is_file():
+        # Only files inside the data folder are served, whatever a row says (an absolute path included): the app
+        # may face a network, and a data file from elsewhere must not turn it into a file server.
+        if image_root is None:
+            return error(404, "no such image")
+        root = Path(image_root).resolve()
+        path = (root / item.images[k]).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
             return error(404, "no such image")
         return FileResponse(path)
 
