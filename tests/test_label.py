@@ -46,6 +46,7 @@ def test_store_labels_undo_export_and_agreement(tmp_path):
         store.add_label(item_id, "ann", "a")
         store.add_label(item_id, "bob", "a" if item_id < 4 else "b")
     assert store.undo("bob") == 4 and store.add_label(4, "bob", "tie")
+    store.add_label(3, "ann", "a")  # a retried post replaces the standing label: no second record
     store.add_label(5, "ann", [2, 1, 2])
     with pytest.raises(DataError, match="rank from 1 to 3"):
         store.add_label(5, "bob", [1, 2])

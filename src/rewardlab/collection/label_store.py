@@ -146,12 +146,14 @@ class LabelStore:
 
     # -- labels --------------------------------------------------------------------------------------------------
     def add_label(self, item_id: int, annotator: str, value: Any) -> int:
-        """Store a label after checking it fits the item; returns its id."""
+        """Store a label after checking it fits the item; returns its id. An annotator has one standing label per
+        item: a repeated post (a retry, a changed mind) replaces the earlier one, never adds a second."""
         item = self.item(item_id)
         if item is None:
             raise DataError(f"no item {item_id}")
         check_value(item, value)
         with self.connect() as db:
+            db.execute("UPDATE labels SET undone=1 WHERE item_id=? AND annotator=? AND undone=0", (item_id, annotator))
             cur = db.execute("INSERT INTO labels(item_id, annotator, value, created) VALUES (?,?,?,?)",
                              (item_id, annotator, json.dumps(value), time.time()))  # fmt: skip
             return int(cur.lastrowid)
