@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -112,6 +113,15 @@ def test_resume_of_a_finished_run_changes_nothing(workspace):
     assert main(["train", "--config", str(cfg), "resume=true"]) == 0
     assert (files_of(run / "model"), (run / "metrics.jsonl").read_bytes(), files_of(run / "checkpoint-20")) == before
     assert not (run / "checkpoint-21").exists()
+    # Moved elsewhere (only output_dir differs from its saved config): still the same finished run.
+    moved = shutil.copytree(run, workspace / "moved")
+    assert main(["train", "--config", str(cfg), "resume=true", f"output_dir={moved}"]) == 0
+    assert (
+        files_of(moved / "model"),
+        (moved / "metrics.jsonl").read_bytes(),
+        files_of(moved / "checkpoint-20"),
+    ) == before
+    assert not (moved / "checkpoint-21").exists()
 
 
 def test_resume_cuts_the_metrics_back_and_a_fresh_run_restarts_them(workspace, caplog):

@@ -55,7 +55,8 @@ def tidy_run_dir(run_dir: Path) -> None:
 
 
 def finished_run(run_dir: Path, cfg: Any) -> dict[str, Any] | None:
-    """``results.json`` of a run that finished with this very config and still has its export, else None."""
+    """``results.json`` of a run that finished with this very config and still has its export, else None. Where the
+    run directory is (``output_dir``) does not count: a run moved or copied elsewhere is the same finished run."""
     results, config, model = run_dir / "results.json", run_dir / "config.yaml", run_dir / "model"
     if not (results.is_file() and config.is_file() and (model / "rewardlab.json").is_file()):
         return None
@@ -65,7 +66,7 @@ def finished_run(run_dir: Path, cfg: Any) -> dict[str, Any] | None:
     except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError):
         return None
     current = yaml.safe_load(dump_config(cfg.recorded()))
-    ignored = {"resume": None, "tune": None}  # neither changes what `train` does
+    ignored = {"resume": None, "tune": None, "output_dir": None}  # none changes what `train` does
     if not isinstance(saved, dict) or {**saved, **ignored} != {**current, **ignored}:
         return None  # another config (e.g. more steps): resume trains on
     return done
