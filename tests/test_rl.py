@@ -201,7 +201,11 @@ def test_bad_configs_and_data_exit_2_with_one_message(workspace, tmp_path, capsy
     no_rm = rl_config(workspace, "no_rm", rewards=[{"type": "model", "path": str(tmp_path / "no_rm")}])
     code, err = run(no_rm)
     assert code == 2 and "no_rm" in err
-    assert not (workspace / "bad").exists()  # nothing written for a run that could not start
+    for url in ("ftp://host/get_reward", "not a url"):
+        remote = rl_config(workspace, "bad_url", rewards=[{"type": "remote", "url": url}])
+        code, err = run(remote)
+        assert code == 2 and f"url {url!r} is not an http(s) URL" in err and "Traceback" not in err
+    assert not (workspace / "bad").exists() and not (workspace / "bad_url").exists()  # nothing written
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ This module knows nothing of torch. The ``training:`` section is a free mapping 
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -509,6 +510,10 @@ class RewardSource(ScoringSettings):
         need = {"rule": "rule", "model": "path", "remote": "url"}[self.type]
         if getattr(self, need) in (None, "", []):
             raise ValueError(f"a `{self.type}` reward needs `{need}`")
+        for url in [self.url] if isinstance(self.url, str) else self.url or []:
+            parsed = urllib.parse.urlsplit(url)
+            if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                raise ValueError(f"url {url!r} is not an http(s) URL; give `rewardlab serve`'s, e.g. http://host:8000")
         return self
 
 
