@@ -29,7 +29,8 @@ class ModelReward:
         normalize: subtract the eval-score mean and divide by the std saved in ``rewardlab.json``.
         name: the name TRL logs the reward under (``rewards/<name>/mean``).
 
-    Prompts and completions are plain strings or chat messages, as TRL passes them. Vision RMs read each
+    Prompts and completions are plain strings or chat messages, as TRL passes them. Encoder RMs (a text pair) and
+    vision RMs score chat prompts as their last user turn's text and completions as their text. Vision RMs read each
     completion's images from the ``images`` (or ``image``) column of the dataset, which TRL hands to reward
     functions; the text of a multimodal message is its text parts. TRL also feeds an ``images`` column to the
     *policy* (as a multimodal prompt): with a text-only policy, put the RM's images in another column and name it
@@ -57,9 +58,10 @@ class ModelReward:
         )
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float]:
-        images = None
-        if self.scorer.is_vision:
-            images = _images(columns, self.image_columns)
+        images = _images(columns, self.image_columns) if self.scorer.is_vision else None
+        # A vision RM scores plain text against its image; an encoder RM a (prompt, response) text pair, which no
+        # chat template renders: both get a conversation's last user turn as the prompt, the completion's text.
+        if self.scorer.is_vision or self.scorer.model.pooling == "cls":
             prompts = [_text(p, last_user=True) for p in prompts]
             completions = [_text(c) for c in completions]
         return self.scorer.score(list(prompts), list(completions), normalize=self.normalize, images=images)
