@@ -247,3 +247,14 @@ def test_lora_export_merged_and_adapter(tiny_dirs, tmp_path):
     assert Scorer(RewardBundle.from_model(model, tok, max_length=128)).score(
         [p.prompt for p in PAIRS[:3]], [p.chosen for p in PAIRS[:3]]
     ) == pytest.approx(expected, abs=1e-6)
+
+
+def test_model_card_says_how_to_fill_openrlhfs_normalization_buffers():
+    from rewardlab.data.input_format import InputFormat
+    from rewardlab.models.export_meta import Normalization
+    from rewardlab.models.model_card import render_model_card
+
+    fmt = InputFormat().as_json(chat_template="concat")
+    card = render_model_card(ExportMeta(input_format=fmt, normalization=Normalization(mean=0.1, std=2.0)), name="m")
+    assert "model.mean.fill_(model.config.mean); model.std.fill_(model.config.std)" in card
+    assert "fill_" not in render_model_card(ExportMeta(input_format=fmt), name="m")  # no statistics, no advice

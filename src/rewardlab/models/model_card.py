@@ -105,6 +105,15 @@ def _input_format(fmt: dict[str, Any], meta: ExportMeta) -> str:
     return f"## Input format\n\nBuild the input with `{recipe}`. {how} {template}{pad}"
 
 
+# OpenRLHF 0.11's reward-normalization buffers (mean, std) are not restored from config.json when it loads a model
+# under transformers 5: they hold uninitialised memory (OpenRLHF PR #1343); the interop test sets them as below.
+OPENRLHF_BUFFERS = (
+    " With transformers 5, OpenRLHF 0.11 loads those two buffers uninitialised: after "
+    "`get_llm_for_sequence_regression(..., normalize_reward=True)`, set them from the config "
+    "(`model.mean.fill_(model.config.mean); model.std.fill_(model.config.std)`)."
+)
+
+
 def _usage(fmt: dict[str, Any], meta: ExportMeta) -> str:
     pair = fmt.get("layout") == "pair"
     call = 'tok(prompt, response, return_tensors="pt")' if pair else 'tok(prompt + response, return_tensors="pt")'
@@ -126,6 +135,7 @@ def _usage(fmt: dict[str, Any], meta: ExportMeta) -> str:
     reader = "`rewardlab score --normalize`" + ("" if pair else " and OpenRLHF (`--normalize_reward`)")
     normalize = (
         f"\n\n`config.json` carries `mean` and `std` of the eval scores, used to normalize by {reader}."
+        + ("" if pair else OPENRLHF_BUFFERS)
         if meta.normalization
         else ""
     )
