@@ -330,3 +330,26 @@ def test_training_and_scoring_refuse_image_paths_that_leave_the_data_folder(tmp_
     assert ok[0].images == (str(data.parent / "shots" / "x.png"),)
     with pytest.raises(DataError, match=r"train.jsonl:images: record r2: image \.\./secret\.png resolves outside"):
         resolve_image_paths([PreferencePair("p", "a", "b", images=("../secret.png",), id="r2")], str(data))
+
+
+def test_a_lone_surrogate_is_a_clear_error_in_files_commands_and_the_scorer(tmp_path, capsys):
+    """JSON's "\\ud800" decodes to half a UTF-16 pair, which no tokenizer encodes (a TypeError deep inside it
+    before): files name the row and field, the commands exit 2, the Scorer raises a DataError."""
+    from rewardlab.cli import main
+    from rewardlab.models.scorer import Scorer
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text('{"prompt": "p", "chosen": "fine", "rejected": "ok"}\n'
+                    '{"prompt": "p", "chosen": "bad \\ud800", "rejected": "ok"}\n', encoding="utf-8")  # fmt: skip
+    assert main(["inspect", str(data), "--json", str(tmp_path / "report.json")]) == 0
+    listed = json.loads((tmp_path / "report.json").read_text())["problems"]["listed"]
+    assert [(p["row"], p["field"]) for p in listed] == [(2, "chosen")] and "lone surrogate" in listed[0]["message"]
+    capsys.readouterr()
+    model = make_tiny(tmp_path / "m")
+    assert (
+        main(["compare", "--model", str(model), "--device", "cpu", "--prompt", "p", "--a", "x\udcff", "--b", "y"]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "lone surrogate (U+DCFF at character 1)" in err and "Traceback" not in err
+    with pytest.raises(DataError, match=r"response 1 of 1: the prompt holds a lone surrogate \(U\+D800"):
+        Scorer.from_pretrained(str(model), device="cpu").score("p\ud800", ["r"])

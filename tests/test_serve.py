@@ -322,6 +322,7 @@ TEXT_CASES = [
     # (name, route, body (dict → JSON; bytes → raw), status, field the error names or None)
     ("malformed JSON", "/v1/score", b'{"items": [{', 422, None),
     ("not UTF-8", "/v1/score", b"\xff\xfe\x00", 422, None),
+    ("lone surrogate", "/v1/score", b'{"items": [{"prompt": "p", "response": "r\\ud800"}]}', 422, "items[0]"),
     ("body is a list", "/v1/score", [1, 2], 422, None),
     ("no items", "/v1/score", {}, 422, "items"),
     ("empty items", "/v1/score", {"items": []}, 422, "items"),

@@ -14,6 +14,18 @@ Message = dict[str, Any]
 Text = Union[str, list[Message]]
 
 
+def lone_surrogate(value: Text) -> str | None:
+    """Where ``value`` holds a lone surrogate (U+D800..U+DFFF: half of a UTF-16 pair, not a character; JSON's
+    ``"\\ud800"`` decodes to one, and undecodable command-line bytes become one), as ``"U+D800 at character 3"``;
+    None for text that is all characters. Tokenizers cannot encode such text."""
+    text = plain_text(value, turn_sep="\n", part_sep="\n")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"U+{ord(text[exc.start]):04X} at character {exc.start}"
+    return None
+
+
 def plain_text(
     value: Text,
     *,
@@ -34,6 +46,9 @@ def plain_text(
         messages = [m for m in messages if m.get("role") == "user"][-1:]
     texts = []
     for message in messages:
+        if not isinstance(message, dict):
+            texts.append(str(message))
+            continue
         content = message.get("content")
         if not isinstance(content, str):
             parts = content if isinstance(content, list) else []

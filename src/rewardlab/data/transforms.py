@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rewardlab.data.input_format import InputFormat
-from rewardlab.data.records import PreferencePair, RankedGroup, Text
+from rewardlab.data.records import PreferencePair, RankedGroup, Text, lone_surrogate
 from rewardlab.errors import DataError
 
 
@@ -61,6 +61,14 @@ class EncodedText:
 # punctuation), so the kept tail still holds more than ``max_length`` tokens and the ids kept equal those of
 # the whole text. Text a character cap cuts counts as over-long: truncated, or dropped by ``overlong="drop"``.
 MAX_CHARS_PER_TOKEN = 32
+
+
+def check_characters(prompt: Text, response: Text) -> None:
+    """A :class:`DataError` for a prompt or response holding a lone surrogate, which no tokenizer encodes (it
+    failed deep inside the tokenizer with a TypeError before)."""
+    for name, value in (("prompt", prompt), ("response", response)):
+        if (where := lone_surrogate(value)) is not None:
+            raise DataError(f"the {name} holds a lone surrogate ({where}), which is not text; fix its encoding")
 
 
 def bound_text(prompt: str, response: str, char_cap: int) -> tuple[str, str, bool]:
@@ -208,6 +216,7 @@ class TextTransform:
         ``max_length * MAX_CHARS_PER_TOKEN`` characters) and the policy is ``drop``."""
         if images:
             raise DataError("the record has images but the model is text-only; use a vision-language backbone")
+        check_characters(prompt, response)
         prompt_text, response_text, templated = self._render(prompt, response)
         self.templated_rows += templated
         prompt_text, response_text, cut = bound_text(prompt_text, response_text, self.max_length * MAX_CHARS_PER_TOKEN)
@@ -482,6 +491,7 @@ class VisionTransform:
         """One row; pass ``pixels`` (from :meth:`pixel_inputs`) to reuse an image already processed."""
         if not isinstance(prompt, str) or not isinstance(response, str):
             raise DataError("vision records take plain-string prompts and responses")
+        check_characters(prompt, response)
         pixels = pixels if pixels is not None else self.pixel_inputs(images)
         tok = self.tokenizer
         counts = self.image_token_counts(pixels)

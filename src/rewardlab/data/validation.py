@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from rewardlab.config.schema import ColumnMap
-from rewardlab.data.records import ReadReport, Text
+from rewardlab.data.records import ReadReport, Text, lone_surrogate
 from rewardlab.errors import DataError
 
 _MESSAGE_HINT = 'a message is an object like {"role": "user", "content": "..."}'
@@ -64,13 +64,19 @@ def require_field(row: dict[str, Any], col: str, rowno: int, ctx: RowContext) ->
         )
 
 
+def _all_characters(value: Text, field: str, rowno: int, ctx: RowContext) -> Text:
+    if (where := lone_surrogate(value)) is not None:
+        raise ctx.error(f"holds a lone surrogate ({where}), which is not text; fix the row's encoding", rowno, field)
+    return value
+
+
 def check_text(value: Any, field: str, rowno: int, ctx: RowContext, *, allow_empty: bool = False) -> Text:
     if value is None:
         raise ctx.error("is null; every row needs a value here: fill it in or remove the row", rowno, field)
     if isinstance(value, str):
         if not value and not allow_empty:
             raise ctx.error("is an empty string; fill in the response or remove the row", rowno, field)
-        return value
+        return _all_characters(value, field, rowno, ctx)
     if isinstance(value, list):
         if not value and not allow_empty:
             raise ctx.error("is an empty list of messages; fill in the response or remove the row", rowno, field)
@@ -83,7 +89,7 @@ def check_text(value: Any, field: str, rowno: int, ctx: RowContext, *, allow_emp
                 raise ctx.error(
                     f"is not a chat message ({short_repr(message)}); {_MESSAGE_HINT}", rowno, f"{field}[{i}]"
                 )
-        return value
+        return _all_characters(value, field, rowno, ctx)
     raise ctx.error(
         f"must be a string or a list of chat messages, got a {type_name(value)} ({short_repr(value)})", rowno, field
     )
