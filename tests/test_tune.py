@@ -88,6 +88,11 @@ def test_without_held_out_data_tune_holds_out_a_share_of_train(workspace):
         ("tune.space={learning_rate: {low: 1.0e-3, high: 1.0e-5}}", "give `low` < `high`"),
         ("tune.space={num_train_epochs: {choices: [1, 2], low: 1}}", "not both"),
         ("tune.space={seed: {choices: [1, 2]}}", "seed cannot be searched"),
+        (
+            "tune.space={weight_decay: {choices: [0.0, heavy]}}",
+            "tune.space.weight_decay: training.weight_decay: expected a number, got 'heavy'",
+        ),
+        ("tune.space={num_train_epochs: {choices: [1, 0]}}", "tune.space.num_train_epochs: training.num_train_epochs"),
         ("tune.metric=f1", "tune.metric"),
         ("tune.trials=0", "tune.trials"),
         ("tune.random_trials=0", "tune.random_trials"),

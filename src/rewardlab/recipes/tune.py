@@ -52,12 +52,19 @@ def suggest(trial: Any, name: str, spec: SearchRange) -> Any:
 def tune_config(cfg: TrainConfig) -> TrainConfig:
     """The config the trials train with: checkpoints off (a trial is scored, not kept), and a held-out split of
     ``data.train`` when the config names none."""
-    from rewardlab.training.arguments import check_training_keys
+    from rewardlab.training.arguments import check_training_keys, check_training_values
 
     check_training_keys({k: None for k in cfg.tune.space})
     fixed = [k for k in cfg.tune.space if k in ("seed", "output_dir")]
     if fixed:
         raise ConfigError(f"tune.space: {fixed[0]} cannot be searched (set it at the top level)")
+    for name, spec in cfg.tune.space.items():  # every value a trial may draw, checked before anything is written
+        for value in spec.choices if spec.choices is not None else (spec.low, spec.high):
+            try:
+                check_training_values({name: value})
+            except ConfigError as exc:
+                problem = str(exc).split("\n  - ", 1)[-1]
+                raise ConfigError(f"tune.space.{name}: {problem}") from None
     data = cfg.data
     if data.eval is None and not data.eval_fraction:
         share = 100 * cfg.tune.eval_fraction
