@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import socket
 from pathlib import Path
 
 import pytest
@@ -205,6 +206,11 @@ def test_bad_configs_and_data_exit_2_with_one_message(workspace, tmp_path, capsy
         remote = rl_config(workspace, "bad_url", rewards=[{"type": "remote", "url": url}])
         code, err = run(remote)
         assert code == 2 and f"url {url!r} is not an http(s) URL" in err and "Traceback" not in err
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}/get_reward"
+    code, err = run(rl_config(workspace, "bad_url", rewards=[{"type": "remote", "url": closed}]))
+    assert code == 2 and f"rewards: {closed} cannot be reached" in err and "Traceback" not in err
     assert not (workspace / "bad").exists() and not (workspace / "bad_url").exists()  # nothing written
 
 

@@ -100,11 +100,35 @@ def check_rl_dependencies(cfg: RLConfig) -> None:
             raise ConfigError("a remote reward needs httpx: pip install 'rewardlab[rl]'") from None
 
 
+# Seconds a remote reward server may take to answer the check before the run: a hang guard, not a benchmark.
+REACH_TIMEOUT_S = 30.0
+
+
+def check_remote_rewards(cfg: RLConfig) -> None:
+    """Every remote reward server answers (any HTTP status will do: OpenRLHF-style servers have no /health), so an
+    unreachable URL fails before anything is written, not at the first training step."""
+    import httpx
+
+    from rewardlab.serving.client import parse_endpoint
+
+    for source in (r for r in cfg.rewards if r.type == "remote"):
+        for url in [source.url] if isinstance(source.url, str) else source.url or []:
+            base = parse_endpoint(url, "auto", 1.0).base
+            try:
+                httpx.get(f"{base}/health", timeout=REACH_TIMEOUT_S)
+            except httpx.HTTPError as exc:
+                raise ConfigError(
+                    f"rewards: {url} cannot be reached ({type(exc).__name__}: {exc}); start the reward server first, "
+                    "or fix the URL"
+                ) from None
+
+
 def run_rl(cfg: RLConfig) -> RLResult:
     """Fine-tune ``cfg.policy`` with ``cfg.rewards``. Data and config problems raise before anything is written."""
     check_rl_dependencies(cfg)
     run_dir = Path(cfg.output_dir)
     check_output_dir(run_dir)
+    check_remote_rewards(cfg)
     train_rows, eval_rows = split_prompts(cfg)  # before torch is imported: a wrong path fails at once
     with run_lock(run_dir):
         tidy_run_dir(run_dir)
