@@ -112,6 +112,16 @@ def test_bad_input_exits_2(tmp_path, capsys):
     assert "no .html files" in capsys.readouterr().err
     assert main(["capture", str(bad), "--out", str(tmp_path / "o"), "--viewport", "big"]) == 2
     assert main(["capture", str(bad), "--out", str(tmp_path / "o"), "--browser", str(tmp_path / "nochrome")]) == 2
+    (tmp_path / "not_executable").write_text("#!/bin/sh\n")
+    assert (
+        main(["capture", str(bad), "--out", str(tmp_path / "o"), "--browser", str(tmp_path / "not_executable")]) == 2
+    )
+    assert "is not executable" in capsys.readouterr().err
+    good = tmp_path / "good.txt"
+    good.write_text("http://127.0.0.1:9/ok\n")
+    assert main(["capture", str(good), "--out", str(tmp_path / "o"), "--browser", "/bin/true"]) == 2
+    err = capsys.readouterr().err
+    assert "/bin/true did not start as a Chromium" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
 
 

@@ -37,6 +37,8 @@ def find_chromium(path: str | None) -> str:
     if not Path(candidate).is_file():
         raise ConfigError(f"no Chromium at {candidate}: install the system's (apt-get install chromium) or give "
                           "browser=PATH; rewardlab never downloads a browser")  # fmt: skip
+    if not os.access(candidate, os.X_OK):
+        raise ConfigError(f"{candidate} is not executable: give browser=PATH of a Chromium (chmod +x if it is one)")
     return candidate
 
 
@@ -121,7 +123,12 @@ async def capture_all(jobs: list[CaptureJob], out_dir: Path, *, browser_path: st
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     limit = asyncio.Semaphore(parallel)
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=browser_path, headless=True, args=CHROMIUM_ARGS)
+        try:
+            browser = await pw.chromium.launch(executable_path=browser_path, headless=True, args=CHROMIUM_ARGS)
+        except Exception as exc:  # playwright's Error: the program did not start as a Chromium
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"{browser_path} did not start as a Chromium ({first}); give browser=PATH of one "
+                              "(apt-get install chromium)") from None  # fmt: skip
         try:
 
             async def one(job: CaptureJob) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import random
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,15 +32,7 @@ def run_capture(cfg: CaptureConfig) -> CaptureResult:
     except ImportError:
         raise ConfigError("capture needs Playwright: pip install 'rewardlab[collect]' (and the system's chromium)"
                           ) from None  # fmt: skip
-    from rewardlab.collection.capture import (
-        CaptureJob,
-        capture_all,
-        done_keys,
-        find_chromium,
-        parse_viewport,
-        read_targets,
-    )
-    from rewardlab.data.files import cut_unfinished_line, output_errors
+    from rewardlab.collection.capture import CaptureJob, done_keys, find_chromium, parse_viewport, read_targets
 
     viewports = [parse_viewport(v) for v in cfg.viewports]
     browser = find_chromium(cfg.browser)
@@ -52,6 +45,24 @@ def run_capture(cfg: CaptureConfig) -> CaptureResult:
     if done:
         logger.info("%s: %d of %d screenshots already done", out, len(jobs) - len(todo), len(jobs))
     counts = {"ok": 0, "failed": 0}
+    created = not out.exists()
+    try:
+        _capture_into(out, manifest, todo, browser, cfg, counts)
+    except ConfigError:
+        if created and not any(p.is_file() and p.stat().st_size for p in out.rglob("*")):
+            shutil.rmtree(out)  # the browser would not start: leave nothing behind (only empty files were made)
+        raise
+    if cfg.describe:
+        write_descriptions(manifest, out / "descriptions.jsonl", cfg.rejected_per_page)
+    return CaptureResult(manifest, counts["ok"], counts["failed"], len(jobs) - len(todo))
+
+
+def _capture_into(out: Path, manifest: Path, todo: list, browser: str, cfg: CaptureConfig,
+                  counts: dict[str, int]) -> None:  # fmt: skip
+    """Screenshots of ``todo`` into ``out``, one manifest row each as it is taken."""
+    from rewardlab.collection.capture import capture_all
+    from rewardlab.data.files import cut_unfinished_line, output_errors
+
     with output_errors(out):
         out.mkdir(parents=True, exist_ok=True)
         cut_unfinished_line(manifest)
@@ -67,9 +78,6 @@ def run_capture(cfg: CaptureConfig) -> CaptureResult:
             asyncio.run(capture_all(todo, out, browser_path=browser, full_page=cfg.full_page, wait=cfg.wait,
                                     timeout_s=cfg.timeout_s, retries=cfg.retries, parallel=cfg.parallel,
                                     block_external=cfg.block_external, on_row=on_row, facts=cfg.describe))  # fmt: skip
-    if cfg.describe:
-        write_descriptions(manifest, out / "descriptions.jsonl", cfg.rejected_per_page)
-    return CaptureResult(manifest, counts["ok"], counts["failed"], len(jobs) - len(todo))
 
 
 def write_descriptions(manifest: Path, out: Path, rejected_per_page: int) -> int:
