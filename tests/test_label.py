@@ -126,7 +126,7 @@ def test_twenty_annotators_post_a_thousand_labels_and_none_is_lost(tmp_path):
     assert len(set(got)) == 1000 and summary["agreement"]["items_labeled_twice_or_more"] == 50
 
 
-def test_bad_requests_and_images_only_when_registered(tmp_path):
+def test_bad_requests_and_images_only_when_registered(tmp_path, capsys):
     import httpx
 
     (tmp_path / "data").mkdir()
@@ -157,6 +157,13 @@ def test_bad_requests_and_images_only_when_registered(tmp_path):
         assert page.status_code == 200 and 'src="images/1/0"' in page.text and "0/4 items" in page.text
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "p", "responses": ["only one"]}])
     assert main(["label", str(bad), "--db", str(tmp_path / "other.sqlite")]) == 2
+    assert not (tmp_path / "other.sqlite").exists()  # no usable rows: no empty database left behind
+    (tmp_path / "notes.txt").write_text("not a database, but long enough to have a header " * 4)
+    export = ["label", "export", "--out", str(tmp_path / "o.jsonl")]
+    for args, db in ((["label", str(data)], tmp_path / "notes.txt"), (export, tmp_path / "notes.txt"),
+                     (["label", str(data)], tmp_path / "notes.txt" / "db.sqlite")):  # fmt: skip
+        assert main([*args, "--db", str(db)]) == 2, (args, db)  # not SQLite; in a "folder" that is a file
+        assert "cannot be used as a label database" in capsys.readouterr().err
     assert main(["label", "export", "--db", str(tmp_path / "missing.sqlite"), "--out", str(tmp_path / "o.jsonl")]) == 2
 
 

@@ -50,9 +50,20 @@ class LabelStore:
     def __init__(self, path: str | Path):
         self.path = str(path)
         self._local = threading.local()
-        conn = self._conn()  # autocommit: the journal mode and the schema are set outside a transaction
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.executescript(SCHEMA)
+        try:
+            conn = self._conn()  # autocommit: the journal mode and the schema are set outside a transaction
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(SCHEMA)
+        except sqlite3.Error as exc:  # not an SQLite file, or a folder it cannot be created in
+            raise DataError(f"{path}: cannot be used as a label database ({exc}); give --db an earlier label "
+                            "database, or a new file in a folder you can write") from None  # fmt: skip
+
+    def close(self) -> None:
+        """Close this thread's connection (the store opens a new one when used again)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)

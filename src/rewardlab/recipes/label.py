@@ -29,9 +29,17 @@ def load_items(db: str, data: str | None, seed: int = 0) -> Any:
     from rewardlab.data.readers import iter_rows
 
     rows = list(iter_rows(DataSource(path=data))) if data else []  # read (and checked) before the store is touched
+    created = not Path(db).exists()
     store = LabelStore(db)
     if rows:
-        added = store.add_rows(rows, data or "", seed)
+        try:
+            added = store.add_rows(rows, data or "", seed)
+        except BaseException:
+            if created:  # no usable rows: leave no empty database behind
+                store.close()
+                for suffix in ("", "-wal", "-shm"):
+                    Path(db + suffix).unlink(missing_ok=True)
+            raise
         logger.info("%s: %d new items (%d rows)", db, added, len(rows))
     return store
 
