@@ -43,7 +43,7 @@ def plain_text(
     if turns == "last":
         messages = messages[-1:]
     elif turns == "last_user":
-        messages = [m for m in messages if m.get("role") == "user"][-1:]
+        messages = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"][-1:]
     texts = []
     for message in messages:
         if not isinstance(message, dict):

@@ -70,17 +70,13 @@ class RewardBundle:
     def for_training(cls, cfg: TrainConfig, *, model_cfg: ModelConfig | None = None) -> RewardBundle:
         """The bundle a run trains: the backbone from ``cfg.model`` (seeded), LoRA / quantization applied, the
         transform with the run's ``data`` settings. Settings the model cannot honour fail before the weights load."""
-        from transformers import set_seed
-
-        from rewardlab.models.backbones import load_backbone, load_tokenizer, read_vision_family
+        from rewardlab.models.backbones import load_tokenizer, read_vision_family
 
         model_cfg = model_cfg or cfg.model
         tokenizer = load_tokenizer(model_cfg)
         family = read_vision_family(model_cfg.name_or_path, model_cfg.trust_remote_code)
         check_training_settings(cfg, family)
-        set_seed(cfg.seed)
-        backbone = load_backbone(model_cfg, tokenizer, family)
-        model = RewardModel(backbone, resolve_pooling(backbone, model_cfg.pooling))
+        model = training_model(model_cfg, tokenizer, family, seed=cfg.seed)
         # Encoders read [CLS] at position 0, so they pad on the right; decoders score the same either way.
         side = "right" if model.pooling == "cls" or model_cfg.padding_side == "auto" else model_cfg.padding_side
         meta = ExportMeta(
@@ -137,6 +133,18 @@ class RewardBundle:
         from rewardlab.models.checkpoint import save_reward_model
 
         return save_reward_model(self.model, self.processing, target, meta or self.meta, merge_lora=merge_lora)
+
+
+def training_model(model_cfg: ModelConfig, tokenizer: Any, family: VisionFamily | None, *, seed: int) -> RewardModel:
+    """A freshly initialised (seeded) reward model as ``model_cfg`` says: what :meth:`RewardBundle.for_training`
+    trains, and what a hyperparameter search loads anew for each trial beside the bundle's tokenizer."""
+    from transformers import set_seed
+
+    from rewardlab.models.backbones import load_backbone
+
+    set_seed(seed)
+    backbone = load_backbone(model_cfg, tokenizer, family)
+    return RewardModel(backbone, resolve_pooling(backbone, model_cfg.pooling))
 
 
 def resolve_pooling(model: Any, requested: str) -> str:

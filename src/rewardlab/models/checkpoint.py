@@ -23,7 +23,7 @@ from typing import Any
 from rewardlab.data.files import atomic_directory, recover_directory
 from rewardlab.data.input_format import InputFormat, export_tokenizer, pin_special_tokens
 from rewardlab.errors import ModelError
-from rewardlab.models.export_meta import META_NAME, ExportMeta, Normalization
+from rewardlab.models.export_meta import FORMAT_VERSION, META_NAME, ExportMeta, Normalization
 from rewardlab.models.model_card import write_model_card
 from rewardlab.models.reward_model import RewardModel, unwrap_peft
 from rewardlab.models.vision import is_vision_config
@@ -63,7 +63,7 @@ def write_model_files(
         fmt = meta.text_format(model.pooling)  # what it was built with (format 2 for a model from memory)
         meta = meta.model_copy(update={"input_format": fmt.as_json(chat_template="trained")})
     # Whatever was loaded, the directory written now is a current-format export (its input format recorded).
-    meta = meta.model_copy(update={"format_version": ExportMeta().format_version, "pooling": model.pooling,
+    meta = meta.model_copy(update={"format_version": FORMAT_VERSION, "pooling": model.pooling,
                                    "adapter": adapter})  # fmt: skip
     if tokenizer is not None:
         meta = save_tokenizer(tokenizer, directory, meta, model.pooling)

@@ -96,7 +96,7 @@ def build_trainer(
     :class:`RewardTrainer` of a run, with ``config.yaml`` and ``env.json`` written. ``fresh_model_per_run``: the
     trainer gets a ``model_init`` that loads the backbone anew (seeded) for every ``train()`` call, as a
     hyperparameter search needs."""
-    from rewardlab.models.bundle import RewardBundle
+    from rewardlab.models.bundle import RewardBundle, training_model
     from rewardlab.models.packaged import resolve_packaged
     from rewardlab.recipes.run_record import write_run_record
     from rewardlab.training.arguments import build_training_args
@@ -116,7 +116,7 @@ def build_trainer(
     logger.info("prompt sharing: %s", "on (one block per pair or group, packed rows)" if sharing else "off")
 
     def model_init() -> Any:
-        return RewardBundle.for_training(cfg.model_copy(update={"seed": args.seed}), model_cfg=model_cfg).model
+        return training_model(model_cfg, bundle.tokenizer, bundle.family, seed=args.seed)
 
     trainer = RewardTrainer(
         model=None if fresh_model_per_run else bundle.model,  # with model_init, each run loads its own
