@@ -2,17 +2,26 @@
 
 Run from the repository root (needs ``pip install -e .[bench,minilm]``)::
 
-    python bench/bench_quality.py                                  # hh-rlhf harmless-base halves, seeds 0-2
-    python bench/bench_quality.py --seeds 0 --folds first          # one seed, train on the first half only
+    python bench/bench_quality.py --work runs/q --lock /tmp/heavy.lock   # hh-rlhf harmless-base, 5 folds, seeds 0-2
+    python bench/bench_quality.py --protocol halves                # the first and second halves, seeds 0-2
+    python bench/bench_quality.py --seeds 0 --folds 0 1            # one seed, two of the five folds
     python bench/bench_quality.py --sides rewardlab --variants default keep_dropout shuffle whole_text
     python bench/bench_quality.py --data my_prefs.jsonl            # any preference file, halves by line order
     python bench/bench_quality.py --quick                          # tiny model, generated pairs (smoke test)
     python bench/bench_quality.py --tiny-decoder 800               # the decoder check: tiny Qwen2, 800 pairs
 
-The data file is split into its first and second halves by line order; each fold trains on one half and is
-scored on the other. Every run (side × variant × fold × seed) trains in its own subprocess. Reported per row:
-held-out preference accuracy (ties count half) with its standard error over all scored pairs, and how often the
-model prefers the shorter response; beside them the "shorter wins" / "longer wins" baselines on the same pairs.
+Protocol (``--protocol``): ``kfold`` (the default) gives each row a fold by a hash of its content (``--k``, 5 by
+default), so the folds depend on nothing but the data: no one can pick a split that flatters a side. Each fold is
+scored by the model trained on the other k-1 folds. ``halves`` splits by line order into the first and second half
+(one trains, the other is scored), the protocol of the first quality table. Every run (side x variant x fold x
+seed) trains in its own subprocess; with ``--work DIR`` a finished run's scores are kept and a rerun skips it, so a
+long protocol can be stopped and continued. ``--lock FILE`` holds an exclusive lock on FILE while a run trains (one
+heavy job at a time on a shared machine).
+
+Reported per row: held-out preference accuracy (ties count half) pooled over every scored pair, with its standard
+error over pairs; the paired difference to TRL (the same fold and seed trained both ways), its mean and standard
+error over the pairs of runs; how often the model prefers the shorter response; HHH zero-shot accuracy; beside them
+the "shorter wins" / "longer wins" baselines on the same pairs.
 
 Sides and variants:
 - ``rewardlab``: ``rewardlab train`` (the real path), then the export scored by ``Scorer``. Variants switch one
@@ -29,10 +38,13 @@ Sides and variants:
 from __future__ import annotations
 
 import argparse
+import fcntl
 import gzip
+import hashlib
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,6 +63,7 @@ VARIANTS = {
     "drop_long": {"data": {"overlong": "drop"}},
     "length_debias_1": {"loss": {"length_decorrelation": 1.0}},
     "length_debias_0.1": {"loss": {"length_decorrelation": 0.1}},
+    "no_warmup": {"training": {"warmup_steps": 0.0}},
 }
 # Zero-shot: the HHH-alignment pairs (221, human-written; there the longer answer is usually the better one), put in
 # the hh-rlhf transcript form the models were trained on.
@@ -70,8 +83,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default="minilm", help="Backbone: `minilm` (packaged), a directory or hub name.")
     p.add_argument("--sides", nargs="+", default=["rewardlab", "trl"], choices=["rewardlab", "trl"])
     p.add_argument("--variants", nargs="+", default=["default"], choices=sorted(VARIANTS), help="rewardlab only.")
-    p.add_argument("--folds", nargs="+", default=["first", "second"], choices=["first", "second"],
-                   help="Which half to train on (the other is scored).")  # fmt: skip
+    p.add_argument("--protocol", default="kfold", choices=["kfold", "halves"])
+    p.add_argument("--k", type=int, default=5, help="Folds of the kfold protocol.")
+    p.add_argument("--folds", nargs="+", default=None,
+                   help="Folds to score (kfold: 0..k-1; halves: `first` / `second`, the half trained on). All "
+                   "by default.")  # fmt: skip
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--batch-size", type=int, default=8)
@@ -84,7 +100,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="The decoder check: a tiny Qwen2 built from a config, N generated pairs, the given seeds "
                    "and folds (max length 96, learning rate 2e-3: it starts from random weights).")  # fmt: skip
     p.add_argument("--out", default=None, help="Write all results as JSON here.")
-    p.add_argument("--work", default=None, help="Working directory (default: a temporary one).")
+    p.add_argument("--work", default=None, help="Working directory; finished runs in it are reused.")
+    p.add_argument("--lock", default=None, help="Hold an exclusive lock on this file while each run trains.")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -102,6 +119,24 @@ def full_texts(row: dict[str, Any]) -> tuple[str, str]:
     """The whole chosen and rejected texts (prompt + response when the row has an explicit prompt)."""
     prompt = row.get("prompt") or ""
     return prompt + row["chosen"], prompt + row["rejected"]
+
+
+def fold_of(row: dict[str, Any], k: int) -> int:
+    """The row's fold: a hash of its content, so the split depends on the data alone (and duplicates share one)."""
+    digest = hashlib.sha256(json.dumps(row, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+    return int(digest, 16) % k
+
+
+def splits(rows: list[dict[str, Any]], protocol: str, k: int) -> dict[str, tuple[list, list]]:
+    """Fold name -> (rows trained on, rows scored)."""
+    if protocol == "halves":
+        first, second = rows[: len(rows) // 2], rows[len(rows) // 2 :]
+        return {"first": (first, second), "second": (second, first)}
+    folds = [fold_of(r, k) for r in rows]
+    return {
+        str(i): ([r for r, f in zip(rows, folds) if f != i], [r for r, f in zip(rows, folds) if f == i])
+        for i in range(k)
+    }
 
 
 def write_fold(rows: list[dict[str, Any]], path: Path, whole_text: bool) -> Path:
@@ -216,6 +251,8 @@ def worker_main(spec_path: str) -> None:
     start = time.perf_counter()
     result = run_trl(spec) if spec["side"] == "trl" else run_rewardlab(spec)
     result["seconds"] = round(time.perf_counter() - start, 1)
+    result["spec"] = spec
+    shutil.rmtree(spec["run_dir"], ignore_errors=True)  # the scores are kept; a model per run would fill the disk
     Path(spec["result_path"]).write_text(json.dumps(result), encoding="utf-8")
 
 
@@ -268,17 +305,21 @@ def ensemble_runs(scores: dict[tuple[str, str], list[dict[str, Any]]], held_out:
     return out
 
 
-def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per side/variant: accuracy over every scored pair of every fold and seed, its standard error, per-run
-    accuracies, and the share of preferences that go to the shorter response."""
+    accuracies, the share of preferences that go to the shorter response, and the paired difference to TRL."""
     table: dict[str, dict[str, Any]] = {}
     for run in runs:
         empty = {"n": 0, "correct": 0.0, "prefers_shorter": 0, "unequal": 0, "hhh_n": 0, "hhh_correct": 0.0,
-                 "runs": []}  # fmt: skip
+                 "runs": {}}  # fmt: skip
         row = table.setdefault(run["label"], empty)
         for key in ("n", "correct", "prefers_shorter", "unequal", "hhh_n", "hhh_correct"):
             row[key] += run["metrics"].get(key, 0)
-        row["runs"].append(round(run["metrics"]["correct"] / run["metrics"]["n"], 4))
+        m = run["metrics"]
+        row["runs"][f"{run['fold']}/{run['seed']}"] = {
+            "accuracy": round(m["correct"] / m["n"], 4),
+            "shorter": round(m["prefers_shorter"] / m["unequal"], 4) if m["unequal"] else None,
+        }
     for row in table.values():
         p = row["correct"] / row["n"]
         row.update(
@@ -287,10 +328,45 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
             shorter=row["prefers_shorter"] / row["unequal"],
             hhh=row["hhh_correct"] / row["hhh_n"] if row["hhh_n"] else None,
         )
+    reference = table.get("TRL RewardTrainer")
+    for label, row in table.items():
+        if reference is not None and label != "TRL RewardTrainer":
+            row["vs_trl"] = paired(row["runs"], reference["runs"], "accuracy")
+            row["shorter_vs_trl"] = paired(row["runs"], reference["runs"], "shorter")
     return table
 
 
+def paired(runs: dict[str, dict], reference: dict[str, dict], key: str) -> dict[str, Any] | None:
+    """Mean of the per-run differences (same fold and seed) and its standard error over those pairs of runs."""
+    diffs = [runs[k][key] - reference[k][key] for k in runs if k in reference and runs[k][key] is not None
+             and reference[k][key] is not None]  # fmt: skip
+    if not diffs:
+        return None
+    mean = sum(diffs) / len(diffs)
+    se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs)) if len(diffs) > 1 else None
+    return {"mean": mean, "stderr": se, "n": len(diffs), "positive": sum(d > 0 for d in diffs)}
+
+
 # ---------------------------------------------------------------------------------------------- driver
+
+
+def run_worker(spec: dict[str, Any], work: Path, lock: str | None) -> dict[str, Any]:
+    """One run in its own process; a finished run with the same spec in ``work`` is read back, not retrained."""
+    result_path = Path(spec["result_path"])
+    if result_path.is_file():
+        done = json.loads(result_path.read_text(encoding="utf-8"))
+        if done.get("spec") == spec:
+            return done
+    spec_path = work / f"{result_path.stem}-spec.json"
+    spec_path.write_text(json.dumps(spec), encoding="utf-8")
+    with open(lock or os.devnull, "a") as handle:
+        if lock:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        proc = subprocess.run([sys.executable, __file__, "--worker", str(spec_path)], capture_output=True,
+                              text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})  # fmt: skip
+    if proc.returncode != 0:
+        raise SystemExit(f"{result_path.stem} failed:\n{proc.stderr[-4000:]}")
+    return json.loads(result_path.read_text(encoding="utf-8"))
 
 
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
@@ -298,39 +374,39 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     if args.quick:
         model, rows = quick_inputs(work)
-        args.seeds, args.folds, args.max_length, args.learning_rate = args.seeds[:1], ["first"], 96, 2e-3
+        args.protocol, args.folds, args.max_length, args.learning_rate = "halves", ["first"], 96, 2e-3
+        args.seeds = args.seeds[:1]
     elif args.tiny_decoder:
         model, rows = quick_inputs(work, args.tiny_decoder)
         args.max_length, args.learning_rate = 96, 2e-3
     else:
         model, rows = args.model, read_rows(args.data)
-    halves = {"first": rows[: len(rows) // 2], "second": rows[len(rows) // 2 :]}
+    folds = splits(rows, args.protocol, args.k)
+    args.folds = args.folds or list(folds)
+    unknown = sorted(set(args.folds) - set(folds))
+    if unknown:
+        raise SystemExit(f"--folds {' '.join(unknown)}: the {args.protocol} protocol has folds {', '.join(folds)}")
     zero_shot = not (args.quick or args.tiny_decoder) and bool(hhh_rows())  # HHH is hh-style text
-    other = {"first": "second", "second": "first"}
     plan = [("trl", "default")] * ("trl" in args.sides) + [("rewardlab", v) for v in args.variants] * (
         "rewardlab" in args.sides
     )
+    tag = args.protocol if args.protocol == "halves" else f"k{args.k}"
     runs, scores = [], {}
-    for side, variant in plan:
+    for seed in args.seeds:  # seeds outermost: a stopped protocol has whole seeds of every row
         for fold in args.folds:
-            for seed in args.seeds:
-                name = f"{side}-{variant}-{fold}-{seed}"
+            train_rows, eval_rows = folds[fold]
+            for side, variant in plan:
+                name = f"{side}-{variant}-{tag}-{fold}-{seed}"
                 spec = {
                     "side": side, "variant": variant, "seed": seed, "model": model, "epochs": args.epochs,
                     "batch_size": args.batch_size, "learning_rate": args.learning_rate, "warmup": args.warmup,
                     "max_length": args.max_length, "bf16": args.bf16, "run_dir": str(work / name),
-                    "train_path": str(write_fold(halves[fold], work / f"{name}-train.jsonl", variant == "whole_text")),
-                    "eval_path": str(write_fold(halves[other[fold]], work / f"{name}-eval.jsonl", False)),
+                    "train_path": str(write_fold(train_rows, work / f"{name}-train.jsonl", variant == "whole_text")),
+                    "eval_path": str(write_fold(eval_rows, work / f"{name}-eval.jsonl", False)),
                     "result_path": str(work / f"{name}.json"), "hhh": zero_shot,
                 }  # fmt: skip
-                spec_path = work / f"{name}-spec.json"
-                spec_path.write_text(json.dumps(spec), encoding="utf-8")
-                proc = subprocess.run([sys.executable, __file__, "--worker", str(spec_path)], capture_output=True,
-                                      text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})  # fmt: skip
-                if proc.returncode != 0:
-                    raise SystemExit(f"{name} failed:\n{proc.stderr[-4000:]}")
-                result = json.loads(Path(spec["result_path"]).read_text(encoding="utf-8"))
-                metrics = pair_metrics(result["chosen"], result["rejected"], halves[other[fold]])
+                result = run_worker(spec, work, args.lock)
+                metrics = pair_metrics(result["chosen"], result["rejected"], eval_rows)
                 if "hhh_chosen" in result:
                     hhh = pair_metrics(result["hhh_chosen"], result["hhh_rejected"], hhh_rows())
                     metrics.update(hhh_n=hhh["n"], hhh_correct=hhh["correct"])
@@ -339,27 +415,36 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                              "seconds": result["seconds"]})  # fmt: skip
                 scores.setdefault((label, fold), []).append(result)
                 acc = metrics["correct"] / metrics["n"]
-                zero_shot = f", HHH {metrics['hhh_correct'] / metrics['hhh_n']:.4f}" if "hhh_n" in metrics else ""
-                print(f"{name}: accuracy {acc:.4f} on {metrics['n']} pairs{zero_shot} ({result['seconds']} s)",
+                hhh_note = f", HHH {metrics['hhh_correct'] / metrics['hhh_n']:.4f}" if "hhh_n" in metrics else ""
+                print(f"{name}: accuracy {acc:.4f} on {metrics['n']} pairs{hhh_note} ({result['seconds']} s)",
                       flush=True)  # fmt: skip
-    runs += ensemble_runs(scores, {f: halves[other[f]] for f in args.folds})
-    evaluated = [halves[other[f]] for f in args.folds]
+    ensembles = ensemble_runs(scores, {f: folds[f][1] for f in args.folds})
+    evaluated = [folds[f][1] for f in args.folds]
     base = {k: sum(baselines(h)[k] * len(h) for h in evaluated) / sum(map(len, evaluated)) for k in baselines(rows)}
-    return {"settings": {k: v for k, v in vars(args).items() if k not in ("worker",)}, "runs": runs,
-            "summary": summarize(runs), "baselines": base}  # fmt: skip
+    return {"settings": {k: v for k, v in vars(args).items() if k not in ("worker",)}, "runs": runs + ensembles,
+            "summary": summarize(runs), "ensembles": summarize(ensembles) if ensembles else {},
+            "baselines": base}  # fmt: skip
+
+
+def signed(d: dict[str, Any] | None, scale: float = 100.0) -> str:
+    if d is None:
+        return "–"
+    se = "" if d["stderr"] is None else f" ± {scale * d['stderr']:.2f}"
+    return f"{scale * d['mean']:+.2f}{se} ({d['positive']}/{d['n']} > 0)"
 
 
 def markdown(res: dict[str, Any]) -> str:
-    lines = ["| | accuracy (± s.e.) | per run | prefers the shorter response | HHH zero-shot |",
-             "|---|---:|---|---:|---:|"]  # fmt: skip
-    for label, row in res["summary"].items():
-        runs = ", ".join(f"{a:.3f}" for a in row["runs"])
+    lines = ["| | accuracy (± s.e.) | vs TRL, points (paired, ± s.e.) | per run | prefers the shorter response "
+             "| shorter share vs TRL, points | HHH zero-shot |", "|---|---:|---:|---|---:|---:|---:|"]  # fmt: skip
+    for label, row in {**res["summary"], **res.get("ensembles", {})}.items():
+        per_run = ", ".join(f"{r['accuracy']:.3f}" for r in row["runs"].values())
         hhh = "–" if row["hhh"] is None else f"{row['hhh']:.4f}"
         lines.append(
-            f"| {label} | {row['accuracy']:.4f} ± {row['stderr']:.4f} | {runs} | {row['shorter']:.1%} | {hhh} |"
+            f"| {label} | {row['accuracy']:.4f} ± {row['stderr']:.4f} | {signed(row.get('vs_trl'))} | {per_run} "
+            f"| {row['shorter']:.1%} | {signed(row.get('shorter_vs_trl'))} | {hhh} |"
         )
-    lines.append(f"| baseline: shorter wins | {res['baselines']['shorter_wins']:.4f} | | 100% | |")
-    lines.append(f"| baseline: longer wins | {res['baselines']['longer_wins']:.4f} | | 0% | |")
+    lines.append(f"| baseline: shorter wins | {res['baselines']['shorter_wins']:.4f} | | | 100% | | |")
+    lines.append(f"| baseline: longer wins | {res['baselines']['longer_wins']:.4f} | | | 0% | | |")
     return "\n".join(lines)
 
 

@@ -36,6 +36,25 @@ def test_rows_mask_positions_and_score_positions_by_hand():
     assert padded[3].tolist() == [False, False, False, True, False]  # padding sees itself only (no NaN rows)
 
 
+def test_block_mask_rows_allow_exactly_what_the_dense_mask_allows():
+    """FlexAttention path: every block back to back in one row, with block and segment ids (O(L)) instead of the
+    (L, L) mask; the block mask built from them allows exactly the cells of the dense mask of that row (three-way
+    groups, a group with no common prefix, and blocks side by side included)."""
+    from torch.nn.attention.flex_attention import create_mask
+
+    from rewardlab.models.reward_model import flex_shared_mask
+
+    groups = [[[5, 6, 7], [5, 6, 8, 9]], [[1, 2], [1, 3]], [[4], [6]], [[3, 3, 1], [3, 3, 2], [3, 3, 2, 2]]]
+    ids = shared_prefix_batch(groups, 0, pack_to=0, block_mask=True)
+    dense = shared_prefix_batch(groups, 0, pack_to=10**6)  # one row, as the block-mask batch
+    assert "attention_mask" not in ids and ids["input_ids"].shape == (1, 5 + 3 + 2 + 6)
+    assert ids["block_ids"].tolist() == [[3] * 6 + [0] * 5 + [1] * 3 + [2] * 2]  # first fit, longest block first
+    for key in ("input_ids", "position_ids", "score_positions"):
+        assert torch.equal(ids[key], dense[key])
+    flex = create_mask(flex_shared_mask(ids["block_ids"], ids["segment_ids"]).mask_mod, 1, None, 16, 16, "cpu")
+    assert torch.equal(flex, dense["attention_mask"] == 0)
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("shared")
@@ -63,6 +82,31 @@ def test_shared_scores_equal_one_row_per_response(models, name, side):
     chat = [{"role": "user", "content": PAIRS[0].prompt}]
     answers = [[{"role": "assistant", "content": q.chosen}] for q in PAIRS[:3]]
     assert shared.score([chat] * 3, answers) == pytest.approx(plain.score([chat] * 3, answers), abs=1e-5)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_flex_attention_block_mask_scores_equal_one_row_per_response(models, side):
+    """With ``attn_implementation=flex_attention`` shared rows go through a FlexAttention block mask (masked tiles
+    skipped): the same scores as one row per response on the dense path, to 1e-5 in fp32."""
+    flex, plain = scorer_for(models["qwen2"], side), scorer_for(models["qwen2"], side)
+    plain.share_prompts = False
+    flex.model.config._attn_implementation = "flex_attention"
+    assert flex.bundle.block_mask and flex.share_prompts
+    seen = []
+    original = flex.model.forward
+
+    def recording(*args, **kwargs):
+        seen.append(set(kwargs))
+        return original(*args, **kwargs)
+
+    flex.model.forward = recording
+    prompt = " ".join(p.prompt for p in PAIRS[:3])
+    responses = [p.chosen for p in PAIRS[:5]]
+    assert flex.score(prompt, responses) == pytest.approx(plain.score(prompt, responses), abs=1e-5)
+    chosen, rejected = flex.score_pairs(PAIRS)
+    plain_chosen, plain_rejected = plain.score_pairs(PAIRS)
+    assert chosen == pytest.approx(plain_chosen, abs=1e-5) and rejected == pytest.approx(plain_rejected, abs=1e-5)
+    assert all("block_ids" in keys and "attention_mask" not in keys for keys in seen)
 
 
 def test_truncated_rows_still_score_the_same(models):
@@ -212,6 +256,7 @@ def train_losses(root, model, name, *, ranked=False, **overrides):
         ("qwen2_pad_eos", False, {"data.max_length": 40}),  # pad == eos, and most pairs truncated
         ("qwen2", True, {}),  # ranked groups of K = 2..4 under Plackett–Luce
         ("qwen2", False, {"loss.length_decorrelation": 0.5}),  # row lengths from the shared rows
+        ("qwen2", False, {"model.attn_implementation": "flex_attention"}),  # block mask vs one row per response
     ],
 )
 def test_training_with_shared_prompts_follows_the_plain_loss_curve(models, tmp_path, name, ranked, overrides):

@@ -103,15 +103,15 @@ def plain_rows(feature: dict[str, Any], images: bool = False) -> bool:
 
 
 def shared_rows(features: list[dict[str, Any]], groups: list[list[list[int]]], pad_token_id: int,
-                dtype: torch.dtype) -> dict[str, torch.Tensor]:  # fmt: skip
+                dtype: torch.dtype, block_mask: bool = False) -> dict[str, torch.Tensor]:  # fmt: skip
     """Training batches in shared-prefix form: each group (a pair's chosen and rejected rows, or a ranked group's
     responses) is one block with its prompt computed once, and short blocks are packed into rows no longer than the
     batch's longest block (so packing never makes a row longer than sharing alone does). With images, each block
     has a row of its own, in feature order, and ``image_rows`` lists each feature's images once: the placeholder
     blocks of the rows, in order."""
     if "pixel_values" not in features[0]:
-        return shared_prefix_batch(groups, pad_token_id, dtype, pack_to=0)
-    batch = shared_prefix_batch(groups, pad_token_id, dtype)
+        return shared_prefix_batch(groups, pad_token_id, dtype, pack_to=0, block_mask=block_mask)
+    batch = shared_prefix_batch(groups, pad_token_id, dtype, block_mask=block_mask)
     stack_images(features, batch, list(range(len(features))))
     return batch
 
@@ -143,13 +143,14 @@ class PairCollator:
     share_prompts: bool = False
     share_images: bool = False
     mask_dtype: torch.dtype = torch.float32
+    block_mask: bool = False
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         rows = [f["chosen_input_ids"] for f in features] + [f["rejected_input_ids"] for f in features]
         b = len(features)
         if self.share_prompts and not self.num_irrelevant_pairs and plain_rows(features[0], self.share_images):
             batch = shared_rows(features, [[f["chosen_input_ids"], f["rejected_input_ids"]] for f in features],
-                                self.pad_token_id, self.mask_dtype)  # fmt: skip
+                                self.pad_token_id, self.mask_dtype, self.block_mask)  # fmt: skip
             # Sequences come pair by pair (c0, r0, c1, r1, ...); the loss reads chosen rows first, then rejected.
             order = [2 * i for i in range(b)] + [2 * i + 1 for i in range(b)]
             batch["score_positions"] = batch["score_positions"][order]
@@ -225,17 +226,19 @@ class GroupCollator:
     share_prompts: bool = False
     share_images: bool = False
     mask_dtype: torch.dtype = torch.float32
+    block_mask: bool = False
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if "chosen_input_ids" in features[0]:  # eval sets are pairs even when training on groups
             return PairCollator(self.pad_token_id, self.padding_side, self.pad_to_multiple_of,
                                 share_prompts=self.share_prompts, share_images=self.share_images,
-                                mask_dtype=self.mask_dtype)(features)  # fmt: skip
+                                mask_dtype=self.mask_dtype, block_mask=self.block_mask)(features)  # fmt: skip
         rows = [ids for f in features for ids in f["input_ids"]]
         ranks = torch.tensor([r for f in features for r in f["ranks"]], dtype=torch.long)
         sizes = torch.tensor([len(f["input_ids"]) for f in features], dtype=torch.long)
         if self.share_prompts and plain_rows(features[0], self.share_images):
-            batch = shared_rows(features, [f["input_ids"] for f in features], self.pad_token_id, self.mask_dtype)
+            batch = shared_rows(features, [f["input_ids"] for f in features], self.pad_token_id, self.mask_dtype,
+                                self.block_mask)  # fmt: skip
             lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
             return {**batch, "ranks": ranks, "group_sizes": sizes, "row_lengths": lengths}
         ids, mask = pad_rows(rows, self.pad_token_id, self.padding_side, self.pad_to_multiple_of)
@@ -258,7 +261,7 @@ def shared_prefix_length(seqs: list[list[int]]) -> int:
 
 
 def shared_prefix_batch(groups: list[list[list[int]]], pad_token_id: int, dtype: torch.dtype = torch.float32,
-                        pack_to: int | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+                        pack_to: int | None = None, block_mask: bool = False) -> dict[str, torch.Tensor]:  # fmt: skip
     """Score several sequences that start alike with the tokens they share computed once.
 
     ``groups``: each a list of full token-id sequences (e.g. one prompt's responses, or a pair's chosen and rejected
@@ -273,9 +276,17 @@ def shared_prefix_batch(groups: list[list[list[int]]], pad_token_id: int, dtype:
     block first), so short blocks share a row instead of being padded; ``None`` puts each block in its own row.
 
     Returns ``input_ids`` (rows, L), ``attention_mask`` (rows, 1, L, L) (0 where attended, the dtype's minimum
-    elsewhere; padding attends to itself only), ``position_ids`` (rows, L) and ``score_positions`` (n, 2): the
-    (row, column) of each sequence's last token, groups in order, sequences in order.
+    elsewhere; padding attends to itself only; see :func:`shared_attention`), ``position_ids`` (rows, L) and
+    ``score_positions`` (n, 2): the (row, column) of each sequence's last token, groups in order, sequences in order.
+
+    ``block_mask``: instead of the dense mask, ``block_ids`` and ``segment_ids`` (rows, L), from which the model
+    builds a FlexAttention block mask that skips the masked tiles (O(L) memory instead of O(L^2); see
+    :func:`rewardlab.models.reward_model.flex_shared_mask`). Every block then goes into one row, back to back
+    (``pack_to`` is ignored): the kernel never computes a tile between two blocks, so one row wastes nothing, needs
+    no padding, and keeps the batch dimension at 1 (the compiled kernel sees one changing length, not two).
     """
+    if block_mask:
+        pack_to = sum(len(s) for seqs in groups for s in seqs)
     blocks, ends = [], []
     for seqs in groups:
         shared = shared_prefix_length(seqs)
@@ -322,13 +333,22 @@ def shared_prefix_batch(groups: list[list[list[int]]], pad_token_id: int, dtype:
             where[g] = (r, offset)
             offset += len(ids)
     score_positions = [(where[g][0], where[g][1] + e) for g in range(len(blocks)) for e in ends[g]]
-    qb, kb = block_t[:, :, None], block_t[:, None, :]
-    q, k = seg_t[:, :, None], seg_t[:, None, :]
+    batch = {"input_ids": input_ids, "position_ids": pos_t,
+             "score_positions": torch.tensor(score_positions, dtype=torch.long)}  # fmt: skip
+    if block_mask:
+        return {**batch, "block_ids": block_t, "segment_ids": seg_t}
     index = torch.arange(longest)
-    causal = index[None, :, None] >= index[None, None, :]
-    allowed = causal & (qb >= 0) & (qb == kb) & ((k == 0) | (k == q))
-    allowed |= torch.eye(longest, dtype=torch.bool)[None]  # padding attends to itself: no all-masked row
+    allowed = shared_attention(block_t[:, :, None], block_t[:, None, :], seg_t[:, :, None], seg_t[:, None, :],
+                               index[:, None], index[None, :])  # fmt: skip
     mask = torch.zeros((n, 1, longest, longest), dtype=dtype)
     mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
-    return {"input_ids": input_ids, "attention_mask": mask, "position_ids": pos_t,
-            "score_positions": torch.tensor(score_positions, dtype=torch.long)}  # fmt: skip
+    return {**batch, "attention_mask": mask}
+
+
+def shared_attention(q_block: Any, kv_block: Any, q_seg: Any, kv_seg: Any, q: Any, kv: Any) -> Any:
+    """Whether query token ``q`` may see key token ``kv`` in shared-prefix rows (elementwise, broadcasting): the same
+    block (padding is block -1), causal, and the key in the shared prefix (segment 0) or the query's own segment;
+    every token sees itself, so a padding row is never fully masked. The one rule behind the dense mask and the
+    FlexAttention ``mask_mod``."""
+    same = (q_block == kv_block) & (q_block >= 0) & ((kv_seg == 0) | (kv_seg == q_seg))
+    return (same & (q >= kv)) | (q == kv)

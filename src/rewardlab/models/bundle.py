@@ -20,7 +20,7 @@ from rewardlab.config.schema import ModelConfig, TrainConfig
 from rewardlab.data.input_format import InputFormat
 from rewardlab.errors import ConfigError
 from rewardlab.models.export_meta import ExportMeta
-from rewardlab.models.reward_model import RewardModel, can_share_prompts, unwrap_peft
+from rewardlab.models.reward_model import RewardModel, attention_implementation, can_share_prompts, unwrap_peft
 from rewardlab.models.vision import ProcessorBundle, VisionFamily, vision_family
 
 DEFAULT_MAX_LENGTH = 1024  # scoring a model whose export names no limit (a foreign RM)
@@ -55,6 +55,12 @@ class RewardBundle:
         return can_share_prompts(self.model, self.family)
 
     @property
+    def block_mask(self) -> bool:
+        """Whether shared-prefix rows carry block and segment ids for a FlexAttention block mask (the model runs
+        ``flex_attention``) instead of a dense 4-D mask."""
+        return attention_implementation(self.model) == "flex_attention"
+
+    @property
     def processing(self) -> Any:
         """What is saved beside the weights: the tokenizer, or tokenizer + image processor."""
         return ProcessorBundle(self.tokenizer, self.transform.image_processor) if self.vision else self.tokenizer
@@ -63,7 +69,8 @@ class RewardBundle:
         """The collators' prompt-sharing settings: empty (one row per response) unless requested and exact."""
         if not (requested and self.share_prompts):
             return {}
-        return {"share_prompts": True, "share_images": self.vision, "mask_dtype": self.mask_dtype}
+        return {"share_prompts": True, "share_images": self.vision, "mask_dtype": self.mask_dtype,
+                "block_mask": self.block_mask}  # fmt: skip
 
     # -- building ----------------------------------------------------------------------------------------------
     @classmethod

@@ -32,21 +32,44 @@ def unwrap_peft(model: nn.Module) -> nn.Module:
     return get_base() if callable(get_base) else model
 
 
-# Attention implementations that take an arbitrary 4-D additive mask (flash-attention's kernels do not).
+# Attention implementations that take an arbitrary 4-D additive mask (flash-attention's kernels do not), and
+# FlexAttention, which takes the same structure as a block mask (flex_shared_mask) and skips the masked tiles.
 MASKABLE_ATTENTION = (None, "sdpa", "eager")
+BLOCK_MASK_ATTENTION = "flex_attention"
+
+
+def attention_implementation(model: Any) -> str | None:
+    """The attention implementation of ``model``'s (text) transformer."""
+    config = model.config
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return getattr(text, "_attn_implementation", None)
 
 
 def can_share_prompts(model: RewardModel, family: Any = None) -> bool:
     """Whether shared-prefix rows (:func:`rewardlab.data.collator.shared_prefix_batch`) give ``model`` exactly the
-    scores of one row per sequence: a causal model read at the last token, with attention that takes a 4-D mask;
-    for vision-language models (``family``, a :class:`~rewardlab.models.vision.VisionFamily`), a family with plain
-    1-D positions (LLaVA, LLaVA-NeXT; Qwen-VL derives its 3-D rotary positions from the whole row)."""
-    config = model.config
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    attention = getattr(text, "_attn_implementation", None)
-    if family is not None and family.mrope:
+    scores of one row per sequence: a causal model read at the last token, with attention that takes a 4-D mask
+    or a FlexAttention block mask (text models); for vision-language models (``family``, a
+    :class:`~rewardlab.models.vision.VisionFamily`), a family with plain 1-D positions (LLaVA, LLaVA-NeXT; Qwen-VL
+    derives its 3-D rotary positions from the whole row) on a dense mask."""
+    attention = attention_implementation(model)
+    if family is not None and (family.mrope or attention == BLOCK_MASK_ATTENTION):
         return False
-    return model.pooling == "last" and attention in MASKABLE_ATTENTION
+    return model.pooling == "last" and (attention in MASKABLE_ATTENTION or attention == BLOCK_MASK_ATTENTION)
+
+
+def flex_shared_mask(block_ids: torch.Tensor, segment_ids: torch.Tensor) -> Any:
+    """The FlexAttention ``BlockMask`` of shared-prefix rows (the rule of
+    :func:`rewardlab.data.collator.shared_attention`, the dense mask's): tiles no query of a tile may see are
+    skipped by the kernel, so a row costs what its prompt and responses need, not its length squared."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    from rewardlab.data.collator import shared_attention
+
+    def mask_mod(b: Any, h: Any, q: Any, kv: Any) -> Any:
+        return shared_attention(block_ids[b, q], block_ids[b, kv], segment_ids[b, q], segment_ids[b, kv], q, kv)
+
+    rows, length = block_ids.shape
+    return create_block_mask(mask_mod, rows, None, length, length, device=block_ids.device)
 
 
 class RewardModel(nn.Module):
@@ -74,7 +97,7 @@ class RewardModel(nn.Module):
     def forward(
         self,
         input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         **extra: Any,
     ) -> torch.Tensor:
@@ -86,8 +109,10 @@ class RewardModel(nn.Module):
         body = getattr(hf, hf.base_model_prefix)
         score_positions = extra.pop("score_positions", None)
         if score_positions is not None:
-            # Shared-prefix rows (data.collator.shared_prefix_batch): a 4-D mask, its own position ids, and the
-            # (row, column) of every scored token.
+            # Shared-prefix rows (data.collator.shared_prefix_batch): a 4-D mask (or the block and segment ids of a
+            # FlexAttention block mask), its own position ids, and the (row, column) of every scored token.
+            if "block_ids" in extra:
+                attention_mask = flex_shared_mask(extra.pop("block_ids"), extra.pop("segment_ids"))
             hidden = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
                           **extra).last_hidden_state  # fmt: skip
             pooled = hidden[score_positions[:, 0], score_positions[:, 1]]

@@ -303,7 +303,8 @@ class Scorer:
                     total += self._mask_size(items, chunks[end])
                     end += 1
                 batch = shared_prefix_batch([[items[i].encoded.input_ids for i in c] for c in chunks[start:end]],
-                                            self.tokenizer.pad_token_id, dtype)  # fmt: skip
+                                            self.tokenizer.pad_token_id, dtype,
+                                            block_mask=self.bundle.block_mask)  # fmt: skip
                 if self.is_vision:  # one row per chunk, showing its items' (common) images once
                     stack_images([items[c[0]].encoded.extras for c in chunks[start:end]], batch,
                                  list(range(end - start)))  # fmt: skip
