@@ -210,8 +210,9 @@ def test_pair_and_group_collators_read_chosen_first_with_plain_row_lengths():
     assert "score_positions" not in PairCollator(pad_token_id=0, share_prompts=True)(typed)
 
 
-def train_losses(root, model, name, *, ranked=False, **overrides):
-    """Train 6 steps with logging every step; return the per-step losses and the final eval metrics."""
+def train_losses(root, model, name, *, ranked=False, rc=0, **overrides):
+    """Train 6 steps with logging every step; return the per-step losses and the final eval metrics (None when
+    the run is expected to end with exit code ``rc`` != 0)."""
     import json
 
     import yaml
@@ -240,7 +241,9 @@ def train_losses(root, model, name, *, ranked=False, **overrides):
     }  # fmt: skip
     path = root / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    assert main(["train", "--config", str(path), *[f"{k}={v}" for k, v in overrides.items()]]) == 0
+    assert main(["train", "--config", str(path), *[f"{k}={v}" for k, v in overrides.items()]]) == rc
+    if rc:
+        return None
     log = [json.loads(line) for line in (root / name / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in log if "loss" in r]
     results = json.loads((root / name / "results.json").read_text())["metrics"]
@@ -256,7 +259,12 @@ def train_losses(root, model, name, *, ranked=False, **overrides):
         ("qwen2_pad_eos", False, {"data.max_length": 40}),  # pad == eos, and most pairs truncated
         ("qwen2", True, {}),  # ranked groups of K = 2..4 under Plackett–Luce
         ("qwen2", False, {"loss.length_decorrelation": 0.5}),  # row lengths from the shared rows
-        ("qwen2", False, {"model.attn_implementation": "flex_attention"}),  # block mask vs one row per response
+        pytest.param(  # block mask vs one row per response
+            "qwen2",
+            False,
+            {"model.attn_implementation": "flex_attention"},
+            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="FlexAttention has no backward on CPU"),
+        ),
     ],
 )
 def test_training_with_shared_prompts_follows_the_plain_loss_curve(models, tmp_path, name, ranked, overrides):
@@ -268,6 +276,19 @@ def test_training_with_shared_prompts_follows_the_plain_loss_curve(models, tmp_p
     assert shared == pytest.approx(plain, abs=1e-4)
     assert shared_eval["eval_accuracy"] == plain_eval["eval_accuracy"]
     assert shared_eval["eval_margin_mean"] == pytest.approx(plain_eval["eval_margin_mean"], abs=1e-5)
+
+
+def test_training_with_flex_attention_on_cpu_is_a_clear_config_error(models, tmp_path, capsys):
+    """torch has no FlexAttention backward on CPU: exit 2 naming the setting and the ways out, no traceback."""
+    if torch.cuda.is_available():
+        pytest.skip("a GPU trains with flex_attention")
+    assert (
+        train_losses(tmp_path, models["qwen2"], "flex", rc=2, **{"model.attn_implementation": "flex_attention"})
+        is None
+    )
+    err = capsys.readouterr().err
+    assert "model.attn_implementation: flex_attention cannot train on cpu" in err
+    assert "Traceback" not in err and not (tmp_path / "flex" / "checkpoint-6").exists()
 
 
 def test_token_budget_batches_hold_every_item_once_within_the_budget():

@@ -20,7 +20,13 @@ from rewardlab.config.schema import ModelConfig, TrainConfig
 from rewardlab.data.input_format import InputFormat
 from rewardlab.errors import ConfigError
 from rewardlab.models.export_meta import ExportMeta
-from rewardlab.models.reward_model import RewardModel, attention_implementation, can_share_prompts, unwrap_peft
+from rewardlab.models.reward_model import (
+    BLOCK_MASK_ATTENTION,
+    RewardModel,
+    attention_implementation,
+    can_share_prompts,
+    unwrap_peft,
+)
 from rewardlab.models.vision import ProcessorBundle, VisionFamily, vision_family
 
 DEFAULT_MAX_LENGTH = 1024  # scoring a model whose export names no limit (a foreign RM)
@@ -58,7 +64,7 @@ class RewardBundle:
     def block_mask(self) -> bool:
         """Whether shared-prefix rows carry block and segment ids for a FlexAttention block mask (the model runs
         ``flex_attention``) instead of a dense 4-D mask."""
-        return attention_implementation(self.model) == "flex_attention"
+        return attention_implementation(self.model) == BLOCK_MASK_ATTENTION
 
     @property
     def processing(self) -> Any:

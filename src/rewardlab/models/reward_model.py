@@ -54,7 +54,7 @@ def can_share_prompts(model: RewardModel, family: Any = None) -> bool:
     attention = attention_implementation(model)
     if family is not None and (family.mrope or attention == BLOCK_MASK_ATTENTION):
         return False
-    return model.pooling == "last" and (attention in MASKABLE_ATTENTION or attention == BLOCK_MASK_ATTENTION)
+    return model.pooling == "last" and attention in (*MASKABLE_ATTENTION, BLOCK_MASK_ATTENTION)
 
 
 def flex_shared_mask(block_ids: torch.Tensor, segment_ids: torch.Tensor) -> Any:

