@@ -134,6 +134,21 @@ class DataConfig(StrictModel):
     )
 
 
+class EnsembleSettings(StrictModel):
+    members: int = Field(5, ge=1, le=64, description="Heads in the ensemble (K).")
+    kind: Literal["heads"] = Field(
+        "heads", description="`heads`: K scalar heads on one backbone, one forward pass for all of them."
+    )
+    bootstrap: bool = Field(
+        True,
+        description=(
+            "Each head weighs every training pair (or group) by its own Poisson(1) draw each time the pair is seen "
+            "(online bagging), so heads disagree where the data is thin; `false`: heads differ by their random "
+            "initialisation only."
+        ),
+    )
+
+
 class LoraSettings(StrictModel):
     r: int = Field(16, ge=1, description="LoRA rank.")
     alpha: int = Field(32, ge=1, description="LoRA alpha.")
@@ -198,6 +213,13 @@ class ModelConfig(StrictModel):
         ),
     )
     lora: LoraSettings | None = Field(None, description="Train LoRA adapters (the head is trained fully).")
+    ensemble: EnsembleSettings | None = Field(
+        None,
+        description=(
+            "An ensemble of reward heads: the export's `logits[:, 0]` is their mean (the reward), the members "
+            "follow (`id2label`); rewardlab reports their spread as the score's uncertainty."
+        ),
+    )
     quantization: QuantizationSettings | None = Field(None, description="bitsandbytes 4/8-bit loading (QLoRA).")
     freeze_vision_tower: bool = Field(
         False, description="Vision-language models: keep the vision tower's weights fixed."

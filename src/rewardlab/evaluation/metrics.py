@@ -307,3 +307,32 @@ def krippendorff_alpha(units: Sequence[Sequence[Any]], metric: str = "nominal") 
     values = [v for u in pairable for v in u]
     d_e = sum(delta(x, y) for i, x in enumerate(values) for j, y in enumerate(values) if i != j) / (n * (n - 1))
     return 1.0 if d_e == 0 else 1 - d_o / d_e
+
+
+def uncertainty_metrics(margins: Sequence[float], spreads: Sequence[float],
+                        coverages: Sequence[float] = (0.5, 0.8)) -> dict[str, Any]:  # fmt: skip
+    """How well an ensemble's spread tells right pairs from wrong ones. ``margins``: the ensemble's mean margin
+    ``r⁺ − r⁻`` per pair; ``spreads``: the members' standard deviation of that margin.
+
+    - ``selective_accuracy_<q>``: accuracy (ties half) on the ``ceil(q·n)`` pairs with the smallest spread;
+    - ``uncertainty_auroc``: the probability that a misranked pair (margin < 0) has a larger spread than a correctly
+      ranked one (margin > 0; Mann–Whitney, tied spreads count half); 0.5 is no signal, ``None`` without both kinds.
+    """
+    m, s = (np.asarray(v, dtype=np.float64) for v in (margins, spreads))
+    if m.size == 0:
+        return {"uncertainty_auroc": None, **{f"selective_accuracy_{round(q * 100)}": None for q in coverages}}
+    hit = (m > 0) + 0.5 * (m == 0)  # 1 right, 0 wrong, 0.5 a tie
+    order = np.argsort(s, kind="stable")
+    out: dict[str, Any] = {}
+    for q in coverages:
+        k = max(1, int(np.ceil(q * m.size)))
+        out[f"selective_accuracy_{round(q * 100)}"] = float(hit[order[:k]].mean())
+    wrong, decided = m < 0, m != 0  # exact ties (no ranking either way) stay out of the AUROC
+    n_wrong, n_right = int(wrong.sum()), int((decided & ~wrong).sum())
+    if n_wrong == 0 or n_right == 0:
+        out["uncertainty_auroc"] = None
+        return out
+    ranks = _average_ranks(s[decided])  # 1-based ranks of the spreads, ties sharing their mean rank
+    u = ranks[wrong[decided]].sum() - n_wrong * (n_wrong + 1) / 2  # Mann–Whitney U of the misranked pairs
+    out["uncertainty_auroc"] = float(u / (n_wrong * n_right))
+    return out

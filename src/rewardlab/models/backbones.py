@@ -106,7 +106,7 @@ def load_backbone(cfg: ModelConfig, tokenizer: Any, family: VisionFamily | None)
         if family is not None:
             model = VisionRewardBackbone.from_pretrained(cfg.name_or_path, **kwargs)
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(cfg.name_or_path, num_labels=1, **kwargs)
+            model = AutoModelForSequenceClassification.from_pretrained(cfg.name_or_path, **head_kwargs(cfg), **kwargs)
     except ImportError as exc:  # e.g. attn_implementation=flash_attention_2 without the flash-attn package
         hint = " (or leave model.attn_implementation unset for sdpa)" if cfg.attn_implementation else ""
         raise ModelError(f"{cfg.name_or_path}: a package the model settings need is missing: {exc}{hint}") from None
@@ -124,6 +124,18 @@ def load_backbone(cfg: ModelConfig, tokenizer: Any, family: VisionFamily | None)
     if cfg.lora is not None:
         model = apply_lora(model, cfg.lora, family)
     return model
+
+
+def head_kwargs(cfg: ModelConfig) -> dict[str, Any]:
+    """The output head's size and names: one ``reward`` logit, or an ensemble's mean and members."""
+    from rewardlab.models.reward_model import ensemble_labels
+
+    labels = ensemble_labels(cfg.ensemble.members if cfg.ensemble else 1)
+    if len(labels) == 1:
+        return {"num_labels": 1}
+    # A backbone that already has a one-logit head (a reward model) gets a fresh head of the ensemble's size.
+    return {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+            "label2id": {name: i for i, name in enumerate(labels)}, "ignore_mismatched_sizes": True}  # fmt: skip
 
 
 def disable_dropout(model: Any) -> int:

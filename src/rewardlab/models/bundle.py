@@ -25,6 +25,7 @@ from rewardlab.models.reward_model import (
     RewardModel,
     attention_implementation,
     can_share_prompts,
+    ensemble_labels,
     unwrap_peft,
 )
 from rewardlab.models.vision import ProcessorBundle, VisionFamily, vision_family
@@ -96,6 +97,7 @@ class RewardBundle:
             pooling=model.pooling, max_length=cfg.data.max_length, overlong=cfg.data.overlong,
             chat_template=cfg.data.chat_template, padding_side=side,
             pad_equals_eos=tokenizer.pad_token_id == tokenizer.eos_token_id, config=cfg.model_dump(mode="json"),
+            labels=ensemble_labels(model.members) if model.members > 1 else None,
         )  # fmt: skip
         fmt = InputFormat.for_training(model.pooling, cfg.data.append_eos)
         return assemble(model, tokenizer, meta, model_cfg.name_or_path, text_format=fmt,
@@ -112,7 +114,8 @@ class RewardBundle:
         from rewardlab.models.checkpoint import load_model_files
 
         files = load_model_files(path, dtype=dtype)
-        model = RewardModel(files.backbone, files.meta.pooling or resolve_pooling(unwrap_peft(files.backbone), "auto"))
+        pooling = files.meta.pooling or resolve_pooling(unwrap_peft(files.backbone), "auto")
+        model = RewardModel(files.backbone, pooling, members=files.meta.members)
         model = model.to(device).eval()
         meta = files.meta
         if max_length is not None or meta.max_length is None:
@@ -157,7 +160,8 @@ def training_model(model_cfg: ModelConfig, tokenizer: Any, family: VisionFamily 
 
     set_seed(seed)
     backbone = load_backbone(model_cfg, tokenizer, family)
-    return RewardModel(backbone, resolve_pooling(backbone, model_cfg.pooling))
+    return RewardModel(backbone, resolve_pooling(backbone, model_cfg.pooling),
+                       members=model_cfg.ensemble.members if model_cfg.ensemble else 1)  # fmt: skip
 
 
 def resolve_pooling(model: Any, requested: str) -> str:
@@ -171,6 +175,8 @@ def check_training_settings(cfg: TrainConfig, family: VisionFamily | None) -> No
     """Data settings that need a vision-language model (or pairs) fail before anything loads."""
     if cfg.data.num_irrelevant_pairs and family is None:
         raise ConfigError("data.num_irrelevant_pairs needs a vision-language model (it swaps images between pairs)")
+    if cfg.model.ensemble and family is not None:
+        raise ConfigError("model.ensemble works on text models for now; drop it for a vision-language model")
     if cfg.data.num_irrelevant_pairs and cfg.data.ranked_as == "groups":
         raise ConfigError("data.num_irrelevant_pairs works on pairs; set data.ranked_as=pairs or drop it")
 

@@ -25,7 +25,7 @@ from rewardlab.data.input_format import InputFormat, export_tokenizer, pin_speci
 from rewardlab.errors import ModelError
 from rewardlab.models.export_meta import FORMAT_VERSION, META_NAME, ExportMeta, Normalization
 from rewardlab.models.model_card import write_model_card
-from rewardlab.models.reward_model import RewardModel, unwrap_peft
+from rewardlab.models.reward_model import RewardModel, sync_ensemble_mean, unwrap_peft
 from rewardlab.models.vision import is_vision_config
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ def write_model_files(
     """
     backbone = model.backbone
     is_peft = unwrap_peft(backbone) is not backbone
+    sync_ensemble_mean(model, state_dict)  # logits[:, 0] of what is saved is the ensemble's mean
     inner_sd = None
     if state_dict is not None:
         inner_sd = {k.removeprefix("backbone."): v for k, v in state_dict.items()}
@@ -218,7 +219,8 @@ def _load_adapter(path: Path, meta: ExportMeta, kwargs: dict[str, Any]) -> tuple
     if not vision:
         from peft import AutoPeftModelForSequenceClassification
 
-        return AutoPeftModelForSequenceClassification.from_pretrained(path, num_labels=1, **kwargs), base
+        return AutoPeftModelForSequenceClassification.from_pretrained(path, num_labels=meta.num_labels,
+                                                                      **kwargs), base  # fmt: skip
     from peft import PeftModel
 
     return PeftModel.from_pretrained(VisionRewardBackbone.from_pretrained(base, **kwargs), path), base
@@ -255,7 +257,7 @@ def load_model_files(path: str | os.PathLike[str], *, dtype: str | None = None) 
             assets = path if _has_files(path, "tokenizer_config.json", "tokenizer.json") else Path(base)
             processor_path = path if _has_files(path, "preprocessor_config.json") else Path(base)
         else:
-            backbone = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, **kwargs)
+            backbone = AutoModelForSequenceClassification.from_pretrained(path, num_labels=meta.num_labels, **kwargs)
         check_tokenizer_files(Path(assets))
         tokenizer = AutoTokenizer.from_pretrained(assets)
         check_tokenizer(tokenizer, str(assets))

@@ -56,6 +56,7 @@ class ExportMeta(BaseModel):
     normalization: Normalization | None = None
     metrics: dict[str, int | float] | None = None
     adapter: dict[str, Any] | None = None  # {"base_model": ...} for a LoRA adapter directory
+    labels: list[str] | None = None  # the logits' names when there are several (an ensemble: reward, member_k...)
     config: dict[str, Any] | None = None  # the resolved run config
 
     @property
@@ -77,6 +78,15 @@ class ExportMeta(BaseModel):
         if self.is_rewardlab:
             return InputFormat(version=1, layout=layout, append_eos=True)
         return InputFormat(layout=layout, add_special_tokens=True)
+
+    @property
+    def members(self) -> int:
+        """Heads of an ensemble export (1: a single scalar head)."""
+        return sum(label.startswith("member_") for label in self.labels or []) or 1
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels) if self.labels else 1
 
     @classmethod
     def foreign(cls) -> ExportMeta:

@@ -64,6 +64,11 @@ def _summary(meta: ExportMeta, base: str | None, config: dict[str, Any]) -> str:
     if norm := meta.normalization:
         lines.append(f"| eval score mean / std | {norm.mean:.4f} / {norm.std:.4f} (n={norm.n}) |")
     lines.append(f"| max length | {meta.max_length} tokens (longer inputs: the prompt's start is cut) |")
+    if meta.members > 1:
+        lines.append(
+            f"| ensemble | {meta.members} reward heads on one backbone: `logits[:, 0]` is their mean (the reward), "
+            f"`logits[:, 1:]` the members (`id2label`); their standard deviation is the score's uncertainty |"
+        )
     return "\n".join(lines)
 
 

@@ -75,6 +75,12 @@ def flex_shared_mask(block_ids: torch.Tensor, segment_ids: torch.Tensor) -> Any:
 class RewardModel(nn.Module):
     """Scores token sequences: ``forward(input_ids, attention_mask) → (b,)`` float32 scores.
 
+    An ensemble of ``members`` heads on one backbone (``model.ensemble``) has ``1 + members`` logits: the members'
+    scores in ``1..members`` and, in logit 0, their mean — which is itself linear in the pooled features, so the
+    export's head row 0 holds the mean of the member rows (:func:`sync_ensemble_mean`) and a plain
+    transformers client reads the ensemble's reward as ``logits[:, 0]``. ``forward`` returns that mean, computed
+    from the members; ``return_members=True`` gives ``(b, 1 + members)``: the mean, then each member.
+
     Args:
         backbone: an ``AutoModelForSequenceClassification`` model with ``num_labels=1``, optionally wrapped
             by peft.
@@ -82,13 +88,17 @@ class RewardModel(nn.Module):
             ``"cls"`` uses the model's own head on the first token (encoders: BERT, DistilBERT, MiniLM).
     """
 
-    def __init__(self, backbone: nn.Module, pooling: Literal["last", "cls"]):
+    def __init__(self, backbone: nn.Module, pooling: Literal["last", "cls"], members: int = 1):
         super().__init__()
         self.backbone = backbone
         self.pooling = pooling
+        self.members = members
         hf = unwrap_peft(backbone)
         if pooling == "last" and not isinstance(getattr(hf, "score", None), nn.Module):
             raise ValueError(f"pooling='last' needs a model with a `score` head; {type(hf).__name__} has none")
+        if members > 1 and hf.config.num_labels != members + 1:
+            raise ValueError(f"an ensemble of {members} heads needs num_labels={members + 1}, "
+                             f"the model has {hf.config.num_labels}")  # fmt: skip
 
     @property
     def config(self) -> Any:
@@ -99,12 +109,13 @@ class RewardModel(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
+        return_members: bool = False,
         **extra: Any,
     ) -> torch.Tensor:
         if self.pooling == "cls":
             kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
             out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs, **extra)
-            return out.logits[:, 0].float()
+            return self._reward(out.logits, return_members)
         hf = unwrap_peft(self.backbone)
         body = getattr(hf, hf.base_model_prefix)
         score_positions = extra.pop("score_positions", None)
@@ -116,7 +127,7 @@ class RewardModel(nn.Module):
             hidden = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
                           **extra).last_hidden_state  # fmt: skip
             pooled = hidden[score_positions[:, 0], score_positions[:, 1]]
-            return hf.score(pooled)[:, 0].float()
+            return self._reward(hf.score(pooled), return_members)
         hidden = body(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -126,7 +137,16 @@ class RewardModel(nn.Module):
         ).last_hidden_state  # (b, t, h)
         rows = torch.arange(hidden.shape[0], device=hidden.device)
         pooled = hidden[rows, last_token_index(attention_mask)]  # (b, h)
-        return hf.score(pooled)[:, 0].float()  # (b,)
+        return self._reward(hf.score(pooled), return_members)  # (b,)
+
+    def _reward(self, logits: torch.Tensor, return_members: bool) -> torch.Tensor:
+        """``(b, labels)`` head logits → ``(b,)`` scores, or ``(b, 1 + members)`` with ``return_members``."""
+        logits = logits.float()
+        if self.members == 1:
+            return logits[:, :1] if return_members else logits[:, 0]
+        members = logits[:, 1 : 1 + self.members]
+        mean = members.mean(-1)
+        return torch.cat([mean[:, None], members], 1) if return_members else mean
 
     # Trainer calls these on the model it is given.
     def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None, **kwargs: Any) -> None:
@@ -138,3 +158,28 @@ class RewardModel(nn.Module):
             hf.enable_input_require_grads()
 
     gradient_checkpointing_enable = activation_checkpointing_enable
+
+
+def ensemble_labels(members: int) -> list[str]:
+    """The names of an ensemble's logits (``id2label``): ``reward`` (the members' mean), then each member."""
+    return ["reward", *(f"member_{k}" for k in range(1, members + 1))] if members > 1 else ["reward"]
+
+
+@torch.no_grad()
+def sync_ensemble_mean(model: RewardModel, state_dict: dict[str, torch.Tensor] | None = None) -> int:
+    """Set row 0 of an ensemble's output layer (weight and bias) to the mean of the member rows, in the live
+    model and in ``state_dict`` (the Trainer's, under DeepSpeed/FSDP), so that ``logits[:, 0]`` of the saved
+    model is the ensemble's reward. Returns how many tensors it set; 0 for a single head."""
+    if model.members == 1:
+        return 0
+    labels = model.members + 1
+    tensors = [p for name, m in unwrap_peft(model.backbone).named_modules() if isinstance(m, nn.Linear)
+               and m.out_features == labels and name.split(".")[0] in ("score", "classifier")
+               for p in (m.weight, m.bias) if p is not None]  # fmt: skip
+    if state_dict is not None:
+        head = ("score", "classifier")
+        tensors += [v for k, v in state_dict.items() if k.split(".")[-1] in ("weight", "bias") and v.ndim >= 1
+                    and v.shape[0] == labels and any(part in head for part in k.split("."))]  # fmt: skip
+    for t in tensors:
+        t[0] = t[1:labels].mean(0)
+    return len(tensors)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -58,18 +59,30 @@ class ScoringItem:
 
 @dataclass(frozen=True)
 class Comparison:
-    """Which of two responses the model prefers, and how sure: ``p_a = σ(score_a − score_b)``."""
+    """Which of two responses the model prefers, and how sure: ``p_a = σ(score_a − score_b)``. An ensemble adds
+    each score's uncertainty (the members' standard deviation) and ``agreement``: the share of members that prefer
+    the same response as the mean."""
 
     better: str  # "a" or "b" ("a" on an exact tie)
     p_a: float
     score_a: float
     score_b: float
+    uncertainty_a: float | None = None
+    uncertainty_b: float | None = None
+    agreement: float | None = None
 
 
-def compare_scores(score_a: float, score_b: float) -> Comparison:
-    """The comparison two scores make (Bradley–Terry): ``p_a = σ(score_a − score_b)``, "a" on an exact tie."""
+def compare_scores(score_a: float, score_b: float, members_a: Sequence[float] = (),
+                   members_b: Sequence[float] = ()) -> Comparison:  # fmt: skip
+    """The comparison two scores make (Bradley–Terry): ``p_a = σ(score_a − score_b)``, "a" on an exact tie; with an
+    ensemble's member scores (``members_a``, ``members_b``), their spreads and the members' agreement."""
     p_a = 1.0 / (1.0 + math.exp(-(score_a - score_b)))
-    return Comparison("a" if score_a >= score_b else "b", p_a, score_a, score_b)
+    better = "a" if score_a >= score_b else "b"
+    if len(members_a) < 2:
+        return Comparison(better, p_a, score_a, score_b)
+    agree = sum((a >= b) == (better == "a") for a, b in zip(members_a, members_b)) / len(members_a)
+    return Comparison(better, p_a, score_a, score_b, statistics.pstdev(members_a), statistics.pstdev(members_b),
+                      agree)  # fmt: skip
 
 
 def best_first(scores: Sequence[float]) -> list[int]:
@@ -82,6 +95,7 @@ class RankedResponse:
     index: int
     response: Text
     score: float
+    uncertainty: float | None = None  # an ensemble's member spread
 
 
 def resolve_device(device: str) -> str:
@@ -176,6 +190,32 @@ class Scorer:
         scores = self.score_items(items, on_batch)
         return self.normalize(scores) if normalize else scores
 
+    @property
+    def members(self) -> int:
+        """Heads of an ensemble reward model (1: a single head, whose uncertainty is not known)."""
+        return self.model.members
+
+    def score_with_uncertainty(
+        self,
+        prompts: Sequence[Text] | Text,
+        responses: Sequence[Text],
+        *,
+        normalize: bool = False,
+        images: Sequence[tuple[Any, ...]] | None = None,
+    ) -> tuple[list[float], list[float | None]]:
+        """Scores (the ensemble's mean) and their uncertainties: the members' standard deviation (population, over
+        the K heads; divided by the export's score std with ``normalize``), ``None`` for a single-head model."""
+        rows = self.score_items(self.encode(prompts, responses, images=images), members=True)
+        scores = [r[0] for r in rows]
+        if self.members == 1:
+            return (self.normalize(scores) if normalize else scores), [None] * len(scores)
+        spread = [statistics.pstdev(r[1:]) for r in rows]
+        if normalize:
+            scores = self.normalize(scores)
+            std = self.normalization.std or 1.0
+            spread = [s / std for s in spread]
+        return scores, spread
+
     def _can_share(self, items: Sequence[ScoringItem]) -> bool:
         """Prompt sharing is exact for causal text models read at the last token, on plain token rows, with an
         attention implementation that takes a 4-D mask (SDPA, eager; not flash-attention's varlen kernels)."""
@@ -221,7 +261,7 @@ class Scorer:
 
     def score_items(self, items: Sequence[ScoringItem], on_batch: Callable[[int], None] | None = None,
                     groups: Sequence[Sequence[int]] | None = None, *, batch_size: int | None = None,
-                    max_batch_tokens: int | None = None) -> list[float]:  # fmt: skip
+                    max_batch_tokens: int | None = None, members: bool = False) -> list[Any]:  # fmt: skip
         """Scores in the caller's order. Rows are batched by length (at most ``batch_size`` rows and
         ``max_batch_tokens`` padded tokens a forward: the settings' unless given, as the server gives its own);
         rows sharing an image key are kept together (records ordered by their longest row), so a batch sends each
@@ -230,7 +270,8 @@ class Scorer:
         Items that answer one prompt (``groups``; by default, items with equal ``prompt_key`` when
         ``share_prompts`` is on and sharing is exact: a causal text model read at the last token) are scored in
         shared-prefix rows (:func:`~rewardlab.data.collator.shared_prefix_batch`: the prompt's tokens computed
-        once), the rest one row each."""
+        once), the rest one row each. ``members``: each item's ``[mean, member 1, ..., member K]`` of an ensemble
+        (``[score]`` for a single head) instead of its score."""
         batch_size = batch_size or self.batch_size
         max_batch_tokens = self.max_batch_tokens if max_batch_tokens is None else max_batch_tokens
         if groups is None and self.share_prompts and len(items) > 1 and self._can_share(items):
@@ -245,10 +286,10 @@ class Scorer:
             alone = [i for g in groups if len(g) == 1 for i in g]
             out = [0.0] * len(items)
             scored = self.score_items([items[i] for i in alone], on_batch, batch_size=batch_size,
-                                      max_batch_tokens=max_batch_tokens) if alone else []  # fmt: skip
+                                      max_batch_tokens=max_batch_tokens, members=members) if alone else []  # fmt: skip
             for i, s in zip(alone, scored):
                 out[i] = s
-            for idx, s in zip([i for g in shared for i in g], self._score_shared(items, shared, on_batch)):
+            for idx, s in zip([i for g in shared for i in g], self._score_shared(items, shared, on_batch, members)):
                 out[idx] = s
             return out
         import torch
@@ -267,7 +308,7 @@ class Scorer:
                 rows = [{"input_ids": items[i].encoded.input_ids, "token_type_ids": items[i].encoded.token_type_ids,
                          **items[i].encoded.extras, "image_key": keys[i]} for i in idx]  # fmt: skip
                 batch = {k: v.to(self.device) for k, v in self.collator(rows).items()}
-                scores = self.model(**batch)
+                scores = self.model(**batch, return_members=members)
                 for i, s in zip(idx, scores.float().tolist()):
                     out[i] = s
                 if on_batch is not None:
@@ -275,7 +316,7 @@ class Scorer:
         return out
 
     def _score_shared(self, items: Sequence[ScoringItem], groups: list[list[int]],
-                      on_batch: Callable[[int], None] | None) -> list[float]:  # fmt: skip
+                      on_batch: Callable[[int], None] | None, members: bool = False) -> list[Any]:  # fmt: skip
         """Scores of the groups' items (groups in order, items in order), a group's prompt computed once. A group
         whose row would pass :data:`MAX_SHARED_ROW` tokens is cut into several rows."""
         import torch
@@ -309,7 +350,7 @@ class Scorer:
                     stack_images([items[c[0]].encoded.extras for c in chunks[start:end]], batch,
                                  list(range(end - start)))  # fmt: skip
                 batch = {k: v.to(self.device) for k, v in batch.items()}
-                scores += self.model(**batch).float().tolist()
+                scores += self.model(**batch, return_members=members).float().tolist()
                 if on_batch is not None:
                     on_batch(sum(len(c) for c in chunks[start:end]))
                 start = end
@@ -367,10 +408,10 @@ class Scorer:
 
     def compare(self, prompt: Text, a: Text, b: Text, *, images: tuple[Any, ...] = ()) -> Comparison:
         """``images``: the image both answers are about (vision models)."""
-        score_a, score_b = self.score([prompt, prompt], [a, b], images=[images, images])
-        return compare_scores(score_a, score_b)
+        rows = self.score_items(self.encode([prompt, prompt], [a, b], images=[images, images]), members=True)
+        return compare_scores(rows[0][0], rows[1][0], rows[0][1:], rows[1][1:])
 
     def rank(self, prompt: Text, responses: Sequence[Text], *, images: tuple[Any, ...] = ()) -> list[RankedResponse]:
         """Responses sorted best first (best-of-N); ``images``: the image they are all about (vision models)."""
-        scores = self.score(prompt, responses, images=[images] * len(responses))
-        return [RankedResponse(i, responses[i], scores[i]) for i in best_first(scores)]
+        scores, spread = self.score_with_uncertainty(prompt, responses, images=[images] * len(responses))
+        return [RankedResponse(i, responses[i], scores[i], spread[i]) for i in best_first(scores)]

@@ -27,7 +27,8 @@ logger = logging.getLogger(__name__)
 CSV_COLUMNS = [
     "model", "checkpoint", "step", "eval_set", "status", "n_pairs", "accuracy", "ties", "margin_mean",
     "margin_std", "ece", "score_mean", "score_std", "score_length_corr", "accuracy_chosen_shorter",
-    "n_chosen_shorter", "n_groups", "kendall_tau", "spearman_rho", "top1_accuracy", "seconds", "path", "error",
+    "n_chosen_shorter", "n_groups", "kendall_tau", "spearman_rho", "top1_accuracy", "selective_accuracy_50",
+    "selective_accuracy_80", "uncertainty_auroc", "seconds", "path", "error",
 ]  # fmt: skip
 
 
@@ -131,6 +132,7 @@ class SetScores:
     rejected_len: list[int]
     subsets: list[str | None]
     group_scores: list[list[float]]
+    margin_spread: list[float] | None = None  # an ensemble's members' standard deviation of each pair's margin
 
 
 def score_set(scorer: Any, es: EvalSet, on_batch: Any = None) -> SetScores:
@@ -138,10 +140,17 @@ def score_set(scorer: Any, es: EvalSet, on_batch: Any = None) -> SetScores:
     responses = [p.chosen for p in es.pairs] + [p.rejected for p in es.pairs]
     responses += [r for g in es.groups for r in g.responses]
     images = [p.images for p in es.pairs] * 2 + [g.images for g in es.groups for _ in g.responses]
-    scores = scorer.score(prompts, responses, on_batch=on_batch, images=images)
+    members: list[list[float]] = []
+    if scorer.members > 1:
+        rows = scorer.score_items(scorer.encode(prompts, responses, images=images), on_batch, members=True)
+        scores, members = [r[0] for r in rows], [r[1:] for r in rows]
+    else:
+        scores = scorer.score(prompts, responses, on_batch=on_batch, images=images)
     lengths = [response_length(scorer.tokenizer, r) for r in responses]
     n = len(es.pairs)
     out = SetScores(scores[:n], scores[n : 2 * n], lengths[:n], lengths[n : 2 * n], [p.subset for p in es.pairs], [])
+    if members:
+        out.margin_spread = [margin_spread(members[i], members[n + i]) for i in range(n)]
     offset = 2 * n
     for g in es.groups:
         k = len(g.responses)
@@ -155,8 +164,17 @@ def score_set(scorer: Any, es: EvalSet, on_batch: Any = None) -> SetScores:
                     out.chosen_len.append(gl[i])
                     out.rejected_len.append(gl[j])
                     out.subsets.append(g.subset)
+                    if members:
+                        out.margin_spread.append(margin_spread(members[offset + i], members[offset + j]))
         offset += k
     return out
+
+
+def margin_spread(chosen: list[float], rejected: list[float]) -> float:
+    """The members' (population) standard deviation of a pair's margin ``r⁺ − r⁻``."""
+    import statistics
+
+    return statistics.pstdev([c - r for c, r in zip(chosen, rejected)])
 
 
 def set_metrics(scores: SetScores, es: EvalSet, bins: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -177,6 +195,8 @@ def set_metrics(scores: SetScores, es: EvalSet, bins: int) -> tuple[dict[str, An
             score_length_corr=bias["score_length_corr"], accuracy_chosen_shorter=bias["accuracy_when_chosen_shorter"],
             n_chosen_shorter=bias["n_chosen_shorter"],
         )  # fmt: skip
+        if scores.margin_spread is not None:  # an ensemble: does its spread find the misranked pairs?
+            row.update(m.uncertainty_metrics(margins, scores.margin_spread))
         detail.update(
             subsets=m.subset_accuracy(scores.chosen, scores.rejected, scores.subsets),
             reliability=cal["reliability"], length_bias=bias,

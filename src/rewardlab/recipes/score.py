@@ -99,16 +99,18 @@ def run_score(
             source=input_path,
         )
     try:
-        scores = scorer.score(data.prompts, data.responses, normalize=cfg.normalize, images=images)
+        scores, spread = scorer.score_with_uncertainty(data.prompts, data.responses, normalize=cfg.normalize,
+                                                       images=images)  # fmt: skip
     except DataError as exc:
         if not hasattr(exc, "index"):
             raise
         message = str(exc).split(": ", 1)[1]
         where = image_col if "image" in message else None
         raise DataError(message, source=input_path, row=data.rownos[exc.index], field=where) from None
-    lines = "".join(
-        json.dumps({**row, "score": s}, ensure_ascii=False, default=str) + "\n" for row, s in zip(rows, scores)
-    )
+    # An ensemble adds each score's uncertainty: the members' standard deviation.
+    out = [{**row, "score": s, **({"uncertainty": u} if u is not None else {})}
+           for row, s, u in zip(rows, scores, spread)]  # fmt: skip
+    lines = "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in out)
     if output_path is None:
         sys.stdout.write(lines)
         return len(rows), "stdout"
@@ -120,7 +122,10 @@ def run_compare(cfg: ScoreConfig, prompt: str, a: str, b: str, image: list[str] 
     """``image``: paths or URLs of the image(s) both answers are about (vision-language models)."""
     scorer = load_scorer(cfg)
     c = scorer.compare(prompt, a, b, images=image_arg(scorer, image))
-    return {"better": c.better, "p_a_better": round(c.p_a, 6), "score_a": c.score_a, "score_b": c.score_b}
+    out = {"better": c.better, "p_a_better": round(c.p_a, 6), "score_a": c.score_a, "score_b": c.score_b}
+    if c.agreement is not None:
+        out |= {"uncertainty_a": c.uncertainty_a, "uncertainty_b": c.uncertainty_b, "agreement": c.agreement}
+    return out
 
 
 def read_responses_file(path: str) -> list[Text]:
@@ -172,6 +177,7 @@ def run_rank(
     normalized = scorer.normalize([r.score for r in ranked]) if cfg.normalize else None
     return [
         {"rank": i + 1, "index": r.index, "score": r.score, "response": r.response,
-         **({"normalized_score": normalized[i]} if normalized else {})}
+         **({"normalized_score": normalized[i]} if normalized else {}),
+         **({"uncertainty": r.uncertainty} if r.uncertainty is not None else {})}
         for i, r in enumerate(ranked)
     ]  # fmt: skip

@@ -139,6 +139,7 @@ def build_trainer(
         loss_config=cfg.loss,
         max_tokens_per_batch=cfg.data.max_tokens_per_batch,
         export_meta=bundle.training_meta(),
+        bootstrap=bool(cfg.model.ensemble and cfg.model.ensemble.bootstrap),
         callbacks=callbacks,
     )
     return BuiltTrainer(trainer, eval_set, counts)

@@ -16,6 +16,7 @@ import functools
 import hmac
 import logging
 import os
+import statistics
 import time
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
@@ -80,7 +81,10 @@ class Service:
         self.metrics = ServerMetrics(queue_depth=lambda: self.batcher.pending)
         self.batcher = Batcher(
             # A coalesced batch is one forward pass where it fits the server's limits (not the scorer's own).
-            functools.partial(scorer.score_items, batch_size=cfg.batch_size, max_batch_tokens=cfg.max_batch_tokens),
+            # Each item comes back as [score] (or an ensemble's [mean, member 1, ..., member K]).
+            functools.partial(
+                scorer.score_items, batch_size=cfg.batch_size, max_batch_tokens=cfg.max_batch_tokens, members=True
+            ),  # fmt: skip
             max_batch_size=cfg.batch_size,
             max_batch_tokens=cfg.max_batch_tokens,
             max_wait_ms=cfg.max_wait_ms,
@@ -120,8 +124,20 @@ class Service:
         return normalize
 
     async def score(self, prompts: list[Any], responses: list[Any], images: list[list[Any]], fields: list[str],
-                    normalize: bool = False) -> list[float]:  # fmt: skip
-        """Scores of one request's items, in order. ``fields`` names each item in errors."""
+                    normalize: bool = False) -> tuple[list[float], list[float] | None]:  # fmt: skip
+        """Scores of one request's items, in order, and (an ensemble) their uncertainties: the members' standard
+        deviations, scaled as the scores are; None for a single-head model. ``fields`` names each item in errors."""
+        rows = await self.rows(prompts, responses, images, fields)
+        scores = [r[0] for r in rows]
+        spread = [statistics.pstdev(r[1:]) for r in rows] if self.scorer.members > 1 else None
+        if not normalize:
+            return scores, spread
+        std = self.scorer.normalization.std or 1.0
+        return self.scorer.normalize(scores), None if spread is None else [s / std for s in spread]
+
+    async def rows(self, prompts: list[Any], responses: list[Any], images: list[list[Any]],
+                   fields: list[str]) -> list[list[float]]:  # fmt: skip
+        """Each item's ``[score]``, or an ensemble's ``[mean, member 1, ..., member K]``, in order."""
         if any(images) and not self.scorer.is_vision:
             first = next(i for i, im in enumerate(images) if im)
             raise RequestError(422, "this model scores text only; send no images", field=f"{fields[first]}.images")
@@ -142,10 +158,9 @@ class Service:
             self.batcher.release(n)
             raise
         try:
-            scores = await self.batcher.submit(items)
+            return await self.batcher.submit(items)
         except ScoringFailed:
             raise RequestError(500, "scoring failed on the server (see its log)", type="internal") from None
-        return self.scorer.normalize(scores) if normalize else scores
 
     def _encode(self, prompts: list[Any], responses: list[Any], images: list[list[Any]], fields: list[str]) -> list:
         cfg = self.cfg
@@ -285,7 +300,13 @@ def create_app(scorer: Scorer, cfg: ServeConfig, *, name: str | None = None) -> 
         """Prometheus text format."""
         return Response(service.metrics.render(), media_type=service.metrics.content_type)
 
-    @app.post(f"/{API_VERSION}/score", response_model=ScoreResponse, responses=ERRORS, tags=["score"])
+    @app.post(
+        f"/{API_VERSION}/score",
+        response_model=ScoreResponse,
+        response_model_exclude_none=True,
+        responses=ERRORS,
+        tags=["score"],
+    )  # an ensemble's uncertainties; absent for a single head
     async def score(req: ScoreRequest) -> ScoreResponse:
         """Scores of `items`, in request order."""
         service.check_count(len(req.items), "items")
@@ -294,20 +315,40 @@ def create_app(scorer: Scorer, cfg: ServeConfig, *, name: str | None = None) -> 
         prompts = [service.text(it.prompt, f"{f}.prompt", allow_empty=True) for it, f in zip(req.items, fields)]
         responses = [service.text(it.response, f"{f}.response") for it, f in zip(req.items, fields)]
         images = [list(it.images) for it in req.items]
-        scores = await service.score(prompts, responses, images, fields, normalize)
-        return ScoreResponse(scores=scores, normalized=normalize)
+        scores, spread = await service.score(prompts, responses, images, fields, normalize)
+        return ScoreResponse(scores=scores, uncertainties=spread, normalized=normalize)
 
-    @app.post(f"/{API_VERSION}/compare", response_model=CompareResponse, responses=ERRORS, tags=["score"])
+    @app.post(
+        f"/{API_VERSION}/compare",
+        response_model=CompareResponse,
+        response_model_exclude_none=True,
+        responses=ERRORS,
+        tags=["score"],
+    )  # an ensemble's uncertainties; absent for a single head
     async def compare(req: CompareRequest) -> CompareResponse:
         """Which of two responses is better, and how sure: P(a) = σ(score_a − score_b)."""
         prompt = service.text(req.prompt, "prompt", allow_empty=True)
         a, b = service.text(req.a, "a"), service.text(req.b, "b")
         images = list(req.images)
-        score_a, score_b = await service.score([prompt, prompt], [a, b], [images, images], ["a", "b"])
-        c = compare_scores(score_a, score_b)
-        return CompareResponse(better=c.better, p_a=c.p_a, score_a=c.score_a, score_b=c.score_b)
+        rows = await service.rows([prompt, prompt], [a, b], [images, images], ["a", "b"])
+        c = compare_scores(rows[0][0], rows[1][0], rows[0][1:], rows[1][1:])
+        return CompareResponse(
+            better=c.better,
+            p_a=c.p_a,
+            score_a=c.score_a,
+            score_b=c.score_b,
+            uncertainty_a=c.uncertainty_a,
+            uncertainty_b=c.uncertainty_b,
+            agreement=c.agreement,
+        )
 
-    @app.post(f"/{API_VERSION}/rank", response_model=RankResponse, responses=ERRORS, tags=["score"])
+    @app.post(
+        f"/{API_VERSION}/rank",
+        response_model=RankResponse,
+        response_model_exclude_none=True,
+        responses=ERRORS,
+        tags=["score"],
+    )  # an ensemble's uncertainties; absent for a single head
     async def rank(req: RankRequest) -> RankResponse:
         """Best-of-N: the responses sorted by score, best first."""
         service.check_count(len(req.responses), "responses")
@@ -316,9 +357,10 @@ def create_app(scorer: Scorer, cfg: ServeConfig, *, name: str | None = None) -> 
         fields = [f"responses[{i}]" for i in range(len(req.responses))]
         responses = [service.text(r, f) for r, f in zip(req.responses, fields)]
         images = list(req.images)
-        scores = await service.score([prompt] * len(responses), responses, [images] * len(responses), fields,
-                                     normalize)  # fmt: skip
-        ranking = [{"index": i, "score": scores[i]} for i in best_first(scores)]
+        scores, spread = await service.score([prompt] * len(responses), responses, [images] * len(responses), fields,
+                                             normalize)  # fmt: skip
+        ranking = [{"index": i, "score": scores[i], **({"uncertainty": spread[i]} if spread else {})}
+                   for i in best_first(scores)]  # fmt: skip
         return RankResponse(ranking=ranking, normalized=normalize)
 
     @app.post("/get_reward", response_model=GetRewardResponse, responses=ERRORS, tags=["openrlhf"])
@@ -339,10 +381,12 @@ def create_app(scorer: Scorer, cfg: ServeConfig, *, name: str | None = None) -> 
             service.text(r, f, allow_empty=bool(p))
         if unsplit:
             logger.warning("%d of %d queries do not start with their prompt; scored whole", sum(unsplit), len(unsplit))
-        raw = await service.score(prompts, responses, [[] for _ in responses], fields)
+        raw, spread = await service.score(prompts, responses, [[] for _ in responses], fields)
         rewards = service.scorer.normalize(raw) if normalize else raw
-        return GetRewardResponse(rewards=rewards, scores=raw,
-                                 extra_logs={"rewardlab_score": raw, "rewardlab_unsplit": unsplit})  # fmt: skip
+        logs = {"rewardlab_score": raw, "rewardlab_unsplit": unsplit}
+        if spread is not None:
+            logs["rewardlab_uncertainty"] = spread
+        return GetRewardResponse(rewards=rewards, scores=raw, extra_logs=logs)
 
     known_paths.update(getattr(r, "path", None) for r in app.routes)
     return app

@@ -49,7 +49,7 @@ _STOP = object()
 class Batcher:
     def __init__(
         self,
-        score_items: Callable[[list[Any]], list[float]],
+        score_items: Callable[[list[Any]], list[Any]],
         *,
         max_batch_size: int,
         max_batch_tokens: int,
@@ -96,7 +96,7 @@ class Batcher:
         with self._lock:
             self._pending -= n
 
-    async def submit(self, items: list[Any]) -> list[float]:
+    async def submit(self, items: list[Any]) -> list[Any]:
         """Scores of ``items`` (already :meth:`reserve`\\ d; released by the worker once scored)."""
         loop = asyncio.get_running_loop()
         job = Job(items, loop.create_future(), loop)
@@ -137,7 +137,7 @@ class Batcher:
         items = [it for job in batch for it in job.items]
         start = time.perf_counter()
         try:
-            scores: list[float] | None = self.score_items(items)
+            scores: list[Any] | None = self.score_items(items)
         except Exception:  # a bug or an out-of-memory: fail these requests, keep serving
             logger.exception("scoring a batch of %d responses failed", len(items))
             scores = None
@@ -152,7 +152,7 @@ class Batcher:
             self.release(n)
 
 
-def _resolve(future: asyncio.Future, result: list[float] | None) -> None:
+def _resolve(future: asyncio.Future, result: list[Any] | None) -> None:
     if future.done():  # the caller went away (client disconnected)
         return
     if result is None:

@@ -51,6 +51,9 @@ class ScoreRequest(Strict):
 
 class ScoreResponse(BaseModel):
     scores: list[float]
+    uncertainties: list[float] | None = Field(
+        None, description="An ensemble model's uncertainty per score: its members' standard deviation (scaled as "
+        "the scores are); absent for a single-head model.")  # fmt: skip
     normalized: bool
 
 
@@ -66,6 +69,9 @@ class CompareResponse(BaseModel):
     p_a: float = Field(description="P(a is better) = σ(score_a − score_b).")
     score_a: float
     score_b: float
+    uncertainty_a: float | None = Field(None, description="An ensemble's members' standard deviation of score_a.")
+    uncertainty_b: float | None = Field(None, description="An ensemble's members' standard deviation of score_b.")
+    agreement: float | None = Field(None, description="An ensemble's share of members preferring `better`.")
 
 
 class RankRequest(Strict):
@@ -78,6 +84,7 @@ class RankRequest(Strict):
 class RankedItem(BaseModel):
     index: int = Field(description="Position in the request's `responses`.")
     score: float
+    uncertainty: float | None = Field(None, description="An ensemble's members' standard deviation of the score.")
 
 
 class RankResponse(BaseModel):
@@ -98,7 +105,10 @@ class GetRewardRequest(BaseModel):
 class GetRewardResponse(BaseModel):
     rewards: list[float] = Field(description="What the policy optimises: normalized when normalization is on.")
     scores: list[float] = Field(description="The model's raw scores.")
-    extra_logs: dict[str, list[float]]
+    extra_logs: dict[str, list[float]] = Field(
+        description="`rewardlab_score` (raw scores), `rewardlab_unsplit` (1 where the query did not start with its "
+        "prompt) and, for an ensemble, `rewardlab_uncertainty` (the members' standard deviation, raw)."
+    )
 
 
 class Normalization(BaseModel):

@@ -16,18 +16,25 @@ import torch.nn.functional as F
 from rewardlab.config.schema import LossConfig
 
 
+def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """``mean(weights · values)`` (over ``n`` items, not over the weights' sum: Poisson(1) bootstrap weights keep the
+    loss's scale in expectation); the plain mean without weights."""
+    return values.mean() if weights is None else (weights.to(values.dtype) * values).mean()
+
+
 def bradley_terry_loss(
-    chosen: torch.Tensor, rejected: torch.Tensor, margin: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Mean of ``−log σ(r⁺ − r⁻ − margin)``. ``chosen``, ``rejected``, ``margin``: ``(b,)`` → scalar.
+    chosen: torch.Tensor, rejected: torch.Tensor, margin: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:  # fmt: skip
+    """Mean of ``−log σ(r⁺ − r⁻ − margin)``. ``chosen``, ``rejected``, ``margin``, ``weights``: ``(b,)`` → scalar.
 
     With a margin the model must beat the rejected response by at least that much (Llama 2, Touvron et al.
-    2023, §3.2.2).
+    2023, §3.2.2). ``weights``: per pair (an ensemble member's bootstrap draw; see :func:`weighted_mean`).
     """
     diff = chosen - rejected
     if margin is not None:
         diff = diff - margin
-    return -F.logsigmoid(diff).mean()
+    return weighted_mean(-F.logsigmoid(diff), weights)
 
 
 def centering_penalty(scores: torch.Tensor, coefficient: float) -> torch.Tensor:
@@ -56,14 +63,15 @@ def length_correlation_penalty(margins: torch.Tensor, length_gaps: torch.Tensor,
     return coefficient * torch.where(varies, explained, torch.zeros_like(explained)).abs()
 
 
-def plackett_luce_loss(scores: torch.Tensor, ranks: torch.Tensor, group_sizes: torch.Tensor) -> torch.Tensor:
+def plackett_luce_loss(scores: torch.Tensor, ranks: torch.Tensor, group_sizes: torch.Tensor,
+                       weights: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """Listwise Plackett–Luce negative log-likelihood with ties (Breslow's rule), mean over groups.
 
     ``scores``, ``ranks``: ``(N,)`` — the responses of all groups one after another; ``group_sizes``: ``(g,)``
     with ``sum = N``. Rank 1 is best. For each response ``i`` of a group, the term is
     ``s_i − log Σ_{j: rank_j ≥ rank_i} exp(s_j)``: the probability of choosing ``i`` first among those not
     ranked above it. Tied responses share their risk set, which pulls their scores together. A group's loss
-    is ``−Σ_i term_i``; the result is the mean over groups.
+    is ``−Σ_i term_i``; the result is the mean over groups (weighted by ``weights`` ``(g,)`` when given).
     """
     g, k = group_sizes.numel(), int(group_sizes.max())
     offsets = torch.cumsum(group_sizes, 0) - group_sizes  # (g,)
@@ -79,7 +87,7 @@ def plackett_luce_loss(scores: torch.Tensor, ranks: torch.Tensor, group_sizes: t
     logits = s[:, None, :].expand(g, k, k).masked_fill(~risk, float("-inf"))
     log_denominator = torch.logsumexp(logits, dim=-1)  # (g, k)
     terms = (s - log_denominator).masked_fill(~valid, 0.0)  # (g, k)
-    return -(terms.sum(-1)).mean()
+    return weighted_mean(-terms.sum(-1), weights)
 
 
 # -- the registry ------------------------------------------------------------------------------------------------
@@ -95,7 +103,8 @@ class LossTerms:
 
 # ``(scores (rows,), batch, config, training) -> LossTerms``. ``batch`` is the collator's output: pair batches
 # carry ``margin`` (b,) with rows [0, b) chosen and [b, 2b) rejected; group batches ``ranks`` (N,) and
-# ``group_sizes`` (g,). ``training`` is False in evaluation (penalties that shape training are left out).
+# ``group_sizes`` (g,); ``item_weights`` (b,) or (g,), when present, weighs each pair or group (an ensemble member's
+# bootstrap). ``training`` is False in evaluation (penalties that shape training are left out).
 LossFn = Callable[[torch.Tensor, dict[str, torch.Tensor], LossConfig, bool], LossTerms]
 
 
@@ -112,7 +121,7 @@ def bradley_terry(scores: torch.Tensor, batch: dict[str, torch.Tensor], cfg: Los
     penalty while training."""
     b = batch["margin"].shape[0]
     chosen, rejected = scores[:b], scores[b : 2 * b]
-    loss = bradley_terry_loss(chosen, rejected, batch["margin"] if cfg.use_margin else None)
+    loss = bradley_terry_loss(chosen, rejected, batch["margin"] if cfg.use_margin else None, batch.get("item_weights"))
     if cfg.length_decorrelation and training:
         lengths = row_lengths(batch)
         loss = loss + length_correlation_penalty(chosen - rejected, lengths[:b] - lengths[b : 2 * b],
@@ -125,7 +134,7 @@ def plackett_luce(scores: torch.Tensor, batch: dict[str, torch.Tensor], cfg: Los
     Plackett–Luce is Bradley–Terry: they get :func:`bradley_terry`, so eval metrics stay pairwise."""
     if "group_sizes" not in batch:
         return bradley_terry(scores, batch, cfg, training)
-    return LossTerms(plackett_luce_loss(scores, batch["ranks"], batch["group_sizes"]))
+    return LossTerms(plackett_luce_loss(scores, batch["ranks"], batch["group_sizes"], batch.get("item_weights")))
 
 
 LOSSES: dict[str, LossFn] = {"bradley_terry": bradley_terry, "plackett_luce": plackett_luce}

@@ -32,7 +32,7 @@ from rewardlab.training.losses import LOSSES, bradley_terry_loss, centering_pena
 from rewardlab.training.weights import load_backbone_weights
 
 # Batch keys the loss reads; every other key is a model input (ids, masks, image tensors, ...).
-LOSS_INPUTS = ("margin", "ranks", "group_sizes", "irrelevant_pairs", "row_lengths")
+LOSS_INPUTS = ("margin", "ranks", "group_sizes", "irrelevant_pairs", "row_lengths", "item_weights")
 # Train metrics summed on the device between two log lines: name → index in RewardTrainer._train_sums.
 SUMS = {"accuracy": 0, "margin": 1, "pairs": 2, "irrelevant_accuracy": 3, "irrelevant_loss": 4, "irrelevant_pairs": 5}
 
@@ -78,11 +78,12 @@ class RewardTrainer(Trainer):
     Args:
         loss_config: which loss, margins, centering.
         export_meta: the ``rewardlab.json`` written into every checkpoint (:class:`ExportMeta`).
+        bootstrap: an ensemble's members weigh each pair or group by their own Poisson(1) draws.
         **kwargs: as for ``transformers.Trainer`` (``model`` must be a :class:`RewardModel`).
     """
 
     def __init__(self, *args: Any, loss_config: LossConfig, export_meta: ExportMeta,
-                 max_tokens_per_batch: int | None = None, **kwargs: Any):  # fmt: skip
+                 max_tokens_per_batch: int | None = None, bootstrap: bool = False, **kwargs: Any):  # fmt: skip
         kwargs.setdefault("compute_metrics", pair_metrics)
         super().__init__(*args, **kwargs)
         self.max_tokens_per_batch = max_tokens_per_batch
@@ -93,13 +94,27 @@ class RewardTrainer(Trainer):
         self.export_meta = export_meta
         self._train_sums = torch.zeros(len(SUMS), dtype=torch.float64)
         self._staging_dir: str | None = None
+        self.bootstrap = bootstrap
+        self._micro, self._micro_step = 0, -1  # micro-batch within an optimizer step (bootstrap seeds)
 
     # -- loss --------------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        scores = model(**{k: v for k, v in inputs.items() if k not in LOSS_INPUTS})  # (rows,)
+        model_inputs = {k: v for k, v in inputs.items() if k not in LOSS_INPUTS}
+        members = self.model.members
+        if members > 1:
+            everything = model(**model_inputs, return_members=True)  # (rows, 1 + members): mean, then members
+            scores = everything[:, 0]
+        else:
+            scores = model(**model_inputs)  # (rows,)
         outputs: dict[str, torch.Tensor] = {"scores": scores}
         terms = self.loss_fn(scores, inputs, self.loss_config, model.training)
         loss = terms.loss
+        if members > 1 and model.training:
+            # Each member learns from the batch under its own bootstrap weights; the mean is what is evaluated.
+            weights = self._bootstrap_weights(inputs, members, scores.device)
+            losses = [self.loss_fn(everything[:, k + 1], inputs if weights is None else {**inputs, "item_weights":
+                                   weights[k]}, self.loss_config, True).loss for k in range(members)]  # fmt: skip
+            loss = torch.stack(losses).mean()
         if terms.chosen is not None:
             outputs.update(chosen=terms.chosen, rejected=terms.rejected)
             if model.training:
@@ -113,8 +128,22 @@ class RewardTrainer(Trainer):
             if model.training:
                 self._accumulate(own - other, first=SUMS["irrelevant_accuracy"], loss=irrelevant)
         if self.loss_config.center_coefficient:
-            loss = loss + centering_penalty(scores, self.loss_config.center_coefficient)
+            centered = everything[:, 1:].reshape(-1) if members > 1 and model.training else scores
+            loss = loss + centering_penalty(centered, self.loss_config.center_coefficient)
         return (loss, outputs) if return_outputs else loss
+
+    def _bootstrap_weights(self, inputs: dict[str, Any], members: int, device: torch.device) -> torch.Tensor | None:
+        """``(members, items)`` Poisson(1) weights of this micro-batch's pairs or groups (online bagging: a fresh draw
+        each time an item is seen), seeded by the run's seed, the step and the micro-batch, so a resumed run draws
+        the same; None when the ensemble does not bootstrap."""
+        if not self.bootstrap:
+            return None
+        items = inputs["group_sizes"].numel() if "group_sizes" in inputs else inputs["margin"].shape[0]
+        step = self.state.global_step
+        self._micro = self._micro + 1 if self._micro_step == step else 0
+        self._micro_step = step
+        generator = torch.Generator().manual_seed(self.args.seed * 1_000_003 + step * 1_009 + self._micro)
+        return torch.poisson(torch.ones(members, items), generator=generator).to(device)
 
     def _accumulate(self, diff: torch.Tensor, *, first: int, loss: torch.Tensor | None = None) -> None:
         """Add (accuracy sum, margin or loss sum, count) of ``diff`` (n,) into the sums, on the device."""

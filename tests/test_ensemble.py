@@ -1,0 +1,187 @@
+"""Ensembles of reward heads (``model.ensemble``): one backbone, K heads, the mean as the reward, the members'
+spread as its uncertainty — in training, in the export (plain transformers reads the mean as ``logits[:, 0]``) and
+in the Scorer."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+import torch
+
+from tests.test_shared_prefix import train_losses
+from tests.tiny import make_tiny
+
+PROMPT = "Name a colour of the sky."
+RESPONSES = ["Blue.", "The sky is often blue, and red at sunset.", "Seven.", "blue blue blue blue"]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return make_tiny(tmp_path_factory.mktemp("ensemble") / "qwen2", "qwen2")
+
+
+@pytest.fixture(scope="module", params=["qwen2", "bert"])
+def trained(request, base, tmp_path_factory):
+    """A 3-head bootstrapped ensemble trained 6 steps, decoder (``score`` head at the last token) and encoder
+    (the model's own [CLS] classifier): (export directory, per-step losses)."""
+    root = tmp_path_factory.mktemp("ensemble-run")
+    model = base if request.param == "qwen2" else make_tiny(root / "bert", "bert")
+    losses, _ = train_losses(root, model, "ens", **{"model.ensemble.members": 3})
+    return root / "ens" / "model", losses
+
+
+def test_the_export_is_a_plain_sequence_classifier_whose_first_logit_is_the_members_mean(trained):
+    from transformers import AutoModelForSequenceClassification
+
+    from rewardlab.models.scorer import Scorer
+
+    export, losses = trained
+    assert len(losses) == 6 and all(l == l for l in losses)  # noqa: E741 (no NaN)
+    config = json.loads((export / "config.json").read_text())
+    assert config["id2label"] == {"0": "reward", "1": "member_1", "2": "member_2", "3": "member_3"}
+    assert json.loads((export / "rewardlab.json").read_text())["labels"] == ["reward", "member_1", "member_2",
+                                                                           "member_3"]  # fmt: skip
+    hf = AutoModelForSequenceClassification.from_pretrained(export).eval()
+    assert hf.config.num_labels == 4
+    scorer = Scorer.from_pretrained(str(export))
+    scores, spread = scorer.score_with_uncertainty(PROMPT, RESPONSES)
+    assert scorer.score(PROMPT, RESPONSES) == pytest.approx(scores, abs=1e-6)
+    for item, score, std in zip(scorer.encode(PROMPT, RESPONSES), scores, spread):
+        row = {"input_ids": torch.tensor([item.encoded.input_ids])}
+        if item.encoded.token_type_ids is not None:
+            row["token_type_ids"] = torch.tensor([item.encoded.token_type_ids])
+        with torch.no_grad():
+            logits = hf(**row).logits[0]
+        assert logits[0].item() == pytest.approx(score, abs=1e-5)  # the saved row 0 is the members' mean
+        assert logits[1:].mean().item() == pytest.approx(score, abs=1e-5)
+        assert statistics.pstdev(logits[1:].tolist()) == pytest.approx(std, abs=1e-5)
+    assert min(spread) > 0  # heads started apart and saw different bootstrap weights
+
+
+def test_a_one_member_ensemble_is_the_plain_reward_model_exactly(base, tmp_path):
+    from safetensors.torch import load_file
+
+    plain, _ = train_losses(tmp_path, base, "plain")
+    one, _ = train_losses(tmp_path, base, "one", **{"model.ensemble.members": 1})
+    assert one == plain
+    a, b = (
+        load_file(tmp_path / "plain" / "model" / "model.safetensors"),
+        load_file(tmp_path / "one" / "model" / "model.safetensors"),
+    )
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    from rewardlab.models.scorer import Scorer
+
+    scores, spread = Scorer.from_pretrained(str(tmp_path / "one" / "model")).score_with_uncertainty(PROMPT, RESPONSES)
+    assert spread == [None] * len(RESPONSES)
+
+
+def test_bootstrap_weights_make_identical_heads_differ(base):
+    """Heads that start equal stay equal on the plain loss and move apart under their own Poisson(1) weights."""
+    from transformers import AutoModelForSequenceClassification, TrainingArguments
+
+    from rewardlab.config.schema import LossConfig
+    from rewardlab.models.export_meta import ExportMeta
+    from rewardlab.models.reward_model import RewardModel
+    from rewardlab.training.trainer import RewardTrainer
+
+    hf = AutoModelForSequenceClassification.from_pretrained(base, num_labels=4, ignore_mismatched_sizes=True)
+    with torch.no_grad():
+        hf.score.weight[1:] = hf.score.weight[1]  # three identical members
+    model = RewardModel(hf, "last", members=3).train()
+    args = TrainingArguments("unused", use_cpu=True, report_to=[], seed=7)
+    batch = {  # two pairs: rows 0-1 chosen, rows 2-3 rejected
+        "input_ids": torch.tensor([[5, 6, 7, 8], [9, 10, 11, 12], [5, 6, 7, 13], [9, 10, 14, 0]]),
+        "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 0]]),
+        "margin": torch.zeros(2),
+    }
+    grads = {}
+    for bootstrap in (False, True):
+        trainer = RewardTrainer(model=model, args=args, loss_config=LossConfig(), export_meta=ExportMeta(),
+                                bootstrap=bootstrap)  # fmt: skip
+        model.zero_grad()
+        trainer.compute_loss(model, dict(batch)).backward()
+        grads[bootstrap] = hf.score.weight.grad[1:].clone()
+    assert torch.equal(grads[False][0], grads[False][1]) and torch.equal(grads[False][1], grads[False][2])
+    assert not torch.allclose(grads[True][0], grads[True][1]) or not torch.allclose(grads[True][1], grads[True][2])
+    weights = trainer._bootstrap_weights(batch, 3, torch.device("cpu"))
+    assert weights.shape == (3, 2) and (weights >= 0).all() and torch.equal(weights, weights.round())
+
+
+def test_ensemble_settings_are_checked(base, tmp_path, capsys):
+    assert train_losses(tmp_path, base, "zero", rc=2, **{"model.ensemble.members": 0}) is None
+    assert "members" in capsys.readouterr().err
+
+
+def test_score_compare_rank_print_the_uncertainty(trained, tmp_path, capsys):
+    from rewardlab.cli import main
+    from rewardlab.models.scorer import Scorer
+
+    export, _ = trained
+    scores, spread = Scorer.from_pretrained(str(export)).score_with_uncertainty(PROMPT, RESPONSES)
+    rows = tmp_path / "in.jsonl"
+    rows.write_text("".join(json.dumps({"prompt": PROMPT, "response": r}) + "\n" for r in RESPONSES))
+    assert main(["score", "--model", str(export), "--input", str(rows), "--output", str(tmp_path / "out.jsonl")]) == 0
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["uncertainty"] for r in out] == pytest.approx(spread, abs=1e-6)
+    capsys.readouterr()
+    assert main(["compare", "--model", str(export), "--prompt", PROMPT, "--a", RESPONSES[0], "--b", RESPONSES[1]]) == 0
+    c = json.loads(capsys.readouterr().out)
+    assert c["uncertainty_a"] == pytest.approx(spread[0], abs=1e-6) and 0 <= c["agreement"] <= 1
+    argv = ["rank", "--model", str(export), "--prompt", PROMPT, *[x for r in RESPONSES for x in ("--response", r)]]
+    assert main(argv) == 0
+    ranked = json.loads(capsys.readouterr().out)
+    assert {r["index"]: r["uncertainty"] for r in ranked} == pytest.approx(dict(enumerate(spread)), abs=1e-6)
+
+
+def test_the_server_returns_uncertainties(trained):
+    pytest.importorskip("fastapi")
+    httpx = pytest.importorskip("httpx")
+    from rewardlab.models.scorer import Scorer
+    from tests.servers import ThreadServer
+
+    export, _ = trained
+    scorer = Scorer.from_pretrained(str(export))
+    scores, spread = scorer.score_with_uncertainty(PROMPT, RESPONSES)
+    with ThreadServer(scorer) as server:
+        body = {"items": [{"prompt": PROMPT, "response": r} for r in RESPONSES]}
+        r = httpx.post(f"{server.url}/v1/score", json=body, timeout=120).json()
+        assert r["scores"] == pytest.approx(scores, abs=1e-5) and r["uncertainties"] == pytest.approx(spread, abs=1e-5)
+        body = {"query": [PROMPT + x for x in RESPONSES], "prompts": [PROMPT] * len(RESPONSES)}
+        r = httpx.post(f"{server.url}/get_reward", json=body, timeout=120).json()
+        assert r["extra_logs"]["rewardlab_uncertainty"] == pytest.approx(spread, abs=1e-5)
+        r = httpx.post(f"{server.url}/v1/compare", json={"prompt": PROMPT, "a": RESPONSES[0], "b": RESPONSES[2]},
+                       timeout=120).json()  # fmt: skip
+        assert r["uncertainty_b"] == pytest.approx(spread[2], abs=1e-5) and r["agreement"] is not None
+
+
+def test_uncertainty_metrics_exact():
+    from rewardlab.evaluation.metrics import uncertainty_metrics
+
+    # Misranked pairs carry the largest spreads: selective accuracy rises as coverage falls, AUROC 1.
+    assert uncertainty_metrics([1, -1, 2, -2, 3], [0.1, 0.9, 0.2, 0.8, 0.3]) == {
+        "selective_accuracy_50": 1.0, "selective_accuracy_80": 0.75, "uncertainty_auroc": 1.0}  # fmt: skip
+    assert uncertainty_metrics([1, -1, 2, -2, 3], [0.9, 0.1, 0.8, 0.2, 0.7])["uncertainty_auroc"] == 0.0
+    # A tie (margin 0) counts half in accuracy and stays out of the AUROC; tied spreads count half.
+    out = uncertainty_metrics([1, -1, 2, 0, 3], [0.5, 0.5, 0.1, 0.2, 0.3])
+    assert out == pytest.approx({"selective_accuracy_50": 2.5 / 3, "selective_accuracy_80": 3.5 / 4,
+                                 "uncertainty_auroc": 2.5 / 3})  # fmt: skip
+    assert uncertainty_metrics([1, 2], [0.1, 0.2])["uncertainty_auroc"] is None  # nothing misranked
+
+
+def test_eval_reports_selective_accuracy_and_auroc_for_an_ensemble(trained, tmp_path):
+    import csv
+
+    from rewardlab.config.schema import EvalConfig
+    from rewardlab.data.synthetic import make_pairs
+    from rewardlab.recipes.evaluate import run_eval
+    from tests.tiny import pair_rows, write_jsonl
+
+    export, _ = trained
+    data = write_jsonl(tmp_path / "eval.jsonl", pair_rows(make_pairs(40, seed=9)))
+    run_eval(EvalConfig(model_dirs=[str(export)], eval_sets=[str(data)], output_dir=str(tmp_path / "ev"), plots=False))
+    (row,) = csv.DictReader((tmp_path / "ev" / "evaluation_results.csv").open())
+    for key in ("selective_accuracy_50", "selective_accuracy_80"):
+        assert 0 <= float(row[key]) <= 1
+    assert row["uncertainty_auroc"] == "" or 0 <= float(row["uncertainty_auroc"]) <= 1
