@@ -185,3 +185,51 @@ def test_eval_reports_selective_accuracy_and_auroc_for_an_ensemble(trained, tmp_
     for key in ("selective_accuracy_50", "selective_accuracy_80"):
         assert 0 <= float(row[key]) <= 1
     assert row["uncertainty_auroc"] == "" or 0 <= float(row["uncertainty_auroc"]) <= 1
+
+
+@pytest.fixture(scope="module")
+def qwen_ensemble(base, tmp_path_factory):
+    root = tmp_path_factory.mktemp("ensemble-rl")
+    train_losses(root, base, "ens", **{"model.ensemble.members": 4})
+    return root / "ens" / "model"
+
+
+def test_the_rl_uncertainty_penalty_is_mean_minus_lambda_std_per_sample(qwen_ensemble, base, tmp_path):
+    from rewardlab.config.schema import RewardSource
+    from rewardlab.errors import ConfigError
+    from rewardlab.models.scorer import Scorer
+    from rewardlab.rl.sources import build_rewards
+
+    funcs, weights = build_rewards([RewardSource(type="model", path=str(qwen_ensemble), weight=2.0,
+                                                 uncertainty_penalty=0.5)])  # fmt: skip
+    assert [f.__name__ for f in funcs] == ["model", "model_uncertainty"] and weights == [2.0, -1.0]
+    prompts, completions = [PROMPT] * len(RESPONSES), list(RESPONSES)
+    total = [sum(w * v for w, v in zip(weights, values))
+             for values in zip(*(f(prompts=prompts, completions=completions) for f in funcs))]  # fmt: skip
+    scores, spread = Scorer.from_pretrained(str(qwen_ensemble)).score_with_uncertainty(prompts, completions)
+    assert total == pytest.approx([2.0 * (s - 0.5 * u) for s, u in zip(scores, spread)], abs=1e-5)
+    # A penalty needs an ensemble (a plain RM has no spread) and a model loaded in the run.
+    plain, _ = train_losses(tmp_path, base, "plain")
+    with pytest.raises(ConfigError, match="needs an ensemble reward model"):
+        build_rewards([RewardSource(type="model", path=str(tmp_path / "plain" / "model"), uncertainty_penalty=1)])
+    with pytest.raises(ValueError, match="uncertainty_penalty works on `model` rewards"):
+        RewardSource(type="remote", url="http://127.0.0.1:1", uncertainty_penalty=1)
+    with pytest.raises(ValueError, match="greater than or equal to 0"):
+        RewardSource(type="model", path="x", uncertainty_penalty=-1)
+
+
+@pytest.mark.slow
+def test_a_two_step_grpo_run_logs_the_ensemble_reward_and_its_penalty_apart(qwen_ensemble, tmp_path):
+    from rewardlab.cli import main
+    from tests.test_rl import make_policy, metrics, rl_config
+    from tests.tiny import write_jsonl
+
+    make_policy(tmp_path)
+    write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": f"Describe tea in {n} words."} for n in range(2, 14)])
+    rewards = [{"type": "model", "path": str(qwen_ensemble), "name": "rm", "uncertainty_penalty": 2.0}]
+    assert main(["rl", "--config", str(rl_config(tmp_path, "run", rewards=rewards))]) == 0
+    train = [r for r in metrics(tmp_path / "run") if "rewards/rm/mean" in r]
+    assert [r["step"] for r in train] == [1, 2]
+    for r in train:
+        assert r["rewards/rm_uncertainty/mean"] > 0
+        assert r["reward"] == pytest.approx(r["rewards/rm/mean"] - 2.0 * r["rewards/rm_uncertainty/mean"], abs=1e-4)

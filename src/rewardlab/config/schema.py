@@ -521,6 +521,12 @@ class RewardSource(ScoringSettings):
     url: str | list[str] | None = Field(None, description="`remote`: `rewardlab serve` URL(s) or `.../get_reward`.")
     batch_size: int = Field(32, ge=1, description="`model`: most responses scored in one forward pass.")
     api_key_env: str | None = Field(None, description="`remote`: environment variable with the server's API key.")
+    uncertainty_penalty: float | None = Field(
+        None,
+        ge=0,
+        description="`model` ensembles (`model.ensemble`): the reward is `mean − λ·std` over the members, per sample; "
+        "the std is logged as its own source (`rewards/<name>_uncertainty/mean`).",
+    )
     image_column: str | None = Field(
         None,
         description="`model`/`remote` vision RMs: the column with each prompt's images (default `images`; TRL also "
@@ -532,6 +538,8 @@ class RewardSource(ScoringSettings):
         need = {"rule": "rule", "model": "path", "remote": "url"}[self.type]
         if getattr(self, need) in (None, "", []):
             raise ValueError(f"a `{self.type}` reward needs `{need}`")
+        if self.uncertainty_penalty is not None and self.type != "model":
+            raise ValueError("uncertainty_penalty works on `model` rewards (an ensemble loaded in the run) for now")
         for url in [self.url] if isinstance(self.url, str) else self.url or []:
             parsed = urllib.parse.urlsplit(url)
             if parsed.scheme not in ("http", "https") or not parsed.netloc:

@@ -10,6 +10,7 @@ tokenizer differs from the policy's. :class:`ModelReward` scores any of them thr
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ class ModelReward:
                  image_column: str | None = None):  # fmt: skip
         self.scorer = scorer
         self.normalize = normalize
+        self._last: tuple[Any, tuple[list[float], list[float | None]]] | None = None
         self.image_columns = (image_column,) if image_column else IMAGE_COLUMNS
         if normalize:
             scorer.normalize([0.0])  # fail now, not at the first training step, if there are no statistics
@@ -58,13 +60,40 @@ class ModelReward:
         )
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float]:
+        return self.score_with_uncertainty(prompts, completions, **columns)[0]
+
+    def score_with_uncertainty(self, prompts: Sequence[Any], completions: Sequence[Any],
+                               **columns: Any) -> tuple[list[float], list[float | None]]:  # fmt: skip
+        """The rewards and (an ensemble) their uncertainties; the last call's answer is kept, so the
+        :class:`UncertaintyPenalty` of the same step reads it instead of scoring again."""
+        key = json.dumps([list(prompts), list(completions)], sort_keys=True, default=str)
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
         images = _images(columns, self.image_columns) if self.scorer.is_vision else None
+        texts, answers = list(prompts), list(completions)
         # A vision RM scores plain text against its image; an encoder RM a (prompt, response) text pair, which no
         # chat template renders: both get a conversation's last user turn as the prompt, the completion's text.
         if self.scorer.is_vision or self.scorer.model.pooling == "cls":
-            prompts = [_text(p, last_user=True) for p in prompts]
-            completions = [_text(c) for c in completions]
-        return self.scorer.score(list(prompts), list(completions), normalize=self.normalize, images=images)
+            texts = [_text(p, last_user=True) for p in texts]
+            answers = [_text(c) for c in answers]
+        result = self.scorer.score_with_uncertainty(texts, answers, normalize=self.normalize, images=images)
+        self._last = (key, result)
+        return result
+
+
+class UncertaintyPenalty:
+    """An ensemble reward model's uncertainty (its members' standard deviation) as a TRL reward function, to be
+    weighted by ``−λ`` beside the model's own reward: the sum is ``mean − λ·std`` per sample, and TRL logs the
+    spread apart (``rewards/<name>/mean``). It reads the scores ``reward`` computed for the same completions."""
+
+    def __init__(self, reward: ModelReward, name: str):
+        if reward.scorer.members < 2:
+            raise ValueError("an uncertainty penalty needs an ensemble reward model (trained with model.ensemble)")
+        self.reward = reward
+        self.__name__ = name
+
+    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float]:
+        return [float(u) for u in self.reward.score_with_uncertainty(prompts, completions, **columns)[1]]
 
 
 class RemoteReward:
