@@ -233,3 +233,37 @@ def test_a_two_step_grpo_run_logs_the_ensemble_reward_and_its_penalty_apart(qwen
     for r in train:
         assert r["rewards/rm_uncertainty/mean"] > 0
         assert r["reward"] == pytest.approx(r["rewards/rm/mean"] - 2.0 * r["rewards/rm_uncertainty/mean"], abs=1e-4)
+
+
+def test_select_writes_the_items_the_ensemble_disagrees_on_most(qwen_ensemble, tmp_path, capsys):
+    from rewardlab.cli import main
+    from rewardlab.data.synthetic import make_pairs
+    from rewardlab.models.scorer import Scorer
+    from tests.tiny import pair_rows, write_jsonl
+
+    pairs = make_pairs(12, seed=4)
+    pool = write_jsonl(tmp_path / "pool.jsonl", [{**r, "id": f"p{i}"} for i, r in enumerate(pair_rows(pairs))])
+    out = tmp_path / "picked.jsonl"
+    assert main(["select", "--model", str(qwen_ensemble), "--data", str(pool), "--top", "5", "--out", str(out)]) == 0
+    assert "selected 5 of 12 items by ensemble_spread" in capsys.readouterr().err
+    picked = [json.loads(line) for line in out.read_text().splitlines()]
+    scorer = Scorer.from_pretrained(str(qwen_ensemble))
+    spreads = []
+    for p in pairs:
+        rows = scorer.score_items(scorer.encode(p.prompt, [p.chosen, p.rejected]), members=True)
+        spreads.append(statistics.pstdev([a - b for a, b in zip(rows[0][1:], rows[1][1:])]))
+    order = sorted(range(12), key=lambda i: -spreads[i])[:5]
+    assert [r["row"] for r in picked] == [i + 1 for i in order]
+    assert [r["id"] for r in picked] == [f"p{i}" for i in order]
+    assert [r["uncertainty"] for r in picked] == pytest.approx([spreads[i] for i in order], abs=1e-6)
+    assert picked[0]["responses"] == [pairs[order[0]].chosen, pairs[order[0]].rejected]
+    # Candidates without ranks (as `generate` writes them): a group's most disputed pair decides.
+    candidates = [{"prompt": PROMPT, "responses": RESPONSES}, {"prompt": "Hi", "responses": ["Hello.", "Hey."]}]
+    groups = write_jsonl(tmp_path / "cands.jsonl", candidates)
+    assert main(["select", "--model", str(qwen_ensemble), "--data", str(groups), "--top", "9", "--out", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == 2
+    # Bad input: exit 2, one message.
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"prompt": "x", "responses": ["only one"]}) + "\n")
+    assert main(["select", "--model", str(qwen_ensemble), "--data", str(tmp_path / "bad.jsonl"), "--top", "1",
+                 "--out", str(out)]) == 2  # fmt: skip
+    assert "bad.jsonl:1:responses: needs a list of at least 2 responses" in capsys.readouterr().err

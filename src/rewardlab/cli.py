@@ -150,6 +150,15 @@ def cmd_rank(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_select(ns: argparse.Namespace) -> int:
+    from rewardlab.recipes.select import run_select
+
+    result = run_select(config_from(ns, ScoreConfig), ns.data, ns.top, ns.out)
+    print(f"selected {result.selected} of {result.pool} items by {result.criterion} → {result.destination}",
+          file=sys.stderr)  # fmt: skip
+    return 0
+
+
 def cmd_label(ns: argparse.Namespace) -> int:
     from rewardlab.recipes.label import run_label, run_label_export, run_to_label_studio
 
@@ -285,6 +294,12 @@ def _rank_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _select_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="The pool: pairs, or groups of candidates (`responses`).")
+    p.add_argument("--top", required=True, type=int, help="How many items to select.")
+    p.add_argument("--out", required=True, help="JSONL to write: the selected items, most uncertain first.")
+
+
 def _label_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", nargs="?", default=None, help="Data to label (pairs or groups), or `export`.")
     p.add_argument("--db", required=True, help="SQLite file with the items and labels (created if missing).")
@@ -350,6 +365,10 @@ COMMANDS: dict[str, Command] = {
     ),
     "rank": Command(
         "Best-of-N: responses to one prompt sorted by score, best first.", cmd_rank, ScoreConfig, _rank_args,
+    ),
+    "select": Command(
+        "The pool items a reward model is least sure about (an ensemble's spread, else the margin), to label first.",
+        cmd_select, ScoreConfig, _select_args,
     ),
     "label": Command(
         "Labeling web app for pairs and rankings (`label DATA --db F`), and `label export --db F --out F`.",
