@@ -45,6 +45,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -64,6 +65,7 @@ VARIANTS = {
     "length_debias_1": {"loss": {"length_decorrelation": 1.0}},
     "length_debias_0.1": {"loss": {"length_decorrelation": 0.1}},
     "no_warmup": {"training": {"warmup_steps": 0.0}},
+    "ensemble_5": {"model": {"ensemble": {"members": 5}}},  # 5 bootstrapped heads; the reward is their mean
 }
 # Zero-shot: the HHH-alignment pairs (221, human-written; there the longer answer is usually the better one), put in
 # the hh-rlhf transcript form the models were trained on.
@@ -199,6 +201,12 @@ def run_rewardlab(spec: dict[str, Any]) -> dict[str, Any]:
     scorer = Scorer.from_pretrained(str(result.model_dir), device="cpu", batch_size=32)
     chosen, rejected = scorer.score_pairs(pairs)
     result = {"chosen": chosen, "rejected": rejected}
+    if scorer.members > 1:  # an ensemble: the members' spread of each pair's margin, for selective accuracy
+        rows = scorer.score_items(scorer.encode([p.prompt for p in pairs] * 2, [p.chosen for p in pairs]
+                                                + [p.rejected for p in pairs]), members=True)  # fmt: skip
+        n = len(pairs)
+        result["spread"] = [statistics.pstdev([a - b for a, b in zip(rows[i][1:], rows[n + i][1:])])
+                            for i in range(n)]  # fmt: skip
     if spec["hhh"]:
         hhh = [PreferencePair(prompt=r["prompt"], chosen=r["chosen"], rejected=r["rejected"]) for r in hhh_rows()]
         result["hhh_chosen"], result["hhh_rejected"] = scorer.score_pairs(hhh)
@@ -319,6 +327,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         row["runs"][f"{run['fold']}/{run['seed']}"] = {
             "accuracy": round(m["correct"] / m["n"], 4),
             "shorter": round(m["prefers_shorter"] / m["unequal"], 4) if m["unequal"] else None,
+            **{k: m[k] for k in ("selective_accuracy_50", "selective_accuracy_80", "uncertainty_auroc") if k in m},
         }
     for row in table.values():
         p = row["correct"] / row["n"]
@@ -407,6 +416,11 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 }  # fmt: skip
                 result = run_worker(spec, work, args.lock)
                 metrics = pair_metrics(result["chosen"], result["rejected"], eval_rows)
+                if "spread" in result:
+                    from rewardlab.evaluation.metrics import uncertainty_metrics
+
+                    margins = [c - r for c, r in zip(result["chosen"], result["rejected"])]
+                    metrics.update(uncertainty_metrics(margins, result["spread"]))
                 if "hhh_chosen" in result:
                     hhh = pair_metrics(result["hhh_chosen"], result["hhh_rejected"], hhh_rows())
                     metrics.update(hhh_n=hhh["n"], hhh_correct=hhh["correct"])
