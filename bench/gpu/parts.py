@@ -273,6 +273,9 @@ def part_exact(part: Part) -> None:
         needs = (3, 3) if part.dry else (10, 20)  # losses: two short trainings
         part.cell(f"scores-{precision}", needs[0], lambda p=precision: exact_scores(part, p), precision=precision)
         part.cell(f"losses-{precision}", needs[1], lambda p=precision: exact_losses(part, p), precision=precision)
+    # Shared prompts through a FlexAttention block mask (training needs the GPU: no flex backward on CPU).
+    part.cell("losses-flex-bfloat16", 3 if part.dry else 20, lambda: exact_losses(part, "bfloat16", "flex_attention"),
+              precision="bfloat16", attention="flex_attention")  # fmt: skip
 
 
 def rank_inputs(part: Part, seq: int, prompts: int) -> tuple[Path, list[str], list[str]]:
@@ -305,13 +308,14 @@ def exact_scores(part: Part, precision: str) -> dict[str, Any]:
             "tolerance": f"{tol:g} of the spread", "within": rel <= tol}  # fmt: skip
 
 
-def exact_losses(part: Part, precision: str) -> dict[str, Any]:
+def exact_losses(part: Part, precision: str, shared_attention: str = "sdpa") -> dict[str, Any]:
+    """Four training steps' losses, prompts shared (with ``shared_attention``) vs one row per response (sdpa)."""
     from bench_train import run_rewardlab
 
     directory = model_dir(part, "qwen3-0.6b")
     seq, batch = sequence(part, 1024), 4
     pairs, _ = pairs_file(part, directory, seq, batch * 4)
-    work = part.work / "runs" / f"exact-{precision}"
+    work = part.work / "runs" / f"exact-{precision}-{shared_attention}"
     work.mkdir(parents=True, exist_ok=True)
     spec = {"work": str(work), "model_dir": str(directory), "pairs_path": str(pairs), "pairs": batch * 4, "seed": 0,
             "max_length": seq, "steps": 4, "warmup": 1, "batch_size": batch, "gradient_checkpointing": False,
@@ -320,7 +324,9 @@ def exact_losses(part: Part, precision: str) -> dict[str, Any]:
             "training_overrides": {"logging_steps": 1}}  # fmt: skip
     losses = {}
     for share in (True, False):
-        run_rewardlab(spec, share_prompts=share)
+        attention = shared_attention if share else "sdpa"
+        run_rewardlab({**spec, "model_settings": {**spec["model_settings"], "attn_implementation": attention}},
+                      share_prompts=share)  # fmt: skip
         rows = (work / f"rewardlab-run-{share}" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
         losses[share] = [json.loads(r)["loss"] for r in rows if '"loss"' in r]
         free(part.device)
@@ -335,6 +341,8 @@ def exact_losses(part: Part, precision: str) -> dict[str, Any]:
 
 def part_serve(part: Part) -> None:
     part.cell("rank16", 3 if part.dry else 15, lambda: scoring_speed(part))
+    part.cell("rank16-flex", 3 if part.dry else 15, lambda: scoring_speed(part, "flex_attention"),
+              attention="flex_attention")  # fmt: skip
     needs = 5 if part.dry else 40
     if not _installed("fastapi", "uvicorn", "aiohttp"):
         part.record({"cell": "serve", "status": "skipped", "reason": NOT_CARRIED.format("fastapi, uvicorn, aiohttp")})
@@ -342,13 +350,15 @@ def part_serve(part: Part) -> None:
     part.cell("serve", needs, lambda: serving(part))
 
 
-def scoring_speed(part: Part) -> dict[str, Any]:
-    """``Scorer.rank`` of 16 responses to a ~600-token prompt, bf16, the prompt once vs once per response."""
+def scoring_speed(part: Part, shared_attention: str = "sdpa") -> dict[str, Any]:
+    """``Scorer.rank`` of 16 responses to a ~600-token prompt, bf16, the prompt once (with ``shared_attention``:
+    sdpa's dense mask, or a FlexAttention block mask) vs once per response (sdpa)."""
     from bench_scoring import time_rank
 
     seq = sequence(part, 1024)
     directory, prompts, responses = rank_inputs(part, seq, 3 if part.dry else 8)
     shared, plain = scorers(part, directory, "bfloat16", seq)
+    shared.model.config._attn_implementation = shared_attention  # read by the attention layers at each call
     res = time_rank(shared, plain, prompts, responses)
     return {"items_per_s": len(responses) / res["shared_s"], "items_per_s_plain": len(responses) / res["plain_s"],
             "ratio": res["plain_s"] / res["shared_s"], "rank_ms": 1000 * res["shared_s"],
