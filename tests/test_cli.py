@@ -97,6 +97,30 @@ def test_train_resume_score_compare(workspace, capsys):
     assert (result["better"] == "a") == (result["score_a"] >= result["score_b"])
 
 
+def test_an_epoch_end_eval_at_the_last_step_is_not_run_again_for_the_export(workspace, monkeypatch):
+    from rewardlab.training.trainer import RewardTrainer
+
+    batches = []
+    real_step = RewardTrainer.prediction_step
+
+    def counting_step(self, model, inputs, *args, **kwargs):
+        batches.append(self.state.global_step)
+        return real_step(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(RewardTrainer, "prediction_step", counting_step)
+    cfg = write_config(workspace, "epochs", num_train_epochs=2, eval_strategy="epoch", save_strategy="no",
+                       per_device_eval_batch_size=8)  # fmt: skip
+    assert main(["train", "--config", str(cfg)]) == 0
+    # 160 pairs in batches of 8: epochs end at steps 20 and 40; 40 eval pairs are 5 batches, evaluated once each
+    # time (the export's statistics and results reuse step 40's predictions).
+    assert batches == [20] * 5 + [40] * 5
+    run = workspace / "epochs"
+    last_eval = [r for r in read_metrics(run) if "eval_accuracy" in r][-1]
+    results = json.loads((run / "results.json").read_text())
+    assert last_eval["step"] == results["global_step"] == 40
+    assert results["metrics"]["eval_accuracy"] == pytest.approx(last_eval["eval_accuracy"], abs=1e-4)
+
+
 def test_resume_matches_an_uninterrupted_run(workspace):
     """15 steps + resume to 30 gives the same weights as 30 steps straight (same data order, optimizer state)."""
     root = workspace

@@ -172,7 +172,7 @@ def finish_run(cfg: TrainConfig, trainer: Any, eval_set: Any, counts: dict[str, 
     export_id = uuid.uuid4().hex
     meta = trainer.export_meta.model_copy(update={"export_id": export_id})
     if eval_set is not None:
-        preds = np.asarray(trainer.predict(eval_set).predictions)  # (n, 2)
+        preds = np.asarray(trainer.eval_predictions())  # (n, 2)
         metrics = {f"eval_{k}": v for k, v in preference_accuracy(preds[:, 0], preds[:, 1]).items()}
         meta = meta.model_copy(update={"normalization": Normalization(**score_statistics(preds.reshape(-1))),
                                        "metrics": metrics})  # fmt: skip
