@@ -167,6 +167,35 @@ def test_bad_config_exits_2_without_traceback_or_output(workspace):
     assert not (workspace / "bad").exists()
 
 
+def test_training_value_errors_name_the_config_file(workspace, capsys):
+    cfg = write_config(workspace, "badvalues", learning_rate=-1, gradient_accumulation_steps=0)
+    assert main(["train", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {cfg}: invalid config:" in err
+    assert "training.learning_rate: must be positive, got -1" in err
+    assert "training.gradient_accumulation_steps: must be at least 1, got 0" in err
+    assert not (workspace / "badvalues").exists()
+
+
+def test_a_symlink_loop_is_named_as_such(workspace, tmp_path, capsys):
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    broken = tmp_path / "broken.jsonl"
+    broken.symlink_to(tmp_path / "gone.jsonl")
+    cfg = write_config(workspace, "looped")
+    cases = [
+        (["train", "--config", str(loop)], f"{loop}: config file is a symlink loop"),
+        (["train", "--config", str(cfg), f"data.train={loop}"], f"{loop}: {loop} is a symlink loop"),
+        (["train", "--config", str(cfg), f"data.train={broken}"], f"{broken} is a broken symlink (to "),
+        (["compare", "--model", str(loop), "--prompt", "p", "--a", "x", "--b", "y"], f"{loop}: model directory is a "),
+    ]
+    for args, message in cases:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert message in err and "not found" not in err, err
+    assert not (workspace / "looped").exists()
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
