@@ -97,6 +97,30 @@ def test_train_resume_score_compare(workspace, capsys):
     assert (result["better"] == "a") == (result["score_a"] >= result["score_b"])
 
 
+def test_an_epoch_end_eval_at_the_last_step_is_not_run_again_for_the_export(workspace, monkeypatch):
+    from rewardlab.training.trainer import RewardTrainer
+
+    batches = []
+    real_step = RewardTrainer.prediction_step
+
+    def counting_step(self, model, inputs, *args, **kwargs):
+        batches.append(self.state.global_step)
+        return real_step(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(RewardTrainer, "prediction_step", counting_step)
+    cfg = write_config(workspace, "epochs", num_train_epochs=2, eval_strategy="epoch", save_strategy="no",
+                       per_device_eval_batch_size=8)  # fmt: skip
+    assert main(["train", "--config", str(cfg)]) == 0
+    # 160 pairs in batches of 8: epochs end at steps 20 and 40; 40 eval pairs are 5 batches, evaluated once each
+    # time (the export's statistics and results reuse step 40's predictions).
+    assert batches == [20] * 5 + [40] * 5
+    run = workspace / "epochs"
+    last_eval = [r for r in read_metrics(run) if "eval_accuracy" in r][-1]
+    results = json.loads((run / "results.json").read_text())
+    assert last_eval["step"] == results["global_step"] == 40
+    assert results["metrics"]["eval_accuracy"] == pytest.approx(last_eval["eval_accuracy"], abs=1e-4)
+
+
 def test_resume_matches_an_uninterrupted_run(workspace):
     """15 steps + resume to 30 gives the same weights as 30 steps straight (same data order, optimizer state)."""
     root = workspace
@@ -141,6 +165,35 @@ def test_bad_config_exits_2_without_traceback_or_output(workspace):
     assert "Traceback" not in proc.stderr
     assert "model.pooling_mode: unknown key; did you mean 'pooling'?" in proc.stderr
     assert not (workspace / "bad").exists()
+
+
+def test_training_value_errors_name_the_config_file(workspace, capsys):
+    cfg = write_config(workspace, "badvalues", learning_rate=-1, gradient_accumulation_steps=0)
+    assert main(["train", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {cfg}: invalid config:" in err
+    assert "training.learning_rate: must be positive, got -1" in err
+    assert "training.gradient_accumulation_steps: must be at least 1, got 0" in err
+    assert not (workspace / "badvalues").exists()
+
+
+def test_a_symlink_loop_is_named_as_such(workspace, tmp_path, capsys):
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    broken = tmp_path / "broken.jsonl"
+    broken.symlink_to(tmp_path / "gone.jsonl")
+    cfg = write_config(workspace, "looped")
+    cases = [
+        (["train", "--config", str(loop)], f"{loop}: config file is a symlink loop"),
+        (["train", "--config", str(cfg), f"data.train={loop}"], f"{loop}: {loop} is a symlink loop"),
+        (["train", "--config", str(cfg), f"data.train={broken}"], f"{broken} is a broken symlink (to "),
+        (["compare", "--model", str(loop), "--prompt", "p", "--a", "x", "--b", "y"], f"{loop}: model directory is a "),
+    ]
+    for args, message in cases:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert message in err and "not found" not in err, err
+    assert not (workspace / "looped").exists()
 
 
 @pytest.mark.parametrize(

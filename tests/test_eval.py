@@ -198,3 +198,27 @@ def test_eval_on_the_shared_real_sets_writes_outputs_and_plots(trained, tmp_path
     assert main(["report", str(out)]) == 0
     html = (out / "report.html").read_text()
     assert html.count('src="data:image/png;base64,') == len(plots)
+
+
+def test_eval_scores_the_final_export_and_its_identical_checkpoint_once(trained, monkeypatch):
+    root, _ = trained
+    scored = []
+    real_score = Scorer.score
+
+    def counting_score(self, prompts, *args, **kwargs):
+        scored.append(len(prompts))
+        return real_score(self, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(Scorer, "score", counting_score)
+    result = run_eval(eval_config(root, output_dir=str(root / "eval_once")))
+    # final and checkpoint-10 are scored on both sets; checkpoint-20 (the final export's weights) is not scored
+    # again; checkpoint-30 does not load.
+    assert scored == [120, 36, 120, 36]  # 60 pairs, 12 groups of 3
+    by = {(r["checkpoint"], r["eval_set"]): r for r in result.rows}
+    identity = ("model", "checkpoint", "step", "path", "seconds")
+    for es in ("heldout", "groups"):
+        final, twin = by[("final (= checkpoint-20)", es)], by[("checkpoint-20", es)]
+        assert {k: v for k, v in twin.items() if k not in identity} == {
+            k: v for k, v in final.items() if k not in identity
+        }
+        assert twin["path"].endswith("checkpoint-20") and twin["step"] == 20 and twin["seconds"] == 0.0

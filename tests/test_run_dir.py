@@ -124,6 +124,45 @@ def test_resume_of_a_finished_run_changes_nothing(workspace):
     assert not (moved / "checkpoint-21").exists()
 
 
+class Killed(BaseException):
+    """What a kill -9 between the export's two renames leaves, raised where the process would have died."""
+
+
+def test_results_of_an_export_interrupted_between_its_renames_are_evaluated_again(workspace, monkeypatch):
+    from rewardlab.data import files
+
+    cfg = write_config(workspace, "stale", max_steps=10, eval_strategy="no")
+    assert main(["train", "--config", str(cfg)]) == 0
+    run = workspace / "stale"
+    first = json.loads((run / "results.json").read_text())
+    assert first["export_id"] == json.loads((run / "model" / "rewardlab.json").read_text())["export_id"]
+    assert f"export id `{first['export_id']}`" in (run / "report.md").read_text()
+
+    def first_rename_only(staging: Path, target: Path) -> None:
+        target.rename(target.parent / f".{target.name}.old-{staging.name.rsplit('-', 1)[-1]}")
+        raise Killed
+
+    # Twenty steps now; the process dies between the export's two renames, before results.json is written.
+    cfg = write_config(workspace, "stale", max_steps=20, eval_strategy="no")
+    with monkeypatch.context() as m:
+        m.setattr(files, "swap_directory", first_rename_only)
+        with pytest.raises(Killed):
+            main(["train", "--config", str(cfg), "resume=true"])
+    assert not (run / "model").exists() and json.loads((run / "results.json").read_text()) == first
+    # The next start puts the new export back; results.json still describes the previous one, so resume evaluates
+    # the export beside it (no training: the run is at max_steps).
+    assert main(["train", "--config", str(cfg), "resume=true"]) == 0
+    results = json.loads((run / "results.json").read_text())
+    meta = json.loads((run / "model" / "rewardlab.json").read_text())
+    assert results["global_step"] == 20 and results["export_id"] == meta["export_id"] != first["export_id"]
+    assert f"export id `{meta['export_id']}`" in (run / "report.md").read_text()
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-10", "checkpoint-20"]
+    # Now results and export agree: a further resume leaves both unchanged.
+    before = files_of(run / "model"), (run / "results.json").read_bytes()
+    assert main(["train", "--config", str(cfg), "resume=true"]) == 0
+    assert (files_of(run / "model"), (run / "results.json").read_bytes()) == before
+
+
 def test_resume_cuts_the_metrics_back_and_a_fresh_run_restarts_them(workspace, caplog):
     cfg = write_config(workspace, "crashed", max_steps=20)
     assert main(["train", "--config", str(cfg)]) == 0

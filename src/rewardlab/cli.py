@@ -442,6 +442,15 @@ def setup_logging(verbose: bool) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def config_source(ns: argparse.Namespace, exc: RewardlabError) -> str:
+    """``"FILE: "`` for a config problem found after the config was read (``training:`` values are checked against
+    ``TrainingArguments`` when the run builds them), so that it names the file as a schema problem does."""
+    if not isinstance(exc, ConfigError) or not str(exc).startswith("invalid config"):
+        return ""
+    path = getattr(ns, "config", None)
+    return f"{path}: " if path else "command line: "
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     ns, extra = parser.parse_known_args(argv)
@@ -455,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return func(ns)
     except RewardlabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {config_source(ns, exc)}{exc}", file=sys.stderr)
         return EXIT_INPUT_ERROR
     except OSError as exc:
         # A path the user gave cannot be read or written (permissions, a symlink loop, a directory where a file

@@ -7,6 +7,9 @@ The CLI prints the message and exits with code 2; anything else is a bug and kee
 
 from __future__ import annotations
 
+import errno
+import os
+
 
 class RewardlabError(Exception):
     """An error in the user's input, with a message fit to print as is."""
@@ -31,3 +34,16 @@ class ModelError(RewardlabError):
 
 class OutputError(RewardlabError):
     """An output (run directory, export, report) cannot be written: in use, not writable, or out of disk space."""
+
+
+def missing_reason(path: str | os.PathLike[str]) -> str | None:
+    """Why a path that does not open as a file or folder is unusable, when it is not simply absent: a symlink loop
+    or a broken symlink (``Path.exists`` says False for both, which would read as "not found"). None otherwise."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symlink loop (a link that leads back to itself); point the link at a real file or remove it"
+        if os.path.islink(path):
+            return f"is a broken symlink (to {os.readlink(path)}, which does not exist); fix or remove the link"
+    return None

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from rewardlab.errors import ConfigError
+from rewardlab.errors import ConfigError, missing_reason
 
 C = TypeVar("C", bound=BaseModel)
 _YAML11_BOOL_WORDS = {"yes", "no", "on", "off", "y", "n"}
@@ -57,7 +57,7 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+        raise ConfigError(f"{path}: config file {missing_reason(path) or 'not found'}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:

@@ -82,7 +82,7 @@ from rewardlab.data.validation import (
     text_list_field,
     type_name,
 )
-from rewardlab.errors import DataError
+from rewardlab.errors import DataError, missing_reason
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +189,8 @@ def _resolve_format(source: DataSource) -> str:
     if not path.exists():
         if source.format == "auto" and not _looks_like_file(source.path):
             return "hub"
+        if (reason := missing_reason(path)) is not None:
+            raise DataError(f"{os.path.abspath(path)} {reason}", source=source.path)
         raise DataError(
             f"file not found ({os.path.abspath(path)}); check the path (relative paths start from the current "
             "directory) and that the file was not moved",

@@ -13,11 +13,17 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def write_train_report(run_dir: Path, metrics: dict[str, Any], counts: dict[str, Any]) -> Path:
-    """``report.md``: final metrics, data counts (incl. truncation), the learning curve."""
+def write_train_report(
+    run_dir: Path, metrics: dict[str, Any], counts: dict[str, Any], *, export_id: str | None = None
+) -> Path:
+    """``report.md``: final metrics (of the export ``export_id``), data counts (incl. truncation), the learning
+    curve."""
     rows = read_jsonl(run_dir / "metrics.jsonl")
     train_losses = [r["loss"] for r in rows if "loss" in r]
-    lines = ["# Training report", "", f"Run directory: `{run_dir.name}`", "", "## Final evaluation", ""]
+    lines = ["# Training report", "", f"Run directory: `{run_dir.name}`", ""]
+    if export_id:
+        lines += [f"Model: `model/` (export id `{export_id}`)", ""]
+    lines += ["## Final evaluation", ""]
     if metrics:
         lines += ["| metric | value |", "|---|---|"] + [f"| {k} | {_fmt(v)} |" for k, v in metrics.items()]
     else:

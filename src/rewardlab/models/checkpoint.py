@@ -22,7 +22,7 @@ from typing import Any
 
 from rewardlab.data.files import atomic_directory, recover_directory
 from rewardlab.data.input_format import InputFormat, export_tokenizer, pin_special_tokens
-from rewardlab.errors import ModelError
+from rewardlab.errors import ModelError, missing_reason
 from rewardlab.models.export_meta import FORMAT_VERSION, META_NAME, ExportMeta, Normalization
 from rewardlab.models.model_card import write_model_card
 from rewardlab.models.reward_model import RewardModel, sync_ensemble_mean, unwrap_peft
@@ -245,7 +245,7 @@ def load_model_files(path: str | os.PathLike[str], *, dtype: str | None = None) 
     if not path.is_dir() and (restored := recover_directory(path)):
         logger.warning("%s", restored)
     if not path.is_dir():
-        raise ModelError(f"{path}: model directory not found")
+        raise ModelError(f"{path}: model directory {missing_reason(path) or 'not found'}")
     meta = ExportMeta.read(path)
     kwargs = {"dtype": getattr(torch, dtype)} if dtype else {}
     assets = processor_path = path

@@ -8,7 +8,7 @@ loader (:class:`~rewardlab.models.bundle.RewardBundle`). Nothing else reads the 
                       "recipe": "tokenizer(prompt + response)", ...},
      "chat_template": "auto", "padding_side": "right", "pad_equals_eos": false,
      "normalization": {"mean": 0.12, "std": 1.9, "n": 600} | null, "metrics": {...}, "adapter": null,
-     "config": {...resolved run config...}}
+     "export_id": "3f2a...", "config": {...resolved run config...}}
 
 Versions: 2 records the input format (:mod:`rewardlab.data.input_format`); 1 (older exports) tokenized prompt and
 response apart; a directory without the file (any Hugging Face RM) reads as version 0, "not a rewardlab export",
@@ -57,6 +57,9 @@ class ExportMeta(BaseModel):
     metrics: dict[str, int | float] | None = None
     adapter: dict[str, Any] | None = None  # {"base_model": ...} for a LoRA adapter directory
     labels: list[str] | None = None  # the logits' names when there are several (an ensemble: reward, member_k...)
+    # A fresh id per export of a training run, recorded in the run's results.json too: results describe the model
+    # beside them only when the ids match (a crash between the export and results.json leaves them apart).
+    export_id: str | None = None
     config: dict[str, Any] | None = None  # the resolved run config
 
     @property

@@ -6,6 +6,7 @@ One bad checkpoint (missing or corrupt weights) is reported in its row and skipp
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -228,6 +229,55 @@ def samples(scores: SetScores, es: EvalSet) -> dict[str, Any]:
     }
 
 
+WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin")
+# What else decides a model's scores: the tokenizer, and config.json and rewardlab.json minus what an export adds
+# about itself (score statistics, metrics, its id, the run config).
+SCORING_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+NOT_SCORING = {"config.json": ("mean", "std"), "rewardlab.json": ("normalization", "metrics", "export_id", "config")}
+
+
+class SameModels:
+    """Which model directory already scored holds the very same model: byte-identical weights, tokenizer and input
+    format (a run's final export and its last checkpoint, unless LoRA was merged). Only directories whose weight
+    files have the same names and sizes are hashed."""
+
+    def __init__(self) -> None:
+        self._by_size: dict[tuple[tuple[str, int], ...], list[Path]] = {}
+        self._digests: dict[Path, str] = {}
+
+    def match(self, path: Path) -> Path | None:
+        """A directory seen before with the same model as ``path``, else None (and ``path`` is remembered)."""
+        weights = sorted(p for pattern in WEIGHT_FILES for p in path.glob(pattern) if p.name != "training_args.bin")
+        if not weights:
+            return None
+        size = tuple((p.name, p.stat().st_size) for p in weights)
+        for other in self._by_size.get(size, []):
+            if self._digest(other, weights) == self._digest(path, weights):
+                return other
+        self._by_size.setdefault(size, []).append(path)
+        return None
+
+    def _digest(self, path: Path, weights: list[Path]) -> str:
+        if path not in self._digests:
+            h = hashlib.sha256()
+            for name in [p.name for p in weights] + list(SCORING_FILES):
+                file = path / name
+                h.update(name.encode() + (b"\0" if file.is_file() else b"\1"))
+                if file.is_file():
+                    with file.open("rb") as f:
+                        while chunk := f.read(1 << 22):
+                            h.update(chunk)
+            for name, dropped in NOT_SCORING.items():
+                try:
+                    data = json.loads((path / name).read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    data = None
+                kept = {k: v for k, v in data.items() if k not in dropped} if isinstance(data, dict) else data
+                h.update(json.dumps(kept, sort_keys=True, default=str).encode())
+            self._digests[path] = h.hexdigest()
+        return self._digests[path]
+
+
 def evaluate_candidate(cand: Candidate, sets: list[EvalSet], cfg: EvalConfig, progress: Any) -> list[tuple]:
     """[(row, detail, samples)] per eval set; a load or scoring failure becomes an error row per set."""
     from rewardlab.models.scorer import Scorer
@@ -256,6 +306,12 @@ def evaluate_candidate(cand: Candidate, sets: list[EvalSet], cfg: EvalConfig, pr
         results.append((row, detail, samples(scores, es)))
     logger.info("%s/%s: done in %.1f s", cand.model, cand.checkpoint, time.perf_counter() - start)
     return results
+
+
+def reused_row(row: dict[str, Any], cand: Candidate) -> dict[str, Any]:
+    """``row`` of an identical model, as ``cand``'s (its name, step and path; no time spent)."""
+    return {**row, "model": cand.model, "checkpoint": cand.checkpoint, "step": cand.step, "path": str(cand.path),
+            "seconds": 0.0}  # fmt: skip
 
 
 def best_rows(rows: list[dict[str, Any]]) -> dict[str, int]:
@@ -316,9 +372,17 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
         rows, details, kept = [], [], {}
         per_candidate = sum(2 * len(s.pairs) + sum(len(g.responses) for g in s.groups) for s in sets)
         with progress_bar(len(candidates) * per_candidate) as progress:
+            same, scored = SameModels(), {}
             for i, cand in enumerate(candidates, start=1):
                 progress.describe(f"[{i}/{len(candidates)}] {cand.model}/{cand.checkpoint}")
-                for row, detail, sample in evaluate_candidate(cand, sets, cfg, progress.advance):
+                twin = same.match(cand.path)
+                if twin is not None and twin in scored:
+                    logger.info("%s: the same model as %s; its scores are reused", cand.path, twin)
+                    progress.advance(per_candidate)
+                    results = [(reused_row(row, cand), detail, sample) for row, detail, sample in scored[twin]]
+                else:
+                    results = scored[cand.path] = evaluate_candidate(cand, sets, cfg, progress.advance)
+                for row, detail, sample in results:
                     rows.append(row)
                     entry = {k: row[k] for k in ("model", "checkpoint", "step", "eval_set")}
                     if cfg.per_sample_scores and sample is not None:

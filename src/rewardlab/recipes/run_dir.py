@@ -23,7 +23,8 @@ import yaml
 
 from rewardlab.config import dump_config
 from rewardlab.data.files import RunLock, atomic_write_text, remove_debris
-from rewardlab.errors import ConfigError, OutputError
+from rewardlab.errors import ConfigError, ModelError, OutputError
+from rewardlab.models.export_meta import ExportMeta
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +56,10 @@ def tidy_run_dir(run_dir: Path) -> None:
 
 
 def finished_run(run_dir: Path, cfg: Any) -> dict[str, Any] | None:
-    """``results.json`` of a run that finished with this very config and still has its export, else None. Where the
-    run directory is (``output_dir``) does not count: a run moved or copied elsewhere is the same finished run."""
+    """``results.json`` of a run that finished with this very config and still has the export it describes (same
+    export id), else None. Where the run directory is (``output_dir``) does not count: a run moved or copied
+    elsewhere is the same finished run. Results of another export (a crash after the export, before results.json was
+    rewritten) are stale: resume then evaluates the export again."""
     results, config, model = run_dir / "results.json", run_dir / "config.yaml", run_dir / "model"
     if not (results.is_file() and config.is_file() and (model / "rewardlab.json").is_file()):
         return None
@@ -69,6 +72,13 @@ def finished_run(run_dir: Path, cfg: Any) -> dict[str, Any] | None:
     ignored = {"resume": None, "tune": None, "output_dir": None}  # none changes what `train` does
     if not isinstance(saved, dict) or {**saved, **ignored} != {**current, **ignored}:
         return None  # another config (e.g. more steps): resume trains on
+    try:
+        export_id = ExportMeta.read(model).export_id
+    except ModelError:
+        return None
+    if not isinstance(done, dict) or done.get("export_id") != export_id:
+        logger.warning("%s describes another export than %s; evaluating it again", results, model)
+        return None
     return done
 
 

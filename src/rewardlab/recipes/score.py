@@ -10,7 +10,7 @@ from typing import Any
 
 from rewardlab.config.schema import DataSource, ScoreConfig
 from rewardlab.data.records import Text
-from rewardlab.errors import DataError
+from rewardlab.errors import DataError, missing_reason
 
 
 @dataclass
@@ -132,7 +132,7 @@ def read_responses_file(path: str) -> list[Text]:
     """One response per line; a JSONL file of strings (or of {"response": ...}) is decoded."""
     p = Path(path)
     if not p.is_file():
-        raise DataError("file not found", source=path)
+        raise DataError(missing_reason(p) or "file not found", source=path)
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:

@@ -157,6 +157,8 @@ def make_collator(cfg: TrainConfig, pad_token_id: int, padding_side: str, sharin
 
 def finish_run(cfg: TrainConfig, trainer: Any, eval_set: Any, counts: dict[str, Any]) -> TrainResult:
     """Final eval, normalization statistics, atomic export (LoRA merged if asked), plot and report."""
+    import uuid
+
     import numpy as np
 
     from rewardlab.data.files import atomic_write_text
@@ -168,9 +170,10 @@ def finish_run(cfg: TrainConfig, trainer: Any, eval_set: Any, counts: dict[str, 
 
     run_dir = Path(cfg.output_dir)
     metrics: dict[str, float] = {}
-    meta = trainer.export_meta
+    export_id = uuid.uuid4().hex
+    meta = trainer.export_meta.model_copy(update={"export_id": export_id})
     if eval_set is not None:
-        preds = np.asarray(trainer.predict(eval_set).predictions)  # (n, 2)
+        preds = np.asarray(trainer.eval_predictions())  # (n, 2)
         metrics = {f"eval_{k}": v for k, v in preference_accuracy(preds[:, 0], preds[:, 1]).items()}
         meta = meta.model_copy(update={"normalization": Normalization(**score_statistics(preds.reshape(-1))),
                                        "metrics": metrics})  # fmt: skip
@@ -181,9 +184,10 @@ def finish_run(cfg: TrainConfig, trainer: Any, eval_set: Any, counts: dict[str, 
         if merge is None:
             merge = cfg.model.quantization is None
         save_reward_model(trainer.model, trainer.processing_class, model_dir, meta, merge_lora=merge)
-        summary = {"metrics": metrics, "counts": counts, "global_step": trainer.state.global_step}
+        summary = {"metrics": metrics, "counts": counts, "global_step": trainer.state.global_step,
+                   "export_id": export_id}  # fmt: skip
         atomic_write_text(run_dir / "results.json", json.dumps(summary, indent=2))
         plot_learning_curve(run_dir / "metrics.jsonl", run_dir / "learning_curve.png")
-        write_train_report(run_dir, metrics, counts)
+        write_train_report(run_dir, metrics, counts, export_id=export_id)
     trainer.accelerator.wait_for_everyone()
     return TrainResult(run_dir, model_dir, metrics, counts)

@@ -96,6 +96,33 @@ class RewardTrainer(Trainer):
         self._staging_dir: str | None = None
         self.bootstrap = bootstrap
         self._micro, self._micro_step = 0, -1  # micro-batch within an optimizer step (bootstrap seeds)
+        self._record_eval = False
+        self._last_eval: tuple[int, Any] | None = None  # (global step, predictions) of the last evaluate()
+
+    # -- evaluation --------------------------------------------------------------------------------------------
+    def train(self, *args: Any, **kwargs: Any):
+        self._last_eval = None  # a new run (a tune trial starts from a fresh model)
+        return super().train(*args, **kwargs)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
+        self._record_eval = eval_dataset is None  # predictions on the trainer's own eval set are kept
+        try:
+            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        finally:
+            self._record_eval = False
+
+    def evaluation_loop(self, *args: Any, **kwargs: Any):
+        output = super().evaluation_loop(*args, **kwargs)
+        if self._record_eval and output.predictions is not None:
+            self._last_eval = (self.state.global_step, output.predictions)
+        return output
+
+    def eval_predictions(self) -> Any:
+        """Predictions ``(n, 2)`` of the current model on the trainer's eval set: those of the last evaluation when
+        it ran at this step on this model (an epoch-end eval at the last step), else a fresh prediction."""
+        if self._last_eval is not None and self._last_eval[0] == self.state.global_step:
+            return self._last_eval[1]
+        return self.predict(self.eval_dataset).predictions
 
     # -- loss --------------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -279,7 +306,9 @@ class RewardTrainer(Trainer):
         self.accelerator.wait_for_everyone()
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        self._last_eval = None  # other weights now
         load_backbone_weights((model or self.model).backbone, resume_from_checkpoint)
 
     def _load_best_model(self) -> None:
+        self._last_eval = None
         load_backbone_weights(self.model.backbone, self.state.best_model_checkpoint)
