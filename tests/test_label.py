@@ -77,7 +77,7 @@ def test_description_check_exports_pairs_with_the_image(tmp_path):
     store = LabelStore(tmp_path / "db.sqlite")
     store.add_rows(rows_of(review), str(review))
     item = store.next_item("ann", 1)
-    assert item.task == "check" and item.images == ["shot1.png"]
+    assert item.task == "check" and item.images == [str(tmp_path / "shot1.png")]  # stored absolute
     with pytest.raises(DataError, match="description check"):
         store.add_label(item.id, "ann", {"correct": [True, False]})
     store.add_label(item.id, "ann", {"correct": [True, False, False], "better": "A red header and a form."})
@@ -89,7 +89,46 @@ def test_description_check_exports_pairs_with_the_image(tmp_path):
         for good in ("A red header.", "A red header and a form.")
         for bad in ("A blue header.", "A green header.")
     }
-    assert all(p.images and p.images[0].endswith("shot1.png") for p in pairs)
+    assert all(p.images == ("shot1.png",) for p in pairs)  # relative to the export, which lies beside it
+
+
+def test_an_export_written_anywhere_finds_every_image(tmp_path):
+    """Images named relative to the labeled file (and one absolute path elsewhere): exported into another folder,
+    into the data folder and below it, every path resolves from the export's folder (``inspect`` and training's
+    reader find each image); relative where the image is inside the export's folder, absolute otherwise."""
+    from PIL import Image
+
+    from rewardlab.config.schema import InspectConfig
+    from rewardlab.data.prepare import read_source
+    from rewardlab.recipes.inspect import run_inspect
+
+    (tmp_path / "data" / "shots").mkdir(parents=True)
+    (tmp_path / "other").mkdir()
+    for name in ("data/shots/a.png", "data/shots/b.png", "other/c.png"):
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    data = write_jsonl(tmp_path / "data" / "rows.jsonl", [
+        {"id": "1", "prompt": "p", "chosen": "x", "rejected": "y", "images": ["shots/a.png"]},
+        {"id": "2", "prompt": "q", "chosen": "x", "rejected": "y", "images": "./shots/../shots/b.png"},
+        {"id": "3", "prompt": "r", "chosen": "x", "rejected": "y", "images": [str(tmp_path / "other" / "c.png")]},
+        {"id": "4", "prompt": "s", "responses": ["x", "y", "z"], "images": ["shots/a.png"]}])  # fmt: skip
+    db = tmp_path / "db.sqlite"
+    store = LabelStore(db)
+    store.add_rows(rows_of(data), str(data))
+    for item_id in (1, 2, 3):
+        store.add_label(item_id, "ann", "a")
+    store.add_label(4, "ann", [1, 2, 3])
+    wanted = {"1": [tmp_path / "data/shots/a.png"], "2": [tmp_path / "data/shots/b.png"],
+              "3": [tmp_path / "other/c.png"], "4": [tmp_path / "data/shots/a.png"]}  # fmt: skip
+    for out in (tmp_path / "elsewhere" / "prefs.jsonl", tmp_path / "data" / "prefs.jsonl",
+                tmp_path / "data" / "shots" / "prefs.jsonl"):  # fmt: skip
+        assert main(["label", "export", "--db", str(db), "--out", str(out)]) == 0
+        groups = out.with_name("prefs.groups.jsonl")
+        for path in (out, groups):
+            assert run_inspect(InspectConfig(data=DataSource(path=str(path))))["images"]["problems"] == 0, path
+        records = read_source(DataSource(path=str(out)))[0] + read_source(DataSource(path=str(groups)))[0]
+        assert {r.id.split("#")[0]: [Path(i) for i in r.images] for r in records} == wanted
+    written = {r["id"]: r["images"] for r in map(json.loads, out.read_text().splitlines())}
+    assert written == {"1#ann": ["a.png"], "2#ann": ["b.png"], "3#ann": [str(tmp_path / "other" / "c.png")]}
 
 
 def test_twenty_annotators_post_a_thousand_labels_and_none_is_lost(tmp_path):
@@ -134,7 +173,6 @@ def test_bad_requests_and_images_only_when_registered(tmp_path, capsys):
     (tmp_path / "data" / "page.png").write_bytes(b"\x89PNG fake")
     data = write_jsonl(tmp_path / "data" / "rows.jsonl", [
         {"prompt": "p", "chosen": "x", "rejected": "y", "images": ["page.png"]},
-        {"prompt": "q", "chosen": "x", "rejected": "y", "images": ["../secret.png"]},
         {"prompt": "r", "chosen": "x", "rejected": "y", "images": [str(tmp_path / "secret.png")]},
         {"prompt": "s", "chosen": "x", "rejected": "y", "images": [str(tmp_path / "data" / "page.png")]}])  # fmt: skip
     store = LabelStore(tmp_path / "db.sqlite")
@@ -142,9 +180,8 @@ def test_bad_requests_and_images_only_when_registered(tmp_path, capsys):
     app = create_label_app(store, image_root=str(tmp_path / "data"))
     with AppServer(app) as server, httpx.Client(base_url=server.url, timeout=120) as http:
         assert http.get("/images/1/0").content == b"\x89PNG fake"
-        assert http.get("/images/2/0").status_code == 404  # registered, but outside the data folder
-        assert http.get("/images/3/0").status_code == 404  # an absolute path outside it too
-        assert http.get("/images/4/0").content == b"\x89PNG fake"  # an absolute path inside it is served
+        assert http.get("/images/2/0").status_code == 404  # registered, but an absolute path outside the data folder
+        assert http.get("/images/3/0").content == b"\x89PNG fake"  # an absolute path inside it is served
         assert http.get("/images/1/5").status_code == 404
         assert http.post("/api/label", json={"item_id": 77, "annotator": "x", "value": "a"}).status_code == 404
         r = http.post("/api/label", json={"item_id": 1, "annotator": "x", "value": "maybe"})
@@ -154,7 +191,11 @@ def test_bad_requests_and_images_only_when_registered(tmp_path, capsys):
         assert http.post("/api/label", json={"item_id": 10**30, "annotator": "x", "value": "a"}).status_code == 422
         assert http.post("/api/label", json={"item_id": 1, "annotator": "x", "value": [True, 1, 1]}).status_code == 422
         page = http.get("/label", params={"annotator": "x"})
-        assert page.status_code == 200 and 'src="images/1/0"' in page.text and "0/4 items" in page.text
+        assert page.status_code == 200 and 'src="images/1/0"' in page.text and "0/3 items" in page.text
+    climbs = write_jsonl(tmp_path / "data" / "climbs.jsonl", [
+        {"prompt": "q", "chosen": "x", "rejected": "y", "images": ["../secret.png"]}])  # fmt: skip
+    assert main(["label", str(climbs), "--db", str(tmp_path / "climbs.sqlite")]) == 2  # read as the readers read it
+    assert "climbs.jsonl:1:images: image ../secret.png resolves outside the data folder" in capsys.readouterr().err
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "p", "responses": ["only one"]}])
     assert main(["label", str(bad), "--db", str(tmp_path / "other.sqlite")]) == 2
     assert not (tmp_path / "other.sqlite").exists()  # no usable rows: no empty database left behind

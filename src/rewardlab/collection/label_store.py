@@ -4,11 +4,15 @@ page moves on).
 Items come from the files rewardlab reads and writes: preference pairs (``chosen``/``rejected``: re-judged, shown
 in a seeded random order) and groups of responses (``responses``, e.g. ``rewardlab generate``'s output: two become
 a pairwise task, more a ranking task). Export writes what ``train``/``eval`` read: pairs and ranked groups.
+
+Image paths are stored absolute (a relative one is read from the data file's folder, as the readers read it, and
+may not climb out of it), so an export written to any folder can point at them.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import sqlite3
 import threading
@@ -110,7 +114,7 @@ class LabelStore:
                 if "prompt" not in row:
                     raise DataError("missing column 'prompt'", source=source, row=rowno, field="prompt")
                 images = row.get("images") or []
-                images = [images] if isinstance(images, str) else list(images)
+                images = stored_images([images] if isinstance(images, str) else list(images), source, rowno)
                 task = task or ("pair" if len(responses) == 2 else "rank")
                 cur = db.execute(
                     "INSERT OR IGNORE INTO items(key, task, prompt, responses, images) VALUES (?,?,?,?,?)",
@@ -190,6 +194,25 @@ class LabelStore:
             .fetchall()
         )
         return [(_item(r[:6]), r[6], json.loads(r[7])) for r in rows]
+
+
+def stored_images(images: list[Any], source: str, rowno: int) -> list[Any]:
+    """Image paths as the store keeps them: absolute. Relative ones resolve from the data file's folder and may
+    not leave it (the readers' rule); URLs, images that are not paths, and everything from a source that is not a
+    file (a hub dataset) stay as they are."""
+    from rewardlab.data.prepare import resolve_images
+
+    if not Path(source).expanduser().is_file():
+        return images
+    try:
+        resolved = resolve_images(tuple(images), source)
+    except DataError as exc:
+        raise DataError(str(exc), source=source, row=rowno, field="images") from None
+    return [os.path.abspath(im) if is_local_path(im) else im for im in resolved]
+
+
+def is_local_path(image: Any) -> bool:
+    return isinstance(image, str) and not image.startswith(("http://", "https://"))
 
 
 def _item(row: tuple) -> Item:
