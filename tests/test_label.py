@@ -131,6 +131,53 @@ def test_an_export_written_anywhere_finds_every_image(tmp_path):
     assert written == {"1#ann": ["a.png"], "2#ann": ["b.png"], "3#ann": [str(tmp_path / "other" / "c.png")]}
 
 
+HH, AS = "\n\nHuman: ", "\n\nAssistant:"
+IMPLICIT_ROWS = [
+    {"chosen": f"{HH}Hi{AS} Hello there.", "rejected": f"{HH}Hi{AS} Go away."},
+    {"chosen": f"{HH}Tea?{AS} Yes.{HH}Green?{AS} Sencha, then.", "rejected": f"{HH}Tea?{AS} Yes.{HH}Green?{AS} No."},
+    {"chosen": f"{HH}Rain?{AS} Maybe.{HH}When?{AS} Soon.", "rejected": f"{HH}Rain?{AS} Never."},  # prefixes differ
+    {"chosen": [{"role": "user", "content": "Sky?"}, {"role": "assistant", "content": "Blue."}],
+     "rejected": [{"role": "user", "content": "Sky?"}, {"role": "assistant", "content": "Green."}]},
+]  # fmt: skip
+
+
+def label_as_the_data_says(tmp_path: Path, rows: list[tuple[int, dict]], source: str) -> list:
+    """Load implicit-prompt rows into a store, label every item with the file's own preference, export, and read
+    the export back."""
+    store = LabelStore(tmp_path / "db.sqlite")
+    assert store.add_rows(rows, source) == len(rows)
+    original, _ = read_records(DataSource(path=source))
+    for item, pair in zip(store.all_items(), original):
+        assert item.prompt == pair.prompt and set(map(json.dumps, item.responses)) == {
+            json.dumps(pair.chosen), json.dumps(pair.rejected)}  # fmt: skip
+        store.add_label(item.id, "ann", "a" if item.responses[0] == pair.chosen else "b")
+    assert export_labels(store, tmp_path / "prefs.jsonl")["counts"] == {"pairs": len(rows)}
+    exported, _ = read_records(DataSource(path=str(tmp_path / "prefs.jsonl")))
+    assert [(p.prompt, p.chosen, p.rejected) for p in exported] == [(p.prompt, p.chosen, p.rejected) for p in original]
+    return exported
+
+
+def test_implicit_prompt_pairs_are_labeled_as_training_reads_them(tmp_path, caplog):
+    """hh-rlhf transcripts and conversations without a prompt column (the form ``train`` and ``inspect`` read):
+    ``label`` splits them with the readers' function, so the export's prompt and responses are training's."""
+    data = write_jsonl(tmp_path / "hh.jsonl", IMPLICIT_ROWS)
+    exported = label_as_the_data_says(tmp_path, rows_of(data), str(data))
+    assert exported[0].prompt == f"{HH}Hi{AS}" and exported[0].chosen == " Hello there."
+    assert exported[2].prompt == f"{HH}Rain?{AS}" and exported[2].rejected == " Never."  # the common prefix
+    assert exported[3].prompt == [{"role": "user", "content": "Sky?"}]
+    assert "1 implicit-prompt pairs whose transcripts differ" in caplog.text
+    mixed = write_jsonl(tmp_path / "mixed.jsonl", [{"chosen": "text", "rejected": [{"role": "user", "content": "x"}]}])
+    with pytest.raises(DataError, match=r"mixed.jsonl:1:chosen: chosen and rejected must both be strings"):
+        LabelStore(tmp_path / "m.sqlite").add_rows(rows_of(mixed), str(mixed))
+
+
+def test_real_hh_rlhf_transcripts_label_as_training_reads_them(tmp_path, shared_data_dir):
+    from rewardlab.data.readers import iter_rows
+
+    source = str(shared_data_dir / "hh-rlhf" / "harmless-base" / "test.jsonl.gz")
+    label_as_the_data_says(tmp_path, list(iter_rows(DataSource(path=source))), source)
+
+
 def test_twenty_annotators_post_a_thousand_labels_and_none_is_lost(tmp_path):
     """20 concurrent annotators, 50 items each (1,000 labels over HTTP on 127.0.0.1): the export holds exactly
     what was posted."""
