@@ -68,6 +68,22 @@ def test_store_labels_undo_export_and_agreement(tmp_path):
     assert math.isfinite(agree["pairwise_krippendorff_alpha"])
 
 
+def test_rankings_alone_go_to_the_groups_file(tmp_path, capsys):
+    """Ranked groups always go to OUT.groups.jsonl and pairs to OUT, whichever occur (only rankings labeled wrote
+    them to OUT itself)."""
+    groups = write_jsonl(tmp_path / "groups.jsonl", [{"id": "g1", "prompt": "p", "responses": ["x", "y", "z"]}])
+    store = LabelStore(tmp_path / "db.sqlite")
+    store.add_rows(rows_of(groups), str(groups))
+    store.add_label(1, "ann", [1, 3, 2])
+    store.close()
+    out = tmp_path / "prefs.jsonl"
+    assert main(["label", "export", "--db", str(tmp_path / "db.sqlite"), "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["files"] == [str(tmp_path / "prefs.groups.jsonl")]
+    assert not out.exists()
+    ranked, _ = read_records(DataSource(path=str(tmp_path / "prefs.groups.jsonl")))
+    assert ranked[0].ranks == (1, 3, 2)
+
+
 def test_description_check_exports_pairs_with_the_image(tmp_path):
     """A screenshot with candidate descriptions: marked correct or wrong, a better one typed in; the export has a
     pair for every (correct or typed, wrong) description, with the image."""
@@ -259,8 +275,9 @@ def test_bad_requests_and_images_only_when_registered(tmp_path, capsys):
 @pytest.mark.skipif(importlib.util.find_spec("playwright") is None, reason="playwright is not installed ([collect])")
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not found (apt-get install chromium)")
 def test_a_scripted_annotator_labels_with_the_keyboard_and_the_export_trains(tmp_path):
-    """In headless Chromium: pairwise items labeled with a/b/t, one label undone (u) and given again, a ranking
-    typed and saved with Enter, the done page; the export reads back and trains a tiny RM."""
+    """In headless Chromium: pairwise items labeled with a/b/t, one label undone (u) and given again, u and s pressed
+    in a rank box (undo, skip), a ranking typed and saved with Enter, the done page; the export reads back and trains
+    a tiny RM."""
     from playwright.sync_api import sync_playwright
 
     from tests.test_cli import write_config
@@ -299,6 +316,19 @@ def test_a_scripted_annotator_labels_with_the_keyboard_and_the_export_trains(tmp
                     with page.expect_navigation():
                         page.keyboard.press("b")
             page.wait_for_selector("#rank-0")
+            page.fill("#rank-0", "3")
+            with page.expect_navigation():  # u in a rank box undoes the last pairwise label (no Esc first)
+                page.press("#rank-0", "u")
+            page.wait_for_selector("#response-0")
+            assert page.query_selector("#rank-0") is None
+            with page.expect_navigation():
+                page.keyboard.press("a")
+            page.wait_for_selector("#rank-0")
+            with page.expect_navigation():  # s in a rank box skips the ranking ...
+                page.press("#rank-1", "s")
+            page.wait_for_selector("#correct-0")
+            with page.expect_navigation():  # ... and u on the next page brings it back
+                page.keyboard.press("u")
             for k, rank in enumerate((3, 1, 2)):
                 page.fill(f"#rank-{k}", str(rank))
             with page.expect_navigation():

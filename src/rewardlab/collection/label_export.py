@@ -3,9 +3,10 @@
 A pairwise label ``a``/``b`` becomes a pair (``chosen`` the one picked); ``tie`` and ``skip`` are counted, not
 exported. A ranking becomes a ranked group (``prompt, responses, ranks``). A description check becomes a pair for
 every (correct or typed-in description, wrong description), with the image. An item labeled by several annotators
-gives one record per label (ids ``KEY#ANNOTATOR``). Agreement: Cohen's κ between the two most active annotators on
-the pairwise items both labeled, and Krippendorff's α (nominal for pairwise choices, interval for ranks) over every
-item labeled at least twice.
+gives one record per label (ids ``KEY#ANNOTATOR``). Pairs are written to ``OUT`` and ranked groups to ``OUT.groups``
+(``prefs.jsonl`` → ``prefs.groups.jsonl``), each when there are any. Agreement: Cohen's κ between the two most
+active annotators on the pairwise items both labeled, and Krippendorff's α (nominal for pairwise choices, interval
+for ranks) over every item labeled at least twice.
 
 Image paths in the export resolve from the export file's folder, wherever it is written: relative to that folder
 when the image is inside it, absolute otherwise (the store keeps them absolute).
@@ -62,10 +63,10 @@ def export_labels(store: LabelStore, out: str | Path) -> dict[str, Any]:
     groups = [r for r in records if "ranks" in r]
     out = Path(out)
     written = []
-    # Pairs and ranked groups are two record shapes: one file each when both occur.
-    for suffix, rows in (("", pairs or groups), (".groups", groups if pairs else [])):
+    # Pairs and ranked groups are two record shapes: pairs always go to OUT, groups to OUT.groups (same suffix),
+    # whichever occur, so a script finds each shape under one name.
+    for path, rows in ((out, pairs), (groups_path(out), groups)):
         if rows:
-            path = out if not suffix else out.with_name(out.stem + suffix + out.suffix)
             atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
             written.append(str(path))
     if counts["images_relative_to_data"]:
@@ -75,6 +76,11 @@ def export_labels(store: LabelStore, out: str | Path) -> dict[str, Any]:
     summary = {"files": written, "counts": dict(counts), "agreement": agreement(by_item)}
     atomic_write_text(out.with_name(out.name + ".agreement.json"), json.dumps(summary, indent=2))
     return summary
+
+
+def groups_path(out: Path) -> Path:
+    """Where the ranked groups of an export to ``out`` go: ``prefs.jsonl`` → ``prefs.groups.jsonl``."""
+    return out.with_name(out.stem + ".groups" + out.suffix)
 
 
 def images_from(images: list[Any], folder: Path, counts: Counter) -> list[Any]:
