@@ -1,5 +1,6 @@
 """`rewardlab generate`: K distinct candidates per prompt from a tiny causal LM built from a config, chat and plain
-prompts, resume after an interruption, settings recorded, bad input → exit 2."""
+prompts, a base model without a chat template prompted plainly, resume after an interruption, settings recorded, bad
+input → exit 2."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def test_k_distinct_candidates_per_prompt_ready_for_labeling(lm, tmp_path, capsy
         assert len(r["responses"]) == 4 and len({json.dumps(x) for x in r["responses"]}) == 4, r
     assert rows[1]["responses"][0][0]["role"] == "assistant"  # answers to a conversation are assistant turns
     meta = json.loads((tmp_path / "cands.jsonl.meta.json").read_text())
-    assert meta["settings"]["temperature"] == 0.8 and meta["settings"]["seed"] == 0 and meta["chat_template_used"]
+    assert meta["settings"]["temperature"] == 0.8 and meta["settings"]["seed"] == 0
+    assert meta["prompt_form"] == "chat_template"  # the tokenizer has one
     assert "transformers" in json.dumps(meta["environment"])
     # Once ranked (the labeling step), the file is a ranked-group file the readers take as it is.
     labeled = write_jsonl(tmp_path / "labeled.jsonl", [{**r, "ranks": [1, 2, 3, 4]} for r in rows])
@@ -77,3 +79,43 @@ def test_bad_prompts_exit_2(lm, tmp_path, capsys):
     assert main(["generate", "--model", str(lm), "--prompts", missing]) == 2
     assert main(["generate", "--model", str(tmp_path / "no_model"), "--prompts", str(bad)]) == 2
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_a_base_model_without_a_chat_template_is_prompted_plainly(lm, tmp_path, capsys, caplog):
+    """The template rule: the tokenizer's chat template only when it has one. A base model without one (like the RL
+    demo's policy) gets the prompt text as it is; the form is logged and recorded as ``prompt_form``; chat-message
+    prompts for it are refused before anything is written."""
+    import logging
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rewardlab.collection.generate import CandidateGenerator
+    from rewardlab.recipes.demos.rl import RLDemoConfig, build_policy
+
+    base = tmp_path / "base"
+    tok = AutoTokenizer.from_pretrained(lm)
+    tok.chat_template = None
+    tok.save_pretrained(base)
+    AutoModelForCausalLM.from_pretrained(lm).save_pretrained(base)
+    assert CandidateGenerator(str(base)).render("Tell me about tea.") == "Tell me about tea."
+    assert CandidateGenerator(str(lm)).render("Tell me about tea.").startswith("<|im_start|>user")
+    never = CandidateGenerator(str(lm), chat_template="never")
+    assert never.render("Tell me about tea.") == "Tell me about tea." and never.prompt_form == "plain"
+
+    text = write_jsonl(tmp_path / "text.jsonl", [p for p in PROMPTS if isinstance(p["prompt"], str)][:3])
+    out = tmp_path / "cands.jsonl"
+    with caplog.at_level(logging.INFO, logger="rewardlab"):
+        assert main(["generate", "--model", str(base), "--prompts", str(text), "-k", "2", "--out", str(out),
+                     "max_new_tokens=4"]) == 0  # fmt: skip
+    assert "prompted plainly, the text as it is (the tokenizer has no chat template)" in caplog.text
+    assert json.loads((tmp_path / "cands.jsonl.meta.json").read_text())["prompt_form"] == "plain"
+    assert len(read_rows(out)) == 3
+
+    chat = write_jsonl(tmp_path / "chat.jsonl", PROMPTS[:2])
+    other = tmp_path / "chat_out" / "cands.jsonl"
+    assert main(["generate", "--model", str(base), "--prompts", str(chat), "--out", str(other)]) == 2
+    assert "chat-message prompts need a tokenizer with a chat template" in capsys.readouterr().err
+    assert not other.parent.exists()  # nothing written
+    # The RL demo's policy is such a base model: trained on plain prompts, no chat template.
+    policy = build_policy(RLDemoConfig(), tmp_path / "demo_policy", __import__("random").Random(0))
+    assert not AutoTokenizer.from_pretrained(policy).chat_template

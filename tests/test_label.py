@@ -68,6 +68,22 @@ def test_store_labels_undo_export_and_agreement(tmp_path):
     assert math.isfinite(agree["pairwise_krippendorff_alpha"])
 
 
+def test_rankings_alone_go_to_the_groups_file(tmp_path, capsys):
+    """Ranked groups always go to OUT.groups.jsonl and pairs to OUT, whichever occur (only rankings labeled wrote
+    them to OUT itself)."""
+    groups = write_jsonl(tmp_path / "groups.jsonl", [{"id": "g1", "prompt": "p", "responses": ["x", "y", "z"]}])
+    store = LabelStore(tmp_path / "db.sqlite")
+    store.add_rows(rows_of(groups), str(groups))
+    store.add_label(1, "ann", [1, 3, 2])
+    store.close()
+    out = tmp_path / "prefs.jsonl"
+    assert main(["label", "export", "--db", str(tmp_path / "db.sqlite"), "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["files"] == [str(tmp_path / "prefs.groups.jsonl")]
+    assert not out.exists()
+    ranked, _ = read_records(DataSource(path=str(tmp_path / "prefs.groups.jsonl")))
+    assert ranked[0].ranks == (1, 3, 2)
+
+
 def test_description_check_exports_pairs_with_the_image(tmp_path):
     """A screenshot with candidate descriptions: marked correct or wrong, a better one typed in; the export has a
     pair for every (correct or typed, wrong) description, with the image."""
@@ -77,7 +93,7 @@ def test_description_check_exports_pairs_with_the_image(tmp_path):
     store = LabelStore(tmp_path / "db.sqlite")
     store.add_rows(rows_of(review), str(review))
     item = store.next_item("ann", 1)
-    assert item.task == "check" and item.images == ["shot1.png"]
+    assert item.task == "check" and item.images == [str(tmp_path / "shot1.png")]  # stored absolute
     with pytest.raises(DataError, match="description check"):
         store.add_label(item.id, "ann", {"correct": [True, False]})
     store.add_label(item.id, "ann", {"correct": [True, False, False], "better": "A red header and a form."})
@@ -89,7 +105,93 @@ def test_description_check_exports_pairs_with_the_image(tmp_path):
         for good in ("A red header.", "A red header and a form.")
         for bad in ("A blue header.", "A green header.")
     }
-    assert all(p.images and p.images[0].endswith("shot1.png") for p in pairs)
+    assert all(p.images == ("shot1.png",) for p in pairs)  # relative to the export, which lies beside it
+
+
+def test_an_export_written_anywhere_finds_every_image(tmp_path):
+    """Images named relative to the labeled file (and one absolute path elsewhere): exported into another folder,
+    into the data folder and below it, every path resolves from the export's folder (``inspect`` and training's
+    reader find each image); relative where the image is inside the export's folder, absolute otherwise."""
+    from PIL import Image
+
+    from rewardlab.config.schema import InspectConfig
+    from rewardlab.data.prepare import read_source
+    from rewardlab.recipes.inspect import run_inspect
+
+    (tmp_path / "data" / "shots").mkdir(parents=True)
+    (tmp_path / "other").mkdir()
+    for name in ("data/shots/a.png", "data/shots/b.png", "other/c.png"):
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    data = write_jsonl(tmp_path / "data" / "rows.jsonl", [
+        {"id": "1", "prompt": "p", "chosen": "x", "rejected": "y", "images": ["shots/a.png"]},
+        {"id": "2", "prompt": "q", "chosen": "x", "rejected": "y", "images": "./shots/../shots/b.png"},
+        {"id": "3", "prompt": "r", "chosen": "x", "rejected": "y", "images": [str(tmp_path / "other" / "c.png")]},
+        {"id": "4", "prompt": "s", "responses": ["x", "y", "z"], "images": ["shots/a.png"]}])  # fmt: skip
+    db = tmp_path / "db.sqlite"
+    store = LabelStore(db)
+    store.add_rows(rows_of(data), str(data))
+    for item_id in (1, 2, 3):
+        store.add_label(item_id, "ann", "a")
+    store.add_label(4, "ann", [1, 2, 3])
+    wanted = {"1": [tmp_path / "data/shots/a.png"], "2": [tmp_path / "data/shots/b.png"],
+              "3": [tmp_path / "other/c.png"], "4": [tmp_path / "data/shots/a.png"]}  # fmt: skip
+    for out in (tmp_path / "elsewhere" / "prefs.jsonl", tmp_path / "data" / "prefs.jsonl",
+                tmp_path / "data" / "shots" / "prefs.jsonl"):  # fmt: skip
+        assert main(["label", "export", "--db", str(db), "--out", str(out)]) == 0
+        groups = out.with_name("prefs.groups.jsonl")
+        for path in (out, groups):
+            assert run_inspect(InspectConfig(data=DataSource(path=str(path))))["images"]["problems"] == 0, path
+        records = read_source(DataSource(path=str(out)))[0] + read_source(DataSource(path=str(groups)))[0]
+        assert {r.id.split("#")[0]: [Path(i) for i in r.images] for r in records} == wanted
+    written = {r["id"]: r["images"] for r in map(json.loads, out.read_text().splitlines())}
+    assert written == {"1#ann": ["a.png"], "2#ann": ["b.png"], "3#ann": [str(tmp_path / "other" / "c.png")]}
+
+
+HH, AS = "\n\nHuman: ", "\n\nAssistant:"
+IMPLICIT_ROWS = [
+    {"chosen": f"{HH}Hi{AS} Hello there.", "rejected": f"{HH}Hi{AS} Go away."},
+    {"chosen": f"{HH}Tea?{AS} Yes.{HH}Green?{AS} Sencha, then.", "rejected": f"{HH}Tea?{AS} Yes.{HH}Green?{AS} No."},
+    {"chosen": f"{HH}Rain?{AS} Maybe.{HH}When?{AS} Soon.", "rejected": f"{HH}Rain?{AS} Never."},  # prefixes differ
+    {"chosen": [{"role": "user", "content": "Sky?"}, {"role": "assistant", "content": "Blue."}],
+     "rejected": [{"role": "user", "content": "Sky?"}, {"role": "assistant", "content": "Green."}]},
+]  # fmt: skip
+
+
+def label_as_the_data_says(tmp_path: Path, rows: list[tuple[int, dict]], source: str) -> list:
+    """Load implicit-prompt rows into a store, label every item with the file's own preference, export, and read
+    the export back."""
+    store = LabelStore(tmp_path / "db.sqlite")
+    assert store.add_rows(rows, source) == len(rows)
+    original, _ = read_records(DataSource(path=source))
+    for item, pair in zip(store.all_items(), original):
+        assert item.prompt == pair.prompt and set(map(json.dumps, item.responses)) == {
+            json.dumps(pair.chosen), json.dumps(pair.rejected)}  # fmt: skip
+        store.add_label(item.id, "ann", "a" if item.responses[0] == pair.chosen else "b")
+    assert export_labels(store, tmp_path / "prefs.jsonl")["counts"] == {"pairs": len(rows)}
+    exported, _ = read_records(DataSource(path=str(tmp_path / "prefs.jsonl")))
+    assert [(p.prompt, p.chosen, p.rejected) for p in exported] == [(p.prompt, p.chosen, p.rejected) for p in original]
+    return exported
+
+
+def test_implicit_prompt_pairs_are_labeled_as_training_reads_them(tmp_path, caplog):
+    """hh-rlhf transcripts and conversations without a prompt column (the form ``train`` and ``inspect`` read):
+    ``label`` splits them with the readers' function, so the export's prompt and responses are training's."""
+    data = write_jsonl(tmp_path / "hh.jsonl", IMPLICIT_ROWS)
+    exported = label_as_the_data_says(tmp_path, rows_of(data), str(data))
+    assert exported[0].prompt == f"{HH}Hi{AS}" and exported[0].chosen == " Hello there."
+    assert exported[2].prompt == f"{HH}Rain?{AS}" and exported[2].rejected == " Never."  # the common prefix
+    assert exported[3].prompt == [{"role": "user", "content": "Sky?"}]
+    assert "1 implicit-prompt pairs whose transcripts differ" in caplog.text
+    mixed = write_jsonl(tmp_path / "mixed.jsonl", [{"chosen": "text", "rejected": [{"role": "user", "content": "x"}]}])
+    with pytest.raises(DataError, match=r"mixed.jsonl:1:chosen: chosen and rejected must both be strings"):
+        LabelStore(tmp_path / "m.sqlite").add_rows(rows_of(mixed), str(mixed))
+
+
+def test_real_hh_rlhf_transcripts_label_as_training_reads_them(tmp_path, shared_data_dir):
+    from rewardlab.data.readers import iter_rows
+
+    source = str(shared_data_dir / "hh-rlhf" / "harmless-base" / "test.jsonl.gz")
+    label_as_the_data_says(tmp_path, list(iter_rows(DataSource(path=source))), source)
 
 
 def test_twenty_annotators_post_a_thousand_labels_and_none_is_lost(tmp_path):
@@ -134,7 +236,6 @@ def test_bad_requests_and_images_only_when_registered(tmp_path, capsys):
     (tmp_path / "data" / "page.png").write_bytes(b"\x89PNG fake")
     data = write_jsonl(tmp_path / "data" / "rows.jsonl", [
         {"prompt": "p", "chosen": "x", "rejected": "y", "images": ["page.png"]},
-        {"prompt": "q", "chosen": "x", "rejected": "y", "images": ["../secret.png"]},
         {"prompt": "r", "chosen": "x", "rejected": "y", "images": [str(tmp_path / "secret.png")]},
         {"prompt": "s", "chosen": "x", "rejected": "y", "images": [str(tmp_path / "data" / "page.png")]}])  # fmt: skip
     store = LabelStore(tmp_path / "db.sqlite")
@@ -142,9 +243,8 @@ def test_bad_requests_and_images_only_when_registered(tmp_path, capsys):
     app = create_label_app(store, image_root=str(tmp_path / "data"))
     with AppServer(app) as server, httpx.Client(base_url=server.url, timeout=120) as http:
         assert http.get("/images/1/0").content == b"\x89PNG fake"
-        assert http.get("/images/2/0").status_code == 404  # registered, but outside the data folder
-        assert http.get("/images/3/0").status_code == 404  # an absolute path outside it too
-        assert http.get("/images/4/0").content == b"\x89PNG fake"  # an absolute path inside it is served
+        assert http.get("/images/2/0").status_code == 404  # registered, but an absolute path outside the data folder
+        assert http.get("/images/3/0").content == b"\x89PNG fake"  # an absolute path inside it is served
         assert http.get("/images/1/5").status_code == 404
         assert http.post("/api/label", json={"item_id": 77, "annotator": "x", "value": "a"}).status_code == 404
         r = http.post("/api/label", json={"item_id": 1, "annotator": "x", "value": "maybe"})
@@ -154,7 +254,11 @@ def test_bad_requests_and_images_only_when_registered(tmp_path, capsys):
         assert http.post("/api/label", json={"item_id": 10**30, "annotator": "x", "value": "a"}).status_code == 422
         assert http.post("/api/label", json={"item_id": 1, "annotator": "x", "value": [True, 1, 1]}).status_code == 422
         page = http.get("/label", params={"annotator": "x"})
-        assert page.status_code == 200 and 'src="images/1/0"' in page.text and "0/4 items" in page.text
+        assert page.status_code == 200 and 'src="images/1/0"' in page.text and "0/3 items" in page.text
+    climbs = write_jsonl(tmp_path / "data" / "climbs.jsonl", [
+        {"prompt": "q", "chosen": "x", "rejected": "y", "images": ["../secret.png"]}])  # fmt: skip
+    assert main(["label", str(climbs), "--db", str(tmp_path / "climbs.sqlite")]) == 2  # read as the readers read it
+    assert "climbs.jsonl:1:images: image ../secret.png resolves outside the data folder" in capsys.readouterr().err
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "p", "responses": ["only one"]}])
     assert main(["label", str(bad), "--db", str(tmp_path / "other.sqlite")]) == 2
     assert not (tmp_path / "other.sqlite").exists()  # no usable rows: no empty database left behind
@@ -171,8 +275,9 @@ def test_bad_requests_and_images_only_when_registered(tmp_path, capsys):
 @pytest.mark.skipif(importlib.util.find_spec("playwright") is None, reason="playwright is not installed ([collect])")
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not found (apt-get install chromium)")
 def test_a_scripted_annotator_labels_with_the_keyboard_and_the_export_trains(tmp_path):
-    """In headless Chromium: pairwise items labeled with a/b/t, one label undone (u) and given again, a ranking
-    typed and saved with Enter, the done page; the export reads back and trains a tiny RM."""
+    """In headless Chromium: pairwise items labeled with a/b/t, one label undone (u) and given again, u and s pressed
+    in a rank box (undo, skip), a ranking typed and saved with Enter, the done page; the export reads back and trains
+    a tiny RM."""
     from playwright.sync_api import sync_playwright
 
     from tests.test_cli import write_config
@@ -211,6 +316,19 @@ def test_a_scripted_annotator_labels_with_the_keyboard_and_the_export_trains(tmp
                     with page.expect_navigation():
                         page.keyboard.press("b")
             page.wait_for_selector("#rank-0")
+            page.fill("#rank-0", "3")
+            with page.expect_navigation():  # u in a rank box undoes the last pairwise label (no Esc first)
+                page.press("#rank-0", "u")
+            page.wait_for_selector("#response-0")
+            assert page.query_selector("#rank-0") is None
+            with page.expect_navigation():
+                page.keyboard.press("a")
+            page.wait_for_selector("#rank-0")
+            with page.expect_navigation():  # s in a rank box skips the ranking ...
+                page.press("#rank-1", "s")
+            page.wait_for_selector("#correct-0")
+            with page.expect_navigation():  # ... and u on the next page brings it back
+                page.keyboard.press("u")
             for k, rank in enumerate((3, 1, 2)):
                 page.fill(f"#rank-{k}", str(rank))
             with page.expect_navigation():

@@ -1,9 +1,11 @@
 """K candidate answers per prompt from a causal LM (transformers ``generate``, batched, sampled).
 
-Prompts are text or chat messages. Messages go through the tokenizer's chat template (with the generation prompt);
-text goes through it too when the tokenizer has one (``chat_template: auto``: an instruct model answers a user
-turn), and is used as it is for a base model. Candidates of one prompt that come out identical are sampled again
-(``max_tries`` rounds), so a group holds K different answers when the model can produce them.
+Prompts are text or chat messages. The rule (``chat_template: auto``): the tokenizer's chat template is used only
+when the tokenizer has one (an instruct model answers a user turn, with the generation prompt); a base model without
+one is prompted plainly, with the text as it is (chat-message prompts then are refused). Which form was used is
+logged and recorded as ``prompt_form`` (``chat_template`` or ``plain``). Candidates of one prompt that come out
+identical are sampled again (``max_tries`` rounds), so a group holds K different answers when the model can produce
+them.
 """
 
 from __future__ import annotations
@@ -40,6 +42,23 @@ class CandidateGenerator:
         if chat_template == "always" and not has_template:
             raise ConfigError(f"chat_template=always, but {model_path}'s tokenizer has no chat template")
         self.use_template = has_template and chat_template != "never"
+        why = "chat_template=never" if has_template else "the tokenizer has no chat template"
+        if self.use_template:
+            logger.info("%s: prompts go through the tokenizer's chat template", model_path)
+        else:
+            logger.info("%s: prompted plainly, the text as it is (%s)", model_path, why)
+
+    @property
+    def prompt_form(self) -> str:
+        """``chat_template`` or ``plain``: how prompts are given to the model."""
+        return "chat_template" if self.use_template else "plain"
+
+    def check_prompts(self, prompts: Sequence[Any], where: str) -> None:
+        """Chat-message prompts need the chat template: refused before anything is generated or written."""
+        if not self.use_template and any(isinstance(p, list) for p in prompts):
+            raise ConfigError(f"{where}: chat-message prompts need a tokenizer with a chat template, and this model "
+                              "is prompted plainly (it has none, or chat_template=never): give text prompts, or a "
+                              "model with a chat template")  # fmt: skip
 
     def render(self, prompt: Any) -> str:
         """The text the model continues."""

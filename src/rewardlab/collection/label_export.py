@@ -3,20 +3,28 @@
 A pairwise label ``a``/``b`` becomes a pair (``chosen`` the one picked); ``tie`` and ``skip`` are counted, not
 exported. A ranking becomes a ranked group (``prompt, responses, ranks``). A description check becomes a pair for
 every (correct or typed-in description, wrong description), with the image. An item labeled by several annotators
-gives one record per label (ids ``KEY#ANNOTATOR``). Agreement: Cohen's κ between the two most active annotators on
-the pairwise items both labeled, and Krippendorff's α (nominal for pairwise choices, interval for ranks) over every
-item labeled at least twice.
+gives one record per label (ids ``KEY#ANNOTATOR``). Pairs are written to ``OUT`` and ranked groups to ``OUT.groups``
+(``prefs.jsonl`` → ``prefs.groups.jsonl``), each when there are any. Agreement: Cohen's κ between the two most
+active annotators on the pairwise items both labeled, and Krippendorff's α (nominal for pairwise choices, interval
+for ranks) over every item labeled at least twice.
+
+Image paths in the export resolve from the export file's folder, wherever it is written: relative to that folder
+when the image is inside it, absolute otherwise (the store keeps them absolute).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from rewardlab.collection.label_store import LabelStore
+from rewardlab.collection.label_store import LabelStore, is_local_path
 from rewardlab.evaluation.metrics import cohen_kappa, krippendorff_alpha
+
+logger = logging.getLogger(__name__)
 
 
 def export_labels(store: LabelStore, out: str | Path) -> dict[str, Any]:
@@ -24,11 +32,12 @@ def export_labels(store: LabelStore, out: str | Path) -> dict[str, Any]:
 
     records, counts = [], Counter()
     by_item: dict[int, dict[str, Any]] = defaultdict(dict)
+    folder = Path(os.path.abspath(out)).parent
     for item, annotator, value in store.labels():
         by_item[item.id][annotator] = (item, value)
         base = {"id": f"{item.key}#{annotator}", "prompt": item.prompt, "annotator": annotator}
         if item.images:
-            base["images"] = item.images
+            base["images"] = images_from(item.images, folder, counts)
         if item.task == "pair":
             if value in ("tie", "skip"):
                 counts[f"pair_{value}"] += 1
@@ -54,15 +63,38 @@ def export_labels(store: LabelStore, out: str | Path) -> dict[str, Any]:
     groups = [r for r in records if "ranks" in r]
     out = Path(out)
     written = []
-    # Pairs and ranked groups are two record shapes: one file each when both occur.
-    for suffix, rows in (("", pairs or groups), (".groups", groups if pairs else [])):
+    # Pairs and ranked groups are two record shapes: pairs always go to OUT, groups to OUT.groups (same suffix),
+    # whichever occur, so a script finds each shape under one name.
+    for path, rows in ((out, pairs), (groups_path(out), groups)):
         if rows:
-            path = out if not suffix else out.with_name(out.stem + suffix + out.suffix)
             atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
             written.append(str(path))
+    if counts["images_relative_to_data"]:
+        logger.warning("%s: %d image paths were stored relative to the labeled file's folder (a database from an "
+                       "earlier rewardlab); they are written as stored, so write the export into that folder",
+                       store.path, counts["images_relative_to_data"])  # fmt: skip
     summary = {"files": written, "counts": dict(counts), "agreement": agreement(by_item)}
     atomic_write_text(out.with_name(out.name + ".agreement.json"), json.dumps(summary, indent=2))
     return summary
+
+
+def groups_path(out: Path) -> Path:
+    """Where the ranked groups of an export to ``out`` go: ``prefs.jsonl`` → ``prefs.groups.jsonl``."""
+    return out.with_name(out.stem + ".groups" + out.suffix)
+
+
+def images_from(images: list[Any], folder: Path, counts: Counter) -> list[Any]:
+    """Stored (absolute) image paths as the export at ``folder`` writes them: relative to ``folder`` when inside it,
+    else absolute; the readers resolve both from the export's folder."""
+    out = []
+    for image in images:
+        if is_local_path(image) and os.path.isabs(image):
+            path = Path(image)
+            image = path.relative_to(folder).as_posix() if path.is_relative_to(folder) else image
+        elif is_local_path(image):
+            counts["images_relative_to_data"] += 1
+        out.append(image)
+    return out
 
 
 def agreement(by_item: dict[int, dict[str, Any]]) -> dict[str, Any]:

@@ -1,14 +1,20 @@
 """The labeling store: items to label and the labels people give, in SQLite (WAL; every label committed before the
 page moves on).
 
-Items come from the files rewardlab reads and writes: preference pairs (``chosen``/``rejected``: re-judged, shown
-in a seeded random order) and groups of responses (``responses``, e.g. ``rewardlab generate``'s output: two become
-a pairwise task, more a ranking task). Export writes what ``train``/``eval`` read: pairs and ranked groups.
+Items come from the files rewardlab reads and writes: preference pairs (``chosen``/``rejected``, with a ``prompt``
+or in the implicit-prompt form, split as the readers split it; re-judged, shown in a seeded random order) and groups
+of responses (``responses``, e.g. ``rewardlab generate``'s output: two become a pairwise task, more a ranking task).
+Export writes what ``train``/``eval`` read: pairs and ranked groups.
+
+Image paths are stored absolute (a relative one is read from the data file's folder, as the readers read it, and
+may not climb out of it), so an export written to any folder can point at them.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import random
 import sqlite3
 import threading
@@ -20,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from rewardlab.errors import DataError
+
+logger = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -88,17 +96,18 @@ class LabelStore:
     # -- items ---------------------------------------------------------------------------------------------------
     def add_rows(self, rows: list[tuple[int, dict[str, Any]]], source: str, seed: int = 0) -> int:
         """Items from data rows (``(row_number, row)``); rows already loaded (same key) are left alone."""
-        added = 0
+        added = mismatched = 0
         with self.connect() as db:
             for rowno, row in rows:
                 key = str(row["id"]) if row.get("id") not in (None, "") else f"{Path(source).name}:{rowno}"
-                task = None
+                task, prompt = None, row.get("prompt")
                 if "descriptions" in row and isinstance(row["descriptions"], list):
                     responses, task = list(row["descriptions"]), "check"  # judge each: correct / wrong
                 elif "responses" in row and isinstance(row["responses"], list):
                     responses = list(row["responses"])
                 elif "chosen" in row and "rejected" in row:
-                    responses = [row["chosen"], row["rejected"]]
+                    prompt, responses, matched = pair_of(row, source, rowno)
+                    mismatched += not matched
                     random.Random(f"{seed}:{key}").shuffle(responses)  # the labeler must not see which was chosen
                 else:
                     raise DataError("a row to label needs `responses` (a list), `chosen` and `rejected`, or "
@@ -107,16 +116,21 @@ class LabelStore:
                 if len(responses) < minimum or any(r in (None, "", []) for r in responses):
                     raise DataError(f"needs at least {minimum} non-empty responses", source=source, row=rowno,
                                     field="responses")  # fmt: skip
-                if "prompt" not in row:
-                    raise DataError("missing column 'prompt'", source=source, row=rowno, field="prompt")
+                if prompt is None:
+                    raise DataError("missing column 'prompt' (or null)", source=source, row=rowno, field="prompt")
                 images = row.get("images") or []
-                images = [images] if isinstance(images, str) else list(images)
+                images = stored_images([images] if isinstance(images, str) else list(images), source, rowno)
                 task = task or ("pair" if len(responses) == 2 else "rank")
                 cur = db.execute(
                     "INSERT OR IGNORE INTO items(key, task, prompt, responses, images) VALUES (?,?,?,?,?)",
-                    (key, task, json.dumps(row["prompt"]), json.dumps(responses), json.dumps(images)),
+                    (key, task, json.dumps(prompt), json.dumps(responses), json.dumps(images)),
                 )
                 added += cur.rowcount
+        if mismatched:
+            logger.warning(
+                "%s: %d implicit-prompt pairs whose transcripts differ before the last assistant turn (the common "
+                "prefix is their prompt, as training reads them)", source, mismatched,
+            )  # fmt: skip
         return added
 
     def item(self, item_id: int) -> Item | None:
@@ -190,6 +204,41 @@ class LabelStore:
             .fetchall()
         )
         return [(_item(r[:6]), r[6], json.loads(r[7])) for r in rows]
+
+
+def pair_of(row: dict[str, Any], source: str, rowno: int) -> tuple[Any, list[Any], bool]:
+    """A pair row's prompt, its two responses (chosen first) and whether its transcripts matched. Without a
+    ``prompt`` column it is an implicit-prompt pair (TRL's form, hh-rlhf transcripts), split as the readers split
+    it."""
+    from rewardlab.data.prompts import split_implicit_pair
+
+    if "prompt" in row:
+        return row["prompt"], [row["chosen"], row["rejected"]], True
+    try:
+        prompt, chosen, rejected, matched = split_implicit_pair(row["chosen"], row["rejected"])
+    except TypeError as exc:
+        raise DataError(f"{exc} (a pair without a prompt column is read as an implicit-prompt pair)",
+                        source=source, row=rowno, field="chosen") from None  # fmt: skip
+    return prompt, [chosen, rejected], matched
+
+
+def stored_images(images: list[Any], source: str, rowno: int) -> list[Any]:
+    """Image paths as the store keeps them: absolute. Relative ones resolve from the data file's folder and may
+    not leave it (the readers' rule); URLs, images that are not paths, and everything from a source that is not a
+    file (a hub dataset) stay as they are."""
+    from rewardlab.data.prepare import resolve_images
+
+    if not Path(source).expanduser().is_file():
+        return images
+    try:
+        resolved = resolve_images(tuple(images), source)
+    except DataError as exc:
+        raise DataError(str(exc), source=source, row=rowno, field="images") from None
+    return [os.path.abspath(im) if is_local_path(im) else im for im in resolved]
+
+
+def is_local_path(image: Any) -> bool:
+    return isinstance(image, str) and not image.startswith(("http://", "https://"))
 
 
 def _item(row: tuple) -> Item:

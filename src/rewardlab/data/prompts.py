@@ -44,6 +44,18 @@ def extract_prompt(chosen: str, rejected: str) -> tuple[str, str, str, bool]:
     return common[:cut], chosen[cut:], rejected[cut:], True
 
 
+def split_implicit_pair(chosen: Any, rejected: Any) -> tuple[Any, Any, Any, bool]:
+    """An implicit-prompt pair (no prompt column) as ``(prompt, chosen_response, rejected_response, matched)``:
+    two strings through :func:`extract_prompt`, two message lists through :func:`split_common_messages` (always
+    matched). The one split every reader of such pairs uses (training, ``inspect``, ``label``); what to do with an
+    unmatched pair and with the responses is the caller's. Raises ``TypeError`` for a string beside a list."""
+    if isinstance(chosen, str) and isinstance(rejected, str):
+        return extract_prompt(chosen, rejected)
+    if isinstance(chosen, list) and isinstance(rejected, list):
+        return (*split_common_messages(chosen, rejected), True)
+    raise TypeError("chosen and rejected must both be strings or both be lists of chat messages")
+
+
 def split_common_messages(
     chosen: list[dict[str, Any]], rejected: list[dict[str, Any]]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:

@@ -65,7 +65,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardlab.config.schema import DataSource
-from rewardlab.data.prompts import extract_prompt, split_common_messages
+from rewardlab.data.prompts import split_implicit_pair
 from rewardlab.data.records import PreferencePair, RankedGroup, ReadReport, Record, Text
 from rewardlab.data.validation import (
     RowContext,
@@ -597,23 +597,20 @@ def _pair_from_row(rowno: int, row: dict[str, Any], ctx: RowContext) -> Preferen
 
 def _split_implicit(chosen: Text, rejected: Text, rowno: int, ctx: RowContext) -> tuple[Text, Text, Text] | None:
     """Implicit prompt: the shared start of chosen and rejected, with ``prefix_mismatch`` applied."""
-    if isinstance(chosen, str) and isinstance(rejected, str):
-        prompt, chosen, rejected, matched = extract_prompt(chosen, rejected)
-        if not matched:
-            if ctx.policy == "error":
-                raise ctx.error(
-                    "chosen and rejected transcripts differ before their last '\\n\\nAssistant:' turn, so the shared "
-                    "prompt is ambiguous; fix the row, or set `prefix_mismatch: common_prefix` (use the shared turns "
-                    "as the prompt) or `prefix_mismatch: drop`",
-                    rowno,
-                    ctx.cols.chosen,
-                )
-            if ctx.policy == "drop":
-                ctx.report.add("prefix_mismatch_dropped")
-                return None
-            ctx.report.add("prefix_mismatch_common_prefix")
-    else:
-        prompt, chosen, rejected = split_common_messages(chosen, rejected)  # type: ignore[arg-type]
+    prompt, chosen, rejected, matched = split_implicit_pair(chosen, rejected)  # types checked by the caller
+    if not matched:
+        if ctx.policy == "error":
+            raise ctx.error(
+                "chosen and rejected transcripts differ before their last '\\n\\nAssistant:' turn, so the shared "
+                "prompt is ambiguous; fix the row, or set `prefix_mismatch: common_prefix` (use the shared turns "
+                "as the prompt) or `prefix_mismatch: drop`",
+                rowno,
+                ctx.cols.chosen,
+            )
+        if ctx.policy == "drop":
+            ctx.report.add("prefix_mismatch_dropped")
+            return None
+        ctx.report.add("prefix_mismatch_common_prefix")
     ctx.report.add("implicit_prompt")
     if not prompt:
         ctx.report.add("implicit_prompt_empty")

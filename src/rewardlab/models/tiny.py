@@ -26,8 +26,10 @@ def train_tokenizer(
     pad_is_eos: bool = False,
     encoder: bool = False,
     extra_specials: list[str] | None = None,
+    chat_template: bool = True,
 ):
-    """Byte-level BPE trained on ``texts`` in about a second, wrapped as a ``PreTrainedTokenizerFast``."""
+    """Byte-level BPE trained on ``texts`` in about a second, wrapped as a ``PreTrainedTokenizerFast``; with
+    ``chat_template``, it carries :data:`CHAT_TEMPLATE` (leave it out for a base model trained on plain text)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -60,7 +62,8 @@ def train_tokenizer(
         else ["input_ids", "attention_mask"],
         **special,
     )
-    tok.chat_template = CHAT_TEMPLATE
+    if chat_template:
+        tok.chat_template = CHAT_TEMPLATE
     return tok
 
 

@@ -4,8 +4,8 @@ Each output row is ``{"id", "prompt", "responses": [K answers], ...the prompt ro
 chat-message prompts are one-message assistant turns, as the readers expect beside a conversation), written and
 flushed a batch at a time, so an interrupted run loses at most the batch in flight; a rerun with the same settings
 skips the prompts already done (an unfinished last line is cut off first). ``OUT.meta.json`` records the model,
-the sampling settings, the seed and the package versions; a rerun with other settings is refused rather than
-mixing two samplings in one file.
+the sampling settings, the seed, ``prompt_form`` (``chat_template`` or ``plain``) and the package versions; a rerun
+with other settings is refused rather than mixing two samplings in one file.
 """
 
 from __future__ import annotations
@@ -90,7 +90,8 @@ def run_generate(cfg: GenerateConfig) -> tuple[Path, int, int]:
     if done:
         logger.info("%s: %d of %d prompts done; generating the other %d", out, len(done), len(prompts), len(todo))
     generator = CandidateGenerator(cfg.model, device=cfg.device, dtype=cfg.dtype, chat_template=cfg.chat_template)
-    meta = {"settings": cfg.model_dump(), "chat_template_used": generator.use_template, "environment": environment()}
+    generator.check_prompts([row[cfg.prompt_column] for _, _, row in todo], cfg.prompts)
+    meta = {"settings": cfg.model_dump(), "prompt_form": generator.prompt_form, "environment": environment()}
     written = duplicates = 0
     with output_errors(out):
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -99,7 +99,9 @@ def build_policy(cfg: RLDemoConfig, directory: Path, rng: random.Random) -> Path
     longest = cfg.max_words + 2
     texts = [make_prompt(n, t) + random_answer(rng, longest) for n in range(cfg.min_words, cfg.max_words + 1)
              for t in TOPICS for _ in range(5)]  # fmt: skip
-    tokenizer = train_tokenizer(texts, 600, pad_is_eos=False, encoder=False)
+    # A base model: it sees plain prompts in training, so its tokenizer carries no chat template (tools that use
+    # one when present, such as `rewardlab generate`, then prompt it plainly too).
+    tokenizer = train_tokenizer(texts, 600, pad_is_eos=False, encoder=False, chat_template=False)
     config = tiny_config("qwen2", len(tokenizer), tokenizer, hidden=64, layers=2, heads=4)
     torch.manual_seed(cfg.seed)
     model = AutoModelForCausalLM.from_config(config)
