@@ -239,6 +239,8 @@ def test_readers_take_the_published_schemas_in_any_format(tmp_path):
          "ref:N"),
         ("rm-bench", {"prompt": "p", "chosen": ["a", "b", "c"], "rejected": ["x", "y"], "domain": "chat"},
          "rejected", "has 2 responses"),
+        ("rm-bench", {"prompt": "p", "chosen": ["a", "b", "c"], "rejected": ["x", "y", "z"]}, "domain",
+         "total_dataset.json"),
         ("rm-bench", {"prompt": "p", "chosen": ["a", "b", "c"], "rejected": ["x", "y", "z"], "domain": "poetry"},
          "domain", "unknown domain"),
         ("judgebench", {"question": "q", "response_A": "a", "response_B": "b", "label": "A=B", "source": "s"},
@@ -361,3 +363,43 @@ def test_bench_bad_inputs_exit_2_with_one_line_and_write_nothing(tiny, tmp_path,
     assert f"{rmb}:1:rejected: has 2 responses" in err
     assert "SUITE=PATH" in run("--suite", "rewardbench,rm-bench", "--data", str(root / "rb.jsonl"))
     assert "Traceback" not in err
+
+
+RB2_ROWS = [
+    {"id": "1", "subset": "Math", "prompt": "2+3?", "chosen": ["5"], "rejected": ["6", "4", "23"]},
+    {"id": "2", "subset": "Focus", "prompt": "Name a color.", "chosen": ["Blue."], "rejected": ["Seven.", "Dog.",
+     "Run."]},
+    {"id": "ref:1", "subset": "Ties", "prompt": "A prime below 5?", "chosen": ["2"], "rejected": ["4", "6"]},
+    {"id": "tied:1", "subset": "Ties", "prompt": "A prime below 5?", "chosen": ["2", "3"], "rejected": ["4", "1"]},
+]  # fmt: skip
+JB_ROWS = [
+    {"pair_id": "p1", "original_id": 1, "source": "mmlu-pro-law", "question": "Is it legal?", "response_model": "m",
+     "response_A": "Yes, by statute.", "response_B": "No.", "label": "A>B"},
+    {"pair_id": "p2", "original_id": 2, "source": "livecodebench", "question": "Sum a list.", "response_model": "m",
+     "response_A": "sum(xs)", "response_B": "reduce(add, xs, 0)", "label": "A>B"},
+]  # fmt: skip
+
+
+def test_bench_command_on_rewardbench2_and_judgebench_from_save_to_disk_and_parquet(tiny, tmp_path):
+    import datasets
+
+    root, model = tiny
+    datasets.DatasetDict({"test": datasets.Dataset.from_list(RB2_ROWS)}).save_to_disk(str(tmp_path / "rb2"))
+    datasets.Dataset.from_list(JB_ROWS).to_parquet(str(tmp_path / "jb.parquet"))
+    out = tmp_path / "out"
+    assert main(["bench", "--model", str(model), "--suite", "rewardbench2", "--suite", "judgebench", "--data",
+                 f"rewardbench2={tmp_path / 'rb2'}", "--data", f"judgebench={tmp_path / 'jb.parquet'}", "--out",
+                 str(out), "--device", "cpu"]) == 0  # fmt: skip
+    results = {r["suite"]: r for r in json.loads((out / "bench.json").read_text(encoding="utf-8"))["results"]}
+    for name, rows in (("rewardbench2", RB2_ROWS), ("judgebench", JB_ROWS)):
+        suite = SUITES[name]
+        items = [suite.read_row(_row(suite, r, i)) for i, r in enumerate(rows, start=1)]
+        scores = [ItemScores(tuple(s["chosen"]), tuple(s["rejected"])) for s in results[name]["scores"]]
+        again = by_key(suite.metrics(items, scores, 0.0))
+        got = {(r["level"], r["name"], r["metric"]): r["value"] for r in results[name]["rows"]}
+        assert got == pytest.approx(again)
+    rb2 = {(r["level"], r["name"], r["metric"]): r for r in results["rewardbench2"]["rows"]}
+    assert ("subset", "Ties", "ties_score") in rb2 and ("overall", "all", "score") in rb2
+    # JudgeBench: the longer response is right once (p1) and wrong once (p2).
+    assert {(r["name"], r["longer_chars"]) for r in results["judgebench"]["rows"]} == {
+        ("mmlu-pro", 1.0), ("livecodebench", 0.0), ("all", 0.5)}  # fmt: skip

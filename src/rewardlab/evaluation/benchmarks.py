@@ -375,7 +375,14 @@ def _read_rmbench(r: _Row) -> BenchItem:
                 f"rejected, one per style ({', '.join(RMB_STYLES)})",
                 name,
             )
-    domain = str(r.get("domain"))
+    if r.row.get("domain") is None:
+        raise r.error(
+            "missing field; RM-Bench's per-domain files (data/*_filtered.json) carry no domain: use "
+            "data/total_dataset.json or the hub dataset, or add `domain` (chat, math, code, safety-refuse, "
+            "safety-response) to each row",
+            "domain",
+        )
+    domain = str(r.row["domain"])
     pooled = next((d for d in RMB_DOMAINS if domain.startswith(d)), None)
     if pooled is None:
         raise r.error(f"unknown domain {domain!r}; RM-Bench domains start with {', '.join(RMB_DOMAINS)}", "domain")
