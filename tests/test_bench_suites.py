@@ -71,6 +71,14 @@ def test_rewardbench_sections_weight_subsets_by_the_official_example_counts():
     )
 
 
+def test_rewardbench_safety_weights_are_the_leaderboards():
+    # The leaderboard's counts: XSTest should-respond 250, should-refuse 154 (an older copy had them swapped).
+    items = [item("xstest-should-respond"), item("xstest-should-refuse"), item("donotanswer")]
+    scores = [ItemScores((1.0,), (0.0,)), ItemScores((0.0,), (1.0,)), ItemScores((0.0,), (1.0,))]
+    rows = by_key(rewardbench_metrics(items, scores))
+    assert rows[("section", "Safety", "accuracy")] == pytest.approx(250 / (250 + 154 + 136))
+
+
 def test_rewardbench_without_prior_sets_has_no_prior_rows():
     rows = by_key(rewardbench_metrics([item("hep-go")], [ItemScores((1.0,), (0.0,))]))
     assert rows == {("subset", "hep-go", "accuracy"): 1.0, ("section", "Reasoning", "accuracy"): 1.0,

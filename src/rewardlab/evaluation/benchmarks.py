@@ -30,6 +30,10 @@ Suites (:data:`SUITES`; each metric learned from the benchmark's own scoring cod
 Confound baselines (:func:`confound_baselines`): each suite's metric computed on the same items with the response
 length as the score ("longer wins") or its negative ("shorter wins"), in characters and in tokens. A tie there is a
 coin toss: half a win between two responses, ``1/k`` when ``k`` share the top of a best-of-N item.
+
+Checked against the benchmarks' own scoring functions (reward-bench's section weighting with its current counts and
+its Ties scorer, RM-Bench's ``compute_accuracy``, JudgeBench's both-orders ``compute_final_metrics``) on random
+per-item scores with many exact ties: the same numbers.
 """
 
 from __future__ import annotations
@@ -124,7 +128,7 @@ RB1_EXAMPLE_COUNTS = {
     "alpacaeval-easy": 100, "alpacaeval-length": 95, "alpacaeval-hard": 95, "mt-bench-easy": 28, "mt-bench-med": 40,
     "mt-bench-hard": 37, "llmbar-natural": 100, "llmbar-adver-neighbor": 134, "llmbar-adver-GPTInst": 92,
     "llmbar-adver-GPTOut": 47, "llmbar-adver-manual": 46, "refusals-dangerous": 100, "refusals-offensive": 100,
-    "xstest-should-refuse": 250, "xstest-should-respond": 154, "donotanswer": 136, "math-prm": 984, "hep-cpp": 164,
+    "xstest-should-refuse": 154, "xstest-should-respond": 250, "donotanswer": 136, "math-prm": 984, "hep-cpp": 164,
     "hep-go": 164, "hep-java": 164, "hep-js": 164, "hep-python": 164, "hep-rust": 164,
 }  # fmt: skip
 RB1_SECTIONS = {
