@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from rewardlab.config import DemoConfig, ScoreConfig, ServeConfig, TrainConfig, build_config, parse_overrides
 from rewardlab.config.loading import deep_merge, read_yaml
-from rewardlab.config.schema import CaptureConfig, EvalConfig, GenerateConfig, InspectConfig, RLConfig
+from rewardlab.config.schema import BenchConfig, CaptureConfig, EvalConfig, GenerateConfig, InspectConfig, RLConfig
 from rewardlab.errors import ConfigError, RewardlabError
 
 EXIT_INPUT_ERROR = 2
@@ -231,6 +231,14 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(ns: argparse.Namespace) -> int:
+    from rewardlab.recipes.bench import run_bench
+
+    result = run_bench(config_from(ns, BenchConfig))
+    print(f"results: {result.out_dir / 'bench.csv'} and bench.json (every item's scores)")
+    return 0
+
+
 def cmd_report(ns: argparse.Namespace) -> int:
     from rewardlab.evaluation.html_report import render_html_report
 
@@ -396,6 +404,13 @@ COMMANDS: dict[str, Command] = {
         "Evaluate model dirs × checkpoints × eval sets → CSV, JSON, log, plots.", cmd_eval,
         arguments=_config_file(True, "YAML file with model_dirs and eval_sets (see configs/eval.yaml)."),
         overrides="key=value overrides, e.g. output_dir=eval_out batch_size=32",
+    ),
+    "bench": Command(
+        "Standard RM benchmarks (RewardBench 1/2, RM-Bench, JudgeBench) with their official metrics and length "
+        "baselines.", cmd_bench, BenchConfig,
+        description="Each suite is read in its published schema (--data, else its hub dataset), scored with the "
+        "Scorer and aggregated by the benchmark's own rule; scores are cached in OUT/cache, so a rerun scores only "
+        "new items.",
     ),
     "report": Command(
         "Render RUN_DIR/report.html: tables and plots of an eval or training run.", cmd_report,

@@ -7,7 +7,7 @@ This module knows nothing of torch. The ``training:`` section is a free mapping 
 from __future__ import annotations
 
 import urllib.parse
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -676,6 +676,66 @@ class EvalConfig(ScoringSettings):
         if isinstance(value, dict) and isinstance(value.get("model_dirs"), str):
             return {**value, "model_dirs": [value["model_dirs"]]}
         return value
+
+
+BenchSuite = Literal["rewardbench", "rewardbench2", "rm-bench", "judgebench"]
+BENCH_SUITES: tuple[str, ...] = get_args(BenchSuite)
+
+
+class BenchConfig(ScoringSettings):
+    """`rewardlab bench`: reward models on the standard benchmarks, each scored by its official metric beside the
+    length baselines (``normalize`` does not change any metric)."""
+
+    model: list[str] = Field(min_length=1, description="Reward model directory or hub name.")
+    suite: list[BenchSuite] = Field(
+        min_length=1, description="Benchmark suites, comma-separated or repeated: " + ", ".join(BENCH_SUITES) + "."
+    )
+    data: list[str] = Field(
+        default_factory=list,
+        description="A suite's data in its published schema (JSONL/JSON/Parquet file, `save_to_disk` folder or hub "
+        "name): PATH with one suite, SUITE=PATH with several. Default: the suite's hub dataset.",
+    )
+    split: str | None = Field(
+        None, description="Split of a hub dataset or `save_to_disk` folder (default: the suite's)."
+    )
+    limit: int | None = Field(None, ge=1, description="Score only the first N items of each subset (quick runs).")
+    out: str = Field(description="Output folder: bench.json, bench.csv and the score cache (cache/).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _comma_lists(cls, value: Any) -> Any:
+        """``--suite a,b`` (or ``suite: a,b``) is a list; so is a single ``model`` or ``data`` string."""
+        if not isinstance(value, dict):
+            return value
+        value = dict(value)
+        for key in ("suite", "model", "data"):
+            if isinstance(value.get(key), str):
+                value[key] = [value[key]]
+        if isinstance(value.get("suite"), list):
+            value["suite"] = [s.strip() for v in value["suite"] for s in str(v).split(",") if s.strip()]
+        return value
+
+    def data_for(self) -> dict[str, str]:
+        """Suite → data path given with ``data`` (suites not named use their hub dataset)."""
+        out: dict[str, str] = {}
+        for entry in self.data:
+            name, sep, path = entry.partition("=")
+            if sep and name in BENCH_SUITES:
+                out[name] = path
+            elif len(self.suite) == 1:
+                out[self.suite[0]] = entry
+            else:
+                raise ValueError(f"data {entry!r}: with several suites, name each one's data as SUITE=PATH")
+        return out
+
+    @model_validator(mode="after")
+    def _check_data(self) -> BenchConfig:
+        if len(set(self.suite)) != len(self.suite):
+            raise ValueError(f"suite lists a suite twice: {', '.join(self.suite)}")
+        unused = set(self.data_for()) - set(self.suite)
+        if unused:
+            raise ValueError(f"data given for {', '.join(sorted(unused))}, which is not among the suites run")
+        return self
 
 
 class InspectConfig(StrictModel):

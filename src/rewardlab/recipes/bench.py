@@ -1,0 +1,246 @@
+"""``rewardlab bench``: reward models on the standard benchmarks (:mod:`rewardlab.evaluation.benchmarks`), each number
+beside its length baselines → ``bench.json``, ``bench.csv`` and a table.
+
+Each model's scores of each suite are kept in ``OUT/cache/<model>/<suite>.jsonl`` as they are made (a header line
+naming the model and its scoring settings, then one line per item), so a run that stops continues where it stopped
+and a rerun scores only items it has not scored. A cache written with other settings is started afresh.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rewardlab.config.schema import BenchConfig
+from rewardlab.data.files import RunLock, atomic_write_text, cut_unfinished_line, output_errors
+from rewardlab.data.records import plain_text
+from rewardlab.evaluation.benchmarks import (
+    BASELINES,
+    BenchItem,
+    ItemScores,
+    Suite,
+    char_length,
+    confound_baselines,
+    get_suite,
+    read_suite,
+    with_baselines,
+)
+
+logger = logging.getLogger(__name__)
+
+CSV_COLUMNS = ["model", "suite", "level", "name", "metric", "value", "n", *BASELINES]
+CHUNK_ITEMS = 256  # items scored between two cache appends: what a killed run loses at most
+
+
+@dataclass
+class BenchResult:
+    out_dir: Path
+    rows: list[dict[str, Any]]  # the CSV rows
+    scored: dict[tuple[str, str], int] = field(default_factory=dict)  # (model, suite) → items scored by this run
+    cached: dict[tuple[str, str], int] = field(default_factory=dict)  # (model, suite) → items read from the cache
+
+
+class ScoreCache:
+    """``path`` (JSONL): a header ``{"cache": meta}``, then ``{"key", "chosen", "rejected"}`` per scored item."""
+
+    def __init__(self, path: Path, meta: dict[str, Any]):
+        self.path, self.meta = path, meta
+        self.scores: dict[str, ItemScores] = {}
+        lines = cut_unfinished_line(path).decode("utf-8").splitlines()
+        header = _json_or_none(lines[0]) if lines else None
+        if lines and isinstance(header, dict) and header.get("cache") == meta:
+            for line in lines[1:]:
+                entry = _json_or_none(line)
+                if isinstance(entry, dict) and {"key", "chosen", "rejected"} <= set(entry):
+                    self.scores[entry["key"]] = ItemScores(tuple(entry["chosen"]), tuple(entry["rejected"]))
+            return
+        if lines:
+            logger.warning("%s: written for other settings (%s); scoring afresh", path, header)
+        atomic_write_text(path, json.dumps({"cache": meta}) + "\n")
+
+    def add(self, entries: dict[str, ItemScores]) -> None:
+        with output_errors(self.path), self.path.open("a", encoding="utf-8") as f:
+            for key, s in entries.items():
+                f.write(json.dumps({"key": key, "chosen": list(s.chosen), "rejected": list(s.rejected)}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.scores.update(entries)
+
+
+def _json_or_none(line: str) -> Any:
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
+
+
+def model_names(models: list[str]) -> list[str]:
+    """A folder-safe name per model (a hub ``org/name`` becomes ``org--name``); repeats get ``-2``, ``-3``."""
+    names: list[str] = []
+    for model in models:
+        base = Path(model.rstrip("/")).name if Path(model).exists() else model.strip("/").replace("/", "--")
+        base = re.sub(r"[^A-Za-z0-9_.=-]+", "_", base).strip("._") or "model"
+        name, k = base, 2
+        while name in names:
+            name, k = f"{base}-{k}", k + 1
+        names.append(name)
+    return names
+
+
+def cache_meta(model: str, cfg: BenchConfig) -> dict[str, Any]:
+    """What a cache's scores depend on: the model (for a folder: its path and its weight files' sizes and times, so
+    a retrained model is scored afresh) and the settings that change scores."""
+    path = Path(model)
+    weights = (sorted(f"{f.name}:{f.stat().st_size}:{int(f.stat().st_mtime)}" for f in path.rglob("*.safetensors"))
+               if path.is_dir() else [])  # fmt: skip
+    return {"model": str(path.resolve()) if path.exists() else model, "weights": weights,
+            "max_length": cfg.max_length, "dtype": cfg.dtype}  # fmt: skip
+
+
+def score_items(scorer: Any, items: list[BenchItem], cache: ScoreCache, on_batch: Any = None) -> int:
+    """Score the items the cache lacks, chunk by chunk, appending each chunk to the cache; returns how many."""
+    todo = [it for it in items if it.key not in cache.scores]
+    for start in range(0, len(todo), CHUNK_ITEMS):
+        chunk = todo[start : start + CHUNK_ITEMS]
+        prompts = [it.prompt for it in chunk for _ in it.responses]  # responses to one prompt share its tokens
+        flat = scorer.score(prompts, [r for it in chunk for r in it.responses], on_batch=on_batch)
+        entries, offset = {}, 0
+        for it in chunk:
+            c, k = len(it.chosen), len(it.responses)
+            entries[it.key] = ItemScores(tuple(flat[offset : offset + c]), tuple(flat[offset + c : offset + k]))
+            offset += k
+        cache.add(entries)
+    return len(todo)
+
+
+def response_lengths(items: list[BenchItem], tokenizer: Any) -> dict[str, list[ItemScores]]:
+    """Each item's response lengths in characters and in the model tokenizer's tokens (as :class:`ItemScores`)."""
+    texts = [plain_text(r) for it in items for r in it.responses]
+    tokens = (
+        [len(ids) for ids in tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]] if texts else []
+    )
+    chars = [char_length(r) for it in items for r in it.responses]
+    out: dict[str, list[ItemScores]] = {"chars": [], "tokens": []}
+    offset = 0
+    for it in items:
+        c, k = len(it.chosen), len(it.responses)
+        for unit, values in (("chars", chars), ("tokens", tokens)):
+            out[unit].append(ItemScores(tuple(map(float, values[offset : offset + c])),
+                                        tuple(map(float, values[offset + c : offset + k]))))  # fmt: skip
+        offset += k
+    return out
+
+
+def load_suites(cfg: BenchConfig) -> dict[str, tuple[Suite, list[BenchItem]]]:
+    """Every suite's items, read and checked before any model is loaded."""
+    data = cfg.data_for()
+    out = {}
+    for name in cfg.suite:
+        suite = get_suite(name)
+        items = read_suite(suite, suite.source(data.get(name), cfg.split), cfg.limit)
+        logger.info("%s: %d items from %s", name, len(items), data.get(name, suite.hub_path))
+        out[name] = (suite, items)
+    return out
+
+
+def suite_result(suite: Suite, items: list[BenchItem], scores: list[ItemScores], tokenizer: Any) -> dict[str, Any]:
+    """The suite's metric rows (each with its length baselines) and every item's scores, for bench.json."""
+    rows = with_baselines(
+        suite.metrics(items, scores, 0.0), confound_baselines(suite, items, response_lengths(items, tokenizer))
+    )
+    per_item = [{"id": it.id, "subset": it.subset, "chosen": list(s.chosen), "rejected": list(s.rejected)}
+                for it, s in zip(items, scores)]  # fmt: skip
+    return {"suite": suite.name, "items": len(items), "rows": rows, "scores": per_item}
+
+
+def run_bench(cfg: BenchConfig) -> BenchResult:
+    """Score every model on every suite (through the cache), then write bench.json, bench.csv and print tables."""
+    from rewardlab.models.scorer import Scorer
+    from rewardlab.recipes.eval_output import progress_bar
+
+    suites = load_suites(cfg)
+    out = Path(cfg.out)
+    result = BenchResult(out, [])
+    results = []
+    with RunLock(out):
+        for model, name in zip(cfg.model, model_names(cfg.model)):
+            scorer = Scorer.from_pretrained(model, cfg.scoring())
+            caches = {s: ScoreCache(out / "cache" / name / f"{s}.jsonl", cache_meta(model, cfg)) for s in suites}
+            total = sum(len(it.responses) for s, (_, items) in suites.items() for it in items
+                        if it.key not in caches[s].scores)  # fmt: skip
+            with progress_bar(total) as progress:
+                for sname, (_, items) in suites.items():
+                    progress.describe(f"{name} · {sname}")
+                    result.cached[(name, sname)] = sum(it.key in caches[sname].scores for it in items)
+                    result.scored[(name, sname)] = score_items(scorer, items, caches[sname], progress.advance)
+            for sname, (suite, items) in suites.items():
+                entry = suite_result(suite, items, [caches[sname].scores[it.key] for it in items], scorer.tokenizer)
+                results.append({"model": name, "path": model, "scored_now": result.scored[(name, sname)], **entry})
+                result.rows += [{"model": name, "suite": sname, **r} for r in entry["rows"]]
+                logger.info("%s on %s: %d items scored, %d from the cache", name, sname,
+                            result.scored[(name, sname)], result.cached[(name, sname)])  # fmt: skip
+            del scorer
+        payload = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                   "config": cfg.model_dump(mode="json"), "results": results}  # fmt: skip
+        atomic_write_text(out / "bench.json", json.dumps(_json_safe(payload), indent=1, ensure_ascii=False))
+        atomic_write_text(out / "bench.csv", to_csv(result.rows))
+    print_tables(result.rows, suites)
+    return result
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(row.get(k)) for k in CSV_COLUMNS})
+    return buf.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return round(value, 6) if isinstance(value, float) else value
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+
+def print_tables(rows: list[dict[str, Any]], suites: dict[str, tuple[Suite, list[BenchItem]]]) -> None:
+    """One table per suite: every model's numbers with the four length baselines beside them."""
+    from rich.table import Table
+
+    from rewardlab.recipes.console import stdout_console
+
+    for sname, (suite, _) in suites.items():
+        table = Table(title=f"{suite.title} — model vs. length baselines (ties: a coin toss)")
+        for col in ("model", "level", "name", "metric", "value", "n", "longer ch", "shorter ch", "longer tok",
+                    "shorter tok"):  # fmt: skip
+            table.add_column(col, justify="left" if col in ("model", "level", "name", "metric") else "right")
+        for r in rows:
+            if r["suite"] != sname or r["level"] == "ties_part":
+                continue
+            table.add_row(r["model"], r["level"], r["name"], r["metric"], _fmt(r["value"]), str(r["n"]),
+                          *(_fmt(r[b]) for b in BASELINES),
+                          style="bold" if r["level"] == "overall" else None)  # fmt: skip
+        stdout_console().print(table)
