@@ -267,3 +267,26 @@ def test_select_writes_the_items_the_ensemble_disagrees_on_most(qwen_ensemble, t
     assert main(["select", "--model", str(qwen_ensemble), "--data", str(tmp_path / "bad.jsonl"), "--top", "1",
                  "--out", str(out)]) == 2  # fmt: skip
     assert "bad.jsonl:1:responses: needs a list of at least 2 responses" in capsys.readouterr().err
+
+
+def test_label_serves_the_items_the_ensemble_is_least_sure_about_first(qwen_ensemble, tmp_path, capsys):
+    from rewardlab.cli import main
+    from rewardlab.data.synthetic import make_pairs
+    from rewardlab.models.scorer import Scorer
+    from rewardlab.recipes.label import load_items, uncertain_first
+    from tests.tiny import pair_rows, write_jsonl
+
+    pairs = make_pairs(8, seed=6)
+    data = write_jsonl(tmp_path / "pool.jsonl", pair_rows(pairs))
+    store = load_items(str(tmp_path / "l.sqlite"), str(data), order=uncertain_first(str(data), str(qwen_ensemble)))
+    scorer = Scorer.from_pretrained(str(qwen_ensemble))
+    spreads = []
+    for p in pairs:
+        rows = scorer.score_items(scorer.encode(p.prompt, [p.chosen, p.rejected]), members=True)
+        spreads.append(statistics.pstdev([a - b for a, b in zip(rows[0][1:], rows[1][1:])]))
+    order = sorted(range(len(pairs)), key=lambda i: -spreads[i])
+    assert [it.prompt for it in store.all_items()] == [pairs[i].prompt for i in order]
+    assert store.next_item("ann", 1).prompt == pairs[order[0]].prompt
+    store.close()
+    assert main(["label", str(data), "--db", str(tmp_path / "m.sqlite"), "--order", "uncertain"]) == 2
+    assert "--order uncertain needs the reward model" in capsys.readouterr().err

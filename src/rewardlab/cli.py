@@ -176,8 +176,11 @@ def cmd_label(ns: argparse.Namespace) -> int:
         for path in run_to_label_studio(ns.data, ns.db, ns.to_label_studio):
             print(path)
         return 0
+    if ns.order == "uncertain" and not ns.model:
+        raise ConfigError("--order uncertain needs the reward model: --model DIR (an ensemble ranks by its spread)")
     run_label(ns.data, ns.db, host=ns.host, port=int(ns.port), per_item=int(ns.per_item), token_env=ns.token_env,
-              on_listening=lambda url: print(f"rewardlab label: open {url}", flush=True))  # fmt: skip
+              on_listening=lambda url: print(f"rewardlab label: open {url}", flush=True),
+              order_model=ns.model if ns.order == "uncertain" else None)  # fmt: skip
     return 0
 
 
@@ -311,6 +314,13 @@ def _select_args(p: argparse.ArgumentParser) -> None:
 def _label_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", nargs="?", default=None, help="Data to label (pairs or groups), or `export`.")
     p.add_argument("--db", required=True, help="SQLite file with the items and labels (created if missing).")
+    p.add_argument(
+        "--order",
+        choices=["file", "uncertain"],
+        default="file",
+        help="Order of new items: as in the file, or the ones --model is least sure about first.",
+    )
+    p.add_argument("--model", default=None, help="--order uncertain: the reward model (an ensemble: its spread).")
     p.add_argument("--out", default=None, help="export: the JSONL to write (pairs; ranked groups beside them).")
     p.add_argument("--host", default="127.0.0.1", help="Interface to bind (default 127.0.0.1).")
     p.add_argument("--port", default=8080, help="TCP port (0: any free port, printed).")

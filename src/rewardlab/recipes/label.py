@@ -23,12 +23,33 @@ def check_label_dependencies() -> None:
                           "pip install 'rewardlab[collect]'") from None  # fmt: skip
 
 
-def load_items(db: str, data: str | None, seed: int = 0) -> Any:
+def uncertain_first(data: str, model: str) -> Callable[[list[tuple[int, dict]]], list[tuple[int, dict]]]:
+    """Reorders a data file's rows so the items ``model`` is least sure about come first (the criterion of
+    ``rewardlab select``: an ensemble's spread, else the smallest margin)."""
+    from rewardlab.config.schema import ScoreConfig
+    from rewardlab.recipes.score import load_scorer
+    from rewardlab.recipes.select import criterion_of, read_pool, uncertainties
+
+    def order(rows: list[tuple[int, dict]]) -> list[tuple[int, dict]]:
+        items = read_pool(data)
+        scorer = load_scorer(ScoreConfig(model=model))
+        by_row = {it.row: u for it, u in zip(items, uncertainties(scorer, items))}
+        logger.info("%s: %d items ordered by %s under %s", data, len(by_row), criterion_of(scorer), model)
+        return sorted(rows, key=lambda r: -by_row.get(r[0], float("-inf")))  # stable: ties keep file order
+
+    return order
+
+
+def load_items(db: str, data: str | None, seed: int = 0, order: Callable[[list], list] | None = None) -> Any:
+    """The label store of ``db`` with ``data``'s rows added (``order``: how to order rows not yet in the store;
+    items are served in the order they were added)."""
     from rewardlab.collection.label_store import LabelStore
     from rewardlab.config.schema import DataSource
     from rewardlab.data.readers import iter_rows
 
     rows = list(iter_rows(DataSource(path=data))) if data else []  # read (and checked) before the store is touched
+    if rows and order is not None:
+        rows = order(rows)
     created = not Path(db).exists()
     store = LabelStore(db)
     if rows:
@@ -45,7 +66,9 @@ def load_items(db: str, data: str | None, seed: int = 0) -> Any:
 
 
 def run_label(data: str | None, db: str, *, host: str = "127.0.0.1", port: int = 8080, per_item: int = 1,
-              token_env: str | None = None, on_listening: Callable[[str], None] | None = None) -> None:  # fmt: skip
+              token_env: str | None = None, on_listening: Callable[[str], None] | None = None,
+              order_model: str | None = None) -> None:  # fmt: skip
+    """Serve the labeling app. ``order_model``: a reward model whose least certain items are served first."""
     check_label_dependencies()
     import uvicorn
 
@@ -54,7 +77,8 @@ def run_label(data: str | None, db: str, *, host: str = "127.0.0.1", port: int =
     if data is None and not Path(db).is_file():
         raise ConfigError(f"{db} does not exist yet: give the data to label (rewardlab label DATA --db {db})")
     token = token_from_env(token_env)
-    store = load_items(db, data)
+    order = uncertain_first(data, order_model) if data and order_model else None
+    store = load_items(db, data, order=order)
     image_root = str(Path(data).resolve().parent) if data else None
     app = create_label_app(store, per_item=per_item, image_root=image_root, token=token)
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)

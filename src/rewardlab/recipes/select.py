@@ -82,6 +82,25 @@ def uncertainty(members: list[list[float]], ensemble: bool) -> float:
     return max(values)
 
 
+def criterion_of(scorer: Any) -> str:
+    return "ensemble_spread" if scorer.members > 1 else "margin"
+
+
+def uncertainties(scorer: Any, items: list[PoolItem]) -> list[float]:
+    """Each item's uncertainty under ``scorer`` (see the module docstring), in order."""
+    if scorer.is_vision:
+        raise ConfigError("ordering by uncertainty works with text reward models for now")
+    prompts = [it.prompt for it in items for _ in it.responses]
+    responses = [r for it in items for r in it.responses]
+    rows = scorer.score_items(scorer.encode(prompts, responses), members=True)
+    out, offset = [], 0
+    for it in items:
+        k = len(it.responses)
+        out.append(uncertainty(rows[offset : offset + k], scorer.members > 1))
+        offset += k
+    return out
+
+
 def run_select(cfg: ScoreConfig, data: str, top: int, out: str) -> SelectResult:
     """Score the pool, write its ``top`` most uncertain items to ``out`` (JSONL, most uncertain first): each the
     prompt and ``responses`` to label, with ``uncertainty``, ``criterion``, the pool's ``row`` and its other
@@ -93,19 +112,8 @@ def run_select(cfg: ScoreConfig, data: str, top: int, out: str) -> SelectResult:
         raise ConfigError("--top must be at least 1")
     items = read_pool(data)
     scorer = load_scorer(cfg)
-    if scorer.is_vision:
-        raise ConfigError("select works on text reward models for now")
-    prompts = [it.prompt for it in items for _ in it.responses]
-    responses = [r for it in items for r in it.responses]
-    rows = scorer.score_items(scorer.encode(prompts, responses), members=True)
-    ensemble = scorer.members > 1
-    scored, offset = [], 0
-    for it in items:
-        k = len(it.responses)
-        scored.append((uncertainty(rows[offset : offset + k], ensemble), it))
-        offset += k
-    scored.sort(key=lambda pair: -pair[0])  # stable: equal uncertainty keeps pool order
-    criterion = "ensemble_spread" if ensemble else "margin"
+    scored = sorted(zip(uncertainties(scorer, items), items), key=lambda pair: -pair[0])  # stable: ties keep order
+    criterion = criterion_of(scorer)
     lines = []
     for u, it in scored[:top]:
         rest = {k: v for k, v in it.source.items() if k not in ("prompt", "chosen", "rejected", "responses")}
