@@ -290,3 +290,23 @@ def test_label_serves_the_items_the_ensemble_is_least_sure_about_first(qwen_ense
     store.close()
     assert main(["label", str(data), "--db", str(tmp_path / "m.sqlite"), "--order", "uncertain"]) == 2
     assert "--order uncertain needs the reward model" in capsys.readouterr().err
+
+
+def test_an_ensemble_with_lora_exports_merged_and_reloads_its_checkpoint_adapter(base, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    from rewardlab.models.scorer import Scorer
+
+    train_losses(tmp_path, base, "lora", **{"model.ensemble.members": 2, "model.lora.r": 4,
+                                            "training.save_strategy": "steps", "training.save_steps": 6})  # fmt: skip
+    export, checkpoint = tmp_path / "lora" / "model", tmp_path / "lora" / "checkpoint-6"
+    assert (checkpoint / "adapter_config.json").is_file()  # checkpoints keep the adapter
+    merged = Scorer.from_pretrained(str(export))
+    scores, spread = merged.score_with_uncertainty(PROMPT, RESPONSES)
+    adapter_scores, adapter_spread = Scorer.from_pretrained(str(checkpoint)).score_with_uncertainty(PROMPT, RESPONSES)
+    assert adapter_scores == pytest.approx(scores, abs=1e-4) and adapter_spread == pytest.approx(spread, abs=1e-4)
+    hf = AutoModelForSequenceClassification.from_pretrained(export).eval()
+    for item, score in zip(merged.encode(PROMPT, RESPONSES), scores):
+        with torch.no_grad():
+            logits = hf(input_ids=torch.tensor([item.encoded.input_ids])).logits[0]
+        assert logits[0].item() == pytest.approx(score, abs=1e-5) and logits.shape == (3,)

@@ -219,8 +219,10 @@ def _load_adapter(path: Path, meta: ExportMeta, kwargs: dict[str, Any]) -> tuple
     if not vision:
         from peft import AutoPeftModelForSequenceClassification
 
-        return AutoPeftModelForSequenceClassification.from_pretrained(path, num_labels=meta.num_labels,
-                                                                      **kwargs), base  # fmt: skip
+        head: dict[str, Any] = {"num_labels": meta.num_labels}
+        if meta.labels and meta.num_labels > 1:  # an ensemble's head on a base with its own (or no) head
+            head |= {"id2label": dict(enumerate(meta.labels)), "ignore_mismatched_sizes": True}
+        return AutoPeftModelForSequenceClassification.from_pretrained(path, **head, **kwargs), base
     from peft import PeftModel
 
     return PeftModel.from_pretrained(VisionRewardBackbone.from_pretrained(base, **kwargs), path), base
