@@ -411,3 +411,30 @@ def test_bench_command_on_rewardbench2_and_judgebench_from_save_to_disk_and_parq
     # JudgeBench: the longer response is right once (p1) and wrong once (p2).
     assert {(r["name"], r["longer_chars"]) for r in results["judgebench"]["rows"]} == {
         ("mmlu-pro", 1.0), ("livecodebench", 0.0), ("all", 0.5)}  # fmt: skip
+
+
+def test_an_eval_config_with_a_bench_section_runs_the_suites_on_each_model(tiny, tmp_path):
+    from rewardlab.config.schema import EvalConfig
+    from rewardlab.data.synthetic import make_pairs
+    from rewardlab.recipes.evaluate import run_eval
+    from tests.tiny import pair_rows
+
+    root, model = tiny
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", pair_rows(make_pairs(8, seed=2)))
+    cfg = EvalConfig(model_dirs=[str(model)], eval_sets=[str(pairs)], output_dir=str(tmp_path / "ev"), plots=False,
+                     bench={"suite": "rewardbench", "data": [str(root / "rb.jsonl")]})  # fmt: skip
+    run_eval(cfg)
+    payload = json.loads((tmp_path / "ev" / "evaluation_results.json").read_text(encoding="utf-8"))
+    assert payload["bench"]["models"] == {"tiny-rm": {"model": "tiny-rm", "checkpoint": "final", "step": None}}
+    alone = tmp_path / "alone"
+    assert _bench_one(root, model, alone) == 0
+    expected = json.loads((alone / "bench.json").read_text(encoding="utf-8"))["results"][0]["rows"]
+    assert [r["value"] for r in payload["bench"]["rows"]] == pytest.approx([r["value"] for r in expected])
+    assert (tmp_path / "ev" / "bench" / "bench.csv").is_file()
+    with pytest.raises(ValueError, match="suite"):
+        EvalConfig(model_dirs=["x"], eval_sets=["y"], bench={"suite": "no-such-suite"})
+
+
+def _bench_one(root: Path, model: Path, out: Path) -> int:
+    return main(["bench", "--model", str(model), "--suite", "rewardbench", "--data", str(root / "rb.jsonl"),
+                 "--out", str(out), "--device", "cpu"])  # fmt: skip

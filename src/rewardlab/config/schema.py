@@ -669,6 +669,9 @@ class EvalConfig(ScoringSettings):
     per_sample_scores: bool = Field(False, description="Include every sample's scores in the JSON results.")
     calibration_bins: int = Field(10, ge=2, description="Bins of the reliability table / ECE.")
     plots: bool = Field(True, description="Write PNG plots beside the results.")
+    bench: EvalBench | None = Field(
+        None, description="Benchmark suites every evaluated model also runs (`suite`, `data`, `split`, `limit`)."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -736,6 +739,28 @@ class BenchConfig(ScoringSettings):
         if unused:
             raise ValueError(f"data given for {', '.join(sorted(unused))}, which is not among the suites run")
         return self
+
+
+class EvalBench(StrictModel):
+    """The ``bench:`` section of an eval config: every evaluated model (final export and checkpoints) also runs
+    these benchmark suites (as `rewardlab bench`; results under ``OUTPUT_DIR/bench``)."""
+
+    suite: list[BenchSuite] = Field(min_length=1, description="Benchmark suites (see `rewardlab bench`).")
+    data: list[str] = Field(default_factory=list, description="As `rewardlab bench --data`: PATH or SUITE=PATH.")
+    split: str | None = Field(None, description="Split of a hub dataset or `save_to_disk` folder.")
+    limit: int | None = Field(None, ge=1, description="Score only the first N items of each subset.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _comma_lists(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            value = {**value, **{k: [value[k]] for k in ("suite", "data") if isinstance(value.get(k), str)}}
+            if isinstance(value.get("suite"), list):
+                value["suite"] = [s.strip() for v in value["suite"] for s in str(v).split(",") if s.strip()]
+        return value
+
+
+EvalConfig.model_rebuild()
 
 
 class InspectConfig(StrictModel):

@@ -18,7 +18,7 @@ from glob import glob
 from pathlib import Path
 from typing import Any
 
-from rewardlab.config.schema import EvalConfig
+from rewardlab.config.schema import EvalConfig, ScoringSettings
 from rewardlab.data.records import PreferencePair, RankedGroup, Text
 from rewardlab.errors import DataError, ModelError, RewardlabError
 from rewardlab.recipes.run_dir import step_in_name
@@ -358,6 +358,25 @@ def add_log_file(out: Path) -> logging.Handler:
     return handler
 
 
+def run_bench_section(cfg: EvalConfig, candidates: list[Candidate], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The eval config's ``bench:`` suites on every candidate that evaluated (``OUTPUT_DIR/bench``: bench.json,
+    bench.csv, the score cache): ``{"rows": [...], "models": {bench name: {model, checkpoint, step}}}``."""
+    from rewardlab.config.schema import BenchConfig
+    from rewardlab.recipes.bench import model_names, run_bench
+
+    ok = {(r["model"], r["checkpoint"]) for r in rows if r["status"] == "ok"}
+    chosen = [c for c in candidates if (c.model, c.checkpoint) in ok]
+    if not chosen:
+        return {"rows": [], "models": {}}
+    scoring = {k: v for k, v in cfg.model_dump().items() if k in ScoringSettings.model_fields}
+    bench_cfg = BenchConfig(model=[str(c.path) for c in chosen], out=str(Path(cfg.output_dir) / "bench"),
+                            **cfg.bench.model_dump(), **scoring)  # fmt: skip
+    result = run_bench(bench_cfg)
+    names = model_names(bench_cfg.model)
+    models = {n: {"model": c.model, "checkpoint": c.checkpoint, "step": c.step} for n, c in zip(names, chosen)}
+    return {"rows": result.rows, "models": models}
+
+
 def run_eval(cfg: EvalConfig) -> EvalResult:
     """Evaluate every candidate on every eval set; write results, log and plots into ``cfg.output_dir``."""
     from rewardlab.data.files import atomic_write_text
@@ -390,6 +409,7 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
                     details.append({**entry, **detail})
                     kept[len(rows) - 1] = sample
         best = best_rows(rows)
+        bench = run_bench_section(cfg, candidates, rows) if cfg.bench else None
         plots = make_plots(out, rows, best, kept) if cfg.plots else []
         payload = {
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -398,6 +418,7 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
             "details": details,
             "best": best,
             "plots": plots,
+            **({"bench": bench} if bench is not None else {}),
         }
         atomic_write_text(out / "evaluation_results.csv", to_csv(rows))
         atomic_write_text(out / "evaluation_results.json", json.dumps(_json_safe(payload), indent=2, default=str))
