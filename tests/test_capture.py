@@ -174,4 +174,80 @@ def test_describe_recovers_the_facts_of_pages_built_from_the_synthetic_layouts(t
     store = LabelStore(tmp_path / "review.sqlite")
     assert store.add_rows(review, str(out / "review.jsonl")) == 40
     item = store.next_item("someone", 1)
-    assert item.task == "check" and len(item.responses) == 4 and describe(by_image[item.images[0]]) in item.responses
+    shown = by_image[Path(item.images[0]).relative_to(out).as_posix()]  # the store keeps image paths absolute
+    assert item.task == "check" and len(item.responses) == 4 and describe(shown) in item.responses
+
+
+HEAD = (
+    "<!doctype html><html><head><title>{title}</title><style>body{{margin:0;font:16px sans-serif}}{css}</style></head>"
+)
+TOP = (
+    "<header style='background:#2255cc;color:#fff;height:70px;display:flex;gap:40px'><b>Site</b><a>Home</a>"
+    "<a>About</a></header>"
+)
+BOTTOM = (
+    "<footer style='display:flex;justify-content:space-around;height:90px'><ul><li>Terms</li></ul><ul><li>Privacy"
+    "</li></ul><ul><li>Contact</li></ul></footer>"
+)
+TEXT = "<p>" + "A sentence about the page's subject that wraps over the width of its column. " * 6 + "</p>"
+LINKS = "<ul>" + "".join(f"<li><a>Section {i}</a></li>" for i in range(6)) + "</ul>"
+# Hand-written layouts as people write them (not the generator's), with the columns a person sees.
+LAYOUTS = {
+    "flex sidebar": (
+        2,
+        "",
+        f"<div style='display:flex;gap:24px'><aside style='width:240px'>{LINKS}</aside>"
+        f"<div style='flex:1'><h1>Flex</h1>{TEXT * 3}</div></div>",
+    ),
+    "grid article and aside": (
+        2,
+        "main{display:grid;grid-template-columns:2fr 1fr;gap:24px}",
+        f"<main><article><h1>Grid</h1>{TEXT * 3}</article><aside>{TEXT}</aside></main>",
+    ),
+    "float sidebar": (
+        2,
+        "nav{float:left;width:22%}article{margin-left:25%}",
+        f"<nav>{LINKS}</nav><article><h1>Float</h1>{TEXT * 4}</article><div style='clear:both'></div>",
+    ),
+    "table layout": (
+        2,
+        "",
+        f"<table width='100%'><tr><td width='220' valign='top'>{LINKS}</td>"
+        f"<td><h1>Table</h1>{TEXT * 3}</td></tr></table>",
+    ),
+    "nav beside main": (
+        2,
+        ".wrap{display:flex}.wrap>nav{width:20%}.wrap>main{flex:1}",
+        f"<div class='wrap'><nav>{LINKS}</nav><main><h1>Main</h1>{TEXT * 2}{TEXT}</main></div>",
+    ),
+    "multi-column text": (2, "article{column-count:2;column-gap:32px}", f"<article>{TEXT * 5}</article>"),
+    "single article": (
+        1,
+        "main{max-width:720px;margin:0 auto}.row{display:flex;gap:12px}",
+        f"<main><h1>Article</h1>{TEXT * 2}<div class='row'><button>Buy</button><button>Save</button>"
+        f"</div><form class='row'><label>Name</label><input></form>{TEXT}<table><tr><th>a</th><th>b"
+        f"</th><th>c</th><th>d</th></tr><tr><td>1</td><td>2</td><td>3</td><td>4</td></tr></table>"
+        f"{TEXT * 2}</main>",
+    ),
+    "cards in a column": (
+        1,
+        ".cards{display:grid;grid-template-columns:repeat(3,1fr);gap:16px}",
+        f"<main><h1>Cards</h1>{TEXT * 3}<div class='cards'><div>Card one</div><div>Card two</div>"
+        f"<div>Card three</div></div>{TEXT * 3}</main>",
+    ),
+}
+
+
+def test_describe_counts_the_columns_of_hand_written_layouts(tmp_path):
+    """Grid, flex, float, table-cell and multi-column layouts (a sidebar outside ``main`` included) read as two
+    columns, and a single column with button rows, a form row, a data table, a card row and a footer's link lists as
+    one (the main element's child edges, used before, called a two-column flex page single-column)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    for n, (title, (_, css, body)) in enumerate(LAYOUTS.items()):
+        html = HEAD.format(title=title, css=css) + f"<body>{TOP}{body}{BOTTOM}</body></html>"
+        (site / f"layout{n}.html").write_text(html)
+    out = tmp_path / "shots"
+    assert main(["capture", str(site), "--out", str(out), "--describe", "--viewport", "1280x800"]) == 0
+    got = {r["title"]: r["facts"]["columns"] for r in manifest(out)}
+    assert got == {title: want for title, (want, _, _) in LAYOUTS.items()}

@@ -6,7 +6,9 @@ Facts, as the page's browser computes them (after styles and layout):
 - ``header_colour``: the background of the first ``header`` / ``[role=banner]`` (else the first element at the top
   that spans the page), snapped to the nearest named colour;
 - ``dark_mode``: the page background's luminance below one half;
-- ``columns``: distinct left edges of the main content's visible blocks (``main``, else ``body``), 1 or 2;
+- ``columns``: the most visible blocks one element lays side by side (grid, flex, float or table cells, and CSS
+  multi-column text) in a row at least 35 % of the page's height — a row of cards or a footer's link lists does not
+  count; recorded as counted, described as one or two (three or more read as two);
 - ``button_count`` (up to three) and ``button_colour``: visible buttons outside forms and navigation;
 - ``has_form``, ``has_table``, ``has_image``: a visible form or text input, table, image / SVG / picture.
 
@@ -39,9 +41,33 @@ FACTS_JS = """() => {
   const buttons = [...document.querySelectorAll(
       "button, input[type=button], input[type=submit], [role=button], a.button, a.btn")]
     .filter((b) => visible(b) && !b.closest("form, nav, header"));
-  const main = document.querySelector("main") || document.body;
-  const blocks = [...main.children].filter(visible);
-  const lefts = new Set(blocks.map((b) => Math.round(b.getBoundingClientRect().left / 8)));
+  // Columns: the most blocks laid side by side (any layout: grid, flex, float, table cells) by one parent, in a row
+  // that holds a good part of the page's height; a row of cards or a footer's link lists is too short to count.
+  const laidOut = [...document.body.querySelectorAll("*")].filter(visible);
+  const rects = new Map(laidOut.map((e) => [e, e.getBoundingClientRect()]));
+  const pageTop = Math.min(...[...rects.values()].map((r) => r.top + scrollY), 0);
+  const pageHeight = Math.max(...[...rects.values()].map((r) => r.bottom + scrollY), 1) - pageTop;
+  const hasContent = (e) => e.innerText.trim().length > 0 || e.querySelector("img, svg, picture, canvas, input");
+  const sideBySide = (parent) => {
+    const kids = [...parent.children].filter((k) => rects.has(k) && rects.get(k).width >= innerWidth * 0.12
+                                                    && getComputedStyle(k).display !== "inline" && hasContent(k));
+    let best = 1;
+    for (const a of kids.slice(0, 200)) {
+      const ra = rects.get(a);
+      const row = kids.filter((b) => { const rb = rects.get(b);
+        return Math.min(ra.bottom, rb.bottom) - Math.max(ra.top, rb.top) > 0.5 * Math.min(ra.height, rb.height); })
+        .map((b) => rects.get(b)).sort((x, y) => x.left - y.left);
+      let n = 0, right = -Infinity;
+      for (const r of row) if (r.left >= right - 2) { n += 1; right = r.right; }
+      const height = Math.max(...row.map((r) => r.bottom)) - Math.min(...row.map((r) => r.top));
+      if (n >= 2 && height >= 0.35 * pageHeight) best = Math.max(best, n);
+    }
+    const multi = parseInt(getComputedStyle(parent).columnCount, 10);  // CSS multi-column text
+    if (multi >= 2 && rects.get(parent).height >= 0.35 * pageHeight) best = Math.max(best, multi);
+    return best;
+  };
+  rects.set(document.body, document.body.getBoundingClientRect());
+  const columns = Math.max(1, ...[document.body, ...laidOut].map(sideBySide));
   const fields = "form, input[type=text], input:not([type]), textarea";
   return {
     title: document.title,
@@ -53,7 +79,7 @@ FACTS_JS = """() => {
     forms: [...document.querySelectorAll(fields)].filter(visible).length,
     tables: [...document.querySelectorAll("table")].filter(visible).length,
     images: [...document.querySelectorAll("img, svg, picture")].filter(visible).length,
-    columns: lefts.size,
+    columns: columns,
   };
 }"""
 
