@@ -93,7 +93,11 @@ def test_train_resume_score_compare(workspace, capsys):
         main(["compare", "--model", str(run / "model"), "--prompt", p.prompt, "--a", p.chosen, "--b", p.rejected]) == 0
     )
     result = json.loads(capsys.readouterr().out)
-    assert result["better"] in ("a", "b") and 0 < result["p_a_better"] < 1
+    assert result["better"] in ("a", "b") and 0 < result["p_a"] < 1
+    # One name for each key: the CLI prints what /v1/compare answers.
+    from rewardlab.serving.schemas import CompareResponse
+
+    assert list(result) == list(CompareResponse.model_fields)
     assert (result["better"] == "a") == (result["score_a"] >= result["score_b"])
 
 

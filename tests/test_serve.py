@@ -73,7 +73,9 @@ def test_score_compare_rank_and_info_routes(server, scorer):
     candidates = [PAIRS[1].chosen, PAIRS[1].rejected, PAIRS[2].chosen]
     r = post(f"{server.url}/v1/rank", {"prompt": PAIRS[1].prompt, "responses": candidates}).json()
     direct = scorer.score(PAIRS[1].prompt, candidates)
-    assert [x["index"] for x in r["ranking"]] == sorted(range(3), key=lambda i: -direct[i])
+    assert [x["index"] for x in r["ranking"]] == sorted(range(3), key=lambda i: -direct[i]) and r[
+        "normalized"
+    ] is False
     assert [x["score"] for x in r["ranking"]] == pytest.approx(sorted(direct, reverse=True), abs=1e-5)
 
     # Chat messages are rendered by the model's template, as in training and `rewardlab score`.

@@ -120,7 +120,7 @@ def run_compare(cfg: ScoreConfig, prompt: str, a: str, b: str, image: list[str] 
     """``image``: paths or URLs of the image(s) both answers are about (vision-language models)."""
     scorer = load_scorer(cfg)
     c = scorer.compare(prompt, a, b, images=image_arg(scorer, image))
-    return {"better": c.better, "p_a_better": round(c.p_a, 6), "score_a": c.score_a, "score_b": c.score_b}
+    return {"better": c.better, "p_a": round(c.p_a, 6), "score_a": c.score_a, "score_b": c.score_b}
 
 
 def read_responses_file(path: str) -> list[Text]:
