@@ -380,6 +380,9 @@ def test_bad_requests_get_a_clear_4xx_and_the_server_keeps_serving(scorer, model
             assert error["message"] and "Traceback" not in r.text, name
             if field is not None:
                 assert error["field"] == field, f"{name}: {error}"
+        deep = httpx.post(s.url + "/v1/score", content=b"[" * 30_000 + b"]" * 30_000,
+                          headers={"content-type": "application/json"}, timeout=120)  # fmt: skip
+        assert deep.status_code == 422 and "nested too deeply" in deep.json()["error"]["message"], deep.text
         assert httpx.get(f"{s.url}/nope").status_code == 404
         assert httpx.get(f"{s.url}/v1/score").status_code == 405
         assert post(f"{s.url}/v1/score", {"items": [{"prompt": "p", "response": "r"}]}).status_code == 200
