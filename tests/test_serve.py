@@ -95,7 +95,7 @@ def test_score_compare_rank_and_info_routes(server, scorer):
     assert httpx.get(f"{server.url}/docs").status_code == 200
 
 
-def test_openrlhf_get_reward_contract(server, scorer):
+def test_openrlhf_get_reward_contract(server, scorer, caplog):
     """OpenRLHF posts {query, prompts, labels} and reads {rewards, scores, extra_logs}; the query is split at its
     prompt and scored as the model was trained; a trailing EOS of the decoded text is removed."""
     pairs = PAIRS[:4]
@@ -118,6 +118,13 @@ def test_openrlhf_get_reward_contract(server, scorer):
     # Without prompts a query is scored whole: for a decoder RM, the same tokens.
     got = post(f"{server.url}/get_reward", {"query": queries}).json()
     assert got["rewards"] == pytest.approx(expected, abs=1e-5)
+    # Only a query that does not start with its prompt is worth a warning.
+    assert not [r for r in caplog.records if "do not start with their prompt" in r.getMessage()]
+    got = post(f"{server.url}/get_reward", {"query": [queries[0], "elsewhere"], "prompts": [pairs[0].prompt] * 2})
+    assert got.json()["extra_logs"]["rewardlab_unsplit"] == [0.0, 1.0]
+    assert [r.getMessage() for r in caplog.records if "their prompt" in r.getMessage()] == [
+        "1 of 2 queries do not start with their prompt; scored whole"
+    ]
 
 
 def test_split_queries_falls_back_to_the_whole_query():

@@ -337,7 +337,7 @@ def create_app(scorer: Scorer, cfg: ServeConfig, *, name: str | None = None) -> 
             # An empty response (the policy stopped at once) still gets a reward; an empty query cannot.
             service.text(p, f, allow_empty=True)
             service.text(r, f, allow_empty=bool(p))
-        if unsplit:
+        if any(unsplit):  # a warning only where some query was affected
             logger.warning("%d of %d queries do not start with their prompt; scored whole", sum(unsplit), len(unsplit))
         raw = await service.score(prompts, responses, [[] for _ in responses], fields)
         rewards = service.scorer.normalize(raw) if normalize else raw
