@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -93,7 +94,12 @@ def test_train_resume_score_compare(workspace, capsys):
         main(["compare", "--model", str(run / "model"), "--prompt", p.prompt, "--a", p.chosen, "--b", p.rejected]) == 0
     )
     result = json.loads(capsys.readouterr().out)
-    assert result["better"] in ("a", "b") and 0 < result["p_a_better"] < 1
+    assert result["better"] in ("a", "b") and 0 < result["p_a"] < 1
+    # One name for each key: the CLI prints what /v1/compare answers.
+    from rewardlab.serving.schemas import CompareResponse
+
+    # (an ensemble adds the optional uncertainty fields: tests/test_ensemble.py)
+    assert list(result) == [k for k, f in CompareResponse.model_fields.items() if f.is_required()]
     assert (result["better"] == "a") == (result["score_a"] >= result["score_b"])
 
 
@@ -303,3 +309,33 @@ def test_list_settings_work_as_flags_and_overrides(args):
     ns, extra = build_parser().parse_known_args(["serve", "--model", "m", *args])
     ns.overrides = [*ns.overrides, *extra]
     assert config_from(ns, ServeConfig).strip_texts == ["<|im_end|>", "</s>"]
+
+
+def test_a_plain_cpu_run_logs_no_noise(workspace, tmp_path):
+    """Into files (not a terminal): no load report calling the new reward head MISSING, no DeepSpeed or
+    bitsandbytes lines, no progress bars, tables not cut at 80 columns."""
+    from safetensors.torch import load_file, save_file
+
+    base = tmp_path / "headless"
+    shutil.copytree(workspace / "base", base)
+    weights = load_file(base / "model.safetensors")
+    save_file({k: v for k, v in weights.items() if not k.startswith("score.")}, base / "model.safetensors",
+              metadata={"format": "pt"})  # fmt: skip
+    cfg = write_config(workspace, "quiet", max_steps=2, eval_steps=2, save_steps=2, logging_steps=1)
+    proc = run_cli("train", "--config", str(cfg), f"model.name_or_path={base}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    assert "new reward head (score.weight)" in " ".join(out.split())
+    for noise in ("LOAD REPORT", "MISSING", "DeepSpeed", "real_accelerator", "bitsandbytes", "kernels-community",
+                  "it/s]", "s/it]", "Loading weights", "Writing model shards"):  # fmt: skip
+        assert noise not in out, noise
+    # A table into a file keeps its width.
+    run = workspace / "quiet"
+    wide = tmp_path / ("a-long-eval-set-name-" * 4 + ".jsonl")
+    shutil.copy(workspace / "eval.jsonl", wide)
+    eval_cfg = tmp_path / "eval.yaml"
+    eval_cfg.write_text(yaml.safe_dump({"model_dirs": [str(run)], "eval_sets": [{"path": str(wide)}],
+                                        "output_dir": str(tmp_path / "ev"), "plots": False}))  # fmt: skip
+    proc = run_cli("eval", "--config", str(eval_cfg))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert wide.stem in proc.stdout and max(map(len, proc.stdout.splitlines())) > 80

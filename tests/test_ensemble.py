@@ -128,6 +128,9 @@ def test_score_compare_rank_print_the_uncertainty(trained, tmp_path, capsys):
     capsys.readouterr()
     assert main(["compare", "--model", str(export), "--prompt", PROMPT, "--a", RESPONSES[0], "--b", RESPONSES[1]]) == 0
     c = json.loads(capsys.readouterr().out)
+    from rewardlab.serving.schemas import CompareResponse
+
+    assert list(c) == list(CompareResponse.model_fields)  # the CLI prints what /v1/compare answers
     assert c["uncertainty_a"] == pytest.approx(spread[0], abs=1e-6) and 0 <= c["agreement"] <= 1
     argv = ["rank", "--model", str(export), "--prompt", PROMPT, *[x for r in RESPONSES for x in ("--response", r)]]
     assert main(argv) == 0

@@ -73,7 +73,9 @@ def test_score_compare_rank_and_info_routes(server, scorer):
     candidates = [PAIRS[1].chosen, PAIRS[1].rejected, PAIRS[2].chosen]
     r = post(f"{server.url}/v1/rank", {"prompt": PAIRS[1].prompt, "responses": candidates}).json()
     direct = scorer.score(PAIRS[1].prompt, candidates)
-    assert [x["index"] for x in r["ranking"]] == sorted(range(3), key=lambda i: -direct[i])
+    assert [x["index"] for x in r["ranking"]] == sorted(range(3), key=lambda i: -direct[i]) and r[
+        "normalized"
+    ] is False
     assert [x["score"] for x in r["ranking"]] == pytest.approx(sorted(direct, reverse=True), abs=1e-5)
 
     # Chat messages are rendered by the model's template, as in training and `rewardlab score`.
@@ -93,7 +95,7 @@ def test_score_compare_rank_and_info_routes(server, scorer):
     assert httpx.get(f"{server.url}/docs").status_code == 200
 
 
-def test_openrlhf_get_reward_contract(server, scorer):
+def test_openrlhf_get_reward_contract(server, scorer, caplog):
     """OpenRLHF posts {query, prompts, labels} and reads {rewards, scores, extra_logs}; the query is split at its
     prompt and scored as the model was trained; a trailing EOS of the decoded text is removed."""
     pairs = PAIRS[:4]
@@ -116,6 +118,13 @@ def test_openrlhf_get_reward_contract(server, scorer):
     # Without prompts a query is scored whole: for a decoder RM, the same tokens.
     got = post(f"{server.url}/get_reward", {"query": queries}).json()
     assert got["rewards"] == pytest.approx(expected, abs=1e-5)
+    # Only a query that does not start with its prompt is worth a warning.
+    assert not [r for r in caplog.records if "do not start with their prompt" in r.getMessage()]
+    got = post(f"{server.url}/get_reward", {"query": [queries[0], "elsewhere"], "prompts": [pairs[0].prompt] * 2})
+    assert got.json()["extra_logs"]["rewardlab_unsplit"] == [0.0, 1.0]
+    assert [r.getMessage() for r in caplog.records if "their prompt" in r.getMessage()] == [
+        "1 of 2 queries do not start with their prompt; scored whole"
+    ]
 
 
 def test_split_queries_falls_back_to_the_whole_query():
@@ -378,6 +387,9 @@ def test_bad_requests_get_a_clear_4xx_and_the_server_keeps_serving(scorer, model
             assert error["message"] and "Traceback" not in r.text, name
             if field is not None:
                 assert error["field"] == field, f"{name}: {error}"
+        deep = httpx.post(s.url + "/v1/score", content=b"[" * 30_000 + b"]" * 30_000,
+                          headers={"content-type": "application/json"}, timeout=120)  # fmt: skip
+        assert deep.status_code == 422 and "nested too deeply" in deep.json()["error"]["message"], deep.text
         assert httpx.get(f"{s.url}/nope").status_code == 404
         assert httpx.get(f"{s.url}/v1/score").status_code == 405
         assert post(f"{s.url}/v1/score", {"items": [{"prompt": "p", "response": "r"}]}).status_code == 200

@@ -175,6 +175,26 @@ def test_packaged_minilm_trains(tmp_path, data):
     assert result.metrics["eval_n"] == 120
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("all_minilm_l6_v2") is None, reason="rewardlab[minilm] not installed")
+def test_the_shipped_minilm_hh_rlhf_config_trains(tmp_path, shared_data_dir, monkeypatch):
+    """configs/minilm-hh-rlhf.yaml as the README gives it (run from the repository root), three steps."""
+    from rewardlab.cli import main
+    from rewardlab.config import load_config
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(repo)
+    config = repo / "configs" / "minilm-hh-rlhf.yaml"
+    cfg = load_config(TrainConfig, config)
+    assert Path(cfg.data.train.path).resolve() == (shared_data_dir / "hh-rlhf/harmless-base/test.jsonl.gz").resolve()
+    out = tmp_path / "run"
+    overrides = [f"output_dir={out}", "training.max_steps=3", "data.train.max_samples=200"]
+    assert main(["train", "--config", str(config), *overrides]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["global_step"] == 3 and 0 < results["metrics"]["eval_n"] < 60  # about 10 % of 200 held out
+    assert json.loads((out / "model" / "rewardlab.json").read_text())["pooling"] == "cls"
+
+
 def test_swap_invariant_after_training(tmp_path, data):
     base = make_tiny(tmp_path / "base")
     _, result = train(tmp_path, base, data, training={"max_steps": 10})

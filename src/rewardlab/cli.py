@@ -457,14 +457,30 @@ def setup_logging(verbose: bool) -> None:
 
     from rewardlab.recipes.console import stderr_console
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(show_path=False, rich_tracebacks=False, console=stderr_console())],
-    )
+    handler = RichHandler(show_path=False, rich_tracebacks=False, console=stderr_console())
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", handlers=[handler])
     for noisy in ("httpx", "urllib3", "filelock", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not verbose:
+        # Optional packages that speak up on import in a plain run: bitsandbytes (and its kernel hub) about CPU
+        # kernels, DeepSpeed about its accelerator (on stdout, through its own handler; a filter outlasts the level
+        # it sets). Their errors still show; -v shows everything.
+        handler.addFilter(quiet_optional_packages)
+        logging.getLogger("DeepSpeed").addFilter(quiet_optional_packages)
+    if not sys.stderr.isatty():
+        # Progress bars written to a file or a pipe are one line per refresh (Hugging Face's load/save bars here;
+        # the trainer's are turned off in training.arguments).
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+QUIET_PACKAGES = ("bitsandbytes", "kernels", "DeepSpeed")
+
+
+def quiet_optional_packages(record: logging.LogRecord) -> bool:
+    """Drop what optional packages (and their sub-loggers) say below ERROR."""
+    return record.levelno >= logging.ERROR or record.name.split(".")[0] not in QUIET_PACKAGES
 
 
 def config_source(ns: argparse.Namespace, exc: RewardlabError) -> str:

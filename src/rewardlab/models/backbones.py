@@ -91,7 +91,6 @@ def load_backbone(cfg: ModelConfig, tokenizer: Any, family: VisionFamily | None)
     :class:`~rewardlab.models.vision.VisionRewardBackbone` — with LoRA applied when configured."""
     import torch
     from safetensors import SafetensorError
-    from transformers import AutoModelForSequenceClassification
 
     from rewardlab.models.vision import VisionRewardBackbone
 
@@ -106,7 +105,7 @@ def load_backbone(cfg: ModelConfig, tokenizer: Any, family: VisionFamily | None)
         if family is not None:
             model = VisionRewardBackbone.from_pretrained(cfg.name_or_path, **kwargs)
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(cfg.name_or_path, **head_kwargs(cfg), **kwargs)
+            model = load_sequence_classifier(cfg.name_or_path, {**head_kwargs(cfg), **kwargs})
     except ImportError as exc:  # e.g. attn_implementation=flash_attention_2 without the flash-attn package
         hint = " (or leave model.attn_implementation unset for sdpa)" if cfg.attn_implementation else ""
         raise ModelError(f"{cfg.name_or_path}: a package the model settings need is missing: {exc}{hint}") from None
@@ -136,6 +135,46 @@ def head_kwargs(cfg: ModelConfig) -> dict[str, Any]:
     # A backbone that already has a one-logit head (a reward model) gets a fresh head of the ensemble's size.
     return {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
             "label2id": {name: i for i, name in enumerate(labels)}, "ignore_mismatched_sizes": True}  # fmt: skip
+
+
+# A reward head a base model does not have: transformers' load report lists it as MISSING on every fresh run.
+HEAD_PREFIXES = ("score.", "classifier.")
+
+
+class _DropLoadReport(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "LOAD REPORT" not in str(record.msg)
+
+
+def load_sequence_classifier(name_or_path: str, kwargs: dict[str, Any]) -> Any:
+    """``AutoModelForSequenceClassification`` with one output (or ``kwargs``' ``num_labels``), where a newly
+    initialised reward head is reported as what it is (info) and only weights missing elsewhere, or of another
+    shape, as a warning (transformers' own load report, which calls every fresh head MISSING, is kept quiet)."""
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    # A filter, not a level: transformers runs extra checks (and logs them) when this logger's level is raised.
+    hf_logger = hf_logging.get_logger("transformers.modeling_utils")
+    no_report = _DropLoadReport()
+    hf_logger.addFilter(no_report)
+    try:
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            name_or_path, output_loading_info=True, **{"num_labels": 1, **kwargs}
+        )
+    finally:
+        hf_logger.removeFilter(no_report)
+    missing = sorted(info.get("missing_keys") or [])
+    # An ensemble's head replaces a one-logit head of another shape: that is a new head too.
+    mismatched = [k if isinstance(k, str) else str(k[0]) for k in info.get("mismatched_keys") or []]
+    head = [k for k in missing + mismatched if k.startswith(HEAD_PREFIXES)]
+    other = [k for k in missing + mismatched if k not in head]
+    if head:
+        logger.info("%s: new reward head (%s), initialised randomly", name_or_path, ", ".join(head))
+    if other:
+        shown = ", ".join(other[:8]) + (f" and {len(other) - 8} more" if len(other) > 8 else "")
+        logger.warning("%s: %d weights missing from the checkpoint or of another shape, initialised randomly: %s",
+                       name_or_path, len(other), shown)  # fmt: skip
+    return model
 
 
 def disable_dropout(model: Any) -> int:

@@ -122,7 +122,7 @@ def run_compare(cfg: ScoreConfig, prompt: str, a: str, b: str, image: list[str] 
     """``image``: paths or URLs of the image(s) both answers are about (vision-language models)."""
     scorer = load_scorer(cfg)
     c = scorer.compare(prompt, a, b, images=image_arg(scorer, image))
-    out = {"better": c.better, "p_a_better": round(c.p_a, 6), "score_a": c.score_a, "score_b": c.score_b}
+    out = {"better": c.better, "p_a": round(c.p_a, 6), "score_a": c.score_a, "score_b": c.score_b}
     if c.agreement is not None:
         out |= {"uncertainty_a": c.uncertainty_a, "uncertainty_b": c.uncertainty_b, "agreement": c.agreement}
     return out

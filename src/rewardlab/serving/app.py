@@ -268,8 +268,8 @@ def create_app(scorer: Scorer, cfg: ServeConfig, *, name: str | None = None) -> 
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if exc.status_code == 400 and "parsing the body" in str(exc.detail):  # not even text: bytes that are not UTF-8
-            return error_response(422, "invalid_request", "malformed JSON: the body is not UTF-8 text", None)
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):  # the JSON parser itself gave up
+            return error_response(422, "invalid_request", f"malformed JSON: {unparsable_body(exc)}", None)
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, kind, str(exc.detail), None, dict(exc.headers or {}))
 
@@ -379,7 +379,7 @@ def create_app(scorer: Scorer, cfg: ServeConfig, *, name: str | None = None) -> 
             # An empty response (the policy stopped at once) still gets a reward; an empty query cannot.
             service.text(p, f, allow_empty=True)
             service.text(r, f, allow_empty=bool(p))
-        if unsplit:
+        if any(unsplit):  # a warning only where some query was affected
             logger.warning("%d of %d queries do not start with their prompt; scored whole", sum(unsplit), len(unsplit))
         raw, spread = await service.score(prompts, responses, [[] for _ in responses], fields)
         rewards = service.scorer.normalize(raw) if normalize else raw
@@ -390,6 +390,16 @@ def create_app(scorer: Scorer, cfg: ServeConfig, *, name: str | None = None) -> 
 
     known_paths.update(getattr(r, "path", None) for r in app.routes)
     return app
+
+
+def unparsable_body(exc: BaseException) -> str:
+    """Why the JSON parser gave up on a body (FastAPI keeps the parser's exception as the cause)."""
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and not isinstance(cause, (RecursionError, UnicodeDecodeError)):
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, RecursionError):
+        return "the body is nested too deeply; send a flat request"
+    return "the body is not UTF-8 text"
 
 
 def split_queries(queries: Sequence[str], prompts: Sequence[str] | None) -> tuple[list[str], list[str], list[float]]:

@@ -54,7 +54,8 @@ class ScoreResponse(BaseModel):
     uncertainties: list[float] | None = Field(
         None, description="An ensemble model's uncertainty per score: its members' standard deviation (scaled as "
         "the scores are); absent for a single-head model.")  # fmt: skip
-    normalized: bool
+    normalized: bool = Field(description="Whether the scores are (score − mean) / std (the request's `normalize`, "
+                             "else the server's default).")  # fmt: skip
 
 
 class CompareRequest(Strict):
@@ -78,7 +79,9 @@ class RankRequest(Strict):
     prompt: Text
     responses: list[Text] = Field(min_length=1)
     images: list[Image] = Field(default_factory=list, description="Vision models: the image the answers are about.")
-    normalize: StrictBool | None = None
+    normalize: StrictBool | None = Field(
+        None, description="As for /v1/score: normalized scores (the order is the same)."
+    )
 
 
 class RankedItem(BaseModel):
@@ -89,7 +92,8 @@ class RankedItem(BaseModel):
 
 class RankResponse(BaseModel):
     ranking: list[RankedItem] = Field(description="Best first.")
-    normalized: bool
+    normalized: bool = Field(description="Whether the scores are (score − mean) / std (the request's `normalize`, "
+                             "else the server's default).")  # fmt: skip
 
 
 class GetRewardRequest(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import sys
 import typing
 from typing import Any
 
@@ -73,6 +74,8 @@ def build_training_args(output_dir: str, user: dict[str, Any], *, has_eval: bool
 
     # Pinned memory only helps host→GPU copies; on CPU it just warns.
     defaults = {**TRAINING_DEFAULTS, "dataloader_pin_memory": torch.cuda.is_available()}
+    # A progress bar into a file or a pipe is a line per refresh; the logged metrics say the same there.
+    defaults["disable_tqdm"] = not sys.stderr.isatty()
     # YAML 1.1 reads `save_strategy: no` as False; the strategies mean the string.
     user = {k: ("no" if k.endswith("_strategy") and v is False else v) for k, v in user.items()}
     kwargs = {**defaults, "seed": seed, **user, "output_dir": output_dir}
