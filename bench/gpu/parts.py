@@ -274,7 +274,11 @@ def part_exact(part: Part) -> None:
         part.cell(f"scores-{precision}", needs[0], lambda p=precision: exact_scores(part, p), precision=precision)
         part.cell(f"losses-{precision}", needs[1], lambda p=precision: exact_losses(part, p), precision=precision)
     # Shared prompts through a FlexAttention block mask (training needs the GPU: no flex backward on CPU).
-    part.cell("losses-flex-bfloat16", 3 if part.dry else 20, lambda: exact_losses(part, "bfloat16", "flex_attention"),
+    flex = {"cell": "losses-flex-bfloat16", "precision": "bfloat16", "attention": "flex_attention"}
+    if part.device == "cpu":  # rewardlab refuses flex training on the CPU with a config error: nothing to measure
+        part.record({**flex, "status": "skipped", "reason": "needs CUDA: flex_attention training runs on GPUs only"})
+        return
+    part.cell(flex["cell"], 3 if part.dry else 20, lambda: exact_losses(part, "bfloat16", "flex_attention"),
               precision="bfloat16", attention="flex_attention")  # fmt: skip
 
 
