@@ -115,7 +115,7 @@ def test_all_servers_down_raises_after_trying_each(scorer):
 
 @pytest.mark.slow
 def test_two_servers_one_killed_mid_run_every_sample_still_scored(model_dir, expected):
-    """Scale-out as the README shows it: N `rewardlab serve` processes behind the client. One dies mid-run
+    """Scale-out as docs/serving.md shows it: N `rewardlab serve` processes behind the client. One dies mid-run
     (SIGKILL, as a crashed GPU worker): its share is retried on the other, and no sample is lost."""
     with ServeProcess("--model", str(model_dir)) as a, ServeProcess("--model", str(model_dir)) as b:
         client = RewardClient([a.url, b.url], max_items_per_request=16, backoff_s=0.05, retries=1)

@@ -398,7 +398,7 @@ class ScoreConfig(ScoringSettings):
 
 
 class ServeConfig(ScoringSettings):
-    """`rewardlab serve`: an HTTP scoring server for one model (routes: README, "Serving"). ``normalize`` is the
+    """`rewardlab serve`: an HTTP scoring server for one model (routes: docs/serving.md). ``normalize`` is the
     default of requests' `normalize` flag, and what /get_reward returns as `rewards`."""
 
     model: str = Field(description="Model directory written by `rewardlab train` (a run directory works too).")
@@ -515,7 +515,7 @@ class RewardSource(ScoringSettings):
         description="`rule`: `word_count`, `length`, `regex`, or `module:function` (TRL's reward function signature).",
     )
     options: dict[str, Any] = Field(
-        default_factory=dict, description="`rule`: the rule's settings (see README, 'Rule rewards')."
+        default_factory=dict, description="`rule`: the rule's settings (see docs/rl.md, 'Rule rewards')."
     )
     path: str | None = Field(None, description="`model`: a rewardlab model directory (or run directory).")
     url: str | list[str] | None = Field(None, description="`remote`: `rewardlab serve` URL(s) or `.../get_reward`.")
