@@ -215,10 +215,48 @@ def test_the_rl_uncertainty_penalty_is_mean_minus_lambda_std_per_sample(qwen_ens
     plain, _ = train_losses(tmp_path, base, "plain")
     with pytest.raises(ConfigError, match="needs an ensemble reward model"):
         build_rewards([RewardSource(type="model", path=str(tmp_path / "plain" / "model"), uncertainty_penalty=1)])
-    with pytest.raises(ValueError, match="uncertainty_penalty works on `model` rewards"):
-        RewardSource(type="remote", url="http://127.0.0.1:1", uncertainty_penalty=1)
+    with pytest.raises(ValueError, match="a rule has no uncertainty"):
+        RewardSource(type="rule", rule="length", uncertainty_penalty=1)
+    with pytest.raises(ValueError, match="give the server's base URL"):
+        RewardSource(type="remote", url="http://127.0.0.1:1/get_reward", uncertainty_penalty=1)
     with pytest.raises(ValueError, match="greater than or equal to 0"):
         RewardSource(type="model", path="x", uncertainty_penalty=-1)
+
+
+def test_a_served_ensemble_gives_the_remote_reward_the_same_penalty(qwen_ensemble, base, tmp_path):
+    """`remote` + uncertainty_penalty: the client reads /v1/score's uncertainties, and the penalized reward equals
+    the local one; a served single head is refused before the run, as is a server that is not rewardlab's."""
+    pytest.importorskip("fastapi")
+    from rewardlab.config.schema import RewardSource, RLConfig
+    from rewardlab.errors import ConfigError
+    from rewardlab.models.scorer import Scorer
+    from rewardlab.recipes.rl import check_remote_rewards
+    from rewardlab.rl.sources import build_rewards
+    from rewardlab.serving.client import RewardClient
+    from tests.servers import ThreadServer
+
+    scorer = Scorer.from_pretrained(str(qwen_ensemble))
+    prompts, completions = [PROMPT] * len(RESPONSES), list(RESPONSES)
+    scores, spread = scorer.score_with_uncertainty(prompts, completions)
+    with ThreadServer(scorer) as server:
+        source = RewardSource(type="remote", url=server.url, name="rm", weight=2.0, uncertainty_penalty=0.5)
+        check_remote_rewards(RLConfig.model_construct(rewards=[source]))  # an ensemble: accepted
+        funcs, weights = build_rewards([source])
+        assert [f.__name__ for f in funcs] == ["rm", "rm_uncertainty"] and weights == [2.0, -1.0]
+        values = [f(prompts=prompts, completions=completions) for f in funcs]
+        assert values[1] == pytest.approx(spread, abs=1e-5)
+        total = [sum(w * v for w, v in zip(weights, row)) for row in zip(*values)]
+        assert total == pytest.approx([2.0 * (s - 0.5 * u) for s, u in zip(scores, spread)], abs=1e-5)
+        funcs[0].client.close()
+        with RewardClient(f"{server.url}/get_reward") as client:  # OpenRLHF's contract carries them in extra_logs
+            assert client.score_with_uncertainty(prompts, completions)[1] == pytest.approx(spread, abs=1e-5)
+    plain, _ = train_losses(tmp_path, base, "plain")
+    with ThreadServer(Scorer.from_pretrained(str(tmp_path / "plain" / "model"))) as server:
+        source = RewardSource(type="remote", url=server.url, uncertainty_penalty=1.0)
+        with pytest.raises(ConfigError, match="the server's model has one head"):
+            check_remote_rewards(RLConfig.model_construct(rewards=[source]))
+        with RewardClient(server.url) as client:
+            assert client.score_with_uncertainty(prompts, completions)[1] is None
 
 
 @pytest.mark.slow

@@ -524,8 +524,9 @@ class RewardSource(ScoringSettings):
     uncertainty_penalty: float | None = Field(
         None,
         ge=0,
-        description="`model` ensembles (`model.ensemble`): the reward is `mean − λ·std` over the members, per sample; "
-        "the std is logged as its own source (`rewards/<name>_uncertainty/mean`).",
+        description="An ensemble RM (`model.ensemble`), loaded in the run (`model`) or served (`remote`, the "
+        "server's base URL): the reward is `mean − λ·std` over the members, per sample; the std is logged as its own "
+        "source (`rewards/<name>_uncertainty/mean`).",
     )
     image_column: str | None = Field(
         None,
@@ -538,9 +539,14 @@ class RewardSource(ScoringSettings):
         need = {"rule": "rule", "model": "path", "remote": "url"}[self.type]
         if getattr(self, need) in (None, "", []):
             raise ValueError(f"a `{self.type}` reward needs `{need}`")
-        if self.uncertainty_penalty is not None and self.type != "model":
-            raise ValueError("uncertainty_penalty works on `model` rewards (an ensemble loaded in the run) for now")
-        for url in [self.url] if isinstance(self.url, str) else self.url or []:
+        if self.uncertainty_penalty is not None and self.type == "rule":
+            raise ValueError("uncertainty_penalty needs an ensemble reward model (`model` or `remote`); a rule has "
+                             "no uncertainty")  # fmt: skip
+        urls = [self.url] if isinstance(self.url, str) else self.url or []
+        if self.uncertainty_penalty is not None and any(u.rstrip("/").endswith("/get_reward") for u in urls):
+            raise ValueError("uncertainty_penalty reads the uncertainties of `rewardlab serve`'s /v1/score: give the "
+                             "server's base URL (http://host:port), not .../get_reward")  # fmt: skip
+        for url in urls:
             parsed = urllib.parse.urlsplit(url)
             if parsed.scheme not in ("http", "https") or not parsed.netloc:
                 raise ValueError(f"url {url!r} is not an http(s) URL; give `rewardlab serve`'s, e.g. http://host:8000")

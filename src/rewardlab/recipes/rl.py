@@ -116,11 +116,32 @@ def check_remote_rewards(cfg: RLConfig) -> None:
             base = parse_endpoint(url, "auto", 1.0).base
             try:
                 httpx.get(f"{base}/health", timeout=REACH_TIMEOUT_S)
+                if source.uncertainty_penalty is not None:
+                    check_served_ensemble(url, httpx.get(f"{base}/v1/model", timeout=REACH_TIMEOUT_S))
             except httpx.HTTPError as exc:
                 raise ConfigError(
                     f"rewards: {url} cannot be reached ({type(exc).__name__}: {exc}); start the reward server first, "
                     "or fix the URL"
                 ) from None
+
+
+def check_served_ensemble(url: str, response: Any) -> None:
+    """A remote reward with an uncertainty penalty needs a `rewardlab serve` of an ensemble (``/v1/model``'s
+    ``members`` > 1): a single head has no spread to penalize."""
+    try:
+        members = int(response.json().get("members", 1)) if response.status_code == 200 else None
+    except (ValueError, AttributeError, TypeError):
+        members = None
+    if members is None:
+        raise ConfigError(
+            f"rewards: uncertainty_penalty on {url}: no rewardlab model description at /v1/model "
+            f"(HTTP {response.status_code}); the penalty needs `rewardlab serve` of an ensemble model"
+        )
+    if members < 2:
+        raise ConfigError(
+            f"rewards: uncertainty_penalty on {url}: the server's model has one head, so no "
+            "uncertainty; serve an ensemble (trained with model.ensemble) or drop the penalty"
+        )
 
 
 def run_rl(cfg: RLConfig) -> RLResult:

@@ -13,11 +13,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rewardlab.config.schema import ScoringSettings
 from rewardlab.data.records import plain_text
 from rewardlab.models.scorer import Scorer
+
+if TYPE_CHECKING:
+    from rewardlab.serving.client import Scored
 
 IMAGE_COLUMNS = ("images", "image")
 
@@ -84,16 +87,21 @@ class ModelReward:
 class UncertaintyPenalty:
     """An ensemble reward model's uncertainty (its members' standard deviation) as a TRL reward function, to be
     weighted by ``−λ`` beside the model's own reward: the sum is ``mean − λ·std`` per sample, and TRL logs the
-    spread apart (``rewards/<name>/mean``). It reads the scores ``reward`` computed for the same completions."""
+    spread apart (``rewards/<name>/mean``). It reads the scores ``reward`` (a :class:`ModelReward` or a
+    :class:`RemoteReward`) computed for the same completions."""
 
-    def __init__(self, reward: ModelReward, name: str):
-        if reward.scorer.members < 2:
+    def __init__(self, reward: ModelReward | RemoteReward, name: str):
+        if isinstance(reward, ModelReward) and reward.scorer.members < 2:
             raise ValueError("an uncertainty penalty needs an ensemble reward model (trained with model.ensemble)")
         self.reward = reward
         self.__name__ = name
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float]:
-        return [float(u) for u in self.reward.score_with_uncertainty(prompts, completions, **columns)[1]]
+        spread = self.reward.score_with_uncertainty(prompts, completions, **columns)[1]
+        if spread is None or any(u is None for u in spread):
+            raise RuntimeError(f"{self.__name__}: the reward server sent no uncertainties (its model has one head); "
+                               "serve an ensemble (model.ensemble) or drop uncertainty_penalty")  # fmt: skip
+        return [float(u) for u in spread]
 
 
 class RemoteReward:
@@ -113,15 +121,26 @@ class RemoteReward:
 
         self.client = RewardClient(urls, normalize=normalize, **client_options)
         self.image_columns = (image_column,) if image_column else IMAGE_COLUMNS
+        self._last: tuple[str, Scored] | None = None
         self.__name__ = name
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float]:
+        return self.score_with_uncertainty(prompts, completions, **columns)[0]
+
+    def score_with_uncertainty(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> Scored:
+        """The rewards and (an ensemble server) their uncertainties; the last call's answer is kept, so the
+        :class:`UncertaintyPenalty` of the same step reads it instead of asking the servers again."""
         images = None
         if any(columns.get(name) is not None for name in self.image_columns):
             images = _images(columns, self.image_columns)
             prompts = [_text(p, last_user=True) for p in prompts]
             completions = [_text(c) for c in completions]
-        return self.client.score(list(prompts), list(completions), images=images)
+        key = json.dumps([list(prompts), list(completions), images], sort_keys=True, default=str)
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        result = self.client.score_with_uncertainty(list(prompts), list(completions), images=images)
+        self._last = (key, result)
+        return result
 
     def close(self) -> None:
         self.client.close()

@@ -14,7 +14,7 @@ from rewardlab.rl.rules import make_rule
 
 def build_rewards(sources: Sequence[RewardSource]) -> tuple[list[Callable[..., list[float]]], list[float]]:
     """One reward function per source (each logged under its own name; duplicates get ``_2``, ``_3``...), and
-    the weights of the summed reward. A model source with ``uncertainty_penalty: λ`` is followed by its
+    the weights of the summed reward. A model or remote source with ``uncertainty_penalty: λ`` is followed by its
     :class:`~rewardlab.rl.rewards.UncertaintyPenalty` (``<name>_uncertainty``, weight ``−λ·weight``)."""
     funcs: list[Any] = []
     weights: list[float] = []
@@ -44,6 +44,7 @@ def build_rewards(sources: Sequence[RewardSource]) -> tuple[list[Callable[..., l
                 name=src.name or "remote",
                 image_column=src.image_column,
             )
+            penalty = None if src.uncertainty_penalty is None else src.weight * src.uncertainty_penalty
         name = func.__name__
         seen[name] = seen.get(name, 0) + 1
         if seen[name] > 1:

@@ -208,6 +208,7 @@ class Service:
             device=str(param.device),
             dtype=str(param.dtype).removeprefix("torch."),
             rewardlab_version=rewardlab.__version__,
+            members=scorer.members,
             limits={
                 "max_items_per_request": cfg.max_items_per_request,
                 "max_text_chars": cfg.max_text_chars,

@@ -43,6 +43,7 @@ import httpx
 
 Protocol = Literal["auto", "rewardlab", "openrlhf"]
 TRANSIENT_STATUS = (408, 429, 500, 502, 503, 504)
+Scored = tuple[list[float], list[float] | None]  # scores, and an ensemble's uncertainties
 
 
 class RemoteScoringError(RuntimeError):
@@ -185,7 +186,9 @@ class _Core:
             body["normalize"] = normalize
         return body
 
-    def answer(self, e: Endpoint, response: httpx.Response, n: int) -> list[float]:
+    def answer(self, e: Endpoint, response: httpx.Response, n: int) -> Scored:
+        """``(scores, uncertainties)``; the uncertainties (an ensemble's members' standard deviation: ``/v1/score``'s
+        ``uncertainties``, ``/get_reward``'s ``extra_logs.rewardlab_uncertainty``) are None for a single head."""
         if response.status_code in TRANSIENT_STATUS:
             retry_after = response.headers.get("Retry-After")
             delay = float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else None
@@ -199,10 +202,23 @@ class _Core:
                 pass
             raise RequestRejected(response.status_code, message, field_name, e.base + e.path)
         body = response.json()
-        scores = body.get("rewards") if e.protocol == "openrlhf" else body.get("scores")
+        if e.protocol == "openrlhf":
+            scores, spread = body.get("rewards"), (body.get("extra_logs") or {}).get("rewardlab_uncertainty")
+        else:
+            scores, spread = body.get("scores"), body.get("uncertainties")
         if not isinstance(scores, list) or len(scores) != n:
             raise _Transient(f"malformed answer ({n} scores expected)")
-        return [float(s) for s in scores]
+        if not isinstance(spread, list) or len(spread) != n:
+            spread = None
+        return [float(s) for s in scores], None if spread is None else [float(u) for u in spread]
+
+    @staticmethod
+    def joined(parts: list[Scored]) -> Scored:
+        """The chunks' answers in order; uncertainties only when every server sent them."""
+        scores = [s for part, _ in parts for s in part]
+        if any(spread is None for _, spread in parts):
+            return scores, None
+        return scores, [u for _, spread in parts for u in spread or []]
 
     def delay(self, attempt: int, error: _Transient) -> float:
         if error.retry_after is not None:
@@ -238,12 +254,23 @@ class RewardClient(_Core):
               normalize: bool | None = None) -> list[float]:  # fmt: skip
         """One score per response, in order. ``prompts``: one prompt for all or one per response; ``images``: one
         tuple of images (paths, URLs, bytes, PIL images) per response, for vision models."""
+        return self.score_with_uncertainty(prompts, responses, images, normalize=normalize)[0]
+
+    def score_with_uncertainty(
+        self,
+        prompts: Sequence[Any] | str,
+        responses: Sequence[Any],
+        images: Sequence[Any] | None = None,
+        *,
+        normalize: bool | None = None,
+    ) -> Scored:
+        """:meth:`score`, and an ensemble server's uncertainty of each score (its members' standard deviation,
+        scaled as the scores are); None when the server's model has one head."""  # fmt: skip
         prompts, responses = _aligned(prompts, responses)
         chunks = self.plan(len(responses))
-        results = list(self._pool.map(lambda c: self._run(c, prompts, responses, images, normalize), chunks))
-        return [s for part in results for s in part]
+        return self.joined(list(self._pool.map(lambda c: self._run(c, prompts, responses, images, normalize), chunks)))
 
-    def _run(self, chunk: Chunk, prompts: list, responses: list, images: Any, normalize: bool | None) -> list[float]:
+    def _run(self, chunk: Chunk, prompts: list, responses: list, images: Any, normalize: bool | None) -> Scored:
         sl = slice(chunk.start, chunk.end)
         errors: list[str] = []
         while (i := self.next_endpoint(chunk)) is not None:
@@ -305,13 +332,23 @@ class AsyncRewardClient(_Core):
 
     async def score(self, prompts: Sequence[Any] | str, responses: Sequence[Any], images: Sequence[Any] | None = None,
                     *, normalize: bool | None = None) -> list[float]:  # fmt: skip
+        return (await self.score_with_uncertainty(prompts, responses, images, normalize=normalize))[0]
+
+    async def score_with_uncertainty(
+        self,
+        prompts: Sequence[Any] | str,
+        responses: Sequence[Any],
+        images: Sequence[Any] | None = None,
+        *,
+        normalize: bool | None = None,
+    ) -> Scored:
         prompts, responses = _aligned(prompts, responses)
         chunks = self.plan(len(responses))
-        results = await asyncio.gather(*(self._run(c, prompts, responses, images, normalize) for c in chunks))
-        return [s for part in results for s in part]
+        return self.joined(await asyncio.gather(*(self._run(c, prompts, responses, images, normalize)
+                                                  for c in chunks)))  # fmt: skip
 
     async def _run(self, chunk: Chunk, prompts: list, responses: list, images: Any,
-                   normalize: bool | None) -> list[float]:  # fmt: skip
+                   normalize: bool | None) -> Scored:  # fmt: skip
         sl = slice(chunk.start, chunk.end)
         errors: list[str] = []
         while (i := self.next_endpoint(chunk)) is not None:

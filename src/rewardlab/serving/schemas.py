@@ -132,6 +132,7 @@ class ModelInfo(BaseModel):
     dtype: str
     rewardlab_version: str
     limits: dict[str, Any]
+    members: int = Field(1, description="Heads of an ensemble model (its scores come with uncertainties); 1: one.")
 
 
 class Health(BaseModel):
