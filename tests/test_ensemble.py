@@ -351,3 +351,42 @@ def test_an_ensemble_with_lora_exports_merged_and_reloads_its_checkpoint_adapter
         with torch.no_grad():
             logits = hf(input_ids=torch.tensor([item.encoded.input_ids])).logits[0]
         assert logits[0].item() == pytest.approx(score, abs=1e-5) and logits.shape == (3,)
+
+
+@pytest.mark.slow
+def test_overopt_demo_runs_three_arms_against_a_logged_gold_reward(tmp_path, capsys):
+    """`rewardlab demo --overopt` at a tiny size: the proxy RMs train on gold-labelled pairs with the asked share of
+    flipped labels; each arm's RL logs the gold rule at every step but trains on the proxy alone (gold weight 0:
+    the single arm's summed reward is exactly its proxy's), the penalized arm logs its uncertainty and trains on
+    mean − λ·std; plot, report and summary written."""
+    from rewardlab.cli import main
+
+    out = tmp_path / "oo"
+    args = ["demo", "--overopt", "--output-dir", str(out), "warmup_steps=10", "n_pairs=48", "rl_steps=3",
+            "n_prompts=32", "n_eval=16", "members=3", "penalty=2.0", "label_noise=0.25"]  # fmt: skip
+    assert main(args) == 0
+    assert "ensemble − λ·std" in capsys.readouterr().out
+    summary = json.loads((out / "demo_summary.json").read_text())
+    assert set(summary["arms"]) == {"single", "ensemble", "penalized"}
+    pairs = [json.loads(x) for x in (out / "gold_pairs.jsonl").read_text().splitlines()]
+    flipped = sum(gold(p, "chosen") < gold(p, "rejected") for p in pairs) / 48
+    assert len(pairs) == 48 and summary["labels_flipped"] == pytest.approx(flipped)
+    rows = {arm: [json.loads(x) for x in (out / "rl" / arm / "metrics.jsonl").read_text().splitlines()
+                  if "rewards/gold/mean" in x] for arm in summary["arms"]}  # fmt: skip
+    for arm, logged in rows.items():
+        assert [r["step"] for r in logged] == [1, 2, 3], arm
+        assert summary["arms"][arm]["curves"]["gold"] == [r["rewards/gold/mean"] for r in logged]
+    for r in rows["single"]:
+        assert r["reward"] == pytest.approx(r["rewards/proxy/mean"], abs=1e-5)
+    for r in rows["penalized"]:
+        assert r["rewards/proxy_uncertainty/mean"] > 0
+        assert r["reward"] == pytest.approx(r["rewards/proxy/mean"] - 2.0 * r["rewards/proxy_uncertainty/mean"],
+                                            abs=1e-4)  # fmt: skip
+    assert (out / "overoptimization.png").stat().st_size > 10_000
+    assert "| ensemble mean |" in (out / "report.md").read_text()
+
+
+def gold(pair: dict, key: str) -> float:
+    from rewardlab.rl.rules import count_words, word_count_reward
+
+    return word_count_reward(pair["target_words"], count_words(pair[key]))

@@ -643,6 +643,12 @@ class DemoConfig(StrictModel):
         description="RL demo instead: a tiny policy learns to write exactly N words with GRPO "
         "(other options: see rewardlab.recipes.demos.rl.RLDemoConfig).",
     )
+    overopt: bool = Field(
+        False,
+        description="Overoptimization demo instead: RL against a single proxy RM, an ensemble and an ensemble with "
+        "an uncertainty penalty, a word-count rule as the gold reward "
+        "(other options: see rewardlab.recipes.demos.overopt.OveroptDemoConfig).",
+    )
 
 
 class EvalSetConfig(DataSource):
