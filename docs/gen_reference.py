@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import functools
 import html
+import importlib
 import json
+import pkgutil
 import re
 import sys
 import types
@@ -29,6 +31,8 @@ from pydantic import BaseModel
 
 from rewardlab.cli import COMMANDS, build_parser
 from rewardlab.config import schema
+from rewardlab.recipes import demos
+from rewardlab.recipes.demos.overopt import OveroptDemoConfig
 from rewardlab.recipes.demos.rl import RLDemoConfig
 from rewardlab.recipes.demos.vision import VisionDemoConfig
 
@@ -50,6 +54,7 @@ ROOTS: list[tuple[type[BaseModel], str]] = [
     (schema.DemoConfig, "`rewardlab demo`"),
     (VisionDemoConfig, "`rewardlab demo --vision`"),
     (RLDemoConfig, "`rewardlab demo --rl`"),
+    (OveroptDemoConfig, "`rewardlab demo --overopt`"),
 ]
 
 
@@ -188,13 +193,22 @@ def walk() -> tuple[list[type[BaseModel]], dict[type[BaseModel], list[str]]]:
     return order, used_in
 
 
+def declared_configs() -> set[type[BaseModel]]:
+    """The config classes of the schema and of the demos (each demo module declares its own settings)."""
+    modules = [schema] + [
+        importlib.import_module(f"{demos.__name__}.{info.name}") for info in pkgutil.iter_modules(demos.__path__)
+    ]
+    return {
+        obj
+        for module in modules
+        for obj in vars(module).values()
+        if isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == module.__name__
+    }
+
+
 def check_complete(order: list[type[BaseModel]]) -> None:
     """A config class that no command reaches (or a command config missing from ROOTS) would go undocumented."""
-    declared = {
-        obj
-        for obj in vars(schema).values()
-        if isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == schema.__name__
-    }
+    declared = declared_configs()
     missing = sorted(c.__name__ for c in declared - set(order) - {schema.StrictModel})
     missing += sorted(
         f"{name}: {c.config.__name__}" for name, c in COMMANDS.items() if c.config and c.config not in order
