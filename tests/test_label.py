@@ -359,52 +359,216 @@ def test_a_scripted_annotator_labels_with_the_keyboard_and_the_export_trains(tmp
     assert (tmp_path / "rm" / "model" / "rewardlab.json").is_file()
 
 
+# Label Studio's JSON export, as 1.23 writes it: a list of tasks, each with its data and annotations.
+def ls_task(task_id: int, data: dict, annotations: list[dict]) -> dict:
+    return {"id": task_id, "data": data, "annotations": annotations, "drafts": [], "predictions": [], "meta": {},
+            "inner_id": task_id, "total_annotations": len(annotations), "project": 1}  # fmt: skip
+
+
+def ls_annotation(who: int, *results: dict, cancelled: bool = False, updated: str | None = None) -> dict:
+    stamp = updated or "2025-06-01T10:00:00.000000Z"
+    return {"id": 100 + who, "completed_by": who, "result": list(results), "was_cancelled": cancelled,
+            "ground_truth": False, "created_at": stamp, "updated_at": stamp, "lead_time": 4.2, "task": 1,
+            "project": 1, "updated_by": who}  # fmt: skip
+
+
+def ls_pick(side: str) -> dict:
+    return {"id": "pw", "type": "pairwise", "from_name": "comparison", "to_name": "text1", "origin": "manual",
+            "value": {"selected": side}}  # fmt: skip
+
+
+def ls_tie() -> dict:
+    return {"id": "tie", "type": "choices", "from_name": "tie", "to_name": "prompt", "origin": "manual",
+            "value": {"choices": ["Both equal"]}}  # fmt: skip
+
+
+def ls_ranker(ranker: dict) -> dict:
+    return {"id": "rk", "type": "ranker", "from_name": "rank", "to_name": "responses", "origin": "manual",
+            "value": {"ranker": ranker}}  # fmt: skip
+
+
+def to_label_studio(tmp_path: Path, capsys, rows: list[dict], *extra: str) -> tuple[Path, str]:
+    """``rows`` written as Label Studio tasks to ``tmp_path/ls`` by the CLI; the folder and what it printed to
+    stderr."""
+    data = write_jsonl(tmp_path / f"{len(list(tmp_path.iterdir()))}.jsonl", rows)
+    db = tmp_path / f"{data.stem}.sqlite"
+    assert main(["label", str(data), "--db", str(db), "--to-label-studio", str(tmp_path / "ls"), *extra]) == 0
+    return tmp_path / "ls", capsys.readouterr().err
+
+
 def test_label_studio_tasks_out_and_its_export_back_as_records(tmp_path, capsys):
-    """Items written as Label Studio tasks (pairwise and ranker configs); an export in Label Studio's format —
-    with a cancelled annotation, two annotators, and a bucketed ranking with a tie — reads back as records."""
-    pairs = write_jsonl(tmp_path / "pairs.jsonl", pair_rows(make_pairs(2, seed=5)))
+    """Items written as Label Studio tasks (Pairwise with a tie box; List + Ranker showing "Response 1", …); an
+    export in Label Studio's format — a cancelled annotation, two annotators — reads back as records, winners and
+    ranks right."""
+    ls, _ = to_label_studio(tmp_path, capsys, pair_rows(make_pairs(2, seed=5)))
+    _, err = to_label_studio(tmp_path, capsys, [{"id": "g", "prompt": "Rank.", "responses": ["x", "y", "z"]}])
+    assert "rewardlab label: 1 ranking tasks" in err
+    pair_tasks = json.loads((ls / "tasks_pairwise.json").read_text())
+    rank_tasks = json.loads((ls / "tasks_ranking.json").read_text())
+    pairwise = (ls / "config_pairwise.xml").read_text()
+    assert len(pair_tasks) == 2 and "<Pairwise" in pairwise
+    assert '<Choices name="tie" toName="prompt">' in pairwise and '<Choice value="Both equal"/>' in pairwise
+    assert rank_tasks[0]["data"]["items"] == [{"id": "Response 1", "body": "x"}, {"id": "Response 2", "body": "y"},
+                                              {"id": "Response 3", "body": "z"}]  # fmt: skip
     assert (
-        main(["label", str(pairs), "--db", str(tmp_path / "p.sqlite"), "--to-label-studio", str(tmp_path / "ls")]) == 0
+        "<Ranker" in (ls / "config_ranking.xml").read_text()
+        and "<Bucket" not in (ls / "config_ranking.xml").read_text()
     )
-    groups = write_jsonl(tmp_path / "groups.jsonl", [{"id": "g", "prompt": "Rank.", "responses": ["x", "y", "z"]}])
-    assert (
-        main(["label", str(groups), "--db", str(tmp_path / "g.sqlite"), "--to-label-studio", str(tmp_path / "ls")])
-        == 0
-    )
-    pair_tasks = json.loads((tmp_path / "ls" / "tasks_pairwise.json").read_text())
-    rank_tasks = json.loads((tmp_path / "ls" / "tasks_ranking.json").read_text())
-    assert len(pair_tasks) == 2 and "<Pairwise" in (tmp_path / "ls" / "config_pairwise.xml").read_text()
-    assert [i["body"] for i in rank_tasks[0]["data"]["items"]] == ["x", "y", "z"]
-    assert "<Ranker" in (tmp_path / "ls" / "config_ranking.xml").read_text()
+    assert "<Image" not in pairwise + (ls / "config_ranking.xml").read_text()
 
-    def pick(who, side, cancelled=False):
-        result = [{"type": "pairwise", "value": {"selected": side}}]
-        return {"completed_by": who, "was_cancelled": cancelled, "result": result}
-
-    def ranking(who, ranker):
-        return {"completed_by": who, "result": [{"type": "ranker", "value": {"ranker": ranker}}]}
-
-    pair_export = [
-        {
-            "id": 1,
-            "data": pair_tasks[0]["data"],
-            "annotations": [pick(7, "right"), pick(8, "left", cancelled=True), pick(9, "left")],
-        }
-    ]
-    rank_export = [{"id": 2, "data": rank_tasks[0]["data"],
-                    "annotations": [ranking(7, {"responses": ["r2", "r0", "r1"]}),
-                                    ranking(9, {"best": ["r1", "r2"], "worst": ["r0"]})]}]  # fmt: skip
-    (tmp_path / "ls_pairs.json").write_text(json.dumps(pair_export))
-    records, _ = read_records(DataSource(path=str(tmp_path / "ls_pairs.json")))
     data = pair_tasks[0]["data"]
+    annotations = [ls_annotation(7, ls_pick("right")), ls_annotation(8, ls_pick("left"), cancelled=True),
+                   ls_annotation(9, ls_pick("left"))]  # fmt: skip
+    (tmp_path / "ls_pairs.json").write_text(json.dumps([ls_task(1, data, annotations)]))
+    records, report = read_records(DataSource(path=str(tmp_path / "ls_pairs.json")))
     assert [(r.chosen, r.rejected) for r in records] == [
         (data["text2"], data["text1"]),
         (data["text1"], data["text2"]),
     ]
-    assert records[0].prompt == data["prompt"] and records[0].id.endswith("#7")
-    (tmp_path / "ls_ranks.json").write_text(json.dumps(rank_export))
+    assert records[0].prompt == data["prompt"] and [r.id for r in records] == [f"{data['rewardlab_id']}#7",
+                                                                             f"{data['rewardlab_id']}#9"]  # fmt: skip
+    assert report.counts["pair_skip"] == 1
+    order = {"rank": ["Response 3", "Response 1", "Response 2"]}  # dragged: z, x, y
+    (tmp_path / "ls_ranks.json").write_text(json.dumps([ls_task(2, rank_tasks[0]["data"],
+                                                                [ls_annotation(7, ls_ranker(order))])]))  # fmt: skip
     groups_read, _ = read_records(DataSource(path=str(tmp_path / "ls_ranks.json")))
-    assert [g.ranks for g in groups_read] == [(2, 3, 1), (2, 1, 1)]
+    assert [(g.responses, g.ranks) for g in groups_read] == [(("x", "y", "z"), (2, 3, 1))]
+
+
+def test_label_studio_ties_are_counted_as_the_labeling_app_counts_them(tmp_path, capsys):
+    """The tie box reads back as a tie: counted (pair_tie) and not exported, as `label export` treats the app's
+    ties; a tie with a side picked as well contradicts itself and is counted apart. The import prints the counts."""
+    ls, _ = to_label_studio(tmp_path, capsys, pair_rows(make_pairs(1, seed=5)))
+    data = json.loads((ls / "tasks_pairwise.json").read_text())[0]["data"]
+    annotations = [ls_annotation(1, ls_tie()), ls_annotation(2, ls_tie(), ls_pick("left")),
+                   ls_annotation(3, ls_pick("left"))]  # fmt: skip
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps([ls_task(1, data, annotations)]))
+    assert main(["label", "--from-label-studio", str(export), "--out", str(tmp_path / "prefs.jsonl")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["records"] == 1 and summary["files"] == [str(tmp_path / "prefs.jsonl")]
+    assert summary["counts"]["pair_tie"] == 1 and summary["counts"]["pair_tie_and_side"] == 1
+    (pair,) = read_records(DataSource(path=str(tmp_path / "prefs.jsonl")))[0]
+    assert (pair.chosen, pair.rejected, pair.id) == (data["text1"], data["text2"], f"{data['rewardlab_id']}#3")
+
+
+def test_label_studio_buckets_from_the_cli_read_back_as_tiers_and_an_unplaced_item_is_skipped(tmp_path, capsys):
+    """`--ls-ranking buckets` writes Ranker with Best/OK/Worst buckets and tasks that name them; responses in one
+    bucket are tied, ranks follow the tiers whatever the order of the keys in the export (a database may reorder
+    them), and an annotation that leaves a response unplaced is skipped with a count — the others still read."""
+    rows = [{"id": "g", "prompt": "Rank.", "responses": ["w", "x", "y", "z"]}]
+    ls, _ = to_label_studio(tmp_path, capsys, rows, "--ls-ranking", "buckets")
+    config = (ls / "config_ranking.xml").read_text()
+    buckets = [line.strip() for line in config.splitlines() if "<Bucket" in line]
+    assert buckets == ['<Bucket name="best" title="Best"/>', '<Bucket name="ok" title="OK"/>',
+                       '<Bucket name="worst" title="Worst"/>']  # fmt: skip
+    data = json.loads((ls / "tasks_ranking.json").read_text())[0]["data"]
+    assert data["buckets"] == ["best", "ok", "worst"]
+    r1, r2, r3, r4 = (item["id"] for item in data["items"])
+    tiers = {"worst": [r1], "_": [], "ok": [r2, r4], "best": [r3]}
+    unplaced = {"_": [r4], "best": [r1, r2], "ok": [], "worst": [r3]}
+    annotations = [ls_annotation(1, ls_ranker(tiers)), ls_annotation(2, ls_ranker(unplaced))]
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps([ls_task(1, data, annotations)]))
+    assert main(["label", "--from-label-studio", str(export), "--out", str(tmp_path / "prefs.jsonl")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["files"] == [str(tmp_path / "prefs.groups.jsonl")] and summary["counts"]["rank_unplaced"] == 1
+    (group,) = read_records(DataSource(path=str(tmp_path / "prefs.groups.jsonl")))[0]
+    assert (group.responses, group.ranks, group.id) == (("w", "x", "y", "z"), (3, 2, 1, 2), "g#1")
+
+
+def test_label_studio_skipped_empty_and_unlabeled_are_counted_and_reported(tmp_path, capsys, caplog):
+    """Cancelled (Label Studio's Skip) and empty annotations, and tasks nobody labeled, give no record but are
+    counted: in the import summary, in the reader's counts, and in a warning when training reads the export."""
+    ls, _ = to_label_studio(tmp_path, capsys, pair_rows(make_pairs(3, seed=5)))
+    tasks = json.loads((ls / "tasks_pairwise.json").read_text())
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps([
+        ls_task(1, tasks[0]["data"], [ls_annotation(1, ls_pick("left")), ls_annotation(2, cancelled=True)]),
+        ls_task(2, tasks[1]["data"], [ls_annotation(1)]),  # submitted with nothing picked
+        ls_task(3, tasks[2]["data"], []),
+    ]))  # fmt: skip
+    assert main(["label", "--from-label-studio", str(export), "--out", str(tmp_path / "prefs.jsonl")]) == 0
+    counts = json.loads(capsys.readouterr().out)["counts"]
+    assert {k: counts[k] for k in ("pair_skip", "pair_empty", "pair_unlabeled")} == {
+        "pair_skip": 1, "pair_empty": 1, "pair_unlabeled": 1}  # fmt: skip
+    caplog.clear()
+    records, report = read_records(DataSource(path=str(export)))
+    assert len(records) == 1 and report.counts["pair_skip"] == 1
+    assert "annotations left out: pair_skip 1, pair_empty 1, pair_unlabeled 1" in caplog.text
+    # Nothing left to read is an error that says why, not an empty dataset.
+    export.write_text(json.dumps([ls_task(1, tasks[0]["data"], [ls_annotation(2, cancelled=True)])]))
+    assert main(["label", "--from-label-studio", str(export), "--out", str(tmp_path / "none.jsonl")]) == 2
+    assert "no annotation gives a record (pair_skip 1)" in capsys.readouterr().err
+    assert not (tmp_path / "none.jsonl").exists()
+
+
+def test_label_studio_an_annotator_who_labels_twice_keeps_the_last_label(tmp_path, capsys):
+    """Two annotations of one item by one annotator are one label, the last: the latest `updated_at` (here the
+    first in the file), else the last in the file; the others are counted, and every record id is unique — also
+    when the task was imported twice."""
+    ls, _ = to_label_studio(tmp_path, capsys, pair_rows(make_pairs(1, seed=5)))
+    data = json.loads((ls / "tasks_pairwise.json").read_text())[0]["data"]
+    later = ls_annotation(1, ls_pick("right"), updated="2025-06-02T09:00:00Z")
+    earlier = ls_annotation(1, ls_pick("left"), updated="2025-06-01T09:00:00.123456Z")
+    other = ls_annotation(2, ls_pick("left"))
+    undated = {**ls_annotation(2, ls_pick("right")), "updated_at": None, "created_at": None}
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps([ls_task(1, data, [later, other, earlier]), ls_task(2, data, [undated])]))
+    assert main(["label", "--from-label-studio", str(export), "--out", str(tmp_path / "prefs.jsonl")]) == 0
+    assert json.loads(capsys.readouterr().out)["counts"]["duplicates_dropped"] == 2
+    records, _ = read_records(DataSource(path=str(tmp_path / "prefs.jsonl")))
+    key = data["rewardlab_id"]
+    assert sorted((r.id, r.chosen) for r in records) == [(f"{key}#1", data["text2"]), (f"{key}#2", data["text2"])]
+
+
+def test_label_studio_shows_images_and_leaves_description_checks_out_with_a_count(tmp_path, capsys):
+    """Items with images go to their own project whose config shows the image (a local file as Label Studio's
+    local-files URL); the read-back keeps the images. Description checks have no Label Studio config: they are left
+    out, and the command says how many and why."""
+    (tmp_path / "shots").mkdir()
+    shot = "shots/page 1.png"
+    rows = [{"id": "p1", "prompt": "Which fits the page?", "chosen": "A blue header.", "rejected": "A red header.",
+             "images": [shot]},
+            {"id": "c1", "prompt": "Describe it.", "images": [shot], "descriptions": ["A", "B"]}]  # fmt: skip
+    ls, err = to_label_studio(tmp_path, capsys, rows)
+    assert "1 pairwise tasks with images" in err and "1 description-check items left out" in err
+    assert sorted(p.name for p in ls.iterdir()) == ["config_pairwise_images.xml", "tasks_pairwise_images.json"]
+    assert '<Image name="image" value="$image"/>' in (ls / "config_pairwise_images.xml").read_text()
+    data = json.loads((ls / "tasks_pairwise_images.json").read_text())[0]["data"]
+    shot = tmp_path / "shots" / "page 1.png"
+    assert data["images"] == [str(shot)]
+    assert data["image"] == "/data/local-files/?d=" + str(shot).lstrip("/").replace(" ", "%20")
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps([ls_task(1, data, [ls_annotation(1, ls_pick("left"))])]))
+    (pair,) = read_records(DataSource(path=str(export)))[0]
+    assert pair.images == (str(shot),)
+
+
+@pytest.mark.parametrize(
+    ("ranker", "buckets", "message"),
+    [
+        ({"best": ["Response 1"], "meh": ["Response 2"]}, ["best", "ok", "worst"], "buckets ['meh'] are not the task"),
+        ({"best": ["Response 1"], "worst": ["Response 2"]}, None, "needs their order"),
+        ({"rank": ["Response 1", "Response 9"]}, None, "items the task does not have (Response 9"),
+    ],
+)
+def test_a_label_studio_result_that_does_not_fit_its_task_is_a_clear_error(tmp_path, capsys, ranker, buckets,
+                                                                          message):  # fmt: skip
+    """A ranking that names unknown buckets or items, or buckets whose order the task does not give, fails with
+    file, row and field; exit 2 and nothing written."""
+    data = {"rewardlab_id": "g", "prompt": "Rank.", "items": [{"id": "Response 1", "body": "x"},
+                                                               {"id": "Response 2", "body": "y"}]}  # fmt: skip
+    if buckets:
+        data["buckets"] = buckets
+    export = tmp_path / "export.json"
+    fits = {"best": ["Response 2"], "worst": ["Response 1"]} if buckets else {"rank": ["Response 2", "Response 1"]}
+    good = ls_annotation(1, ls_ranker(fits))
+    export.write_text(json.dumps([ls_task(1, data, [good]), ls_task(2, data, [ls_annotation(2, ls_ranker(ranker))])]))
+    assert main(["label", "--from-label-studio", str(export), "--out", str(tmp_path / "prefs.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert f"{export}:2:annotations[0]: " in err and message in err
+    assert list(tmp_path.iterdir()) == [export]
 
 
 def test_a_token_guards_every_request(tmp_path):

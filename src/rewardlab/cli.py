@@ -172,8 +172,15 @@ def cmd_select(ns: argparse.Namespace) -> int:
 
 
 def cmd_label(ns: argparse.Namespace) -> int:
-    from rewardlab.recipes.label import run_label, run_label_export, run_to_label_studio
+    from rewardlab.recipes.label import run_from_label_studio, run_label, run_label_export, run_to_label_studio
 
+    if ns.from_label_studio:
+        if not ns.out or ns.data or ns.db or ns.to_label_studio:
+            raise ConfigError("rewardlab label --from-label-studio EXPORT.json --out FILE.jsonl (no DATA, no --db)")
+        print(json.dumps(run_from_label_studio(ns.from_label_studio, ns.out), indent=2))
+        return 0
+    if not ns.db:
+        raise ConfigError("rewardlab label needs --db FILE.sqlite (the items and labels; created if missing)")
     if ns.data == "export":
         if not ns.out:
             raise ConfigError("rewardlab label export needs --out FILE.jsonl")
@@ -185,8 +192,10 @@ def cmd_label(ns: argparse.Namespace) -> int:
             raise ConfigError(
                 "--to-label-studio needs the data to label: rewardlab label DATA --db F --to-label-studio DIR"
             )
-        for path in run_to_label_studio(ns.data, ns.db, ns.to_label_studio):
+        written = run_to_label_studio(ns.data, ns.db, ns.to_label_studio, ns.ls_ranking)
+        for path in written.files:
             print(path)
+        print(f"rewardlab label: {written.summary()}", file=sys.stderr)
         return 0
     if ns.order == "uncertain" and not ns.model:
         raise ConfigError("--order uncertain needs the reward model: --model DIR (an ensemble ranks by its spread)")
@@ -325,7 +334,7 @@ def _select_args(p: argparse.ArgumentParser) -> None:
 
 def _label_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", nargs="?", default=None, help="Data to label (pairs or groups), or `export`.")
-    p.add_argument("--db", required=True, help="SQLite file with the items and labels (created if missing).")
+    p.add_argument("--db", default=None, help="SQLite file with the items and labels (created if missing).")
     p.add_argument(
         "--order",
         choices=["file", "uncertain"],
@@ -333,7 +342,11 @@ def _label_args(p: argparse.ArgumentParser) -> None:
         help="Order of new items: as in the file, or the ones --model is least sure about first.",
     )
     p.add_argument("--model", default=None, help="--order uncertain: the reward model (an ensemble: its spread).")
-    p.add_argument("--out", default=None, help="export: the JSONL to write (pairs; ranked groups beside them).")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="export, --from-label-studio: the JSONL to write (pairs; ranked groups beside it, OUT.groups.jsonl).",
+    )
     p.add_argument("--host", default="127.0.0.1", help="Interface to bind (default 127.0.0.1).")
     p.add_argument("--port", default=8080, help="TCP port (0: any free port, printed).")
     p.add_argument("--per-item", default=1, help="Labels wanted per item (2 or more for agreement statistics).")
@@ -341,6 +354,12 @@ def _label_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--to-label-studio", default=None, metavar="DIR",
                    help="Write the items as Label Studio tasks + labeling configs to DIR instead of serving; its "
                    "JSON export reads back like any data file.")  # fmt: skip
+    p.add_argument("--ls-ranking", choices=["order", "buckets"], default="order",
+                   help="--to-label-studio, 3+ responses: drag into an order (best first), or into Best/OK/Worst "
+                   "buckets (responses in one bucket are tied).")  # fmt: skip
+    p.add_argument("--from-label-studio", default=None, metavar="EXPORT",
+                   help="Label Studio's JSON export → --out (pairs) and OUT.groups.jsonl, with a summary of what "
+                   "was left out (skipped, empty, tied, unplaced, duplicate annotations).")  # fmt: skip
 
 
 def _capture_args(p: argparse.ArgumentParser) -> None:

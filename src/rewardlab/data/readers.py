@@ -39,7 +39,8 @@ Report counts (only keys that occurred): ``implicit_prompt`` (pairs whose prompt
 ``implicit_prompt_empty`` (extracted prompt is empty), ``prefix_mismatch_common_prefix``,
 ``prefix_mismatch_dropped``, ``blank_response`` (whitespace-only responses kept), ``margin`` (pairs with a
 margin), ``images`` (records with images), ``groups``, ``ranked_pairs`` (pairs the groups expand to, ties
-excluded) and ``ties`` (tied response pairs within groups).
+excluded) and ``ties`` (tied response pairs within groups). A Label Studio export also counts the annotations that
+give no record and the duplicates dropped (:mod:`rewardlab.data.label_studio`); :func:`read_records` warns of them.
 
 Lenient reading (:func:`read_records_lenient`, for ``rewardlab inspect``): every row-level problem — a malformed
 JSON line, a line of invalid UTF-8 in a JSONL file, a CSV row with the wrong number of cells, any invalid
@@ -65,6 +66,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardlab.config.schema import DataSource
+from rewardlab.data.label_studio import LEFT_OUT, label_studio_rows
 from rewardlab.data.prompts import split_implicit_pair
 from rewardlab.data.records import PreferencePair, RankedGroup, ReadReport, Record, Text
 from rewardlab.data.validation import (
@@ -88,6 +90,7 @@ logger = logging.getLogger(__name__)
 
 Rows = Iterator[tuple[int, dict[str, Any]]]
 OnError = Callable[[DataError], None]
+Count = Callable[[str, int], None]
 
 _SUFFIX_FORMATS = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 _FORMAT_HINT = (
@@ -155,7 +158,7 @@ def _read(source: DataSource, *, collect: bool) -> tuple[list[Record], list[int]
     report = ReadReport(source=source.path, format=fmt)
     ctx = RowContext(source.path, source.columns, report, source.prefix_mismatch, csv=fmt == "csv")
     ctx.errors = [] if collect else None
-    numbered = _build_records(_open_rows(fmt, source, ctx.row_error), source, ctx)
+    numbered = _build_records(_open_rows(fmt, source, ctx.row_error, report.add), source, ctx)
     report.records = len(numbered)
     return [record for _, record in numbered], [rowno for rowno, _ in numbered], ctx
 
@@ -243,16 +246,17 @@ def _is_saved_dataset(path: Path) -> bool:
     )
 
 
-def _open_rows(fmt: str, source: DataSource, on_error: OnError = _raise) -> Rows:
+def _open_rows(fmt: str, source: DataSource, on_error: OnError = _raise, count: Count | None = None) -> Rows:
     """Rows as ``(row_number, dict)``, lazily: reading and decoding errors surface while iterating.
 
     A row that cannot be parsed (bad JSON line, wrong CSV cell count, ...) goes to ``on_error`` and is skipped
-    when ``on_error`` returns; file-level problems always raise."""
+    when ``on_error`` returns; file-level problems always raise. ``count(key, n)`` receives what a format leaves
+    out on purpose (a Label Studio export's skipped annotations)."""
     path = Path(source.path).expanduser()
     if fmt == "jsonl":
         return _jsonl_rows(_decoded_lines(path, source.path, on_error), source.path, on_error)
     if fmt == "json":
-        return _json_rows(path, source.path, on_error)
+        return _json_rows(path, source.path, on_error, count)
     if fmt == "csv":
         return _csv_rows(path, source.path, on_error)
     if fmt == "parquet":
@@ -333,7 +337,7 @@ def _jsonl_rows(lines: Iterable[tuple[int, str]], label: str, on_error: OnError)
         yield lineno, row
 
 
-def _json_rows(path: Path, label: str, on_error: OnError) -> Rows:
+def _json_rows(path: Path, label: str, on_error: OnError, count: Count | None = None) -> Rows:
     text = _read_text(path, label)
     if not text.strip():
         return
@@ -354,60 +358,13 @@ def _json_rows(path: Path, label: str, on_error: OnError) -> Rows:
             source=label,
         )
     if data and isinstance(data[0], dict) and "data" in data[0] and "annotations" in data[0]:
-        yield from label_studio_rows(data, label, on_error)  # a Label Studio export, recognised by its shape
+        yield from label_studio_rows(data, label, on_error, count)  # a Label Studio export, recognised by its shape
         return
     for index, row in enumerate(data, start=1):
         if not isinstance(row, dict):
             on_error(DataError(f"list item is a {type_name(row)}, expected an object", source=label, row=index))
             continue
         yield index, row
-
-
-def label_studio_rows(tasks: list[Any], label: str, on_error: OnError) -> Rows:
-    """Label Studio's JSON export → rows the pair and group readers take, one per (task, annotation): a
-    ``pairwise`` result (``selected``: left/right) gives ``prompt, chosen, rejected``; a ``ranker`` result (item ids
-    in order, or buckets in order: ties within a bucket) gives ``prompt, responses, ranks``. Tasks are the ones
-    ``rewardlab label --to-label-studio`` writes (``text1``/``text2`` or ``items``); cancelled annotations and
-    other result types are skipped."""
-    for index, task in enumerate(tasks, start=1):
-        data = task.get("data") if isinstance(task, dict) else None
-        if not isinstance(data, dict):
-            on_error(DataError("a Label Studio task needs a `data` object", source=label, row=index))
-            continue
-        for annotation in task.get("annotations") or []:
-            if not isinstance(annotation, dict) or annotation.get("was_cancelled"):
-                continue
-            base = {"id": f"{data.get('rewardlab_id', task.get('id', index))}#{annotation.get('completed_by', '')}",
-                    "prompt": data.get("prompt", "")}  # fmt: skip
-            for result in annotation.get("result") or []:
-                value = result.get("value") or {}
-                if result.get("type") == "pairwise" and value.get("selected") in ("left", "right"):
-                    left, right = data.get("text1"), data.get("text2")
-                    chosen, rejected = (left, right) if value["selected"] == "left" else (right, left)
-                    yield index, {**base, "chosen": chosen, "rejected": rejected}
-                elif result.get("type") == "ranker" and isinstance(data.get("items"), list):
-                    ranks = _ranker_ranks(value.get("ranker"), [str(i.get("id")) for i in data["items"]])
-                    if ranks is None:
-                        on_error(DataError("a ranker result must place every item", source=label, row=index))
-                        continue
-                    yield index, {**base, "responses": [i.get("body") for i in data["items"]], "ranks": ranks}
-
-
-def _ranker_ranks(ranker: Any, ids: list[str]) -> list[int] | None:
-    """Ranks (1 = best) of ``ids`` from a ranker value: one ordered list, or ordered buckets (ties inside one)."""
-    if isinstance(ranker, dict):
-        groups = [list(v) for k, v in ranker.items() if k != "_" and isinstance(v, list)]
-        if len(groups) == 1:
-            groups = [[item] for item in groups[0]]
-    elif isinstance(ranker, list):
-        groups = [[item] for item in ranker]
-    else:
-        return None
-    rank_of: dict[str, int] = {}
-    for position, group in enumerate(groups, start=1):
-        for item in group:
-            rank_of[str(item)] = position
-    return [rank_of[i] for i in ids] if all(i in rank_of for i in ids) else None
 
 
 def _csv_rows(path: Path, label: str, on_error: OnError) -> Rows:
@@ -704,6 +661,9 @@ def _log_report(report: ReadReport) -> None:
         report.format,
         counts,
     )
+    left_out = [f"{key} {counts[key]}" for key in LEFT_OUT if counts.get(key)]
+    if left_out:
+        logger.warning("%s: Label Studio annotations left out: %s", report.source, ", ".join(left_out))
     mismatched = counts.get("prefix_mismatch_common_prefix", 0) + counts.get("prefix_mismatch_dropped", 0)
     if mismatched:
         logger.warning(

@@ -6,9 +6,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rewardlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rewardlab.collection.label_studio import LabelStudioTasks, Ranking
 
 logger = logging.getLogger(__name__)
 
@@ -89,10 +92,20 @@ def run_label(data: str | None, db: str, *, host: str = "127.0.0.1", port: int =
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def run_to_label_studio(data: str, db: str, out_dir: str) -> list[Path]:
+def run_to_label_studio(data: str, db: str, out_dir: str, ranking: Ranking = "order") -> LabelStudioTasks:
+    """The items of ``data`` (loaded into ``db``) as Label Studio projects in ``out_dir``: a
+    :class:`~rewardlab.collection.label_studio.LabelStudioTasks`. ``ranking``: ``order`` or ``buckets``."""
     from rewardlab.collection.label_studio import write_label_studio
 
-    return write_label_studio(load_items(db, data).all_items(), out_dir)
+    return write_label_studio(load_items(db, data).all_items(), out_dir, ranking)
+
+
+def run_from_label_studio(export: str, out: str) -> dict[str, Any]:
+    """Label Studio's JSON export → pairs at ``out`` and ranked groups beside it (as ``label export`` writes them);
+    returns the summary: ``files``, ``records`` and the reader's ``counts`` (annotations left out included)."""
+    from rewardlab.collection.label_studio import import_label_studio
+
+    return import_label_studio(export, out)
 
 
 def run_label_export(db: str, out: str) -> dict[str, Any]:
