@@ -390,3 +390,186 @@ def gold(pair: dict, key: str) -> float:
     from rewardlab.rl.rules import count_words, word_count_reward
 
     return word_count_reward(pair["target_words"], count_words(pair[key]))
+
+
+# -- LoRA ensembles (model.ensemble.kind: lora): K adapters and heads on one frozen base --------------------------
+LORA = {"model.ensemble.members": 3, "model.ensemble.kind": "lora", "model.lora.r": 4}
+
+
+def lora_bundle(model, tmp_path, **ensemble):
+    """A freshly initialised (seeded) 3-member LoRA ensemble on ``model``, as `train` builds it (no LoRA dropout, so
+    that two training-mode forwards agree)."""
+    from rewardlab.config.schema import TrainConfig
+    from rewardlab.models.bundle import RewardBundle
+
+    cfg = TrainConfig.model_validate({
+        "output_dir": str(tmp_path / "unused"), "data": {"train": "unused.jsonl", "max_length": 64},
+        "model": {"name_or_path": str(model), "lora": {"r": 4, "dropout": 0.0},
+                  "ensemble": {"members": 3, "kind": "lora", **ensemble}},
+    })  # fmt: skip
+    return RewardBundle.for_training(cfg)
+
+
+def member_state(backbone, name):
+    """One member's adapter and head, under the names its saved adapter file uses."""
+    from peft import get_peft_model_state_dict
+
+    return {k: v.detach().clone() for k, v in get_peft_model_state_dict(backbone, adapter_name=name).items()}
+
+
+def perturb(backbone, seed=3):
+    """Random LoRA B matrices (zero at initialisation): every member then changes the base's features."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in backbone.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=generator) * 0.2)
+
+
+@pytest.fixture(scope="module")
+def lora_run(base, tmp_path_factory):
+    """A 3-member bootstrapped LoRA ensemble trained 6 steps (checkpoint at step 6): (run directory, losses)."""
+    root = tmp_path_factory.mktemp("lora-ensemble")
+    losses, _ = train_losses(root, base, "lora", **LORA, **{"training.save_strategy": "steps",
+                                                             "training.save_steps": 6})  # fmt: skip
+    return root / "lora", losses
+
+
+def test_a_lora_ensemble_trains_every_member_apart_and_exports_base_plus_adapters(lora_run, base, tmp_path):
+    from safetensors.torch import load_file
+
+    from rewardlab.models.reward_model import member_names
+    from rewardlab.models.scorer import Scorer
+
+    run, losses = lora_run
+    export = run / "model"
+    assert len(losses) == 6 and all(l == l for l in losses)  # noqa: E741 (no NaN)
+    assert not (export / "config.json").exists()  # no single classifier: plain loaders fail instead of misreading
+    assert (export / "base" / "config.json").is_file() and (export / "base" / "model.safetensors").is_file()
+    meta = json.loads((export / "rewardlab.json").read_text())
+    assert meta["ensemble_kind"] == "lora" and meta["labels"] == ["reward", "member_1", "member_2", "member_3"]
+    assert not (run / "checkpoint-6" / "base").exists()  # checkpoints name their base, as adapter checkpoints do
+    assert json.loads((run / "checkpoint-6" / "rewardlab.json").read_text())["adapter"]["base_model"] == str(base)
+    # Each member starts from its own head and LoRA A matrices, and every one of its tensors was trained.
+    initial = lora_bundle(base, tmp_path).model.backbone
+    start = {name: member_state(initial, name) for name in member_names(3)}
+    heads = [next(v for k, v in start[name].items() if k.endswith("score.weight")) for name in member_names(3)]
+    assert not torch.equal(heads[0], heads[1]) and not torch.equal(heads[1], heads[2])
+    for name in member_names(3):
+        saved = load_file(export / "members" / name / "adapter_model.safetensors")
+        assert saved.keys() == start[name].keys() and any(k.endswith("score.weight") for k in saved)
+        assert [k for k in saved if torch.equal(saved[k], start[name][k])] == []
+    # The members score differently; the reward is their mean.
+    scorer = Scorer.from_pretrained(str(export))
+    for row in scorer.score_items(scorer.encode(PROMPT, RESPONSES), members=True):
+        assert len(set(row[1:])) == 3 and row[0] == pytest.approx(statistics.mean(row[1:]), abs=1e-6)
+    assert min(scorer.score_with_uncertainty(PROMPT, RESPONSES)[1]) > 0
+
+
+def test_each_lora_member_gets_exactly_its_own_gradient(base, tmp_path):
+    """Without bootstrap the loss is the members' mean loss, so member k's adapter and head get 1/K of the gradient
+    of its own loss computed alone (its adapter active, no other member in the graph)."""
+    from transformers import TrainingArguments
+
+    from rewardlab.config.schema import LossConfig
+    from rewardlab.models.export_meta import ExportMeta
+    from rewardlab.models.reward_model import RewardModel, member_names
+    from rewardlab.training.losses import bradley_terry_loss
+    from rewardlab.training.trainer import RewardTrainer
+
+    model = lora_bundle(base, tmp_path, bootstrap=False).model.train()
+    perturb(model.backbone)
+    batch = {  # two pairs, no padding: rows 0-1 chosen, rows 2-3 rejected
+        "input_ids": torch.tensor([[5, 6, 7, 8], [9, 10, 11, 12], [5, 6, 7, 13], [9, 10, 14, 15]]),
+        "attention_mask": torch.ones(4, 4, dtype=torch.long), "margin": torch.zeros(2),
+    }  # fmt: skip
+    args = TrainingArguments(str(tmp_path / "unused"), use_cpu=True, report_to=[], seed=7)
+    trainer = RewardTrainer(model=model, args=args, loss_config=LossConfig(), export_meta=ExportMeta())
+    model.zero_grad()
+    trainer.compute_loss(model, dict(batch)).backward()
+    params = dict(model.backbone.named_parameters())
+    ensemble = {n: p.grad.clone() for n, p in params.items() if p.requires_grad}
+    assert all(g.abs().sum() > 0 for g in ensemble.values())  # every adapter matrix and every head
+    single = RewardModel(model.backbone, "last")  # whichever adapter is active
+    for name in member_names(3):
+        model.zero_grad()
+        model.backbone.set_adapter(name)
+        scores = single(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        bradley_terry_loss(scores[:2], scores[2:]).backward()
+        mine = [n for n in ensemble if f".{name}." in n]
+        assert len(mine) > 2
+        for n in mine:
+            torch.testing.assert_close(ensemble[n], params[n].grad / 3, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["qwen2", "bert"])
+def test_a_saved_lora_ensemble_loads_and_scores_as_the_live_model(family, base, tmp_path):
+    """Export (base + adapters) and checkpoint (adapters on the named base) reload into the same mean and spread,
+    and the model card's peft snippet computes them too."""
+    from rewardlab.models.checkpoint import write_model_files
+    from rewardlab.models.scorer import Scorer
+
+    model = base if family == "qwen2" else make_tiny(tmp_path / "bert", "bert")
+    bundle = lora_bundle(model, tmp_path)
+    perturb(bundle.model.backbone)
+    live = Scorer(bundle).score_with_uncertainty(PROMPT, RESPONSES)
+    bundle.save(tmp_path / "export")
+    (tmp_path / "checkpoint").mkdir()
+    write_model_files(bundle.model, bundle.tokenizer, tmp_path / "checkpoint", bundle.meta, merge_lora=False)
+    for directory in ("export", "checkpoint"):
+        scorer = Scorer.from_pretrained(str(tmp_path / directory))
+        scores, spread = scorer.score_with_uncertainty(PROMPT, RESPONSES)
+        assert scores == pytest.approx(live[0], abs=1e-5) and spread == pytest.approx(live[1], abs=1e-5)
+        scorer.share_prompts = False  # the decoder's shared-prompt rows give the same scores as a row each
+        assert scorer.score_with_uncertainty(PROMPT, RESPONSES)[0] == pytest.approx(live[0], abs=1e-5)
+        card = (tmp_path / directory / "README.md").read_text()
+        snippet = card.split("```python\n")[1].split("```")[0].replace("<this directory>", str(tmp_path / directory))
+        for response, score, std in zip(RESPONSES, *live):
+            names = {"prompt": PROMPT, "response": response}
+            exec(snippet, names)  # noqa: S102 (our own model card)
+            assert names["reward"] == pytest.approx(score, abs=1e-5)
+            assert names["uncertainty"] == pytest.approx(std, abs=1e-5)
+    assert "library_name: peft" in card and "logits[:, 0]` of an ensemble of heads does not exist" in card
+
+
+def test_a_lora_ensemble_checkpoint_resumes_into_a_fresh_model_and_eval_finds_both(lora_run, base, tmp_path):
+    from rewardlab.config.schema import EvalConfig
+    from rewardlab.models.scorer import Scorer
+    from rewardlab.recipes.evaluate import run_eval
+    from rewardlab.training.weights import load_backbone_weights
+    from tests.tiny import pair_rows, write_jsonl
+
+    run, _ = lora_run
+    exported = Scorer.from_pretrained(str(run / "model")).score_with_uncertainty(PROMPT, RESPONSES)
+    bundle = lora_bundle(base, tmp_path)
+    load_backbone_weights(bundle.model.backbone, str(run / "checkpoint-6"))  # what resume and load_best_model do
+    resumed = Scorer(bundle).score_with_uncertainty(PROMPT, RESPONSES)
+    assert resumed[0] == pytest.approx(exported[0], abs=1e-5) and resumed[1] == pytest.approx(exported[1], abs=1e-5)
+    from rewardlab.data.synthetic import make_pairs
+
+    data = write_jsonl(tmp_path / "eval.jsonl", pair_rows(make_pairs(12, seed=9)))
+    run_eval(EvalConfig(model_dirs=[str(run)], eval_sets=[str(data)], output_dir=str(tmp_path / "ev"), plots=False))
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "ev" / "evaluation_results.csv").open()))
+    assert [r["checkpoint"] for r in rows] == ["final (= checkpoint-6)", "checkpoint-6"]
+    assert [r["status"] for r in rows] == ["ok", "ok"] and rows[0]["accuracy"] == rows[1]["accuracy"]
+    assert rows[0]["selective_accuracy_50"] != ""
+
+
+def test_one_lora_member_trains_exactly_like_plain_lora(base, tmp_path):
+    plain, _ = train_losses(tmp_path, base, "plain", **{"model.lora.r": 4})
+    one, _ = train_losses(tmp_path, base, "one", **{**LORA, "model.ensemble.members": 1})
+    assert one == plain
+
+
+def test_lora_ensemble_settings_are_checked(base, tmp_path, capsys):
+    lora = {"model.ensemble.kind": "lora", "model.lora.r": 4}
+    assert train_losses(tmp_path, base, "gc", rc=2, **lora, **{"training.gradient_checkpointing": True}) is None
+    err = capsys.readouterr().err
+    assert "training.gradient_checkpointing cannot train model.ensemble.kind=lora" in err and "wrong gradients" in err
+    assert train_losses(tmp_path, base, "nolora", rc=2, **{"model.ensemble.kind": "lora"}) is None
+    assert "add model.lora" in capsys.readouterr().err
+    assert train_losses(tmp_path, base, "merge", rc=2, **lora, **{"model.lora.merge_on_export": True}) is None
+    assert "cannot merge into one model" in capsys.readouterr().err
+    assert not (tmp_path / "gc").exists() and not (tmp_path / "nolora").exists()

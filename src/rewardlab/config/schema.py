@@ -135,16 +135,23 @@ class DataConfig(StrictModel):
 
 
 class EnsembleSettings(StrictModel):
-    members: int = Field(5, ge=1, le=64, description="Heads in the ensemble (K).")
-    kind: Literal["heads"] = Field(
-        "heads", description="`heads`: K scalar heads on one backbone, one forward pass for all of them."
+    members: int = Field(5, ge=1, le=64, description="Members of the ensemble (K).")
+    kind: Literal["heads", "lora"] = Field(
+        "heads",
+        description=(
+            "`heads`: K scalar heads on one backbone, one forward pass for all of them; the export is one plain "
+            "classifier whose `logits[:, 0]` is the mean. `lora`: K LoRA adapters, each with its own head, on one "
+            "frozen base (needs `model.lora`; no `training.gradient_checkpointing`): more diverse members at K "
+            "times the forward cost; the export is the base plus K adapters (`base/`, `members/member_k/`), which "
+            "outside rewardlab needs peft to score."
+        ),
     )
     bootstrap: bool = Field(
         True,
         description=(
-            "Each head weighs every training pair (or group) by its own Poisson(1) draw each time the pair is seen "
-            "(online bagging), so heads disagree where the data is thin; `false`: heads differ by their random "
-            "initialisation only."
+            "Each member weighs every training pair (or group) by its own Poisson(1) draw each time the pair is "
+            "seen (online bagging), so members disagree where the data is thin; `false`: members differ by their "
+            "random initialisation only."
         ),
     )
 
@@ -166,7 +173,9 @@ class LoraSettings(StrictModel):
         None,
         description=(
             "Merge the adapter into the weights of the final export (else save adapter + head). Default: merge, "
-            "except for quantized backbones, whose adapter + head load onto the full-precision base."
+            "except for quantized backbones, whose adapter + head load onto the full-precision base. A LoRA "
+            "ensemble (`model.ensemble.kind: lora`) cannot merge: its export holds the base and the K adapters, "
+            "or with `false` the adapters only, naming the base as an adapter export does."
         ),
     )
 
@@ -216,8 +225,8 @@ class ModelConfig(StrictModel):
     ensemble: EnsembleSettings | None = Field(
         None,
         description=(
-            "An ensemble of reward heads: the export's `logits[:, 0]` is their mean (the reward), the members "
-            "follow (`id2label`); rewardlab reports their spread as the score's uncertainty."
+            "An ensemble of reward models (heads, or LoRA adapters and heads: `kind`): the reward is the members' "
+            "mean, and rewardlab reports their spread as the score's uncertainty."
         ),
     )
     quantization: QuantizationSettings | None = Field(None, description="bitsandbytes 4/8-bit loading (QLoRA).")
@@ -362,9 +371,37 @@ class TrainConfig(StrictModel):
             problems.append(
                 "model.quantization needs model.lora (quantized weights are not trained; LoRA adapters are)"
             )
+        if self.model.ensemble is not None and self.model.ensemble.kind == "lora":
+            problems += lora_ensemble_problems(self.model, self.training)
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+
+def lora_ensemble_problems(model: ModelConfig, training: dict[str, Any]) -> list[str]:
+    """What a LoRA ensemble (``model.ensemble.kind: lora``) cannot be combined with."""
+    problems = []
+    if model.lora is None:
+        problems.append(
+            "model.ensemble.kind=lora trains one LoRA adapter and head per member on a frozen base: add model.lora "
+            "(e.g. model.lora.r=16), or use model.ensemble.kind=heads (K heads on one fully trained backbone)"
+        )
+    elif model.lora.merge_on_export:
+        problems.append(
+            "model.lora.merge_on_export=true: a LoRA ensemble's K adapters cannot merge into one model; leave it "
+            "unset (the export holds the base and the adapters) or set it to false (the adapters only)"
+        )
+    if model.quantization is not None:
+        problems.append("model.quantization does not work with model.ensemble.kind=lora yet; use kind=heads")
+    if training.get("gradient_checkpointing"):
+        # The members run one after another with peft's active adapter switched in between; checkpointed blocks
+        # recompute their forward in the backward pass with whichever adapter is active then (the last member's).
+        problems.append(
+            "training.gradient_checkpointing cannot train model.ensemble.kind=lora: the members run one after "
+            "another with peft's active adapter switched between them, and the backward pass would recompute "
+            "every member with the last member's adapter (wrong gradients); turn it off, or use kind=heads"
+        )
+    return problems
 
 
 class ScoringSettings(StrictModel):

@@ -121,15 +121,18 @@ def load_backbone(cfg: ModelConfig, tokenizer: Any, family: VisionFamily | None)
     if cfg.quantization is not None:
         prepare_quantized(model)
     if cfg.lora is not None:
-        model = apply_lora(model, cfg.lora, family)
+        lora_members = cfg.ensemble.members if cfg.ensemble and cfg.ensemble.kind == "lora" else 0
+        model = apply_lora(model, cfg.lora, family, members=lora_members)
     return model
 
 
 def head_kwargs(cfg: ModelConfig) -> dict[str, Any]:
-    """The output head's size and names: one ``reward`` logit, or an ensemble's mean and members."""
+    """The output head's size and names: one ``reward`` logit (also each member's of a LoRA ensemble), or an
+    ensemble of heads' mean and members."""
     from rewardlab.models.reward_model import ensemble_labels
 
-    labels = ensemble_labels(cfg.ensemble.members if cfg.ensemble else 1)
+    heads = cfg.ensemble.members if cfg.ensemble and cfg.ensemble.kind == "heads" else 1
+    labels = ensemble_labels(heads)
     if len(labels) == 1:
         return {"num_labels": 1}
     # A backbone that already has a one-logit head (a reward model) gets a fresh head of the ensemble's size.
@@ -270,8 +273,9 @@ def lora_targets(model: Any, lora: LoraSettings, family: VisionFamily | None) ->
     return [*targets, *linears], to_save
 
 
-def apply_lora(model: Any, lora: LoraSettings, family: VisionFamily | None = None) -> Any:
-    """Wrap with peft LoRA (targets and fully trained modules: :func:`lora_targets`)."""
+def apply_lora(model: Any, lora: LoraSettings, family: VisionFamily | None = None, *, members: int = 0) -> Any:
+    """Wrap with peft LoRA (targets and fully trained modules: :func:`lora_targets`). ``members``: a LoRA
+    ensemble's K adapters instead of one (:func:`add_lora_members`)."""
     from peft import LoraConfig, TaskType, get_peft_model
 
     targets, to_save = lora_targets(model, lora, family)
@@ -283,9 +287,40 @@ def apply_lora(model: Any, lora: LoraSettings, family: VisionFamily | None = Non
         target_modules=targets,
         modules_to_save=to_save,
     )
-    peft_model = get_peft_model(model, peft_cfg)
+    peft_model = add_lora_members(model, peft_cfg, members) if members else get_peft_model(model, peft_cfg)
     trainable, total = peft_model.get_nb_trainable_parameters()
     logger.info("LoRA: %d of %d parameters trainable (%.2f%%)", trainable, total, 100 * trainable / total)
+    return peft_model
+
+
+def add_lora_members(model: Any, peft_cfg: Any, members: int) -> Any:
+    """A LoRA ensemble: adapters ``member_1`` ... ``member_K`` on one frozen base, each with its own copy of the
+    head (peft's ``modules_to_save``), all trainable. peft copies the loaded head for every adapter, so members 2..K
+    get fresh heads, drawn from the (seeded) global generator as transformers initialises a new head; member 1
+    keeps the loaded one, so one member trains exactly like plain LoRA. LoRA's A matrices are drawn per adapter."""
+    import torch
+    from peft import get_peft_model
+
+    from rewardlab.models.reward_model import member_names
+
+    names = member_names(members)
+    peft_model = get_peft_model(model, peft_cfg, adapter_name=names[0])
+    for name in names[1:]:
+        peft_model.add_adapter(name, peft_cfg)
+    std = getattr(model.config, "initializer_range", 0.02)
+    with torch.no_grad():
+        for module in peft_model.modules():
+            copies = getattr(module, "modules_to_save", None)
+            if not isinstance(copies, torch.nn.ModuleDict):
+                continue
+            for name in names[1:]:
+                for layer in copies[name].modules():
+                    if isinstance(layer, torch.nn.Linear):
+                        layer.weight.normal_(0.0, std)
+                        if layer.bias is not None:
+                            layer.bias.zero_()
+    # add_adapter and set_adapter leave only the active adapter trainable; the optimizer needs all of them.
+    peft_model.set_requires_grad(names, requires_grad=True)
     return peft_model
 
 

@@ -98,6 +98,7 @@ class RewardBundle:
             chat_template=cfg.data.chat_template, padding_side=side,
             pad_equals_eos=tokenizer.pad_token_id == tokenizer.eos_token_id, config=cfg.model_dump(mode="json"),
             labels=ensemble_labels(model.members) if model.members > 1 else None,
+            ensemble_kind=model_cfg.ensemble.kind if model_cfg.ensemble else None,
         )  # fmt: skip
         fmt = InputFormat.for_training(model.pooling, cfg.data.append_eos)
         return assemble(model, tokenizer, meta, model_cfg.name_or_path, text_format=fmt,
@@ -115,7 +116,7 @@ class RewardBundle:
 
         files = load_model_files(path, dtype=dtype)
         pooling = files.meta.pooling or resolve_pooling(unwrap_peft(files.backbone), "auto")
-        model = RewardModel(files.backbone, pooling, members=files.meta.members)
+        model = RewardModel(files.backbone, pooling, members=files.meta.members, kind=files.meta.kind)
         model = model.to(device).eval()
         meta = files.meta
         if max_length is not None or meta.max_length is None:
@@ -160,8 +161,9 @@ def training_model(model_cfg: ModelConfig, tokenizer: Any, family: VisionFamily 
 
     set_seed(seed)
     backbone = load_backbone(model_cfg, tokenizer, family)
-    return RewardModel(backbone, resolve_pooling(backbone, model_cfg.pooling),
-                       members=model_cfg.ensemble.members if model_cfg.ensemble else 1)  # fmt: skip
+    ensemble = model_cfg.ensemble
+    return RewardModel(backbone, resolve_pooling(backbone, model_cfg.pooling), members=ensemble.members if ensemble
+                       else 1, kind=ensemble.kind if ensemble else "heads")  # fmt: skip
 
 
 def resolve_pooling(model: Any, requested: str) -> str:

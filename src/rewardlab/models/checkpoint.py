@@ -3,7 +3,11 @@
 A text RM directory is a standard Hugging Face directory — ``config.json``, ``model.safetensors`` and the
 tokenizer, loadable unchanged by ``AutoModelForSequenceClassification`` — or, for LoRA without merging,
 ``adapter_config.json`` + ``adapter_model.safetensors`` (head included) — plus ``rewardlab.json``
-(:class:`~rewardlab.models.export_meta.ExportMeta`).
+(:class:`~rewardlab.models.export_meta.ExportMeta`). A LoRA ensemble (``model.ensemble.kind: lora``) cannot merge
+into one model: its directory holds the base model in ``base/`` (left out of checkpoints, which name their base as
+adapter checkpoints do) and each member's adapter and head in ``members/member_k/``, with the tokenizer and
+``rewardlab.json`` beside them and no ``config.json`` at the top, so tools that expect one classifier fail there
+instead of scoring with the base's untrained head.
 
 Text exports carry their input format (:mod:`rewardlab.data.input_format`) three ways: in ``rewardlab.json``, in
 the tokenizer (its post-processor adds what training added; its chat template renders messages as training did;
@@ -42,6 +46,9 @@ def write_model_files(
 ) -> None:
     """Write weights, tokenizer and ``rewardlab.json`` into an existing (staging) directory.
 
+    ``merge_lora``: merge a LoRA adapter into the weights (else save adapter + head); a LoRA ensemble cannot merge,
+    and writes its base into ``base/`` instead (else the adapters name their base, as in checkpoints).
+
     ``state_dict`` (keys of the RewardModel, i.e. ``backbone.``-prefixed) comes from the Trainer under
     DeepSpeed/FSDP, where the live module's parameters may be partitioned.
     """
@@ -51,7 +58,10 @@ def write_model_files(
     inner_sd = None
     if state_dict is not None:
         inner_sd = {k.removeprefix("backbone."): v for k, v in state_dict.items()}
-    if is_peft and merge_lora:
+    if model.adapters:
+        write_lora_ensemble(backbone, directory, model.adapters, with_base=merge_lora, state_dict=inner_sd)
+        adapter = None if merge_lora else {"base_model": unwrap_peft(backbone).config._name_or_path}
+    elif is_peft and merge_lora:
         if inner_sd is not None:
             backbone.load_state_dict(inner_sd, strict=False)
         merged = _merged_copy(backbone)
@@ -71,6 +81,33 @@ def write_model_files(
     add_normalization_to_config(directory, meta.normalization)
     meta.write(directory)
     write_model_card(directory, meta)
+
+
+LORA_BASE, LORA_MEMBERS = "base", "members"  # a LoRA ensemble's subdirectories (see the module docstring)
+
+
+def write_lora_ensemble(backbone: Any, directory: Path, adapters: list[str], *, with_base: bool,
+                        state_dict: dict[str, Any] | None = None) -> None:  # fmt: skip
+    """A LoRA ensemble's files: each member's adapter and head in ``members/member_k/`` (peft writes every adapter
+    not named ``default`` to a subdirectory of its name) and, ``with_base``, the frozen base in ``base/``."""
+    backbone.save_pretrained(directory / LORA_MEMBERS, selected_adapters=adapters, state_dict=state_dict)
+    (directory / LORA_MEMBERS / "README.md").unlink(missing_ok=True)  # peft's placeholder card; ours is above
+    if with_base:
+        base = base_model_state(state_dict if state_dict is not None else backbone.state_dict())
+        unwrap_peft(backbone).save_pretrained(directory / LORA_BASE, state_dict=base)
+
+
+def base_model_state(peft_state: dict[str, Any]) -> dict[str, Any]:
+    """The base model's own weights from a peft LoRA model's state dict: adapter weights (``lora_*``) and the
+    adapters' head copies (``modules_to_save``) left out, the wrapped layers' weights under their own names."""
+    out = {}
+    for key, value in peft_state.items():
+        parts = key.split(".")
+        if "modules_to_save" in parts or any(part.startswith("lora_") for part in parts):
+            continue
+        key = key.removeprefix("base_model.model.").replace(".base_layer.", ".").replace(".original_module.", ".")
+        out[key] = value
+    return out
 
 
 def save_tokenizer(tokenizer: Any, directory: Path, meta: ExportMeta, pooling: str) -> ExportMeta:
@@ -228,14 +265,37 @@ def _load_adapter(path: Path, meta: ExportMeta, kwargs: dict[str, Any]) -> tuple
     return PeftModel.from_pretrained(VisionRewardBackbone.from_pretrained(base, **kwargs), path), base
 
 
+def _load_lora_ensemble(path: Path, meta: ExportMeta, kwargs: dict[str, Any]) -> tuple[Any, str]:
+    """A LoRA ensemble directory: ``(peft model with every member's adapter, base)``, the base from ``base/`` (an
+    export) or the one the adapters name (a checkpoint)."""
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    from rewardlab.models.reward_model import member_names
+
+    names = member_names(meta.members)
+    members = [path / LORA_MEMBERS / name for name in names]
+    missing = [str(m.relative_to(path)) for m in members if not (m / "adapter_config.json").is_file()]
+    if missing:
+        raise ModelError(f"{path}: a LoRA ensemble of {meta.members} members, but {', '.join(missing)} "
+                         "holds no adapter (adapter_config.json); restore the directory or re-export it")  # fmt: skip
+    base = str(path / LORA_BASE) if (path / LORA_BASE / "config.json").is_file() else adapter_base(members[0], meta)[0]
+    backbone = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, **kwargs)
+    backbone = PeftModel.from_pretrained(backbone, members[0], adapter_name=names[0])
+    for name, member in zip(names[1:], members[1:]):
+        backbone.load_adapter(member, adapter_name=name)
+    return backbone, base
+
+
 def _has_files(directory: Path, *names: str) -> bool:
     return any((directory / name).is_file() for name in names)
 
 
 def load_model_files(path: str | os.PathLike[str], *, dtype: str | None = None) -> ModelFiles:
     """Load what a reward model directory holds: a rewardlab export or checkpoint (merged, or a LoRA adapter on its
-    base model, text or vision) or any HF sequence-classification RM. An adapter directory without its own
-    tokenizer or image processor uses its base model's. Everything that goes wrong is a :class:`ModelError`."""
+    base model, text or vision; a LoRA ensemble's adapters on its base) or any HF sequence-classification RM. An
+    adapter directory without its own tokenizer or image processor uses its base model's. Everything that goes
+    wrong is a :class:`ModelError`."""
     import torch
     from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -254,6 +314,9 @@ def load_model_files(path: str | os.PathLike[str], *, dtype: str | None = None) 
     try:
         if (path / HEAD_FILE).is_file() or ((path / "config.json").is_file() and read_vision_family(str(path))):
             backbone = VisionRewardBackbone.from_pretrained(path, **kwargs)
+        elif meta.kind == "lora":
+            backbone, base = _load_lora_ensemble(path, meta, kwargs)
+            assets = path if _has_files(path, "tokenizer_config.json", "tokenizer.json") else Path(base)
         elif (path / "adapter_config.json").is_file():
             backbone, base = _load_adapter(path, meta, kwargs)
             assets = path if _has_files(path, "tokenizer_config.json", "tokenizer.json") else Path(base)

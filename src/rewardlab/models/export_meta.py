@@ -8,6 +8,7 @@ loader (:class:`~rewardlab.models.bundle.RewardBundle`). Nothing else reads the 
                       "recipe": "tokenizer(prompt + response)", ...},
      "chat_template": "auto", "padding_side": "right", "pad_equals_eos": false,
      "normalization": {"mean": 0.12, "std": 1.9, "n": 600} | null, "metrics": {...}, "adapter": null,
+     "labels": ["reward", "member_1", ...] | null, "ensemble_kind": "heads" | "lora" | null,
      "export_id": "3f2a...", "config": {...resolved run config...}}
 
 Versions: 2 records the input format (:mod:`rewardlab.data.input_format`); 1 (older exports) tokenized prompt and
@@ -56,7 +57,10 @@ class ExportMeta(BaseModel):
     normalization: Normalization | None = None
     metrics: dict[str, int | float] | None = None
     adapter: dict[str, Any] | None = None  # {"base_model": ...} for a LoRA adapter directory
-    labels: list[str] | None = None  # the logits' names when there are several (an ensemble: reward, member_k...)
+    labels: list[str] | None = None  # the scores' names when there are several (an ensemble: reward, member_k...)
+    # An ensemble's kind: "heads" (or None) is one classifier with len(labels) logits; "lora" is a peft base
+    # (base/, or the one `adapter` names) with one adapter and one-logit head per member in members/member_k/.
+    ensemble_kind: Literal["heads", "lora"] | None = None
     # A fresh id per export of a training run, recorded in the run's results.json too: results describe the model
     # beside them only when the ids match (a crash between the export and results.json leaves them apart).
     export_id: str | None = None
@@ -88,8 +92,14 @@ class ExportMeta(BaseModel):
         return sum(label.startswith("member_") for label in self.labels or []) or 1
 
     @property
+    def kind(self) -> Literal["heads", "lora"]:
+        """How the members are stored (see ``ensemble_kind``); ``heads`` for a single model too."""
+        return self.ensemble_kind or "heads"
+
+    @property
     def num_labels(self) -> int:
-        return len(self.labels) if self.labels else 1
+        """Logits of the saved classifier (of each member's, for a LoRA ensemble)."""
+        return len(self.labels) if self.labels and self.kind == "heads" else 1
 
     @classmethod
     def foreign(cls) -> ExportMeta:

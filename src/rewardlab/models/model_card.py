@@ -19,14 +19,15 @@ def render_model_card(meta: ExportMeta, *, name: str) -> str:
     config = meta.config or {}
     base = (config.get("model") or {}).get("name_or_path")
     fmt = meta.input_format
-    front = ["---", "library_name: transformers", "tags: [reward-model, rewardlab]"]
-    if fmt:
+    lora_ensemble = meta.kind == "lora"
+    front = ["---", f"library_name: {'peft' if lora_ensemble else 'transformers'}", "tags: [reward-model, rewardlab]"]
+    if fmt and not lora_ensemble:  # a LoRA ensemble is no single classifier: no pipeline loads it
         front.insert(2, "pipeline_tag: text-classification")
     if base and _looks_like_hub_name(base):
         front.append(f"base_model: {base}")
     parts = ["\n".join([*front, "---"]), f"# Reward model `{name}`", _summary(meta, base, config)]
     if fmt:
-        parts += [_input_format(fmt, meta), _usage(fmt, meta)]
+        parts += [_input_format(fmt, meta), _lora_ensemble_usage(fmt, meta) if lora_ensemble else _usage(fmt, meta)]
     else:
         parts.append(_vision_usage())
     parts.append(
@@ -64,7 +65,13 @@ def _summary(meta: ExportMeta, base: str | None, config: dict[str, Any]) -> str:
     if norm := meta.normalization:
         lines.append(f"| eval score mean / std | {norm.mean:.4f} / {norm.std:.4f} (n={norm.n}) |")
     lines.append(f"| max length | {meta.max_length} tokens (longer inputs: the prompt's start is cut) |")
-    if meta.members > 1:
+    if meta.kind == "lora":
+        lines.append(
+            f"| ensemble | {meta.members} LoRA adapters, each with its own head, on one frozen base (`base/`, "
+            "`members/member_k/`): the reward is the members' mean, their standard deviation the score's "
+            "uncertainty; scoring needs peft (below) |"
+        )
+    elif meta.members > 1:
         lines.append(
             f"| ensemble | {meta.members} reward heads on one backbone: `logits[:, 0]` is their mean (the reward), "
             f"`logits[:, 1:]` the members (`id2label`); their standard deviation is the score's uncertainty |"
@@ -119,12 +126,19 @@ OPENRLHF_BUFFERS = (
 )
 
 
-def _usage(fmt: dict[str, Any], meta: ExportMeta) -> str:
+def _tokenizer_call(fmt: dict[str, Any]) -> str:
+    """The tokenizer call that builds one (prompt, response) input as trained."""
     pair = fmt.get("layout") == "pair"
     call = 'tok(prompt, response, return_tensors="pt")' if pair else 'tok(prompt + response, return_tensors="pt")'
     if "add_special_tokens=False" in fmt.get("recipe", ""):
         call = call.replace(")", ", add_special_tokens=False)")
         call = call.replace("response,", "response + tok.eos_token,") if fmt.get("append_eos") else call
+    return call
+
+
+def _usage(fmt: dict[str, Any], meta: ExportMeta) -> str:
+    pair = fmt.get("layout") == "pair"
+    call = _tokenizer_call(fmt)
     pipe_input = '{"text": prompt, "text_pair": response}' if pair else "prompt + response"
     trl_exact = not pair and not fmt.get("append_eos")
     trl = (
@@ -181,6 +195,57 @@ prompts as above.{normalize}
 ```bash
 rewardlab score --model <this directory> --input answers.jsonl --output scores.jsonl
 ```"""
+
+
+def _lora_ensemble_usage(fmt: dict[str, Any], meta: ExportMeta) -> str:
+    base = f'"{meta.adapter["base_model"]}"' if meta.adapter else 'f"{d}/base"'
+    where = (
+        f"The base model is `{meta.adapter['base_model']}` (not copied here)"
+        if meta.adapter
+        else "`base/` holds the frozen base model (its own head is untrained: never score with it alone)"
+    )
+    return f"""## Score it
+
+An ensemble of {meta.members} LoRA reward models on one base. {where}; `members/member_k/` holds member k's LoRA
+adapter and head. K adapters cannot be merged into one model, so this directory has no `config.json`:
+transformers alone, `pipeline`, TRL's `reward_funcs=["<this directory>"]`, OpenRLHF's loader and vLLM cannot load
+it, and the `logits[:, 0]` of an ensemble of heads does not exist here. Score it with transformers + peft, one
+member at a time; the reward is the members' mean, their standard deviation its uncertainty:
+
+```python
+import statistics
+
+import torch
+from peft import PeftModel
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+d, members = "<this directory>", [f"member_{{k}}" for k in range(1, {meta.members + 1})]
+tok = AutoTokenizer.from_pretrained(d)
+model = PeftModel.from_pretrained(AutoModelForSequenceClassification.from_pretrained({base}),
+                                  f"{{d}}/members/member_1", adapter_name="member_1").eval()
+for name in members[1:]:
+    model.load_adapter(f"{{d}}/members/{{name}}", adapter_name=name)
+scores = []
+with torch.no_grad():
+    for name in members:
+        model.set_adapter(name)
+        scores.append(model(**{_tokenizer_call(fmt)}).logits[0, 0].item())
+reward, uncertainty = statistics.mean(scores), statistics.pstdev(scores)
+```
+
+### TRL and OpenRLHF
+
+In TRL, pass rewardlab's reward function: `GRPOTrainer(..., reward_funcs=[ModelReward.from_pretrained(
+"<this directory>")])` (`from rewardlab.rl import ModelReward`). For OpenRLHF, serve it with `rewardlab serve
+--model <this directory>` and point `--remote_rm_url` at its `/get_reward`.
+
+### rewardlab
+
+```bash
+rewardlab score --model <this directory> --input answers.jsonl --output scores.jsonl
+```
+
+`score`, `compare`, `rank`, `serve` and `eval` report the members' spread as the uncertainty."""
 
 
 def _vision_usage() -> str:

@@ -75,28 +75,41 @@ def flex_shared_mask(block_ids: torch.Tensor, segment_ids: torch.Tensor) -> Any:
 class RewardModel(nn.Module):
     """Scores token sequences: ``forward(input_ids, attention_mask) → (b,)`` float32 scores.
 
-    An ensemble of ``members`` heads on one backbone (``model.ensemble``) has ``1 + members`` logits: the members'
-    scores in ``1..members`` and, in logit 0, their mean — which is itself linear in the pooled features, so the
-    export's head row 0 holds the mean of the member rows (:func:`sync_ensemble_mean`) and a plain
-    transformers client reads the ensemble's reward as ``logits[:, 0]``. ``forward`` returns that mean, computed
-    from the members; ``return_members=True`` gives ``(b, 1 + members)``: the mean, then each member.
+    An ensemble of ``members`` (``model.ensemble``) scores with each member and returns their mean;
+    ``return_members=True`` gives ``(b, 1 + members)``: the mean, then each member. Two kinds:
+
+    - ``heads``: K heads on one backbone, one forward pass, ``1 + members`` logits: the members' scores in
+      ``1..members`` and, in logit 0, their mean — which is itself linear in the pooled features, so the export's
+      head row 0 holds the mean of the member rows (:func:`sync_ensemble_mean`) and a plain transformers client
+      reads the ensemble's reward as ``logits[:, 0]``. ``forward`` computes the mean from the members.
+    - ``lora``: K peft adapters (``member_1`` ... ``member_K``, :func:`member_names`), each with its own one-logit
+      head (peft's ``modules_to_save`` copy), on one frozen base: one forward pass per member, peft's active
+      adapter switched in between (K times the cost of one model). The switch is state on the backbone, so one
+      model is not called from several threads at once (the server scores in one thread).
 
     Args:
-        backbone: an ``AutoModelForSequenceClassification`` model with ``num_labels=1``, optionally wrapped
-            by peft.
+        backbone: an ``AutoModelForSequenceClassification`` model with ``num_labels=1`` (``1 + members`` for
+            ``heads``), optionally wrapped by peft (for ``lora``: a peft model holding the members' adapters).
         pooling: ``"last"`` reads the head at the last attended token (decoders: Llama, Qwen, ...);
             ``"cls"`` uses the model's own head on the first token (encoders: BERT, DistilBERT, MiniLM).
     """
 
-    def __init__(self, backbone: nn.Module, pooling: Literal["last", "cls"], members: int = 1):
+    def __init__(self, backbone: nn.Module, pooling: Literal["last", "cls"], members: int = 1,
+                 kind: Literal["heads", "lora"] = "heads"):  # fmt: skip
         super().__init__()
         self.backbone = backbone
         self.pooling = pooling
         self.members = members
+        self.adapters = member_names(members) if kind == "lora" else []
         hf = unwrap_peft(backbone)
         if pooling == "last" and not isinstance(getattr(hf, "score", None), nn.Module):
             raise ValueError(f"pooling='last' needs a model with a `score` head; {type(hf).__name__} has none")
-        if members > 1 and hf.config.num_labels != members + 1:
+        if self.adapters:
+            missing = [name for name in self.adapters if name not in getattr(backbone, "peft_config", {})]
+            if missing:
+                raise ValueError(f"a LoRA ensemble of {members} needs the peft adapters {self.adapters}; "
+                                 f"{', '.join(missing)} missing")  # fmt: skip
+        elif members > 1 and hf.config.num_labels != members + 1:
             raise ValueError(f"an ensemble of {members} heads needs num_labels={members + 1}, "
                              f"the model has {hf.config.num_labels}")  # fmt: skip
 
@@ -112,10 +125,38 @@ class RewardModel(nn.Module):
         return_members: bool = False,
         **extra: Any,
     ) -> torch.Tensor:
+        if not self.adapters:
+            return self._reward(self._logits(input_ids, attention_mask, token_type_ids, extra), return_members)
+        if "block_ids" in extra:  # one FlexAttention block mask for all members
+            attention_mask = flex_shared_mask(extra.pop("block_ids"), extra.pop("segment_ids"))
+        # Training: each member runs with its adapter active and trainable, so the graph holds every member's own
+        # adapter and head; set_adapter freezes the others, and they are made trainable again for the optimizer.
+        # (Gradient checkpointing would recompute with the adapter active at backward time: refused in the config.)
+        training = self.training and torch.is_grad_enabled()
+        scores = []
+        for name in self.adapters:
+            self.backbone.set_adapter(name, inference_mode=not training)
+            scores.append(self._logits(input_ids, attention_mask, token_type_ids, extra)[:, 0].float())
+        if training:
+            self.backbone.set_requires_grad(self.adapters, requires_grad=True)
+        members = torch.stack(scores, 1)  # (b, members)
+        if self.members == 1:
+            return members if return_members else members[:, 0]
+        mean = members.mean(-1)
+        return torch.cat([mean[:, None], members], 1) if return_members else mean
+
+    def _logits(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: Any,
+        token_type_ids: torch.Tensor | None,
+        extra: dict[str, Any],
+    ) -> torch.Tensor:
+        """``(b, labels)`` head logits of the backbone (its active adapter, under peft). ``extra`` is not changed."""
+        extra = dict(extra)
         if self.pooling == "cls":
             kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-            out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs, **extra)
-            return self._reward(out.logits, return_members)
+            return self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs, **extra).logits
         hf = unwrap_peft(self.backbone)
         body = getattr(hf, hf.base_model_prefix)
         score_positions = extra.pop("score_positions", None)
@@ -126,8 +167,7 @@ class RewardModel(nn.Module):
                 attention_mask = flex_shared_mask(extra.pop("block_ids"), extra.pop("segment_ids"))
             hidden = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
                           **extra).last_hidden_state  # fmt: skip
-            pooled = hidden[score_positions[:, 0], score_positions[:, 1]]
-            return self._reward(hf.score(pooled), return_members)
+            return hf.score(hidden[score_positions[:, 0], score_positions[:, 1]])
         hidden = body(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -136,8 +176,7 @@ class RewardModel(nn.Module):
             **extra,
         ).last_hidden_state  # (b, t, h)
         rows = torch.arange(hidden.shape[0], device=hidden.device)
-        pooled = hidden[rows, last_token_index(attention_mask)]  # (b, h)
-        return self._reward(hf.score(pooled), return_members)  # (b,)
+        return hf.score(hidden[rows, last_token_index(attention_mask)])  # (b, labels)
 
     def _reward(self, logits: torch.Tensor, return_members: bool) -> torch.Tensor:
         """``(b, labels)`` head logits → ``(b,)`` scores, or ``(b, 1 + members)`` with ``return_members``."""
@@ -150,6 +189,8 @@ class RewardModel(nn.Module):
 
     # Trainer calls these on the model it is given.
     def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None, **kwargs: Any) -> None:
+        if self.adapters:  # the config refuses it; this guards other callers
+            raise ValueError("gradient checkpointing gives a LoRA ensemble wrong gradients (see forward)")
         hf = unwrap_peft(self.backbone)
         kw = {"use_reentrant": False, **(activation_checkpointing_kwargs or {})}
         hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
@@ -160,9 +201,14 @@ class RewardModel(nn.Module):
     gradient_checkpointing_enable = activation_checkpointing_enable
 
 
+def member_names(members: int) -> list[str]:
+    """``member_1`` ... ``member_K``: an ensemble's members (its logits after the mean; a LoRA ensemble's adapters)."""
+    return [f"member_{k}" for k in range(1, members + 1)]
+
+
 def ensemble_labels(members: int) -> list[str]:
-    """The names of an ensemble's logits (``id2label``): ``reward`` (the members' mean), then each member."""
-    return ["reward", *(f"member_{k}" for k in range(1, members + 1))] if members > 1 else ["reward"]
+    """The names of an ensemble's scores (``id2label``): ``reward`` (the members' mean), then each member."""
+    return ["reward", *member_names(members)] if members > 1 else ["reward"]
 
 
 @torch.no_grad()
@@ -170,7 +216,7 @@ def sync_ensemble_mean(model: RewardModel, state_dict: dict[str, torch.Tensor] |
     """Set row 0 of an ensemble's output layer (weight and bias) to the mean of the member rows, in the live
     model and in ``state_dict`` (the Trainer's, under DeepSpeed/FSDP), so that ``logits[:, 0]`` of the saved
     model is the ensemble's reward. Returns how many tensors it set; 0 for a single head."""
-    if model.members == 1:
+    if model.members == 1 or model.adapters:  # a LoRA ensemble's members each have their own one-logit head
         return 0
     labels = model.members + 1
     tensors = [p for name, m in unwrap_peft(model.backbone).named_modules() if isinstance(m, nn.Linear)

@@ -21,6 +21,7 @@ from typing import Any
 from rewardlab.config.schema import EvalConfig, ScoringSettings
 from rewardlab.data.records import PreferencePair, RankedGroup, Text
 from rewardlab.errors import DataError, ModelError, RewardlabError
+from rewardlab.models.export_meta import META_NAME
 from rewardlab.recipes.run_dir import step_in_name
 
 logger = logging.getLogger(__name__)
@@ -59,7 +60,9 @@ class EvalResult:
 
 
 def is_model_dir(path: Path) -> bool:
-    return (path / "config.json").is_file() or (path / "adapter_config.json").is_file()
+    """A model directory: a classifier, an adapter, or a rewardlab export of any kind (a LoRA ensemble has
+    neither file at its top)."""
+    return any((path / name).is_file() for name in ("config.json", "adapter_config.json", META_NAME))
 
 
 def _final_name(run_dir: Path, checkpoints: list[Path]) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardlab.errors import ModelError
+from rewardlab.models.checkpoint import LORA_MEMBERS
 from rewardlab.models.reward_model import unwrap_peft
 
 
@@ -16,6 +17,9 @@ def load_backbone_weights(backbone: Any, directory: str) -> None:
 
     directory_path = Path(directory)
     is_peft = unwrap_peft(backbone) is not backbone
+    if is_peft and (directory_path / LORA_MEMBERS).is_dir():
+        _load_lora_members(backbone, directory_path)
+        return
     if is_peft:
         from peft import set_peft_model_state_dict
 
@@ -40,3 +44,17 @@ def load_backbone_weights(backbone: Any, directory: str) -> None:
             f"{directory}: weights do not match the model (missing {missing[:5]}, unexpected "
             f"{result.unexpected_keys[:5]})"
         )
+
+
+def _load_lora_members(backbone: Any, directory: Path) -> None:
+    """Each adapter of a LoRA ensemble (and its head) from ``members/<adapter>/`` of a checkpoint."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    for name in backbone.peft_config:
+        adapter = directory / LORA_MEMBERS / name / "adapter_model.safetensors"
+        if not adapter.is_file():
+            raise ModelError(f"{directory}: no {LORA_MEMBERS}/{name}/adapter_model.safetensors to resume from")
+        result = set_peft_model_state_dict(backbone, load_file(adapter), adapter_name=name)
+        if result.unexpected_keys:
+            raise ModelError(f"{adapter}: weights do not match the model (unexpected {result.unexpected_keys[:5]})")
