@@ -56,6 +56,8 @@ from typing import Any
 HH_HARMLESS = (
     Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hh-rlhf" / "harmless-base" / "test.jsonl.gz"
 )
+UNCERTAINTY_KEYS = ("selective_accuracy_50", "selective_accuracy_80", "uncertainty_auroc",
+                    "margin_selective_accuracy_50", "margin_selective_accuracy_80", "margin_auroc")  # fmt: skip
 VARIANTS = {
     "default": {},
     "keep_dropout": {"model": {"disable_dropout": False}},
@@ -327,7 +329,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         row["runs"][f"{run['fold']}/{run['seed']}"] = {
             "accuracy": round(m["correct"] / m["n"], 4),
             "shorter": round(m["prefers_shorter"] / m["unequal"], 4) if m["unequal"] else None,
-            **{k: m[k] for k in ("selective_accuracy_50", "selective_accuracy_80", "uncertainty_auroc") if k in m},
+            **{k: m[k] for k in UNCERTAINTY_KEYS if k in m},
         }
     for row in table.values():
         p = row["correct"] / row["n"]

@@ -163,13 +163,18 @@ def test_uncertainty_metrics_exact():
     from rewardlab.evaluation.metrics import uncertainty_metrics
 
     # Misranked pairs carry the largest spreads: selective accuracy rises as coverage falls, AUROC 1.
-    assert uncertainty_metrics([1, -1, 2, -2, 3], [0.1, 0.9, 0.2, 0.8, 0.3]) == {
-        "selective_accuracy_50": 1.0, "selective_accuracy_80": 0.75, "uncertainty_auroc": 1.0}  # fmt: skip
+    # The baseline ranks by −|margin|: 3, 2, −2 (stable order), 1, −1 — misranked pairs have the smaller |margin|
+    # less clearly (4 of 6 wrong-vs-right comparisons, a tie counting half).
+    assert uncertainty_metrics([1, -1, 2, -2, 3], [0.1, 0.9, 0.2, 0.8, 0.3]) == pytest.approx({
+        "selective_accuracy_50": 1.0, "selective_accuracy_80": 0.75, "uncertainty_auroc": 1.0,
+        "margin_selective_accuracy_50": 2 / 3, "margin_selective_accuracy_80": 0.75,
+        "margin_auroc": 4 / 6})  # fmt: skip
     assert uncertainty_metrics([1, -1, 2, -2, 3], [0.9, 0.1, 0.8, 0.2, 0.7])["uncertainty_auroc"] == 0.0
     # A tie (margin 0) counts half in accuracy and stays out of the AUROC; tied spreads count half.
     out = uncertainty_metrics([1, -1, 2, 0, 3], [0.5, 0.5, 0.1, 0.2, 0.3])
-    assert out == pytest.approx({"selective_accuracy_50": 2.5 / 3, "selective_accuracy_80": 3.5 / 4,
-                                 "uncertainty_auroc": 2.5 / 3})  # fmt: skip
+    assert {k: v for k, v in out.items() if not k.startswith("margin")} == pytest.approx(
+        {"selective_accuracy_50": 2.5 / 3, "selective_accuracy_80": 3.5 / 4, "uncertainty_auroc": 2.5 / 3}
+    )
     assert uncertainty_metrics([1, 2], [0.1, 0.2])["uncertainty_auroc"] is None  # nothing misranked
 
 
@@ -187,7 +192,9 @@ def test_eval_reports_selective_accuracy_and_auroc_for_an_ensemble(trained, tmp_
     (row,) = csv.DictReader((tmp_path / "ev" / "evaluation_results.csv").open())
     for key in ("selective_accuracy_50", "selective_accuracy_80"):
         assert 0 <= float(row[key]) <= 1
-    assert row["uncertainty_auroc"] == "" or 0 <= float(row["uncertainty_auroc"]) <= 1
+    for key in ("uncertainty_auroc", "margin_auroc"):
+        assert row[key] == "" or 0 <= float(row[key]) <= 1
+    assert 0 <= float(row["margin_selective_accuracy_50"]) <= 1
 
 
 @pytest.fixture(scope="module")
@@ -298,6 +305,15 @@ def test_select_writes_the_items_the_ensemble_disagrees_on_most(qwen_ensemble, t
     assert [r["id"] for r in picked] == [f"p{i}" for i in order]
     assert [r["uncertainty"] for r in picked] == pytest.approx([spreads[i] for i in order], abs=1e-6)
     assert picked[0]["responses"] == [pairs[order[0]].chosen, pairs[order[0]].rejected]
+    # --criterion margin: the ensemble's mean margin closest to a coin flip first, as a single head would rank.
+    assert main(["select", "--model", str(qwen_ensemble), "--data", str(pool), "--top", "5", "--out", str(out),
+                 "--criterion", "margin"]) == 0  # fmt: skip
+    chosen, rejected = scorer.score_pairs(pairs)
+    closeness = [-abs(c - r) for c, r in zip(chosen, rejected)]
+    by_margin = sorted(range(12), key=lambda i: -closeness[i])[:5]
+    picked = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["row"] for r in picked] == [i + 1 for i in by_margin] and picked[0]["criterion"] == "margin"
+    assert [r["uncertainty"] for r in picked] == pytest.approx([closeness[i] for i in by_margin], abs=1e-5)
     # Candidates without ranks (as `generate` writes them): a group's most disputed pair decides.
     candidates = [{"prompt": PROMPT, "responses": RESPONSES}, {"prompt": "Hi", "responses": ["Hello.", "Hey."]}]
     groups = write_jsonl(tmp_path / "cands.jsonl", candidates)

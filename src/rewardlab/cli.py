@@ -165,7 +165,7 @@ def cmd_rank(ns: argparse.Namespace) -> int:
 def cmd_select(ns: argparse.Namespace) -> int:
     from rewardlab.recipes.select import run_select
 
-    result = run_select(config_from(ns, ScoreConfig), ns.data, ns.top, ns.out)
+    result = run_select(config_from(ns, ScoreConfig), ns.data, ns.top, ns.out, ns.criterion)
     print(f"selected {result.selected} of {result.pool} items by {result.criterion} → {result.destination}",
           file=sys.stderr)  # fmt: skip
     return 0
@@ -330,6 +330,9 @@ def _select_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="The pool: pairs, or groups of candidates (`responses`).")
     p.add_argument("--top", required=True, type=int, help="How many items to select.")
     p.add_argument("--out", required=True, help="JSONL to write: the selected items, most uncertain first.")
+    p.add_argument("--criterion", default="auto", choices=["auto", "spread", "margin"],
+                   help="How unsure: an ensemble's spread (auto's choice for an ensemble) or the mean margin's "
+                   "closeness to a coin flip (auto's choice for one head).")  # fmt: skip
 
 
 def _label_args(p: argparse.ArgumentParser) -> None:

@@ -311,28 +311,35 @@ def krippendorff_alpha(units: Sequence[Sequence[Any]], metric: str = "nominal") 
 
 def uncertainty_metrics(margins: Sequence[float], spreads: Sequence[float],
                         coverages: Sequence[float] = (0.5, 0.8)) -> dict[str, Any]:  # fmt: skip
-    """How well an ensemble's spread tells right pairs from wrong ones. ``margins``: the ensemble's mean margin
-    ``r⁺ − r⁻`` per pair; ``spreads``: the members' standard deviation of that margin.
+    """How well an ensemble's spread tells right pairs from wrong ones, beside the baseline any single model has:
+    the size of its own margin. ``margins``: the ensemble's mean margin ``r⁺ − r⁻`` per pair; ``spreads``: the
+    members' standard deviation of that margin.
 
     - ``selective_accuracy_<q>``: accuracy (ties half) on the ``ceil(q·n)`` pairs with the smallest spread;
     - ``uncertainty_auroc``: the probability that a misranked pair (margin < 0) has a larger spread than a correctly
-      ranked one (margin > 0; Mann–Whitney, tied spreads count half); 0.5 is no signal, ``None`` without both kinds.
+      ranked one (margin > 0; Mann–Whitney, tied spreads count half); 0.5 is no signal, ``None`` without both kinds;
+    - ``margin_selective_accuracy_<q>``, ``margin_auroc``: the same with ``−|margin|`` as the uncertainty (the pairs
+      the mean is least decided on are the least certain). A spread worth its cost beats these.
     """
-    m, s = (np.asarray(v, dtype=np.float64) for v in (margins, spreads))
+    m = np.asarray(margins, dtype=np.float64)
+    out = _selective(m, np.asarray(spreads, dtype=np.float64), coverages, "selective_accuracy", "uncertainty_auroc")
+    return {**out, **_selective(m, -np.abs(m), coverages, "margin_selective_accuracy", "margin_auroc")}
+
+
+def _selective(m: np.ndarray, s: np.ndarray, coverages: Sequence[float], name: str, auroc: str) -> dict[str, Any]:
+    """Selective accuracy of the least uncertain pairs by ``s``, and the AUROC of ``s`` for misranked pairs."""
+    out: dict[str, Any] = {f"{name}_{round(q * 100)}": None for q in coverages}
     if m.size == 0:
-        return {"uncertainty_auroc": None, **{f"selective_accuracy_{round(q * 100)}": None for q in coverages}}
+        return {**out, auroc: None}
     hit = (m > 0) + 0.5 * (m == 0)  # 1 right, 0 wrong, 0.5 a tie
     order = np.argsort(s, kind="stable")
-    out: dict[str, Any] = {}
     for q in coverages:
         k = max(1, int(np.ceil(q * m.size)))
-        out[f"selective_accuracy_{round(q * 100)}"] = float(hit[order[:k]].mean())
+        out[f"{name}_{round(q * 100)}"] = float(hit[order[:k]].mean())
     wrong, decided = m < 0, m != 0  # exact ties (no ranking either way) stay out of the AUROC
     n_wrong, n_right = int(wrong.sum()), int((decided & ~wrong).sum())
     if n_wrong == 0 or n_right == 0:
-        out["uncertainty_auroc"] = None
-        return out
-    ranks = _average_ranks(s[decided])  # 1-based ranks of the spreads, ties sharing their mean rank
+        return {**out, auroc: None}
+    ranks = _average_ranks(s[decided])  # 1-based ranks of the uncertainties, ties sharing their mean rank
     u = ranks[wrong[decided]].sum() - n_wrong * (n_wrong + 1) / 2  # Mann–Whitney U of the misranked pairs
-    out["uncertainty_auroc"] = float(u / (n_wrong * n_right))
-    return out
+    return {**out, auroc: float(u / (n_wrong * n_right))}

@@ -30,7 +30,8 @@ CSV_COLUMNS = [
     "model", "checkpoint", "step", "eval_set", "status", "n_pairs", "accuracy", "ties", "margin_mean",
     "margin_std", "ece", "score_mean", "score_std", "score_length_corr", "accuracy_chosen_shorter",
     "n_chosen_shorter", "n_groups", "kendall_tau", "spearman_rho", "top1_accuracy", "selective_accuracy_50",
-    "selective_accuracy_80", "uncertainty_auroc", "seconds", "path", "error",
+    "selective_accuracy_80", "uncertainty_auroc", "margin_selective_accuracy_50", "margin_selective_accuracy_80",
+    "margin_auroc", "seconds", "path", "error",
 ]  # fmt: skip
 
 

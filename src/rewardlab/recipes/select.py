@@ -5,6 +5,9 @@ How unsure, per item:
 - an ensemble (``model.ensemble``): the members' standard deviation of the margin between two responses — for a group
   of K candidates, the largest over its pairs (the pair the members disagree on most);
 - a single head: how close the model is to a coin flip, ``−|margin|`` — for a group, its closest pair.
+
+``criterion="margin"`` uses the second for an ensemble too (its mean margin): on hh-rlhf the mean's margin picked
+out misranked pairs better than the members' spread did (docs/training.md, Ensembles and uncertainty).
 """
 
 from __future__ import annotations
@@ -82,12 +85,21 @@ def uncertainty(members: list[list[float]], ensemble: bool) -> float:
     return max(values)
 
 
-def criterion_of(scorer: Any) -> str:
-    return "ensemble_spread" if scorer.members > 1 else "margin"
+CRITERIA = ("auto", "spread", "margin")
 
 
-def uncertainties(scorer: Any, items: list[PoolItem]) -> list[float]:
-    """Each item's uncertainty under ``scorer`` (see the module docstring), in order."""
+def criterion_of(scorer: Any, requested: str = "auto") -> str:
+    """``ensemble_spread`` or ``margin``: ``auto`` is the spread for an ensemble, the margin for a single head."""
+    if requested not in CRITERIA:
+        raise ConfigError(f"--criterion {requested!r}: choose one of {', '.join(CRITERIA)}")
+    if requested == "spread" and scorer.members < 2:
+        raise ConfigError("--criterion spread needs an ensemble reward model (model.ensemble); use margin or auto")
+    return "ensemble_spread" if requested != "margin" and scorer.members > 1 else "margin"
+
+
+def uncertainties(scorer: Any, items: list[PoolItem], criterion: str = "auto") -> list[float]:
+    """Each item's uncertainty under ``scorer`` by ``criterion`` (see the module docstring), in order."""
+    spread = criterion_of(scorer, criterion) == "ensemble_spread"
     if scorer.is_vision:
         raise ConfigError("ordering by uncertainty works with text reward models for now")
     prompts = [it.prompt for it in items for _ in it.responses]
@@ -96,12 +108,12 @@ def uncertainties(scorer: Any, items: list[PoolItem]) -> list[float]:
     out, offset = [], 0
     for it in items:
         k = len(it.responses)
-        out.append(uncertainty(rows[offset : offset + k], scorer.members > 1))
+        out.append(uncertainty(rows[offset : offset + k], spread))
         offset += k
     return out
 
 
-def run_select(cfg: ScoreConfig, data: str, top: int, out: str) -> SelectResult:
+def run_select(cfg: ScoreConfig, data: str, top: int, out: str, criterion: str = "auto") -> SelectResult:
     """Score the pool, write its ``top`` most uncertain items to ``out`` (JSONL, most uncertain first): each the
     prompt and ``responses`` to label, with ``uncertainty``, ``criterion``, the pool's ``row`` and its other
     columns (``chosen``/``rejected`` become ``responses`` in that order)."""
@@ -112,8 +124,10 @@ def run_select(cfg: ScoreConfig, data: str, top: int, out: str) -> SelectResult:
         raise ConfigError("--top must be at least 1")
     items = read_pool(data)
     scorer = load_scorer(cfg)
-    scored = sorted(zip(uncertainties(scorer, items), items), key=lambda pair: -pair[0])  # stable: ties keep order
-    criterion = criterion_of(scorer)
+    criterion = criterion_of(scorer, criterion)
+    how = "spread" if criterion == "ensemble_spread" else "margin"
+    # Stable: ties keep the pool's order.
+    scored = sorted(zip(uncertainties(scorer, items, how), items), key=lambda pair: -pair[0])
     lines = []
     for u, it in scored[:top]:
         rest = {k: v for k, v in it.source.items() if k not in ("prompt", "chosen", "rejected", "responses")}
