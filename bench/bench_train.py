@@ -592,7 +592,7 @@ def add_mfu(sides: dict[str, dict[str, Any]], model: dict[str, Any], peak: float
     weight matrices; attention scores and the embedding lookup are not counted), per side."""
     weights = model["params_m"] * 1e6 - model["vocab"] * model["hidden"]
     for r in sides.values():
-        r["mfu"] = round(6 * weights * r["computed_tokens_per_s"] / peak, 3)
+        r["mfu"] = float(f"{6 * weights * r['computed_tokens_per_s'] / peak:.3g}")  # 3 significant digits, never 0
 
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:

@@ -229,7 +229,7 @@ def train_cell(part: Part, cell: TrainCell, peak: float) -> dict[str, Any]:
     result = run_trl(spec) if cell.side == "trl" else run_rewardlab(spec, share_prompts=cell.share)
     add_mfu({cell.name: result}, info, peak)
     if cell.lora:  # frozen weights get no weight gradient: 4 (not 6) FLOPs per weight and token
-        result["mfu"] = round(result["mfu"] * 4 / 6, 3)
+        result["mfu"] = float(f"{result['mfu'] * 4 / 6:.3g}")
     keep = (
         "pairs_per_s",
         "tokens_per_s",
