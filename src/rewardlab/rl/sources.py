@@ -20,17 +20,14 @@ def build_rewards(sources: Sequence[RewardSource]) -> tuple[list[Callable[..., l
     weights: list[float] = []
     seen: dict[str, int] = {}
     for src in sources:
-        penalty = None
         if src.type == "rule":
             func: Any = make_rule(str(src.rule), src.options, src.name)
         elif src.type == "model":
             func = ModelReward.from_pretrained(str(src.path), src.scoring(), image_column=src.image_column)
             func.__name__ = src.name or "model"
-            if src.uncertainty_penalty is not None:
-                if func.scorer.members < 2:
-                    raise ConfigError(f"rewards: uncertainty_penalty needs an ensemble reward model; {src.path} has "
-                                      "one head (train it with model.ensemble, or drop the penalty)")  # fmt: skip
-                penalty = src.weight * src.uncertainty_penalty
+            if src.uncertainty_penalty is not None and func.scorer.members < 2:
+                raise ConfigError(f"rewards: uncertainty_penalty needs an ensemble reward model; {src.path} has "
+                                  "one head (train it with model.ensemble, or drop the penalty)")  # fmt: skip
         else:
             key = None
             if src.api_key_env is not None:
@@ -44,15 +41,14 @@ def build_rewards(sources: Sequence[RewardSource]) -> tuple[list[Callable[..., l
                 name=src.name or "remote",
                 image_column=src.image_column,
             )
-            penalty = None if src.uncertainty_penalty is None else src.weight * src.uncertainty_penalty
         name = func.__name__
         seen[name] = seen.get(name, 0) + 1
         if seen[name] > 1:
             func.__name__ = f"{name}_{seen[name]}"
         funcs.append(func)
         weights.append(src.weight)
-        if penalty is not None:
+        if src.uncertainty_penalty is not None:  # model and remote sources only (the schema refuses it on a rule)
             # Its own source, weighted −λ·weight: the sum is weight · (mean − λ·std) per sample, the spread logged.
             funcs.append(UncertaintyPenalty(func, f"{func.__name__}_uncertainty"))
-            weights.append(-penalty)
+            weights.append(-src.weight * src.uncertainty_penalty)
     return funcs, weights
