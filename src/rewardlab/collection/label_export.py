@@ -59,16 +59,8 @@ def export_labels(store: LabelStore, out: str | Path) -> dict[str, Any]:
         else:
             records.append({**base, "responses": item.responses, "ranks": value})
             counts["groups"] += 1
-    pairs = [r for r in records if "chosen" in r]
-    groups = [r for r in records if "ranks" in r]
     out = Path(out)
-    written = []
-    # Pairs and ranked groups are two record shapes: pairs always go to OUT, groups to OUT.groups (same suffix),
-    # whichever occur, so a script finds each shape under one name.
-    for path, rows in ((out, pairs), (groups_path(out), groups)):
-        if rows:
-            atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-            written.append(str(path))
+    written = write_pairs_and_groups(records, out)
     if counts["images_relative_to_data"]:
         logger.warning("%s: %d image paths were stored relative to the labeled file's folder (a database from an "
                        "earlier rewardlab); they are written as stored, so write the export into that folder",
@@ -76,6 +68,20 @@ def export_labels(store: LabelStore, out: str | Path) -> dict[str, Any]:
     summary = {"files": written, "counts": dict(counts), "agreement": agreement(by_item)}
     atomic_write_text(out.with_name(out.name + ".agreement.json"), json.dumps(summary, indent=2))
     return summary
+
+
+def write_pairs_and_groups(records: list[dict[str, Any]], out: Path) -> list[str]:
+    """Write pair records (``chosen``) to ``out`` and ranked groups (``ranks``) to :func:`groups_path` — two record
+    shapes, each under one name whichever occur — and return the files written."""
+    from rewardlab.data.files import atomic_write_text
+
+    written = []
+    pairs, groups = [r for r in records if "chosen" in r], [r for r in records if "ranks" in r]
+    for path, rows in ((out, pairs), (groups_path(out), groups)):
+        if rows:
+            atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+            written.append(str(path))
+    return written
 
 
 def groups_path(out: Path) -> Path:

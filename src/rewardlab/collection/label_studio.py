@@ -143,9 +143,8 @@ def import_label_studio(export: str, out: str | Path) -> dict[str, Any]:
     """Label Studio's JSON export → pairs at ``out`` and ranked groups at ``OUT.groups`` (as ``rewardlab label
     export`` writes them, one record per standing annotation). The whole export is read and checked before anything
     is written. Returns ``files``, ``records`` and the reader's ``counts`` (annotations left out included)."""
-    from rewardlab.collection.label_export import groups_path
+    from rewardlab.collection.label_export import write_pairs_and_groups
     from rewardlab.config.schema import DataSource
-    from rewardlab.data.files import atomic_write_text
     from rewardlab.data.readers import read_records
     from rewardlab.data.records import PreferencePair
 
@@ -158,11 +157,5 @@ def import_label_studio(export: str, out: str | Path) -> dict[str, Any]:
         else:
             row.update(responses=list(record.responses), ranks=list(record.ranks))
         rows.append({**row, "images": list(record.images)} if record.images else row)
-    pairs, groups = [r for r in rows if "chosen" in r], [r for r in rows if "ranks" in r]
-    out = Path(out)
-    files = []
-    for path, rows in ((out, pairs), (groups_path(out), groups)):
-        if rows:
-            atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-            files.append(str(path))
+    files = write_pairs_and_groups(rows, Path(out))
     return {"files": files, "records": len(records), "counts": dict(sorted(report.counts.items()))}
