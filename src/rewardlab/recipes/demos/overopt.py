@@ -143,24 +143,13 @@ def curves(metrics_path: Path) -> dict[str, list[float]]:
 
 def run_overopt_demo(cfg: OveroptDemoConfig) -> OveroptResult:
     from rewardlab.data.files import atomic_write_text
-    from rewardlab.errors import ConfigError
-    from rewardlab.recipes.demos.rl import build_policy, evaluate_policy, make_prompts, warm_up
+    from rewardlab.recipes.demos.rl import evaluate_policy, start_word_demo
     from rewardlab.recipes.rl import run_rl
-    from rewardlab.recipes.run_dir import check_output_dir
     from rewardlab.recipes.train import run_train
 
-    if cfg.min_words > cfg.max_words:
-        raise ConfigError(f"min_words={cfg.min_words} is above max_words={cfg.max_words}")
     start = time.time()
     run_dir = Path(cfg.output_dir)
-    check_output_dir(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    shared = rl_settings(cfg)
-    rng = random.Random(cfg.seed)
-    held_out = make_prompts(shared, cfg.n_eval, random.Random(cfg.seed + 1))
-    prompts = run_dir / "prompts.jsonl"
-    atomic_write_text(prompts, "".join(json.dumps(r) + "\n" for r in make_prompts(shared, cfg.n_prompts, rng)))
-    policy = warm_up(shared, build_policy(shared, run_dir / "policy_init", rng), run_dir / "policy_warmup", rng)
+    held_out, prompts, policy = start_word_demo(rl_settings(cfg), run_dir)
 
     pairs, flipped = gold_pairs(cfg, random.Random(cfg.seed + 2))
     pairs_file = run_dir / "gold_pairs.jsonl"

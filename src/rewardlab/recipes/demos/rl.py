@@ -176,16 +176,15 @@ def rl_demo_config(cfg: RLDemoConfig, run_dir: Path, policy: Path, prompts_file:
     })  # fmt: skip
 
 
-def run_rl_demo(cfg: RLDemoConfig) -> RLDemoResult:
+def start_word_demo(cfg: RLDemoConfig, run_dir: Path) -> tuple[list[dict[str, Any]], Path, Path]:
+    """What the word-count demos (this one and ``--overopt``) start from, in ``run_dir``: the held-out prompts, the
+    training prompts' file and the warmed-up policy (steps 1–2 of the module docstring)."""
     from rewardlab.data.files import atomic_write_text
     from rewardlab.errors import ConfigError
-    from rewardlab.recipes.rl import run_rl
     from rewardlab.recipes.run_dir import check_output_dir
 
     if cfg.min_words > cfg.max_words:
         raise ConfigError(f"min_words={cfg.min_words} is above max_words={cfg.max_words}")
-    start = time.time()
-    run_dir = Path(cfg.output_dir)
     check_output_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(cfg.seed)
@@ -193,7 +192,15 @@ def run_rl_demo(cfg: RLDemoConfig) -> RLDemoResult:
     prompts_file = run_dir / "prompts.jsonl"
     atomic_write_text(prompts_file, "".join(json.dumps(r) + "\n" for r in make_prompts(cfg, cfg.n_prompts, rng)))
     base = build_policy(cfg, run_dir / "policy_init", rng)
-    warm = warm_up(cfg, base, run_dir / "policy_warmup", rng)
+    return held_out, prompts_file, warm_up(cfg, base, run_dir / "policy_warmup", rng)
+
+
+def run_rl_demo(cfg: RLDemoConfig) -> RLDemoResult:
+    from rewardlab.recipes.rl import run_rl
+
+    start = time.time()
+    run_dir = Path(cfg.output_dir)
+    held_out, prompts_file, warm = start_word_demo(cfg, run_dir)
     max_new = cfg.max_words * 2 + 4
     before = evaluate_policy(warm, held_out, cfg.seed, max_new)
     logger.info("before RL: mean reward %.3f, exact %.3f", before["mean_reward"], before["exact_rate"])
