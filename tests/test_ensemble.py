@@ -589,3 +589,25 @@ def test_lora_ensemble_settings_are_checked(base, tmp_path, capsys):
     assert train_losses(tmp_path, base, "merge", rc=2, **lora, **{"model.lora.merge_on_export": True}) is None
     assert "cannot merge into one model" in capsys.readouterr().err
     assert not (tmp_path / "gc").exists() and not (tmp_path / "nolora").exists()
+
+
+def test_overopt_demo_and_select_refuse_bad_input(base, tmp_path, capsys):
+    """Bad settings exit 2 with one message, before anything is written: N ranges, another demo at once, a spread
+    criterion on a single-head model."""
+    from rewardlab.cli import main
+    from rewardlab.data.synthetic import make_pairs
+    from tests.tiny import pair_rows, write_jsonl
+
+    out = tmp_path / "oo"
+    assert main(["demo", "--overopt", "--output-dir", str(out), "min_words=9", "max_words=3"]) == 2
+    assert "min_words=9 is above max_words=3" in capsys.readouterr().err and not out.exists()
+    assert main(["demo", "--overopt", "--rl", "--output-dir", str(out)]) == 2
+    assert "choose one demo" in capsys.readouterr().err and not out.exists()
+    assert main(["demo", "--overopt", "--output-dir", str(out), "label_noise=0.7"]) == 2
+    assert "label_noise" in capsys.readouterr().err and not out.exists()
+    train_losses(tmp_path, base, "plain")
+    pool = write_jsonl(tmp_path / "pool.jsonl", pair_rows(make_pairs(4, seed=4)))
+    picked = tmp_path / "picked.jsonl"
+    assert main(["select", "--model", str(tmp_path / "plain" / "model"), "--data", str(pool), "--top", "2",
+                 "--out", str(picked), "--criterion", "spread"]) == 2  # fmt: skip
+    assert "--criterion spread needs an ensemble" in capsys.readouterr().err and not picked.exists()
