@@ -33,6 +33,11 @@ class ColumnMap(StrictModel):
     images: str = Field("images", description="Image paths/URLs (vision records).")
     id: str = Field("id", description="Optional record id column.")
     subset: str = Field("subset", description="Optional subset column (per-subset metrics); also tried: 'source'.")
+    ratings: str | list[str] = Field(
+        "ratings",
+        description="Rated data: a column of `{attribute: value}` objects (one per response of a ranked group), or "
+        "a list of columns holding one attribute each (HelpSteer2's layout: `[helpfulness, correctness, ...]`).",
+    )
 
 
 class DataSource(StrictModel):
@@ -42,8 +47,10 @@ class DataSource(StrictModel):
     format: Literal["auto", "jsonl", "json", "csv", "parquet", "datasets_dir", "hub"] = Field(
         "auto", description="File format; `auto` detects it from the suffix or the directory contents."
     )
-    kind: Literal["auto", "pairs", "ranked"] = Field(
-        "auto", description="Pairs (chosen/rejected) or ranked responses; `auto` decides from the columns."
+    kind: Literal["auto", "pairs", "ranked", "rated"] = Field(
+        "auto",
+        description="Pairs (chosen/rejected), ranked responses, or rated responses (`prompt, response, ratings`, "
+        "for `model.attributes`); `auto` decides from the columns.",
     )
     split: str = Field("train", description="Split to read from a `datasets` directory or hub dataset.")
     name: str | None = Field(None, description="Hub dataset configuration name.")
@@ -67,6 +74,11 @@ class DataSource(StrictModel):
 class DataConfig(StrictModel):
     train: DataSource = Field(description="Training data.")
     eval: DataSource | None = Field(None, description="Held-out evaluation data.")
+    rated: DataSource | None = Field(
+        None,
+        description="Rated responses (`prompt, response, ratings`) trained beside `train`'s pairs or groups: the "
+        "attribute heads learn from them, the preference head from `train` (needs model.attributes).",
+    )
     eval_fraction: float = Field(
         0.0, ge=0.0, lt=1.0, description="Without `eval`: hold out this fraction of `train` (seeded) for eval."
     )
@@ -229,12 +241,45 @@ class ModelConfig(StrictModel):
             "mean, and rewardlab reports their spread as the score's uncertainty."
         ),
     )
+    attributes: dict[str, tuple[float, float]] | None = Field(
+        None,
+        description=(
+            "Attribute heads: `{name: [min, max]}` adds one regression head per attribute, trained on rated rows "
+            "(MSE on the rating scaled to 0–1 by its range) beside the preference head on pairs. The export has "
+            "`1 + K` logits: the preference score first, then each attribute on the 0–1 scale (`id2label` names "
+            "them)."
+        ),
+    )
     quantization: QuantizationSettings | None = Field(None, description="bitsandbytes 4/8-bit loading (QLoRA).")
     freeze_vision_tower: bool = Field(
         False, description="Vision-language models: keep the vision tower's weights fixed."
     )
     min_pixels: int | None = Field(None, ge=1, description="Qwen-VL: smallest image area after resizing (pixels).")
     max_pixels: int | None = Field(None, ge=1, description="Qwen-VL: largest image area after resizing (pixels).")
+
+    @model_validator(mode="after")
+    def _check_attributes(self) -> ModelConfig:
+        if self.attributes is not None:
+            problems = attribute_problems(self.attributes)
+            if problems:
+                raise ValueError("; ".join(problems))
+        return self
+
+
+def attribute_problems(attributes: dict[str, tuple[float, float]]) -> list[str]:
+    """What is wrong with a ``model.attributes`` mapping (empty when nothing is)."""
+    import math
+
+    if not attributes:
+        return ["model.attributes is empty: name at least one attribute, e.g. {helpfulness: [0, 4]}"]
+    problems = []
+    for name, (low, high) in attributes.items():
+        if not name or name == "reward" or name.startswith("member_"):
+            problems.append(f"model.attributes: {name!r} is not a usable name ('reward' and 'member_*' name other "
+                            "scores); rename it")  # fmt: skip
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            problems.append(f"model.attributes.{name}: the range [{low}, {high}] needs finite min < max, e.g. [0, 4]")
+    return problems
 
 
 class LossConfig(StrictModel):
@@ -254,6 +299,9 @@ class LossConfig(StrictModel):
     )
     irrelevant_loss_weight: float = Field(
         1.0, ge=0.0, description="Weight of the irrelevant-query loss (with data.num_irrelevant_pairs > 0)."
+    )
+    attribute_weight: float = Field(
+        1.0, ge=0.0, description="Weight of the attribute heads' mean squared error (with model.attributes)."
     )
 
     @model_validator(mode="after")
@@ -373,6 +421,10 @@ class TrainConfig(StrictModel):
             )
         if self.model.ensemble is not None and self.model.ensemble.kind == "lora":
             problems += lora_ensemble_problems(self.model, self.training)
+        if self.model.attributes is not None and self.model.ensemble is not None:
+            problems.append("model.attributes and model.ensemble do not combine yet; drop one of them")
+        if self.model.attributes is not None and self.data.num_irrelevant_pairs:
+            problems.append("model.attributes works on text models; drop data.num_irrelevant_pairs")
         if problems:
             raise ValueError("; ".join(problems))
         return self

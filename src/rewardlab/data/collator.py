@@ -146,6 +146,8 @@ class PairCollator:
     block_mask: bool = False
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if any("input_ids" in f for f in features):
+            return self._with_rated(features)
         rows = [f["chosen_input_ids"] for f in features] + [f["rejected_input_ids"] for f in features]
         b = len(features)
         if self.share_prompts and not self.num_irrelevant_pairs and plain_rows(features[0], self.share_images):
@@ -178,6 +180,38 @@ class PairCollator:
         if extra:
             # (preferred row, rejected row): pair i's chosen text with its own image beats the mismatched row.
             batch["irrelevant_pairs"] = torch.tensor([[i, 2 * b + k] for k, (i, _, _) in enumerate(extra)])
+        return batch
+
+    def _with_rated(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Pairs and rated responses (attribute heads; a rated response is a group of one with ``targets``): the
+        pairs' rows as usual (chosen ``[0, b)``, rejected ``[b, 2b)``; ``b`` may be 0), the rated responses after
+        them, and ``attribute_targets`` (rows, K): their 0–1 ratings, NaN for the pairs' rows and unknown ones."""
+        pairs = [f for f in features if "chosen_input_ids" in f]
+        rated = [f for f in features if "input_ids" in f]
+        b = len(pairs)
+        rows = [f["chosen_input_ids"] for f in pairs] + [f["rejected_input_ids"] for f in pairs]
+        rows += [f["input_ids"][0] for f in rated]
+        margin = torch.tensor([f.get("margin", 0.0) for f in pairs], dtype=torch.float32)
+        if self.share_prompts and plain_rows(features[0], self.share_images):
+            groups = [[f["chosen_input_ids"], f["rejected_input_ids"]] for f in pairs] + [
+                f["input_ids"] for f in rated
+            ]
+            batch = shared_rows(features, groups, self.pad_token_id, self.mask_dtype, self.block_mask)
+            order = [2 * i for i in range(b)] + [2 * i + 1 for i in range(b)] + [2 * b + j for j in range(len(rated))]
+            batch["score_positions"] = batch["score_positions"][order]
+            batch["row_lengths"] = torch.tensor([len(r) for r in rows], dtype=torch.long)
+        else:
+            ids, mask = pad_rows(rows, self.pad_token_id, self.padding_side, self.pad_to_multiple_of)
+            batch = {"input_ids": ids, "attention_mask": mask}
+            for key in ROW_SEQUENCES:
+                if any(f"chosen_{key}" in f or key in f for f in features):
+                    seqs = [f[f"chosen_{key}"] for f in pairs] + [f[f"rejected_{key}"] for f in pairs]
+                    seqs += [f[key][0] for f in rated]
+                    batch[key], _ = pad_rows(seqs, 0, self.padding_side, self.pad_to_multiple_of)
+        targets = [t for f in rated for t in f["targets"]]
+        unknown = torch.full((2 * b, len(targets[0])), float("nan"))
+        batch["attribute_targets"] = torch.cat([unknown, torch.tensor(targets, dtype=torch.float32)])
+        batch["margin"] = margin
         return batch
 
 
@@ -236,19 +270,27 @@ class GroupCollator:
         rows = [ids for f in features for ids in f["input_ids"]]
         ranks = torch.tensor([r for f in features for r in f["ranks"]], dtype=torch.long)
         sizes = torch.tensor([len(f["input_ids"]) for f in features], dtype=torch.long)
+        rated = {} if not any("targets" in f for f in features) else {"attribute_targets": group_targets(features)}
         if self.share_prompts and plain_rows(features[0], self.share_images):
             batch = shared_rows(features, [f["input_ids"] for f in features], self.pad_token_id, self.mask_dtype,
                                 self.block_mask)  # fmt: skip
             lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
-            return {**batch, "ranks": ranks, "group_sizes": sizes, "row_lengths": lengths}
+            return {**batch, "ranks": ranks, "group_sizes": sizes, "row_lengths": lengths, **rated}
         ids, mask = pad_rows(rows, self.pad_token_id, self.padding_side, self.pad_to_multiple_of)
-        batch = {"input_ids": ids, "attention_mask": mask, "ranks": ranks, "group_sizes": sizes}
+        batch = {"input_ids": ids, "attention_mask": mask, "ranks": ranks, "group_sizes": sizes, **rated}
         for key in ROW_SEQUENCES:
             if key in features[0]:
                 seqs = [t for f in features for t in f[key]]
                 batch[key], _ = pad_rows(seqs, 0, self.padding_side, self.pad_to_multiple_of)
         stack_images(features, batch, [g for g, f in enumerate(features) for _ in f["input_ids"]])
         return batch
+
+
+def group_targets(features: list[dict[str, Any]]) -> torch.Tensor:
+    """``(N, K)`` attribute targets of a group batch's rows (NaN for the responses of groups without ratings)."""
+    k = len(next(f["targets"] for f in features if "targets" in f)[0])
+    rows = [t for f in features for t in f.get("targets", [[float("nan")] * k] * len(f["input_ids"]))]
+    return torch.tensor(rows, dtype=torch.float32)
 
 
 def shared_prefix_length(seqs: list[list[int]]) -> int:

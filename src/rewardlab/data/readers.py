@@ -29,6 +29,10 @@ Record kinds (``DataSource.kind``; ``auto`` decides from the first row's columns
 - ranked groups, one row per group: ``prompt, responses, ranks`` or ``prompt, responses_best_to_worst``.
 - ranked rows, one response per row: ``prompt, answer, rank``; rows with the same prompt form one group, in
   order of first appearance; ``id``, ``subset`` and ``images`` come from the group's first row.
+- rated responses, one per row: ``prompt, response`` (or ``answer``) and ``ratings`` (an object of attribute values,
+  or ``columns.ratings`` naming one column per attribute, HelpSteer2's layout); each becomes a group of one
+  response with its ratings (for ``model.attributes``). A ranked group row may carry ``ratings`` too: a list of
+  objects, one per response.
 A group's id is the ``id`` column, else ``group_id``, else its (first) row number. Ranks are integers ≥ 1
 (1 = best); ties and gaps are allowed.
 
@@ -78,6 +82,7 @@ from rewardlab.data.validation import (
     margin_field,
     rank_field,
     rank_list_field,
+    ratings_field,
     same_text_type,
     subset_field,
     text_field,
@@ -100,7 +105,9 @@ _FORMAT_HINT = (
 IDENTICAL_PAIR_MESSAGE = "chosen and rejected are identical"  # start of that row error, for tools that count it
 
 
-def read_records(source: DataSource) -> tuple[list[Record], ReadReport]:
+def read_records(
+    source: DataSource, attributes: dict[str, tuple[float, float]] | None = None
+) -> tuple[list[Record], ReadReport]:
     """Read every row of ``source`` into :class:`PreferencePair` or :class:`RankedGroup` records.
 
     Honours ``format``, ``kind``, ``split``, ``name``, ``columns``, ``max_samples`` (keep the first N records;
@@ -109,8 +116,9 @@ def read_records(source: DataSource) -> tuple[list[Record], ReadReport]:
 
     Raises :class:`DataError` (``file:row:field: what is wrong and how to fix it``) for a missing path, an
     unknown format, unreadable bytes or JSON, an empty source, and any invalid row; nothing is returned then.
+    ``attributes`` (``model.attributes``): ratings must give each attribute (or null) within its range.
     """
-    records, _, ctx = _read(source, collect=False)
+    records, _, ctx = _read(source, collect=False, attributes=attributes)
     _log_report(ctx.report)
     return records, ctx.report
 
@@ -152,11 +160,14 @@ def iter_rows(source: DataSource) -> Rows:
     return _open_rows(_resolve_format(source), source)
 
 
-def _read(source: DataSource, *, collect: bool) -> tuple[list[Record], list[int], RowContext]:
+def _read(
+    source: DataSource, *, collect: bool, attributes: dict[str, tuple[float, float]] | None = None
+) -> tuple[list[Record], list[int], RowContext]:
     """The records, the row each was read from, and the context (report, errors, form)."""
     fmt = _resolve_format(source)
     report = ReadReport(source=source.path, format=fmt)
-    ctx = RowContext(source.path, source.columns, report, source.prefix_mismatch, csv=fmt == "csv")
+    ctx = RowContext(source.path, source.columns, report, source.prefix_mismatch, csv=fmt == "csv",
+                     attributes=attributes)  # fmt: skip
     ctx.errors = [] if collect else None
     numbered = _build_records(_open_rows(fmt, source, ctx.row_error, report.add), source, ctx)
     report.records = len(numbered)
@@ -473,7 +484,7 @@ def _build_records(rows: Rows, source: DataSource, ctx: RowContext) -> list[tupl
     if form == "rank_rows":
         return _groups_from_rank_rows(rows, ctx, source.max_samples)
     ctx.explicit_prompt = form != "pairs" or ctx.cols.prompt in first[1]
-    make = _pair_from_row if form == "pairs" else _group_from_row
+    make = {"pairs": _pair_from_row, "groups": _group_from_row, "rated": _rated_from_row}[form]
     records: list[tuple[int, Record]] = []
     for rowno, row in rows:
         ctx.report.rows += 1
@@ -486,23 +497,28 @@ def _build_records(rows: Rows, source: DataSource, ctx: RowContext) -> list[tupl
 
 
 def _detect_form(row: dict[str, Any], rowno: int, kind: str, ctx: RowContext) -> str:
-    """``pairs``, ``groups`` (one group per row) or ``rank_rows`` (one response per row), from the columns."""
+    """``pairs``, ``groups`` (one group per row), ``rank_rows`` (one ranked response per row) or ``rated`` (one
+    rated response per row), from the columns."""
     c = ctx.cols
     pairs = c.chosen in row or c.rejected in row
     groups = c.responses in row or c.responses_best_to_worst in row
-    rank_rows = c.response in row or c.rank in row
+    rank_rows = c.rank in row
+    rated = all(name in row for name in c.ratings) if isinstance(c.ratings, list) else c.ratings in row
     if kind == "pairs" or (kind == "auto" and pairs):
         return "pairs"
+    if kind == "rated" or (kind == "auto" and rated and not groups and not rank_rows):
+        return "rated"
     if groups:
         return "groups"
-    if rank_rows:
+    if rank_rows or c.response in row:
         return "rank_rows"
     needs = (
         f"ranked data needs {c.responses!r} + {c.ranks!r}, {c.responses_best_to_worst!r}, or one response per row "
         f"with {c.response!r} + {c.rank!r}"
     )
     if kind == "auto":
-        needs = f"pairs need {c.chosen!r} and {c.rejected!r}; {needs}"
+        ratings = c.ratings if isinstance(c.ratings, str) else " + ".join(map(repr, c.ratings))
+        needs = f"pairs need {c.chosen!r} and {c.rejected!r}; {needs}; rated responses need {ratings!r}"
     what = "ranked data" if kind == "ranked" else "records"
     raise ctx.error(
         f"cannot read {what} from the columns found ({column_names(row)}): {needs}. Map your column names in the "
@@ -586,7 +602,26 @@ def _group_from_row(rowno: int, row: dict[str, Any], ctx: RowContext) -> RankedG
         col = c.responses
         responses = text_list_field(row, col, rowno, ctx)
         ranks = rank_list_field(row, len(responses), rowno, ctx)
-    return _make_group(prompt, responses, ranks, rowno, row, col, ctx)
+    ratings = ratings_field(row, rowno, ctx, responses=len(responses)) if isinstance(ctx.cols.ratings, str) else None
+    return _make_group(prompt, responses, ranks, rowno, row, col, ctx, ratings)
+
+
+def _rated_from_row(rowno: int, row: dict[str, Any], ctx: RowContext) -> RankedGroup:
+    """One rated response (a group of one with its ratings) from ``prompt, response, ratings``."""
+    c = ctx.cols
+    col = c.response if c.response in row or "response" in c.model_fields_set else "response"
+    prompt = text_field(row, c.prompt, rowno, ctx, allow_empty=True)
+    response = text_field(row, col, rowno, ctx)
+    same_text_type(response, col, prompt, c.prompt, rowno, ctx)
+    check_response(response, col, rowno, ctx)
+    ratings = ratings_field(row, rowno, ctx)
+    if ratings is None:
+        raise ctx.error("has no ratings; every row of a rated file needs them (null for an unknown attribute)",
+                        rowno, c.ratings if isinstance(c.ratings, str) else None)  # fmt: skip
+    ctx.report.add("rated_responses")
+    return RankedGroup(prompt=prompt, responses=(response,), ranks=(1,), images=images_field(row, rowno, ctx),
+                       id=label_field(row, c.id, rowno, ctx) or str(rowno), subset=subset_field(row, rowno, ctx),
+                       ratings=(ratings,))  # fmt: skip
 
 
 def _groups_from_rank_rows(rows: Rows, ctx: RowContext, max_samples: int | None) -> list[tuple[int, Record]]:
@@ -619,7 +654,14 @@ def _rank_row(rowno: int, row: dict[str, Any], ctx: RowContext) -> tuple[Text, T
 
 
 def _make_group(
-    prompt: Text, responses: list[Text], ranks: list[int], rowno: int, row: dict[str, Any], col: str, ctx: RowContext
+    prompt: Text,
+    responses: list[Text],
+    ranks: list[int],
+    rowno: int,
+    row: dict[str, Any],
+    col: str,
+    ctx: RowContext,
+    ratings: tuple[dict[str, float | None], ...] | None = None,
 ) -> RankedGroup:
     """Validate a group (≥ 2 responses, one text type, no identical responses ranked apart) and count it."""
     if len(responses) < 2:
@@ -648,6 +690,7 @@ def _make_group(
         images=images_field(row, rowno, ctx),
         id=group_id,
         subset=subset_field(row, rowno, ctx),
+        ratings=ratings,
     )
 
 

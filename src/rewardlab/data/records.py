@@ -76,7 +76,10 @@ class PreferencePair:
 
 @dataclass(frozen=True)
 class RankedGroup:
-    """K responses to one prompt with their ranks (1 = best). Equal ranks are ties; gaps are allowed."""
+    """K responses to one prompt with their ranks (1 = best). Equal ranks are ties; gaps are allowed.
+
+    ``ratings``: optional ``{attribute: value}`` per response (None where unknown), for attribute heads. A *rated
+    response* (a row ``prompt, response, ratings``) is a group of one: it gives no pair, only its ratings."""
 
     prompt: Text
     responses: tuple[Text, ...]
@@ -84,6 +87,19 @@ class RankedGroup:
     images: tuple[Any, ...] = ()
     id: str | None = None
     subset: str | None = None
+    ratings: tuple[dict[str, float | None], ...] | None = field(default=None, hash=False)
+
+    @property
+    def rated(self) -> bool:
+        return self.ratings is not None
+
+    def rated_responses(self) -> list[RankedGroup]:
+        """Each rated response alone (a group of one), so its ratings are learned once however many pairs it is in."""
+        if self.ratings is None:
+            return []
+        return [RankedGroup(self.prompt, (response,), (1,), self.images, None if self.id is None else
+                            f"{self.id}:{i}", self.subset, (rating,))
+                for i, (response, rating) in enumerate(zip(self.responses, self.ratings))]  # fmt: skip
 
     def to_pairs(self) -> list[PreferencePair]:
         """All K·(K−1)/2 ordered pairs (better, worse); tied responses give no pair."""

@@ -9,6 +9,7 @@ logic lives in :mod:`rewardlab.data.readers`; these are the cell-level checks it
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from typing import Any
 
@@ -32,6 +33,8 @@ class RowContext:
     errors: list[DataError] | None = None  # None: raise the first problem; a list: collect row problems there
     form: str | None = None  # set once the first row is read: pairs | groups | rank_rows
     columns: list[str] = dataclasses.field(default_factory=list)  # the first row's columns
+    # model.attributes ({name: (min, max)}): ratings must give each (or null) within its range; None: any numbers
+    attributes: dict[str, tuple[float, float]] | None = None
 
     def error(self, message: str, row: int | None = None, field: str | None = None) -> DataError:
         return DataError(message, source=self.label, row=row, field=field)
@@ -148,6 +151,73 @@ def margin_field(row: dict[str, Any], rowno: int, ctx: RowContext) -> float | No
         )
     ctx.report.add("margin")
     return float(value)
+
+
+Ratings = dict[str, float | None]
+
+
+def ratings_field(row: dict[str, Any], rowno: int, ctx: RowContext, responses: int | None = None) -> Any:
+    """A rated row's ratings (``responses=None``: one ``{attribute: value}``), or a ranked group's (one per
+    response, a list); None when the row has none. ``columns.ratings`` is one column of such objects, or a list of
+    columns holding one attribute each (then every response of a group shares them: use it for rated rows).
+    Values are finite numbers or null (unknown: masked out of the loss); with ``ctx.attributes`` every attribute
+    must be given (or null) and lie in its range, and other keys are dropped (counted as ``ratings_unused``)."""
+    col = ctx.cols.ratings
+    if isinstance(col, list):
+        for name in col:
+            require_field(row, name, rowno, ctx)
+        return _check_ratings({name: row[name] for name in col}, rowno, "ratings", ctx, per_column=True)
+    value = row.get(col)
+    if value is None or (ctx.csv and value.strip() == ""):
+        return None
+    if ctx.csv:
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise ctx.error("must be a JSON object of attribute ratings, e.g. {\"helpfulness\": 3}", rowno,
+                            col) from None  # fmt: skip
+    if responses is None:
+        return _check_ratings(value, rowno, col, ctx)
+    if not isinstance(value, list) or len(value) != responses:
+        raise ctx.error(f"must be a list of {responses} rating objects, one per response (in the order of the "
+                        f"responses), got {short_repr(value)}", rowno, col)  # fmt: skip
+    return tuple(_check_ratings(item, rowno, f"{col}[{i}]", ctx) for i, item in enumerate(value))
+
+
+def _check_ratings(value: Any, rowno: int, col: str, ctx: RowContext, per_column: bool = False) -> Ratings:
+    if not isinstance(value, dict) or not value:
+        raise ctx.error(f"must be an object of attribute ratings, e.g. {{\"helpfulness\": 3}}, got "
+                        f"{short_repr(value)}", rowno, col)  # fmt: skip
+    out: Ratings = {}
+    for name, rating in value.items():
+        where = str(name) if per_column else f"{col}.{name}"
+        if rating is None or (isinstance(rating, str) and ctx.csv and rating.strip() == ""):
+            out[str(name)] = None
+            continue
+        if isinstance(rating, str) and ctx.csv:
+            rating = _parse_float(rating)
+        if isinstance(rating, bool) or not isinstance(rating, (int, float)) or not math.isfinite(rating):
+            raise ctx.error(f"a rating must be a finite number or null (unknown), got {short_repr(rating)}", rowno,
+                            where)  # fmt: skip
+        out[str(name)] = float(rating)
+    if ctx.attributes is None:
+        return out
+    for name, (low, high) in ctx.attributes.items():
+        where = name if per_column else f"{col}.{name}"
+        if name not in out:
+            raise ctx.error(f"has no rating for {name!r} (ratings given: {', '.join(out)}); give every attribute of "
+                            "model.attributes, null where it is unknown, or map the names with columns.ratings",
+                            rowno, where)  # fmt: skip
+        rating = out[name]
+        if rating is not None and not low <= rating <= high:
+            raise ctx.error(f"{rating:g} is outside the range [{low:g}, {high:g}] of model.attributes.{name}; fix "
+                            "the rating or the range", rowno, where)  # fmt: skip
+        if rating is None:
+            ctx.report.add("ratings_missing")
+    unused = [name for name in out if name not in ctx.attributes]
+    if unused:
+        ctx.report.add("ratings_unused", len(unused))
+    return {name: out[name] for name in ctx.attributes}
 
 
 def images_field(row: dict[str, Any], rowno: int, ctx: RowContext) -> tuple[Any, ...]:

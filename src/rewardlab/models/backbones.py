@@ -127,12 +127,12 @@ def load_backbone(cfg: ModelConfig, tokenizer: Any, family: VisionFamily | None)
 
 
 def head_kwargs(cfg: ModelConfig) -> dict[str, Any]:
-    """The output head's size and names: one ``reward`` logit (also each member's of a LoRA ensemble), or an
-    ensemble of heads' mean and members."""
-    from rewardlab.models.reward_model import ensemble_labels
+    """The output head's size and names: one ``reward`` logit (also each member's of a LoRA ensemble), an
+    ensemble of heads' mean and members, or the score and the attribute heads."""
+    from rewardlab.models.reward_model import head_labels
 
-    heads = cfg.ensemble.members if cfg.ensemble and cfg.ensemble.kind == "heads" else 1
-    labels = ensemble_labels(heads)
+    lora_ensemble = cfg.ensemble is not None and cfg.ensemble.kind == "lora"
+    labels = ["reward"] if lora_ensemble else head_labels(cfg) or ["reward"]
     if len(labels) == 1:
         return {"num_labels": 1}
     # A backbone that already has a one-logit head (a reward model) gets a fresh head of the ensemble's size.

@@ -25,7 +25,7 @@ from rewardlab.models.reward_model import (
     RewardModel,
     attention_implementation,
     can_share_prompts,
-    ensemble_labels,
+    head_labels,
     unwrap_peft,
 )
 from rewardlab.models.vision import ProcessorBundle, VisionFamily, vision_family
@@ -97,8 +97,9 @@ class RewardBundle:
             pooling=model.pooling, max_length=cfg.data.max_length, overlong=cfg.data.overlong,
             chat_template=cfg.data.chat_template, padding_side=side,
             pad_equals_eos=tokenizer.pad_token_id == tokenizer.eos_token_id, config=cfg.model_dump(mode="json"),
-            labels=ensemble_labels(model.members) if model.members > 1 else None,
+            labels=head_labels(model_cfg),
             ensemble_kind=model_cfg.ensemble.kind if model_cfg.ensemble else None,
+            attributes={k: list(v) for k, v in model_cfg.attributes.items()} if model_cfg.attributes else None,
         )  # fmt: skip
         fmt = InputFormat.for_training(model.pooling, cfg.data.append_eos)
         return assemble(model, tokenizer, meta, model_cfg.name_or_path, text_format=fmt,
@@ -116,7 +117,8 @@ class RewardBundle:
 
         files = load_model_files(path, dtype=dtype)
         pooling = files.meta.pooling or resolve_pooling(unwrap_peft(files.backbone), "auto")
-        model = RewardModel(files.backbone, pooling, members=files.meta.members, kind=files.meta.kind)
+        model = RewardModel(files.backbone, pooling, members=files.meta.members, kind=files.meta.kind,
+                            attributes=len(files.meta.attribute_names))  # fmt: skip
         model = model.to(device).eval()
         meta = files.meta
         if max_length is not None or meta.max_length is None:
@@ -163,7 +165,8 @@ def training_model(model_cfg: ModelConfig, tokenizer: Any, family: VisionFamily 
     backbone = load_backbone(model_cfg, tokenizer, family)
     ensemble = model_cfg.ensemble
     return RewardModel(backbone, resolve_pooling(backbone, model_cfg.pooling), members=ensemble.members if ensemble
-                       else 1, kind=ensemble.kind if ensemble else "heads")  # fmt: skip
+                       else 1, kind=ensemble.kind if ensemble else "heads",
+                       attributes=len(model_cfg.attributes or {}))  # fmt: skip
 
 
 def resolve_pooling(model: Any, requested: str) -> str:
@@ -179,6 +182,8 @@ def check_training_settings(cfg: TrainConfig, family: VisionFamily | None) -> No
         raise ConfigError("data.num_irrelevant_pairs needs a vision-language model (it swaps images between pairs)")
     if cfg.model.ensemble and family is not None:
         raise ConfigError("model.ensemble works on text models for now; drop it for a vision-language model")
+    if cfg.model.attributes and family is not None:
+        raise ConfigError("model.attributes works on text models for now; drop it for a vision-language model")
     if cfg.data.num_irrelevant_pairs and cfg.data.ranked_as == "groups":
         raise ConfigError("data.num_irrelevant_pairs works on pairs; set data.ranked_as=pairs or drop it")
 

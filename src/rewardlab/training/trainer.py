@@ -28,13 +28,22 @@ from rewardlab.evaluation.metrics import preference_accuracy
 from rewardlab.models.checkpoint import write_model_files
 from rewardlab.models.export_meta import ExportMeta
 from rewardlab.models.reward_model import RewardModel
-from rewardlab.training.losses import LOSSES, bradley_terry_loss, centering_penalty
+from rewardlab.training.losses import LOSSES, LossTerms, bradley_terry_loss, centering_penalty
 from rewardlab.training.weights import load_backbone_weights
 
 # Batch keys the loss reads; every other key is a model input (ids, masks, image tensors, ...).
-LOSS_INPUTS = ("margin", "ranks", "group_sizes", "irrelevant_pairs", "row_lengths", "item_weights")
+LOSS_INPUTS = (
+    "margin",
+    "ranks",
+    "group_sizes",
+    "irrelevant_pairs",
+    "row_lengths",
+    "item_weights",
+    "attribute_targets",
+)
 # Train metrics summed on the device between two log lines: name → index in RewardTrainer._train_sums.
-SUMS = {"accuracy": 0, "margin": 1, "pairs": 2, "irrelevant_accuracy": 3, "irrelevant_loss": 4, "irrelevant_pairs": 5}
+SUMS = {"accuracy": 0, "margin": 1, "pairs": 2, "irrelevant_accuracy": 3, "irrelevant_loss": 4, "irrelevant_pairs": 5,
+        "attribute_squared_error": 6, "attribute_ratings": 7}  # fmt: skip
 
 
 def pair_metrics(eval_pred: EvalPrediction) -> dict[str, float]:
@@ -131,11 +140,17 @@ class RewardTrainer(Trainer):
         if members > 1:
             everything = model(**model_inputs, return_members=True)  # (rows, 1 + members): mean, then members
             scores = everything[:, 0]
+        elif self.model.attributes:
+            everything = model(**model_inputs, return_attributes=True)  # (rows, 1 + attributes): score, attributes
+            scores = everything[:, 0]
         else:
             scores = model(**model_inputs)  # (rows,)
         outputs: dict[str, torch.Tensor] = {"scores": scores}
-        terms = self.loss_fn(scores, inputs, self.loss_config, model.training)
-        loss = terms.loss
+        if self.model.attributes:
+            terms, loss = self._attribute_loss(scores, everything[:, 1:], inputs, model.training)
+        else:
+            terms = self.loss_fn(scores, inputs, self.loss_config, model.training)
+            loss = terms.loss
         if members > 1 and model.training:
             # Each member learns from the batch under its own bootstrap weights; the mean is what is evaluated.
             weights = self._bootstrap_weights(inputs, members, scores.device)
@@ -158,6 +173,37 @@ class RewardTrainer(Trainer):
             centered = everything[:, 1:].reshape(-1) if members > 1 and model.training else scores
             loss = loss + centering_penalty(centered, self.loss_config.center_coefficient)
         return (loss, outputs) if return_outputs else loss
+
+    def _attribute_loss(self, scores: torch.Tensor, attributes: torch.Tensor, inputs: dict[str, Any],
+                        training: bool) -> tuple[LossTerms, torch.Tensor]:  # fmt: skip
+        """Attribute heads: the preference loss on the batch's pairs or groups of two or more (a rated response
+        alone is a group of one, with no preference), plus ``attribute_weight`` × the mean squared error of the
+        attributes on the rows that have ratings (``attribute_targets`` (rows, K), NaN where unknown)."""
+        loss = scores.new_zeros(())
+        terms = LossTerms(loss)
+        if "group_sizes" in inputs:
+            sizes = inputs["group_sizes"]
+            ranked = sizes > 1
+            n = int(ranked.sum())
+            if n:  # the mean over the ranked groups only
+                weights = ranked.to(scores.dtype) * (sizes.numel() / n)
+                terms = self.loss_fn(scores, {**inputs, "item_weights": weights}, self.loss_config, training)
+        elif inputs["margin"].numel():
+            terms = self.loss_fn(scores, inputs, self.loss_config, training)
+        loss = terms.loss
+        targets = inputs.get("attribute_targets")
+        if targets is not None:
+            known = ~torch.isnan(targets)
+            squared = (attributes - torch.nan_to_num(targets)).square() * known
+            count = known.sum()
+            mse = squared.sum() / count.clamp(min=1)
+            loss = loss + self.loss_config.attribute_weight * mse
+            if training:
+                self._train_sums = self._train_sums.to(scores.device)
+                first = SUMS["attribute_squared_error"]
+                self._train_sums[first : first + 2] += torch.stack([squared.detach().sum().double(),
+                                                                    count.double()])  # fmt: skip
+        return terms, loss
 
     def _bootstrap_weights(self, inputs: dict[str, Any], members: int, device: torch.device) -> torch.Tensor | None:
         """``(members, items)`` Poisson(1) weights of this micro-batch's pairs or groups (online bagging: a fresh draw
@@ -206,6 +252,9 @@ class RewardTrainer(Trainer):
                     logs[name] = round(float(sums[SUMS[name]] / n), 4)
                     second = "margin" if name == "accuracy" else "irrelevant_loss"
                     logs[second] = round(float(sums[SUMS[second]] / n), 4)
+            if sums[SUMS["attribute_ratings"]] > 0:
+                logs["attribute_mse"] = round(float(sums[SUMS["attribute_squared_error"]] /
+                                                    sums[SUMS["attribute_ratings"]]), 5)  # fmt: skip
             self._train_sums.zero_()
         super().log(logs, start_time)
 
