@@ -104,7 +104,9 @@ def test_the_export_has_the_score_then_one_logit_per_attribute_named_in_id2label
     bundle = RewardBundle.load(export)
     scorer = Scorer.from_pretrained(str(export))
     scores = scorer.score(PROMPT, RESPONSES)
-    for item, score in zip(scorer.encode(PROMPT, RESPONSES), scores):
+    same, attributes = scorer.score_with_attributes(PROMPT, RESPONSES)
+    assert same == pytest.approx(scores, abs=1e-6) and scorer.attribute_names == ["quality", "words"]
+    for item, score, attrs in zip(scorer.encode(PROMPT, RESPONSES), scores, attributes):
         row = {"input_ids": torch.tensor([item.encoded.input_ids])}
         if item.encoded.token_type_ids is not None:
             row["token_type_ids"] = torch.tensor([item.encoded.token_type_ids])
@@ -113,6 +115,7 @@ def test_the_export_has_the_score_then_one_logit_per_attribute_named_in_id2label
             ours = bundle.model(**row, attention_mask=torch.ones_like(row["input_ids"]), return_attributes=True)[0]
         assert logits[0].item() == pytest.approx(score, abs=1e-5)
         assert logits.tolist() == pytest.approx(ours.tolist(), abs=1e-5)
+        assert logits[1:].tolist() == pytest.approx([attrs["quality"], attrs["words"]], abs=1e-5)
 
 
 def test_rated_responses_alone_train_the_attribute_heads_and_leave_the_preference_loss_out(base, tmp_path):
@@ -152,6 +155,15 @@ def test_the_collator_puts_rated_rows_after_the_pairs_with_their_targets():
     batch = GroupCollator(pad_token_id=0)([group, rated])
     assert batch["group_sizes"].tolist() == [2, 1] and batch["attribute_targets"].shape == (3, 2)
     assert torch.isnan(batch["attribute_targets"][:2]).all() and batch["attribute_targets"][2, 0].item() == 0.25
+
+
+def test_weights_combine_the_score_and_the_attributes_as_documented():
+    from rewardlab.models.scorer import combine_attributes
+
+    assert combine_attributes(2.0, {"quality": 0.5, "words": 0.25}, {"reward": 1, "words": -2}) == 1.5
+    assert combine_attributes(2.0, {"quality": 0.5}, {"quality": 4}) == 2.0
+    with pytest.raises(ValueError, match="unknown weight 'verbosity'.*reward, quality"):
+        combine_attributes(2.0, {"quality": 0.5}, {"verbosity": 1})
 
 
 def test_ratings_are_scaled_by_their_range_into_the_heads_targets():

@@ -195,8 +195,8 @@ class RewardModel(nn.Module):
     def _reward(self, logits: torch.Tensor, return_members: bool) -> torch.Tensor:
         """``(b, labels)`` head logits → ``(b,)`` scores, or ``(b, 1 + members)`` with ``return_members``."""
         logits = logits.float()
-        if self.members == 1:
-            return logits[:, :1] if return_members else logits[:, 0]
+        if self.members == 1:  # with attribute heads, "every score" is the preference score and the attributes
+            return logits[:, : 1 + self.attributes] if return_members else logits[:, 0]
         members = logits[:, 1 : 1 + self.members]
         mean = members.mean(-1)
         return torch.cat([mean[:, None], members], 1) if return_members else mean

@@ -85,6 +85,18 @@ def compare_scores(score_a: float, score_b: float, members_a: Sequence[float] = 
                       agree)  # fmt: skip
 
 
+def combine_attributes(score: float, attributes: dict[str, float], weights: dict[str, float]) -> float:
+    """A reward from attribute heads: ``Σ weights[k] · value_k``, where ``reward`` names the preference score and
+    every other key an attribute (0–1 scale); e.g. ``{"reward": 1, "verbosity": -0.5}``. An unknown key is a
+    ``ValueError`` naming the known ones."""
+    known = {"reward": score, **attributes}
+    unknown = [k for k in weights if k not in known]
+    if unknown:
+        raise ValueError(f"unknown weight {', '.join(map(repr, unknown))}: the model scores {', '.join(known)} "
+                         "('reward' is the preference score)")  # fmt: skip
+    return sum(w * known[k] for k, w in weights.items())
+
+
 def best_first(scores: Sequence[float]) -> list[int]:
     """Indices of ``scores`` from the highest score down (best-of-N); equal scores keep their order."""
     return sorted(range(len(scores)), key=lambda i: -scores[i])
@@ -215,6 +227,27 @@ class Scorer:
             std = self.normalization.std or 1.0
             spread = [s / std for s in spread]
         return scores, spread
+
+    @property
+    def attribute_names(self) -> list[str]:
+        """The attribute heads' names (``model.attributes``), in logit order; empty for a model without them."""
+        return self.bundle.meta.attribute_names
+
+    def score_with_attributes(
+        self,
+        prompts: Sequence[Text] | Text,
+        responses: Sequence[Text],
+        *,
+        normalize: bool = False,
+        images: Sequence[tuple[Any, ...]] | None = None,
+    ) -> tuple[list[float], list[dict[str, float]]]:
+        """Preference scores and, per response, ``{attribute: value}`` (0–1, the scale of the attribute's range;
+        empty dicts for a model without attribute heads). ``normalize`` applies to the preference score only."""
+        rows = self.score_items(self.encode(prompts, responses, images=images), members=True)
+        names = self.attribute_names
+        scores = [r[0] for r in rows]
+        attributes = [dict(zip(names, r[1:])) if names else {} for r in rows]
+        return (self.normalize(scores) if normalize else scores), attributes
 
     def _can_share(self, items: Sequence[ScoringItem]) -> bool:
         """Prompt sharing is exact for causal text models read at the last token, on plain token rows, with an
