@@ -236,3 +236,18 @@ def test_settings_that_cannot_train_attributes_exit_2(base, tmp_path, capsys):
     del rated_only["model"]["attributes"]
     run(tmp_path, rated_only, 2)
     assert "set model.attributes" in capsys.readouterr().err
+
+
+def test_inspect_summarizes_the_ratings_of_rated_files_and_rated_groups(tmp_path, capsys):
+    from rewardlab.cli import main
+
+    rows = [{"prompt": "p", "response": "a", "ratings": {"quality": 1, "words": 3}},
+            {"prompt": "p", "response": "b", "ratings": {"quality": 3, "words": None}}]  # fmt: skip
+    path = write_jsonl(tmp_path / "rated.jsonl", rows)
+    assert main(["inspect", str(path), "--json", str(tmp_path / "report.json")]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["kind"] == "rated" and report["reader_counts"] == {"rated_responses": 2}
+    assert report["ratings"]["quality"]["mean"] == 2 and report["ratings"]["quality"]["missing"] == 0
+    assert report["ratings"]["words"]["count"] == 1 and report["ratings"]["words"]["missing"] == 1
+    out = capsys.readouterr().out
+    assert "rated responses (one row per response)" in out and "[quality=3, words=?] b" in out

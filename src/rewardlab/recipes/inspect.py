@@ -5,8 +5,8 @@ measured) and returns a JSON-serialisable report; :func:`render_inspect` prints 
 
 Report keys:
 
-- ``source``, ``format``, ``form`` (``pairs`` | ``groups`` | ``rank_rows``, see :mod:`rewardlab.data.readers`;
-  None when no row was readable), ``kind`` (``pairs`` | ``ranked``), ``prompt`` (``explicit`` | ``implicit``),
+- ``source``, ``format``, ``form`` (``pairs`` | ``groups`` | ``rank_rows`` | ``rated``, see
+  :mod:`rewardlab.data.readers`; None when no row was readable), ``kind`` (``pairs`` | ``ranked`` | ``rated``), ``prompt`` (``explicit`` | ``implicit``),
   ``text`` (``strings`` | ``messages`` | ``mixed``), ``rows`` (data rows read, bad ones included), ``records``,
   ``columns`` (of the first readable row), ``reader_counts`` (the reader's report counts).
 - ``problems``: ``count`` (all row-level problems), ``identical_pairs`` (of them, chosen == rejected),
@@ -26,6 +26,8 @@ Report keys:
   ``pairs_after_expansion`` (ties give no pair).
 - ``margin`` (pairs, when the first row has a margin column or any pair a margin; else None): ``summary`` of
   the margins given and ``missing`` (pairs without one).
+- ``ratings`` (when any record has ratings, else None): ``{attribute: summary}`` of the values given, each
+  summary with ``missing`` (responses whose rating is null or absent) added.
 - ``subsets`` (when the first row has a subset or ``source`` column or any record a subset; else None):
   ``{subset: records}``, ``"(none)"`` for no value.
 - ``images`` (when any record has images, else None): ``records_with_images``, ``records_without``,
@@ -74,7 +76,7 @@ def run_inspect(cfg: InspectConfig) -> dict[str, Any]:
         "source": result.report.source,
         "format": result.report.format,
         "form": result.form,
-        "kind": None if result.form is None else "pairs" if result.form == "pairs" else "ranked",
+        "kind": None if result.form is None else {"pairs": "pairs", "rated": "rated"}.get(result.form, "ranked"),
         "prompt": "explicit" if result.explicit_prompt else "implicit",
         "text": _text_type(records),
         "rows": result.report.rows,
@@ -85,6 +87,7 @@ def run_inspect(cfg: InspectConfig) -> dict[str, Any]:
         "lengths": _lengths(pairs, groups, measure, cfg.max_length, "tokens" if cfg.tokenizer else "words"),
         "duplicates": _duplicates(records),
         "ranked": _ranked(groups) if result.form in ("groups", "rank_rows") else None,
+        "ratings": _ratings(groups) if any(g.rated for g in groups) else None,
         "margin": _margin(pairs) if has_margin else None,
         "subsets": dict(Counter(r.subset or "(none)" for r in records).most_common()) if has_subset else None,
         "images": _images(records, cfg.data.path, cfg.max_errors) if any(r.images for r in records) else None,
@@ -244,6 +247,17 @@ def _ranked(groups: list[RankedGroup]) -> dict[str, Any]:
     }
 
 
+def _ratings(groups: list[RankedGroup]) -> dict[str, Any]:
+    """Per attribute, the summary of the ratings given and how many responses lack one."""
+    given = [r for g in groups for r in g.ratings or [{}] * len(g.responses)]
+    names = list(dict.fromkeys(name for r in given for name in r))
+    out = {}
+    for name in names:
+        values = [r[name] for r in given if r.get(name) is not None]
+        out[name] = {**(summarize(values) or {}), "missing": len(given) - len(values)}
+    return out
+
+
 def _margin(pairs: list[PreferencePair]) -> dict[str, Any]:
     margins = [p.margin for p in pairs if p.margin is not None]
     return {"summary": summarize(margins), "missing": len(pairs) - len(margins)}
@@ -331,6 +345,7 @@ def _example(record: Record) -> dict[str, Any]:
             "prompt": _clip(record.prompt),
             "responses": [_clip(r) for r in record.responses],
             "ranks": list(record.ranks),
+            **({"ratings": list(record.ratings)} if record.ratings is not None else {}),
         }
     out = {"prompt": _clip(record.prompt), "chosen": _clip(record.chosen), "rejected": _clip(record.rejected)}
     extras = {"id": record.id, "margin": record.margin, "subset": record.subset}
@@ -353,6 +368,8 @@ def render_inspect(report: dict[str, Any]) -> None:
         console.print(
             _mapping_table("Margins", {**report["margin"]["summary"], "missing": report["margin"]["missing"]})
         )
+    if report.get("ratings"):
+        console.print(_ratings_table(report["ratings"]))
     if report["subsets"] is not None:
         console.print(_mapping_table("Subsets (records)", report["subsets"]))
     if report["reader_counts"]:
@@ -364,8 +381,11 @@ def render_inspect(report: dict[str, Any]) -> None:
     else:
         console.print("No problems found.")
     for i, example in enumerate(report["examples"], start=1):
-        if "ranks" in example:  # a group: one line per response, with its rank
-            lines = [f"[rank {rank}] {text}" for rank, text in zip(example["ranks"], example["responses"])]
+        if "ranks" in example:  # a group: one line per response, with its rank (and ratings, when rated)
+            ratings = example.get("ratings") or [None] * len(example["ranks"])
+            alone = len(example["ranks"]) == 1 and example.get("ratings")
+            lines = [f"[{_tags(None if alone else rank, rating)}] {text}"
+                     for rank, rating, text in zip(example["ranks"], ratings, example["responses"])]  # fmt: skip
             example = {"id": example["id"], "prompt": example["prompt"], "responses": "\n".join(lines)}
         console.print(_mapping_table(f"Example {i}", example))
 
@@ -375,6 +395,8 @@ def _overview_table(report: dict[str, Any]) -> Any:
     kind = report["kind"] or "unknown (no readable row)"
     if report["kind"] == "pairs":
         kind = f"pairs, {report['prompt']} prompt"
+    elif report["kind"] == "rated":
+        kind = "rated responses (one row per response)"
     elif report["kind"] == "ranked":
         kind = f"ranked groups ({'one row per group' if report['form'] == 'groups' else 'one row per response'})"
     if report["text"] == "messages":
@@ -390,6 +412,26 @@ def _overview_table(report: dict[str, Any]) -> Any:
         "prompts (unique / repeated)": f"{dup['unique_prompts']} / {dup['repeated_prompts']}",
     }
     return _mapping_table("Data", overview)
+
+
+def _tags(rank: int | None, ratings: dict[str, float | None] | None) -> str:
+    """``rank 1; helpfulness=3, verbosity=?`` for an example line (``?``: unknown)."""
+    tags = [] if rank is None else [f"rank {rank}"]
+    if ratings:
+        tags.append(", ".join(f"{k}={'?' if v is None else f'{v:g}'}" for k, v in ratings.items()))
+    return "; ".join(tags)
+
+
+def _ratings_table(ratings: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="Ratings")
+    for column in ("attribute", "count", "min", "p50", "max", "mean", "missing"):
+        table.add_column(column, justify="left" if column == "attribute" else "right")
+    for name, s in ratings.items():
+        cells = [s.get(k) for k in ("count", "min", "p50", "max", "mean")]
+        table.add_row(name, *("" if v is None else f"{v:g}" for v in cells), str(s["missing"]))
+    return table
 
 
 def _mapping_table(title: str, mapping: dict[str, Any]) -> Any:
