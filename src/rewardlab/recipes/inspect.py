@@ -6,8 +6,8 @@ measured) and returns a JSON-serialisable report; :func:`render_inspect` prints 
 Report keys:
 
 - ``source``, ``format``, ``form`` (``pairs`` | ``groups`` | ``rank_rows`` | ``rated``, see
-  :mod:`rewardlab.data.readers`; None when no row was readable), ``kind`` (``pairs`` | ``ranked`` | ``rated``), ``prompt`` (``explicit`` | ``implicit``),
-  ``text`` (``strings`` | ``messages`` | ``mixed``), ``rows`` (data rows read, bad ones included), ``records``,
+  :mod:`rewardlab.data.readers`; None when no row was readable), ``kind`` (``pairs`` | ``ranked`` | ``rated``),
+  ``prompt`` (``explicit`` | ``implicit``), ``text`` (``strings`` | ``messages`` | ``mixed``), ``rows`` (data rows read, bad ones included), ``records``,
   ``columns`` (of the first readable row), ``reader_counts`` (the reader's report counts).
 - ``problems``: ``count`` (all row-level problems), ``identical_pairs`` (of them, chosen == rejected),
   ``by_field`` (``{field: count}``, ``"(row)"`` for a whole-row problem) and ``listed`` (the first
