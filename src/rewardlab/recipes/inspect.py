@@ -7,8 +7,9 @@ Report keys:
 
 - ``source``, ``format``, ``form`` (``pairs`` | ``groups`` | ``rank_rows`` | ``rated``, see
   :mod:`rewardlab.data.readers`; None when no row was readable), ``kind`` (``pairs`` | ``ranked`` | ``rated``),
-  ``prompt`` (``explicit`` | ``implicit``), ``text`` (``strings`` | ``messages`` | ``mixed``), ``rows`` (data rows read, bad ones included), ``records``,
-  ``columns`` (of the first readable row), ``reader_counts`` (the reader's report counts).
+  ``prompt`` (``explicit`` | ``implicit``), ``text`` (``strings`` | ``messages`` | ``mixed``), ``rows`` (data
+  rows read, bad ones included), ``records``, ``columns`` (of the first readable row), ``reader_counts`` (the
+  reader's report counts).
 - ``problems``: ``count`` (all row-level problems), ``identical_pairs`` (of them, chosen == rejected),
   ``by_field`` (``{field: count}``, ``"(row)"`` for a whole-row problem) and ``listed`` (the first
   ``max_errors`` as ``{"row", "field", "message"}``). After the reader's problems come repeated ids: each
