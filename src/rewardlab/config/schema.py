@@ -782,7 +782,7 @@ class EvalConfig(ScoringSettings):
         return value
 
 
-BenchSuite = Literal["rewardbench", "rewardbench2", "rm-bench", "judgebench"]
+BenchSuite = Literal["rewardbench", "rewardbench2", "rm-bench", "judgebench", "vl-rewardbench", "mm-rewardbench"]
 BENCH_SUITES: tuple[str, ...] = get_args(BenchSuite)
 
 
@@ -803,6 +803,11 @@ class BenchConfig(ScoringSettings):
         None, description="Split of a hub dataset or `save_to_disk` folder (default: the suite's)."
     )
     limit: int | None = Field(None, ge=1, description="Score only the first N items of each subset (quick runs).")
+    subsets: list[str] = Field(
+        default_factory=list,
+        description="Score only these subsets (RewardBench subsets, RM-Bench domains, JudgeBench sources, vision "
+        "categories), comma-separated; a name no suite has is an error that lists them. Default: all.",
+    )
     out: str = Field(description="Output folder: bench.json, bench.csv and the score cache (cache/).")
 
     @model_validator(mode="before")
@@ -812,11 +817,12 @@ class BenchConfig(ScoringSettings):
         if not isinstance(value, dict):
             return value
         value = dict(value)
-        for key in ("suite", "model", "data"):
+        for key in ("suite", "model", "data", "subsets"):
             if isinstance(value.get(key), str):
                 value[key] = [value[key]]
-        if isinstance(value.get("suite"), list):
-            value["suite"] = [s.strip() for v in value["suite"] for s in str(v).split(",") if s.strip()]
+        for key in ("suite", "subsets"):
+            if isinstance(value.get(key), list):
+                value[key] = [s.strip() for v in value[key] for s in str(v).split(",") if s.strip()]
         return value
 
     def data_for(self) -> dict[str, str]:

@@ -27,6 +27,22 @@ Suites (:data:`SUITES`; each metric learned from the benchmark's own scoring cod
   balance; for a scalar reward model both orders give the same verdict, except on an exact tie, which gives one
   right and one wrong verdict: not right. So: right when the labelled-better response scores strictly higher.
 
+- ``vl-rewardbench`` (``MMInstruction/VL-RewardBench``, vision): rows ``id, query, response[2], human_ranking``
+  (the better response has rank 0) with an image (``image``, or ``image_path`` relative to the data file, as the
+  benchmark's repository ships it). The category is the source dataset's group, as the benchmark's own ``cal.py``
+  maps it: vlfeedback and wildvision-battle → general, povid, rlhf-v and rlaif-v → hallucination, reasoning_tasks
+  (mathverse, mmmu-pro) → reasoning; the source is the folder of ``image_path`` or, for the hub rows, the id's prefix.
+  Accuracy per category, ``overall`` pooled over items and ``macro`` the mean of the three categories.
+- ``mm-rewardbench`` (Multimodal RewardBench, ``facebookresearch/multimodal_rewardbench``, vision): rows ``ID, Text,
+  Image, Output1, Output2, Better ("Output1" | "Output2"), Category``. Accuracy per category, where, as the
+  benchmark's ``get_accuracy`` does, safety splits into safety/bias (ids starting ``pairs``) and safety/toxicity,
+  and reasoning into reasoning/math (ids starting ``math``) and reasoning/coding; and overall. Not on the hub: the
+  benchmark's download script builds ``data/all_data.json``, its ``Image`` paths relative to that folder.
+
+Vision suites carry each item's images; ``rewardlab bench`` adds the *text-only* baseline: the same RM scoring the
+same items with each image replaced by one blank (mid-grey) image, so the input keeps its format (a vision-language RM
+expects an image) and nothing in it can be seen.
+
 Confound baselines (:func:`confound_baselines`): each suite's metric computed on the same items with the response
 length as the score ("longer wins") or its negative ("shorter wins"), in characters and in tokens. A tie there is a
 coin toss: half a win between two responses, ``1/k`` when ``k`` share the top of a best-of-N item.
@@ -64,6 +80,7 @@ class BenchItem:
     prompt: Text
     chosen: tuple[Text, ...]
     rejected: tuple[Text, ...]
+    images: tuple[Any, ...] = ()  # vision suites: paths (or decoded images) every response is scored with
 
     @property
     def responses(self) -> tuple[Text, ...]:
@@ -73,8 +90,21 @@ class BenchItem:
     @property
     def key(self) -> str:
         """Identifies the item by its content (a cache of scores stays right when a data file changes)."""
-        blob = json.dumps([self.id, self.subset, self.prompt, self.chosen, self.rejected], sort_keys=True)
+        images = [image_fingerprint(im) for im in self.images]
+        blob = json.dumps([self.id, self.subset, self.prompt, self.chosen, self.rejected, *images], sort_keys=True)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:20]
+
+
+def image_fingerprint(image: Any) -> str:
+    """A path as itself; a decoded image by a hash of its pixels (a hub dataset's rows hold PIL images)."""
+    if isinstance(image, str):
+        return image
+    if getattr(image, "info", {}).get("rewardlab") == "blank":  # the text-only baseline's stand-in
+        return "blank"
+    tobytes = getattr(image, "tobytes", None)
+    if callable(tobytes):
+        return f"{getattr(image, 'size', '')}:{hashlib.sha256(tobytes()).hexdigest()[:16]}"
+    return repr(image)
 
 
 @dataclass(frozen=True)
@@ -306,6 +336,41 @@ def judgebench_metrics(items: Sequence[BenchItem], scores: Sequence[ItemScores],
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# VL-RewardBench and Multimodal RewardBench (vision)
+# ---------------------------------------------------------------------------------------------------------------------
+
+# The benchmark's cal.py: source dataset (the folder under images/) → category.
+VLRB_GROUPS = {"vlfeedback": "general", "wildvision-battle": "general", "povid": "hallucination",
+               "rlhf-v": "hallucination", "rlaif-v": "hallucination", "reasoning_tasks": "reasoning"}  # fmt: skip
+VLRB_CATEGORIES = ("general", "hallucination", "reasoning")
+
+
+def vlrewardbench_metrics(
+    items: Sequence[BenchItem], scores: Sequence[ItemScores], tie: float = 0.0
+) -> list[MetricRow]:
+    """Accuracy per category (general, hallucination, reasoning), overall (pooled) and the macro average."""
+    right = [win(s.chosen[0], s.rejected[0], tie) for s in scores]
+    groups = _by_subset(items, right)
+    rows = [MetricRow("category", name, "accuracy", _mean(groups[name]), len(groups[name]))
+            for name in (*VLRB_CATEGORIES, *sorted(set(groups) - set(VLRB_CATEGORIES))) if name in groups]  # fmt: skip
+    rows.append(MetricRow("overall", "all", "accuracy", _mean(right), len(right)))
+    present = [r.value for r in rows if r.level == "category"]
+    rows.append(MetricRow("overall", "macro", "accuracy", _mean(present), len(right)))
+    return rows
+
+
+def mmrewardbench_metrics(
+    items: Sequence[BenchItem], scores: Sequence[ItemScores], tie: float = 0.0
+) -> list[MetricRow]:
+    """Accuracy per category (safety and reasoning split as the benchmark's scorer splits them) and overall."""
+    right = [win(s.chosen[0], s.rejected[0], tie) for s in scores]
+    groups = _by_subset(items, right)
+    rows = [MetricRow("category", name, "accuracy", _mean(v), len(v)) for name, v in sorted(groups.items())]
+    rows.append(MetricRow("overall", "all", "accuracy", _mean(right), len(right)))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # Readers: each suite's published row schema → BenchItem
 # ---------------------------------------------------------------------------------------------------------------------
 
@@ -341,6 +406,23 @@ class _Row:
             if not isinstance(v, str) or v == "":
                 raise self.error(f"response {i + 1} is not a non-empty string: {_short(v)}", name)
         return tuple(value)
+
+    def image(self, *names: str) -> Any:
+        """The row's image: a decoded image (a hub dataset's), or a path, resolved next to the data file when
+        relative (a URL stays as it is). ``names``: the fields to try, in order."""
+        from pathlib import Path
+
+        value = next((self.row[n] for n in names if self.row.get(n) is not None), None)
+        if value is None:
+            found = ", ".join(self.row) or "none"
+            raise self.error(f"missing field; a {self.suite.name} row has {self.suite.schema} (found: {found})",
+                             names[-1])  # fmt: skip
+        if not isinstance(value, str):
+            return value
+        if value.startswith(("http://", "https://")) or Path(value).is_absolute():
+            return value
+        base = Path(self.source).expanduser()
+        return str((base.parent if base.is_file() else base) / value)
 
     def ident(self, name: str = "id") -> str:
         value = self.row.get(name)
@@ -393,6 +475,55 @@ def _read_rmbench(r: _Row) -> BenchItem:
     return BenchItem(r.ident(), pooled, r.text("prompt"), chosen, rejected)
 
 
+def _vlrb_source(r: _Row) -> str:
+    """VL-RewardBench's source dataset: the folder of ``image_path`` (``images/<source>/...``), else the id's
+    prefix (``RLAIF-V-14`` → rlaif-v, ``mathverse_...`` / ``mmmu-pro...`` → reasoning_tasks, ...)."""
+    path = r.row.get("image_path")
+    if isinstance(path, str) and path.count("/") >= 2:
+        return path.split("/")[1]
+    ident = str(r.get("id")).lower()
+    for prefix, source in VLRB_ID_PREFIXES:
+        if ident.startswith(prefix):
+            return source
+    return "vlfeedback"
+
+
+VLRB_ID_PREFIXES = (("rlaif", "rlaif-v"), ("rlhf", "rlhf-v"), ("povid", "povid"), ("mathverse", "reasoning_tasks"),
+                    ("mmmu", "reasoning_tasks"), ("wildvision", "wildvision-battle"))  # fmt: skip
+
+
+def _read_vlrewardbench(r: _Row) -> BenchItem:
+    responses = r.texts("response")
+    ranking = r.get("human_ranking")
+    if len(responses) != 2 or not isinstance(ranking, list) or sorted(ranking) != [0, 1]:
+        raise r.error(f"a VL-RewardBench row has 2 responses and human_ranking [0, 1] or [1, 0] (0: the better); got "
+                      f"{len(responses)} responses and {_short(ranking)}", "human_ranking")  # fmt: skip
+    source = _vlrb_source(r)
+    category = VLRB_GROUPS.get(source)
+    if category is None:
+        raise r.error(f"unknown source {source!r} (the folder of image_path); VL-RewardBench's are "
+                      f"{', '.join(VLRB_GROUPS)}", "image_path")  # fmt: skip
+    better = ranking.index(0)
+    return BenchItem(r.ident(), category, r.text("query"), (responses[better],), (responses[1 - better],),
+                     images=(r.image("image", "image_path"),))  # fmt: skip
+
+
+def _read_mmrewardbench(r: _Row) -> BenchItem:
+    better = r.get("Better")
+    if better not in ("Output1", "Output2"):
+        raise r.error(f"expected 'Output1' or 'Output2', got {_short(better)}", "Better")
+    one, two = r.text("Output1"), r.text("Output2")
+    chosen, rejected = (one, two) if better == "Output1" else (two, one)
+    ident = r.ident("ID")
+    meta = r.row.get("Meta") if isinstance(r.row.get("Meta"), dict) else {}
+    category = str(r.row.get("Category") or meta.get("Category") or r.get("Category"))
+    if category == "safety":
+        category = "safety/bias" if ident.lower().startswith("pairs") else "safety/toxicity"
+    elif category == "reasoning":
+        category = "reasoning/math" if ident.lower().startswith("math") else "reasoning/coding"
+    return BenchItem(ident, category, r.text("Text"), (chosen,), (rejected,), images=(r.image("Image"),))
+
+
 def _read_judgebench(r: _Row) -> BenchItem:
     a, b = r.text("response_A"), r.text("response_B")
     label = r.get("label")
@@ -415,10 +546,14 @@ class Suite:
     schema: str
     read_row: Callable[[_Row], BenchItem]
     metrics: Callable[[Sequence[BenchItem], Sequence[ItemScores], float], list[MetricRow]]
+    vision: bool = False  # items carry images: scored by a vision-language RM, with the text-only baseline
 
     def source(self, path: str | None, split: str | None = None) -> DataSource:
         """The data source: ``path`` (a file, a ``save_to_disk`` folder or a hub name), else the hub dataset."""
         if path is None:
+            if not self.hub_path:
+                raise DataError(f"{self.name} is not on the hub: build its data with the benchmark's own download "
+                                f"script and give it with --data ({self.schema})")  # fmt: skip
             return DataSource(path=self.hub_path, format="hub", split=split or self.hub_split)
         return DataSource(path=path, split=split or self.hub_split)
 
@@ -435,6 +570,12 @@ SUITES: dict[str, Suite] = {
         Suite("judgebench", "JudgeBench", "ScalerLab/JudgeBench", "gpt",
               "question, response_A, response_B, label, source (pair_id optional)", _read_judgebench,
               judgebench_metrics),
+        Suite("vl-rewardbench", "VL-RewardBench", "MMInstruction/VL-RewardBench", "test",
+              "id, query, response (2), human_ranking, image or image_path", _read_vlrewardbench,
+              vlrewardbench_metrics, vision=True),
+        Suite("mm-rewardbench", "Multimodal RewardBench", "", "test",
+              "ID, Text, Image, Output1, Output2, Better, Category", _read_mmrewardbench, mmrewardbench_metrics,
+              vision=True),
     )
 }  # fmt: skip
 
@@ -472,6 +613,7 @@ def read_suite(suite: Suite, source: DataSource, limit: int | None = None) -> li
 # ---------------------------------------------------------------------------------------------------------------------
 
 BASELINES = ("longer_chars", "shorter_chars", "longer_tokens", "shorter_tokens")
+TEXT_ONLY = "text_only"  # vision suites: the same RM without the images
 BASELINE_TIE = 0.5  # a coin toss
 
 
@@ -501,7 +643,7 @@ def with_baselines(rows: Sequence[MetricRow], baselines: dict[str, list[MetricRo
     out = []
     for r in rows:
         entry: dict[str, Any] = {"level": r.level, "name": r.name, "metric": r.metric, "value": r.value, "n": r.n}
-        for name in BASELINES:
+        for name in (*BASELINES, *(n for n in baselines if n not in BASELINES)):
             entry[name] = looked_up.get(name, {}).get(r.key)
         out.append(entry)
     return out

@@ -23,8 +23,10 @@ from typing import Any
 from rewardlab.config.schema import BenchConfig
 from rewardlab.data.files import RunLock, atomic_write_text, cut_unfinished_line, output_errors
 from rewardlab.data.records import plain_text
+from rewardlab.errors import ConfigError, DataError
 from rewardlab.evaluation.benchmarks import (
     BASELINES,
+    TEXT_ONLY,
     BenchItem,
     ItemScores,
     Suite,
@@ -37,7 +39,7 @@ from rewardlab.evaluation.benchmarks import (
 
 logger = logging.getLogger(__name__)
 
-CSV_COLUMNS = ["model", "suite", "level", "name", "metric", "value", "n", *BASELINES]
+CSV_COLUMNS = ["model", "suite", "level", "name", "metric", "value", "n", *BASELINES, TEXT_ONLY]
 CHUNK_ITEMS = 256  # items scored between two cache appends: what a killed run loses at most
 
 
@@ -112,7 +114,8 @@ def score_items(scorer: Any, items: list[BenchItem], cache: ScoreCache, on_batch
     for start in range(0, len(todo), CHUNK_ITEMS):
         chunk = todo[start : start + CHUNK_ITEMS]
         prompts = [it.prompt for it in chunk for _ in it.responses]  # responses to one prompt share its tokens
-        flat = scorer.score(prompts, [r for it in chunk for r in it.responses], on_batch=on_batch)
+        images = [it.images for it in chunk for _ in it.responses] if any(it.images for it in chunk) else None
+        flat = scorer.score(prompts, [r for it in chunk for r in it.responses], on_batch=on_batch, images=images)
         entries, offset = {}, 0
         for it in chunk:
             c, k = len(it.chosen), len(it.responses)
@@ -144,22 +147,58 @@ def load_suites(cfg: BenchConfig) -> dict[str, tuple[Suite, list[BenchItem]]]:
     """Every suite's items, read and checked before any model is loaded."""
     data = cfg.data_for()
     out = {}
+    found: dict[str, set[str]] = {}
     for name in cfg.suite:
         suite = get_suite(name)
         items = read_suite(suite, suite.source(data.get(name), cfg.split), cfg.limit)
+        found[name] = {it.subset for it in items}
+        if cfg.subsets:
+            items = [it for it in items if it.subset in cfg.subsets]
         logger.info("%s: %d items from %s", name, len(items), data.get(name, suite.hub_path))
         out[name] = (suite, items)
+    unknown = [s for s in cfg.subsets if not any(s in names for names in found.values())]
+    if unknown:
+        have = "; ".join(f"{name}: {', '.join(sorted(names))}" for name, names in found.items())
+        raise DataError(f"--subsets {', '.join(unknown)}: no such subset ({have})")
+    empty = [name for name, (_, items) in out.items() if not items]
+    if empty:
+        raise DataError(f"--subsets leaves no item of {', '.join(empty)}; name one of its subsets or drop the suite")
     return out
 
 
-def suite_result(suite: Suite, items: list[BenchItem], scores: list[ItemScores], tokenizer: Any) -> dict[str, Any]:
-    """The suite's metric rows (each with its length baselines) and every item's scores, for bench.json."""
-    rows = with_baselines(
-        suite.metrics(items, scores, 0.0), confound_baselines(suite, items, response_lengths(items, tokenizer))
-    )
+def suite_result(suite: Suite, items: list[BenchItem], scores: list[ItemScores], tokenizer: Any,
+                 text_only: list[ItemScores] | None = None) -> dict[str, Any]:  # fmt: skip
+    """The suite's metric rows (each with its length baselines, and for a vision suite the text-only baseline: the
+    same RM's scores without the images) and every item's scores, for bench.json."""
+    baselines = confound_baselines(suite, items, response_lengths(items, tokenizer))
+    if text_only is not None:
+        baselines[TEXT_ONLY] = suite.metrics(items, text_only, 0.0)
+    rows = with_baselines(suite.metrics(items, scores, 0.0), baselines)
     per_item = [{"id": it.id, "subset": it.subset, "chosen": list(s.chosen), "rejected": list(s.rejected)}
                 for it, s in zip(items, scores)]  # fmt: skip
+    if text_only is not None:
+        for entry, s in zip(per_item, text_only):
+            entry[TEXT_ONLY] = {"chosen": list(s.chosen), "rejected": list(s.rejected)}
     return {"suite": suite.name, "items": len(items), "rows": rows, "scores": per_item}
+
+
+def text_only_items(items: list[BenchItem]) -> list[BenchItem]:
+    """The items with their images removed (the text-only baseline of a vision suite): each image becomes one blank
+    image (:func:`blank_image`), so the input keeps the format the RM scores (a vision-language RM expects an
+    image) and carries nothing to see."""
+    import dataclasses
+
+    blank = blank_image()
+    return [dataclasses.replace(it, images=(blank,) * len(it.images)) for it in items]
+
+
+def blank_image() -> Any:
+    """A mid-grey 448×448 RGB image, marked so its fingerprint is a constant (see ``image_fingerprint``)."""
+    from PIL import Image
+
+    image = Image.new("RGB", (448, 448), (128, 128, 128))
+    image.info["rewardlab"] = "blank"
+    return image
 
 
 def run_bench(cfg: BenchConfig) -> BenchResult:
@@ -171,19 +210,31 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
     out = Path(cfg.out)
     result = BenchResult(out, [])
     results = []
+    vision = {s for s, (suite, _) in suites.items() if suite.vision}
+    plain = {s: text_only_items(items) for s, (_, items) in suites.items() if s in vision}
     with RunLock(out):
         for model, name in zip(cfg.model, model_names(cfg.model)):
             scorer = Scorer.from_pretrained(model, cfg.scoring())
-            caches = {s: ScoreCache(out / "cache" / name / f"{s}.jsonl", cache_meta(model, cfg)) for s in suites}
-            total = sum(len(it.responses) for s, (_, items) in suites.items() for it in items
+            if vision and not scorer.is_vision:
+                raise ConfigError(f"{', '.join(sorted(vision))}: image benchmarks need a vision-language RM; {model} "
+                                  "is a text model (run it on the text suites)")  # fmt: skip
+            meta = cache_meta(model, cfg)
+            caches = {s: ScoreCache(out / "cache" / name / f"{s}.jsonl", meta) for s in suites}
+            caches |= {f"{s}-{TEXT_ONLY}": ScoreCache(out / "cache" / name / f"{s}-{TEXT_ONLY}.jsonl", meta)
+                       for s in vision}  # fmt: skip
+            work = {s: items for s, (_, items) in suites.items()} | {f"{s}-{TEXT_ONLY}": v for s, v in plain.items()}
+            total = sum(len(it.responses) for s, items in work.items() for it in items
                         if it.key not in caches[s].scores)  # fmt: skip
             with progress_bar(total) as progress:
-                for sname, (_, items) in suites.items():
+                for sname, items in work.items():
                     progress.describe(f"{name} · {sname}")
                     result.cached[(name, sname)] = sum(it.key in caches[sname].scores for it in items)
                     result.scored[(name, sname)] = score_items(scorer, items, caches[sname], progress.advance)
             for sname, (suite, items) in suites.items():
-                entry = suite_result(suite, items, [caches[sname].scores[it.key] for it in items], scorer.tokenizer)
+                text_only = ([caches[f"{sname}-{TEXT_ONLY}"].scores[it.key] for it in plain[sname]]
+                             if sname in vision else None)  # fmt: skip
+                entry = suite_result(suite, items, [caches[sname].scores[it.key] for it in items], scorer.tokenizer,
+                                     text_only)  # fmt: skip
                 results.append({"model": name, "path": model, "scored_now": result.scored[(name, sname)], **entry})
                 result.rows += [{"model": name, "suite": sname, **r} for r in entry["rows"]]
                 logger.info("%s on %s: %d items scored, %d from the cache", name, sname,
@@ -234,13 +285,14 @@ def print_tables(rows: list[dict[str, Any]], suites: dict[str, tuple[Suite, list
 
     for sname, (suite, _) in suites.items():
         table = Table(title=f"{suite.title} — model vs. length baselines (ties: a coin toss)")
+        extra = (TEXT_ONLY,) if suite.vision else ()
         for col in ("model", "level", "name", "metric", "value", "n", "longer ch", "shorter ch", "longer tok",
-                    "shorter tok"):  # fmt: skip
+                    "shorter tok", *(c.replace("_", "-") for c in extra)):  # fmt: skip
             table.add_column(col, justify="left" if col in ("model", "level", "name", "metric") else "right")
         for r in rows:
             if r["suite"] != sname or r["level"] == "ties_part":
                 continue
             table.add_row(r["model"], r["level"], r["name"], r["metric"], _fmt(r["value"]), str(r["n"]),
-                          *(_fmt(r[b]) for b in BASELINES),
+                          *(_fmt(r.get(b)) for b in (*BASELINES, *extra)),
                           style="bold" if r["level"] == "overall" else None)  # fmt: skip
         stdout_console().print(table)
