@@ -171,6 +171,11 @@ def test_bench_scores_the_vision_suites_with_their_images_and_reports_the_text_o
     assert "text_only" in (out / "bench.csv").read_text().splitlines()[0]
     assert {r["name"] for r in report["mm-rewardbench"]["rows"]} == {"safety/bias", "reasoning/math", "general",
                                                                      "all"}  # fmt: skip
+    # The HTML report of the bench folder: a table per suite with the baselines, text-only among them.
+    assert main(["report", str(out)]) == 0
+    html = (out / "report.html").read_text()
+    assert "<h3>vl-rewardbench</h3>" in html and "text-only" in html and "shorter (tokens)" in html
+    assert f"{rows[('overall', 'macro')]['value']:.3f}" in html
 
 
 def test_image_suites_refuse_a_text_model_and_a_missing_data_file(vision_data, tmp_path, capsys):

@@ -25,6 +25,7 @@ from rewardlab.evaluation.plots import read_jsonl
 
 EVAL_FILE = "evaluation_results.json"
 TRAIN_FILE = "results.json"
+BENCH_FILE = "bench.json"  # `rewardlab bench` OUT (also OUTPUT_DIR/bench/ of an eval config's bench: section)
 REPORT_FILE = "report.html"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 WIDE_PNG_PX = 1000  # wider plots span the whole plot grid instead of one of its two columns
@@ -49,19 +50,69 @@ PLOT_CAPTIONS = {
 
 
 def render_html_report(run_dir: str | Path) -> Path:
-    """Write ``run_dir/report.html`` for an eval output directory or a training run directory; return its path.
+    """Write ``run_dir/report.html`` for an eval output directory, a training run directory or a ``rewardlab bench``
+    output directory; return its path.
 
-    ``evaluation_results.json`` wins when both result files are present. Raises ``DataError`` when neither is
-    there, or when one is not valid JSON / not shaped as the commands write it (the message names the file).
+    ``evaluation_results.json`` wins when several result files are present (an eval's benchmarks, in ``bench/``,
+    get their own section). Raises ``DataError`` when none is there, or when one is not valid JSON / not shaped as
+    the commands write it (the message names the file).
     """
     run_dir = Path(run_dir)
     if (run_dir / EVAL_FILE).is_file():
         page = _eval_page(run_dir, _load_json(run_dir / EVAL_FILE))
     elif (run_dir / TRAIN_FILE).is_file():
         page = _train_page(run_dir, _load_json(run_dir / TRAIN_FILE))
+    elif (run_dir / BENCH_FILE).is_file():
+        page = _page(f"rewardlab bench — {run_dir.name}", _bench_blocks(run_dir / BENCH_FILE))
     else:
-        raise DataError(f"{run_dir}: no {EVAL_FILE} or {TRAIN_FILE}; run `rewardlab eval` or `rewardlab train` first")
+        raise DataError(f"{run_dir}: no {EVAL_FILE}, {TRAIN_FILE} or {BENCH_FILE}; run `rewardlab eval`, `rewardlab "
+                        "train` or `rewardlab bench` first")  # fmt: skip
     return atomic_write_text(run_dir / REPORT_FILE, page)
+
+
+BENCH_BASELINES = (("longer_chars", "longer (chars)"), ("shorter_chars", "shorter (chars)"),
+                   ("longer_tokens", "longer (tokens)"), ("shorter_tokens", "shorter (tokens)"),
+                   ("text_only", "text-only"))  # fmt: skip
+
+
+def _bench_blocks(path: Path) -> list[dict[str, Any]]:
+    """A section per suite: every model's numbers with the baselines on the same items beside them; a baseline that
+    reaches the model's number is marked (the model may be doing no better than the rule)."""
+    data = _load_json(path)
+    results = [r for r in data.get("results") or [] if isinstance(r, dict)]
+    blocks: list[dict[str, Any]] = [_h("h2", "Benchmarks"), _note(
+        "Each suite's official metric beside the same metric with a rule in place of the model: the longer or the "
+        "shorter response wins (ties a coin toss) and, for image suites, the same RM with the images blanked "
+        "(text-only). A baseline at or above the model's number is shown in bold.")]  # fmt: skip
+    for suite in dict.fromkeys(str(r.get("suite")) for r in results):
+        rows = [(str(r.get("model")), row) for r in results if str(r.get("suite")) == suite
+                for row in r.get("rows") or [] if isinstance(row, dict)
+                and row.get("level") != "ties_part"]  # fmt: skip
+        shown = [
+            (key, label) for key, label in BENCH_BASELINES if any(_num(row.get(key)) is not None for _, row in rows)
+        ]
+        header = [("model", False), ("level", False), ("name", False), ("metric", False), ("value", True), ("n", True)]
+        table_rows = []
+        for model, row in rows:
+            value = _num(row.get("value"))
+            cells = [
+                _cell(model),
+                _cell(row.get("level")),
+                _cell(row.get("name")),
+                _cell(row.get("metric")),
+                _cell(_fmt(value), num=True, bold=row.get("level") == "overall"),
+                _cell(row.get("n"), num=True),
+            ]
+            for key, _ in shown:
+                base = _num(row.get(key))
+                cells.append(
+                    _cell(_fmt(base), num=True, bold=base is not None and value is not None and base >= value)
+                )
+            table_rows.append(_row(cells))
+        blocks += [_h("h3", suite), _table(header + [(label, True) for _, label in shown], table_rows)]
+    if not results:
+        blocks.append(_note(f"{path.name} holds no results."))
+    return blocks
 
 
 def _load_json(path: Path) -> dict[str, Any]:
@@ -258,6 +309,8 @@ def _eval_page(run_dir: Path, data: dict) -> str:
         body += [_h("h2", "Other plots"), _plot_grid(leftover)]
     if not rows:
         body.append(_note("No results: no model directory or eval set was found."))
+    if (run_dir / "bench" / BENCH_FILE).is_file():
+        body += _bench_blocks(run_dir / "bench" / BENCH_FILE)
     body.append(_config_block(data.get("config")))
     return _page(f"rewardlab eval — {run_dir.name}", body)
 
