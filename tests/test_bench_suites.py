@@ -438,3 +438,24 @@ def test_an_eval_config_with_a_bench_section_runs_the_suites_on_each_model(tiny,
 def _bench_one(root: Path, model: Path, out: Path) -> int:
     return main(["bench", "--model", str(model), "--suite", "rewardbench", "--data", str(root / "rb.jsonl"),
                  "--out", str(out), "--device", "cpu"])  # fmt: skip
+
+
+def test_ppe_reads_the_decided_pairs_and_leaves_ties_out(tmp_path):
+    rows = [
+        {"question_id": "q1", "prompt": "Hi?", "response_1": "Hello!", "response_2": "Go away.", "winner": "model_a",
+         "language": "English"},
+        {"question_id": "q2", "prompt": "2+2?", "response_1": "5", "response_2": "4", "winner": "model_b",
+         "language": "English"},
+        {"question_id": "q3", "prompt": "Bonjour?", "response_1": "Salut.", "response_2": "Bonjour !",
+         "winner": "tie (bothbad)", "language": "French"},
+        {"question_id": "q4", "prompt": "Hola?", "response_1": "Hola.", "response_2": "Adiós.", "winner": "tie",
+         "language": "Spanish"},
+    ]  # fmt: skip
+    suite = SUITES["ppe"]
+    items = read_suite(suite, suite.source(str(write_jsonl(tmp_path / "ppe.jsonl", rows))))
+    assert [(it.id, it.subset, it.chosen, it.rejected) for it in items] == [
+        ("q1", "English", ("Hello!",), ("Go away.",)), ("q2", "English", ("4",), ("5",))]  # fmt: skip
+    got = by_key(suite.metrics(items, [ItemScores((1.0,), (0.0,)), ItemScores((0.0,), (0.0,))], 0.0))
+    assert got[("overall", "all", "accuracy")] == 0.5 and got[("subset", "English", "accuracy")] == 0.5
+    with pytest.raises(DataError, match=r"mem.jsonl:4:winner: expected 'model_a', 'model_b'"):
+        suite.read_row(_row(suite, dict(rows[0], winner="A"), 4))

@@ -259,7 +259,9 @@ def test_eval_results_win_over_train_results(eval_dir: Path, tmp_path: Path):
 
 
 def test_empty_dir_raises(tmp_path: Path):
-    with pytest.raises(DataError, match=r"no evaluation_results.json, results.json or bench.json; run `rewardlab eval`"):
+    with pytest.raises(
+        DataError, match=r"no evaluation_results.json, results.json or bench.json; run `rewardlab eval`"
+    ):
         render_html_report(tmp_path)
     assert not (tmp_path / "report.html").exists()
 

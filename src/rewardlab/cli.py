@@ -450,7 +450,7 @@ COMMANDS: dict[str, Command] = {
         overrides="key=value overrides, e.g. output_dir=eval_out batch_size=32",
     ),
     "bench": Command(
-        "Standard RM benchmarks (RewardBench 1/2, RM-Bench, JudgeBench, VL-RewardBench, Multimodal RewardBench) "
+        "Standard RM benchmarks (RewardBench 1/2, RM-Bench, JudgeBench, PPE, VL-RewardBench, Multimodal RewardBench) "
         "with their official metrics and length (and text-only) baselines.", cmd_bench, BenchConfig,
         description="Each suite is read in its published schema (--data, else its hub dataset), scored with the "
         "Scorer and aggregated by the benchmark's own rule; scores are cached in OUT/cache, so a rerun scores only "

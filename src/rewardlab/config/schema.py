@@ -782,7 +782,9 @@ class EvalConfig(ScoringSettings):
         return value
 
 
-BenchSuite = Literal["rewardbench", "rewardbench2", "rm-bench", "judgebench", "vl-rewardbench", "mm-rewardbench"]
+BenchSuite = Literal[
+    "rewardbench", "rewardbench2", "rm-bench", "judgebench", "ppe", "vl-rewardbench", "mm-rewardbench"
+]
 BENCH_SUITES: tuple[str, ...] = get_args(BenchSuite)
 
 

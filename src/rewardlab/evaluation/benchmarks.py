@@ -27,6 +27,11 @@ Suites (:data:`SUITES`; each metric learned from the benchmark's own scoring cod
   balance; for a scalar reward model both orders give the same verdict, except on an exact tie, which gives one
   right and one wrong verdict: not right. So: right when the labelled-better response scores strictly higher.
 
+- ``ppe`` (Preference Proxy Evaluations, ``lmarena-ai/PPE-Human-Preference-V1``: its pairwise, human-preference
+  part): rows ``question_id, prompt, response_1, response_2, winner ("model_a" | "model_b" | "tie" | "tie
+  (bothbad)"), language``. Accuracy on the decided pairs (ties are left out, as the benchmark's pairwise accuracy
+  does; the reader counts them) per language and overall. PPE's best-of-K correctness sets are not pairwise and are
+  not read here.
 - ``vl-rewardbench`` (``MMInstruction/VL-RewardBench``, vision): rows ``id, query, response[2], human_ranking``
   (the better response has rank 0) with an image (``image``, or ``image_path`` relative to the data file, as the
   benchmark's repository ships it). The category is the source dataset's group, as the benchmark's own ``cal.py``
@@ -524,6 +529,22 @@ def _read_mmrewardbench(r: _Row) -> BenchItem:
     return BenchItem(ident, category, r.text("Text"), (chosen,), (rejected,), images=(r.image("Image"),))
 
 
+PPE_TIES = ("tie", "tie (bothbad)")
+
+
+def _read_ppe(r: _Row) -> BenchItem | None:
+    winner = r.get("winner")
+    if winner in PPE_TIES:
+        return None  # no preference: left out of the pairwise accuracy
+    if winner not in ("model_a", "model_b"):
+        raise r.error(f"expected 'model_a', 'model_b', 'tie' or 'tie (bothbad)', got {_short(winner)}", "winner")
+    one, two = r.text("response_1"), r.text("response_2")
+    chosen, rejected = (one, two) if winner == "model_a" else (two, one)
+    language = r.row.get("language")
+    return BenchItem(r.ident("question_id"), str(language) if language else "(none)", r.text("prompt"), (chosen,),
+                     (rejected,))  # fmt: skip
+
+
 def _read_judgebench(r: _Row) -> BenchItem:
     a, b = r.text("response_A"), r.text("response_B")
     label = r.get("label")
@@ -544,7 +565,7 @@ class Suite:
     hub_path: str
     hub_split: str
     schema: str
-    read_row: Callable[[_Row], BenchItem]
+    read_row: Callable[[_Row], BenchItem | None]  # None: a row the metric leaves out (PPE's ties), counted
     metrics: Callable[[Sequence[BenchItem], Sequence[ItemScores], float], list[MetricRow]]
     vision: bool = False  # items carry images: scored by a vision-language RM, with the text-only baseline
 
@@ -570,6 +591,8 @@ SUITES: dict[str, Suite] = {
         Suite("judgebench", "JudgeBench", "ScalerLab/JudgeBench", "gpt",
               "question, response_A, response_B, label, source (pair_id optional)", _read_judgebench,
               judgebench_metrics),
+        Suite("ppe", "PPE human preference", "lmarena-ai/PPE-Human-Preference-V1", "test",
+              "question_id, prompt, response_1, response_2, winner, language", _read_ppe, judgebench_metrics),
         Suite("vl-rewardbench", "VL-RewardBench", "MMInstruction/VL-RewardBench", "test",
               "id, query, response (2), human_ranking, image or image_path", _read_vlrewardbench,
               vlrewardbench_metrics, vision=True),
@@ -593,18 +616,26 @@ def read_suite(suite: Suite, source: DataSource, limit: int | None = None) -> li
 
     items: list[BenchItem] = []
     per_subset: dict[str, int] = {}
+    left_out = 0
     for rowno, row in iter_rows(source):
         if not isinstance(row, dict):
             raise DataError(
                 f"expected an object with {suite.schema}, got {_short(row)}", source=source.path, row=rowno
             )
         item = suite.read_row(_Row(suite, row, rowno, source.path))
+        if item is None:
+            left_out += 1
+            continue
         if limit is not None and per_subset.get(item.subset, 0) >= limit:
             continue
         per_subset[item.subset] = per_subset.get(item.subset, 0) + 1
         items.append(item)
     if not items:
         raise DataError(f"no {suite.name} rows; expected rows with {suite.schema}", source=source.path)
+    if left_out:
+        import logging
+
+        logging.getLogger(__name__).info("%s: %d rows left out (ties: no preference to score)", suite.name, left_out)
     return items
 
 
