@@ -297,6 +297,7 @@ def test_bench_command_writes_official_numbers_with_baselines_and_resumes_from_i
     report = json.loads((out / "bench.json").read_text(encoding="utf-8"))
     results = {r["suite"]: r for r in report["results"]}
     assert results["rewardbench"]["scored_now"] == 5 and results["rm-bench"]["scored_now"] == 3
+    assert results["rewardbench"]["inputs"].startswith("tokenizer(prompt + response)")  # the input format, recorded
     # One scoring path: the scores are the Scorer's.
     scorer = Scorer.from_pretrained(str(model), device="cpu")
     first = results["rewardbench"]["scores"][0]

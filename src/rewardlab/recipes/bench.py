@@ -125,6 +125,18 @@ def score_items(scorer: Any, items: list[BenchItem], cache: ScoreCache, on_batch
     return len(todo)
 
 
+def input_description(scorer: Any) -> str:
+    """How the model's rows are built (for the log and bench.json): the input format's recipe and whether chat rows
+    use the tokenizer's chat template; a vision RM says its family's layout."""
+    transform = scorer.transform
+    fmt = getattr(transform, "input_format", None)
+    if fmt is None:
+        return f"vision rows ({type(transform).__name__}, chat template: {transform.chat_template})"
+    template = "its chat template for chat rows" if getattr(scorer.tokenizer, "chat_template", None) else (
+        "no chat template")  # fmt: skip
+    return f"{fmt.recipe()}; {template} (chat_template={transform.chat_template})"
+
+
 def response_lengths(items: list[BenchItem], tokenizer: Any) -> dict[str, list[ItemScores]]:
     """Each item's response lengths in characters and in the model tokenizer's tokens (as :class:`ItemScores`)."""
     texts = [plain_text(r) for it in items for r in it.responses]
@@ -218,6 +230,8 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
             if vision and not scorer.is_vision:
                 raise ConfigError(f"{', '.join(sorted(vision))}: image benchmarks need a vision-language RM; {model} "
                                   "is a text model (run it on the text suites)")  # fmt: skip
+            inputs = input_description(scorer)
+            logger.info("%s: inputs built as %s", name, inputs)
             meta = cache_meta(model, cfg)
             caches = {s: ScoreCache(out / "cache" / name / f"{s}.jsonl", meta) for s in suites}
             caches |= {f"{s}-{TEXT_ONLY}": ScoreCache(out / "cache" / name / f"{s}-{TEXT_ONLY}.jsonl", meta)
@@ -235,7 +249,8 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
                              if sname in vision else None)  # fmt: skip
                 entry = suite_result(suite, items, [caches[sname].scores[it.key] for it in items], scorer.tokenizer,
                                      text_only)  # fmt: skip
-                results.append({"model": name, "path": model, "scored_now": result.scored[(name, sname)], **entry})
+                scored_now = result.scored[(name, sname)]
+                results.append({"model": name, "path": model, "inputs": inputs, "scored_now": scored_now, **entry})
                 result.rows += [{"model": name, "suite": sname, **r} for r in entry["rows"]]
                 logger.info("%s on %s: %d items scored, %d from the cache", name, sname,
                             result.scored[(name, sname)], result.cached[(name, sname)])  # fmt: skip
