@@ -200,6 +200,10 @@ def test_subsets_keep_only_the_named_subsets_and_an_unknown_one_lists_them(tmp_p
     assert main([*args, "--subsets", "alpacaeval-easy,math-prm"]) == 0
     result = json.loads((out / "bench.json").read_text())["results"][0]
     assert result["items"] == 3 and {s["subset"] for s in result["scores"]} == {"alpacaeval-easy", "math-prm"}
+    assert result["truncated_responses"] == 0
+    assert main([*args[:-3], str(tmp_path / "short"), "--device", "cpu", "--max-length", "8"]) == 0
+    short = json.loads((tmp_path / "short" / "bench.json").read_text())["results"][0]
+    assert 0 < short["truncated_responses"] <= 10  # responses cut to 8 tokens, counted (5 items x 2 responses)
     capsys.readouterr()
     assert main([*args, "--subsets", "poetry"]) == 2
     err = capsys.readouterr().err

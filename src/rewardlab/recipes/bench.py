@@ -52,11 +52,13 @@ class BenchResult:
 
 
 class ScoreCache:
-    """``path`` (JSONL): a header ``{"cache": meta}``, then ``{"key", "chosen", "rejected"}`` per scored item."""
+    """``path`` (JSONL): a header ``{"cache": meta}``, then ``{"key", "chosen", "rejected", "truncated"}`` per scored
+    item (``truncated``: how many of its responses were cut to the model's max length)."""
 
     def __init__(self, path: Path, meta: dict[str, Any]):
         self.path, self.meta = path, meta
         self.scores: dict[str, ItemScores] = {}
+        self.truncated: dict[str, int] = {}
         lines = cut_unfinished_line(path).decode("utf-8").splitlines()
         header = _json_or_none(lines[0]) if lines else None
         if lines and isinstance(header, dict) and header.get("cache") == meta:
@@ -64,18 +66,22 @@ class ScoreCache:
                 entry = _json_or_none(line)
                 if isinstance(entry, dict) and {"key", "chosen", "rejected"} <= set(entry):
                     self.scores[entry["key"]] = ItemScores(tuple(entry["chosen"]), tuple(entry["rejected"]))
+                    self.truncated[entry["key"]] = int(entry.get("truncated") or 0)
             return
         if lines:
             logger.warning("%s: written for other settings (%s); scoring afresh", path, header)
         atomic_write_text(path, json.dumps({"cache": meta}) + "\n")
 
-    def add(self, entries: dict[str, ItemScores]) -> None:
+    def add(self, entries: dict[str, ItemScores], truncated: dict[str, int] | None = None) -> None:
+        truncated = truncated or {}
         with output_errors(self.path), self.path.open("a", encoding="utf-8") as f:
             for key, s in entries.items():
-                f.write(json.dumps({"key": key, "chosen": list(s.chosen), "rejected": list(s.rejected)}) + "\n")
+                f.write(json.dumps({"key": key, "chosen": list(s.chosen), "rejected": list(s.rejected),
+                                    "truncated": truncated.get(key, 0)}) + "\n")  # fmt: skip
             f.flush()
             os.fsync(f.fileno())
         self.scores.update(entries)
+        self.truncated.update({key: truncated.get(key, 0) for key in entries})
 
 
 def _json_or_none(line: str) -> Any:
@@ -115,13 +121,15 @@ def score_items(scorer: Any, items: list[BenchItem], cache: ScoreCache, on_batch
         chunk = todo[start : start + CHUNK_ITEMS]
         prompts = [it.prompt for it in chunk for _ in it.responses]  # responses to one prompt share its tokens
         images = [it.images for it in chunk for _ in it.responses] if any(it.images for it in chunk) else None
-        flat = scorer.score(prompts, [r for it in chunk for r in it.responses], on_batch=on_batch, images=images)
-        entries, offset = {}, 0
+        encoded = scorer.encode(prompts, [r for it in chunk for r in it.responses], images=images)
+        flat = scorer.score_items(encoded, on_batch)
+        entries, cut, offset = {}, {}, 0
         for it in chunk:
             c, k = len(it.chosen), len(it.responses)
             entries[it.key] = ItemScores(tuple(flat[offset : offset + c]), tuple(flat[offset + c : offset + k]))
+            cut[it.key] = sum(bool(e.encoded.truncated) for e in encoded[offset : offset + k])
             offset += k
-        cache.add(entries)
+        cache.add(entries, cut)
     return len(todo)
 
 
@@ -249,6 +257,10 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
                              if sname in vision else None)  # fmt: skip
                 entry = suite_result(suite, items, [caches[sname].scores[it.key] for it in items], scorer.tokenizer,
                                      text_only)  # fmt: skip
+                entry["truncated_responses"] = sum(caches[sname].truncated.get(it.key, 0) for it in items)
+                if entry["truncated_responses"]:
+                    logger.warning("%s on %s: %d responses longer than the model's max length were truncated (the "
+                                   "prompt's start cut first)", name, sname, entry["truncated_responses"])  # fmt: skip
                 scored_now = result.scored[(name, sname)]
                 results.append({"model": name, "path": model, "inputs": inputs, "scored_now": scored_now, **entry})
                 result.rows += [{"model": name, "suite": sname, **r} for r in entry["rows"]]
