@@ -190,3 +190,99 @@ def test_the_server_returns_the_attributes_and_combines_weights(models, expected
         assert r.status_code == 422 and "no attribute heads" in r.json()["error"]["message"]
         with RewardClient(server.url) as client:
             assert client.score_with_attributes(PROMPT, RESPONSES)[1] == [{}] * 4
+
+
+def test_each_attribute_is_its_own_rl_reward_source_from_one_loaded_model(models, expected, monkeypatch):
+    pytest.importorskip("trl")
+    from rewardlab.config.schema import RewardSource
+    from rewardlab.errors import ConfigError
+    from rewardlab.models.scorer import Scorer
+    from rewardlab.rl.sources import build_rewards
+
+    scores, attributes, _ = expected
+    path = str(models[0])
+    sources = [RewardSource(type="model", path=path, name="rm"),
+               RewardSource(type="model", path=path, attribute="quality", weight=0.5),
+               RewardSource(type="model", path=path, attribute="words", weight=-2.0)]  # fmt: skip
+    funcs, weights = build_rewards(sources)
+    assert [f.__name__ for f in funcs] == ["rm", "quality", "words"] and weights == [1.0, 0.5, -2.0]
+    assert funcs[1].scorer is funcs[0].scorer is funcs[2].scorer  # one copy of the weights
+    calls = []
+    original = Scorer.score_items
+    monkeypatch.setattr(Scorer, "score_items", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    prompts, completions = [PROMPT] * len(RESPONSES), list(RESPONSES)
+    values = [f(prompts=prompts, completions=completions) for f in funcs]
+    assert len(calls) == 1  # one forward pass a step for the three sources
+    assert values[0] == pytest.approx(scores, abs=1e-6)
+    assert values[1] == pytest.approx([a["quality"] for a in attributes], abs=1e-6)
+    assert values[2] == pytest.approx([a["words"] for a in attributes], abs=1e-6)
+    with pytest.raises(ConfigError, match=r"attribute 'verbosity': .* has no such head \(its attribute heads: "
+                       r"quality, words\)"):  # fmt: skip
+        build_rewards([RewardSource(type="model", path=path, attribute="verbosity")])
+    with pytest.raises(ConfigError, match=r"its attribute heads: none"):
+        build_rewards([RewardSource(type="model", path=str(models[1]), attribute="quality")])
+    for bad, says in (({"type": "rule", "rule": "length"}, "a rule has none"),
+                      ({"type": "model", "path": path, "normalize": True}, "0–1 scale"),
+                      ({"type": "model", "path": path, "uncertainty_penalty": 1}, "do not combine"),
+                      ({"type": "remote", "url": "http://127.0.0.1:1/get_reward"}, "not .../get_reward")):  # fmt: skip
+        with pytest.raises(ValueError, match=says):
+            RewardSource(**bad, attribute="quality")
+
+
+def test_an_attribute_the_model_lacks_exits_2_before_the_run(models, tmp_path, capsys):
+    pytest.importorskip("trl")
+    from rewardlab.cli import main
+    from tests.test_rl import rl_config
+    from tests.tiny import write_jsonl
+
+    write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": "Describe tea."}] * 4)
+    (tmp_path / "policy").mkdir()  # never loaded: the check comes first
+    for model, heads in ((models[0], "quality, words"), (models[1], "none")):
+        rewards = [{"type": "model", "path": str(model), "attribute": "verbosity"}]
+        assert main(["rl", "--config", str(rl_config(tmp_path, "run", rewards=rewards))]) == 2
+        err = capsys.readouterr().err
+        assert err.count("error:") == 1 and f"has no such head (its attribute heads: {heads}" in err
+        assert not (tmp_path / "run").exists()
+
+
+def test_a_remote_attribute_source_reads_the_served_head(models, expected):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("trl")
+    from rewardlab.config.schema import RewardSource, RLConfig
+    from rewardlab.errors import ConfigError
+    from rewardlab.models.scorer import Scorer
+    from rewardlab.recipes.rl import check_remote_rewards
+    from rewardlab.rl.sources import build_rewards
+    from tests.servers import ThreadServer
+
+    _, attributes, _ = expected
+    with ThreadServer(Scorer.from_pretrained(str(models[0]))) as server:
+        source = RewardSource(type="remote", url=server.url, attribute="words", weight=-1.0)
+        check_remote_rewards(RLConfig.model_construct(rewards=[source]))
+        funcs, weights = build_rewards([source])
+        assert funcs[0].__name__ == "words" and weights == [-1.0]
+        got = funcs[0](prompts=[PROMPT] * len(RESPONSES), completions=list(RESPONSES))
+        funcs[0].close()
+        assert got == pytest.approx([a["words"] for a in attributes], abs=1e-5)
+        bad = RewardSource(type="remote", url=server.url, attribute="verbosity")
+        with pytest.raises(ConfigError, match=r"has no such head \(its attribute heads: quality, words"):
+            check_remote_rewards(RLConfig.model_construct(rewards=[bad]))
+
+
+def test_a_two_step_grpo_run_logs_two_attribute_rewards_apart(models, tmp_path):
+    """A few seconds on CPU (a tiny policy, 4 completions a step): not marked slow."""
+    pytest.importorskip("trl")
+    from rewardlab.cli import main
+    from tests.test_rl import make_policy, metrics, rl_config
+    from tests.tiny import write_jsonl
+
+    make_policy(tmp_path)
+    write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": f"Describe tea in {n} words."} for n in range(2, 14)])
+    rewards = [{"type": "model", "path": str(models[0]), "attribute": "quality", "weight": 1.0},
+               {"type": "model", "path": str(models[0]), "attribute": "words", "weight": -0.5}]  # fmt: skip
+    assert main(["rl", "--config", str(rl_config(tmp_path, "run", rewards=rewards))]) == 0
+    train = [r for r in metrics(tmp_path / "run") if "rewards/quality/mean" in r]
+    assert [r["step"] for r in train] == [1, 2]
+    for r in train:
+        assert "rewards/words/mean" in r and "rewards/quality/std" in r
+        assert r["reward"] == pytest.approx(r["rewards/quality/mean"] - 0.5 * r["rewards/words/mean"], abs=1e-4)
