@@ -136,29 +136,35 @@ def cmd_tune(ns: argparse.Namespace) -> int:
 
 
 def cmd_score(ns: argparse.Namespace) -> int:
-    from rewardlab.recipes.score import run_score
+    from rewardlab.recipes.score import describe_weights, parse_weights, run_score
 
+    weights = parse_weights(ns.weights)
     cfg = config_from(ns, ScoreConfig)
-    n, out = run_score(cfg, ns.input, ns.output, ns.prompt_column, ns.response_column, ns.image_column)
-    print(f"scored {n} responses → {out}", file=sys.stderr)
+    n, out = run_score(cfg, ns.input, ns.output, ns.prompt_column, ns.response_column, ns.image_column, weights)
+    combined = f"; combined = {describe_weights(weights)}" if weights else ""
+    print(f"scored {n} responses → {out}{combined}", file=sys.stderr)
     return 0
 
 
 def cmd_compare(ns: argparse.Namespace) -> int:
-    from rewardlab.recipes.score import run_compare
+    from rewardlab.recipes.score import parse_weights, run_compare
 
+    weights = parse_weights(ns.weights)
     cfg = config_from(ns, ScoreConfig)
-    comparison = run_compare(cfg, ns.prompt, ns.a, ns.b, ns.image)
+    comparison = run_compare(cfg, ns.prompt, ns.a, ns.b, ns.image, weights)
     print(json.dumps(comparison))
     return 0
 
 
 def cmd_rank(ns: argparse.Namespace) -> int:
-    from rewardlab.recipes.score import run_rank
+    from rewardlab.recipes.score import parse_weights, run_rank
 
+    weights = parse_weights(ns.weights)
     cfg = config_from(ns, ScoreConfig)
-    ranked = run_rank(cfg, ns.prompt, ns.response or [], ns.responses_file, ns.image)
-    print(json.dumps(ranked, ensure_ascii=False, indent=2))
+    ranked = run_rank(cfg, ns.prompt, ns.response or [], ns.responses_file, ns.image, weights)
+    # One line per response (still a JSON array): attribute vectors stay readable beside the scores.
+    lines = ",\n".join("  " + json.dumps(r, ensure_ascii=False) for r in ranked)
+    print(f"[\n{lines}\n]")
     return 0
 
 
@@ -296,6 +302,17 @@ def _tune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials", type=int, default=None, help="How many trainings (default: tune.trials, 10).")
 
 
+def _weights_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--weights",
+        action="append",
+        default=None,
+        metavar="NAME=W,...",
+        help="Models with attribute heads: report `combined` = Σ W·value over the named attributes (0–1 scale) and "
+        "`reward` (the preference score), e.g. reward=1,verbosity=-0.5; rank and compare then order by it.",
+    )
+
+
 def _score_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", required=True, help="JSONL/CSV/Parquet file with prompt and response columns.")
     p.add_argument("--output", default=None, help="Output JSONL (default: stdout).")
@@ -305,6 +322,8 @@ def _score_args(p: argparse.ArgumentParser) -> None:
         "--image-column", default="images", help="Vision models: the column with each row's image (default: images)."
     )
 
+    _weights_arg(p)
+
 
 def _compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", required=True, help="The prompt.")
@@ -313,6 +332,8 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--image", action="append", help="Vision models: path or URL of the image both answers are about (repeatable)."
     )
+
+    _weights_arg(p)
 
 
 def _rank_args(p: argparse.ArgumentParser) -> None:
@@ -324,6 +345,8 @@ def _rank_args(p: argparse.ArgumentParser) -> None:
         action="append",
         help="Vision models: path or URL of the image the responses are about (repeatable).",
     )
+
+    _weights_arg(p)
 
 
 def _select_args(p: argparse.ArgumentParser) -> None:

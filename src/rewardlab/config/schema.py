@@ -622,6 +622,13 @@ class RewardSource(ScoringSettings):
         description="`model`/`remote` vision RMs: the column with each prompt's images (default `images`; TRL also "
         "shows an `images` column to the policy, so a text-only policy needs another name).",
     )
+    attribute: str | None = Field(
+        None,
+        description="`model`/`remote` RMs with attribute heads (`model.attributes`): the reward is this head's value "
+        "(0–1 over its rating range) instead of the preference score; one source per attribute gives each its own "
+        "weight and log (`rewards/<name>/mean`, the name defaulting to the attribute). Sources reading one `model` "
+        "share its weights and forward pass.",
+    )
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> RewardSource:
@@ -632,6 +639,20 @@ class RewardSource(ScoringSettings):
             raise ValueError("uncertainty_penalty needs an ensemble reward model (`model` or `remote`); a rule has "
                              "no uncertainty")  # fmt: skip
         urls = [self.url] if isinstance(self.url, str) else self.url or []
+        if self.attribute is not None:
+            if self.type == "rule":
+                raise ValueError(
+                    "attribute names a reward model's attribute head (`model` or `remote`); a rule has none"
+                )
+            if self.uncertainty_penalty is not None:
+                raise ValueError(
+                    "attribute and uncertainty_penalty do not combine: attribute heads are not an ensemble"
+                )
+            if self.normalize:
+                raise ValueError("normalize applies to the preference score; an attribute is already on its 0–1 scale")
+            if any(u.rstrip("/").endswith("/get_reward") for u in urls):
+                raise ValueError("attribute reads the attributes of `rewardlab serve`'s /v1/score: give the server's "
+                                 "base URL (http://host:port), not .../get_reward")  # fmt: skip
         if self.uncertainty_penalty is not None and any(u.rstrip("/").endswith("/get_reward") for u in urls):
             raise ValueError("uncertainty_penalty reads the uncertainties of `rewardlab serve`'s /v1/score: give the "
                              "server's base URL (http://host:port), not .../get_reward")  # fmt: skip

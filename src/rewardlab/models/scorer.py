@@ -13,7 +13,7 @@ import json
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rewardlab.config.schema import ScoringSettings
@@ -70,6 +70,10 @@ class Comparison:
     uncertainty_a: float | None = None
     uncertainty_b: float | None = None
     agreement: float | None = None
+    attributes_a: dict[str, float] | None = None  # a model with attribute heads: each answer's attributes
+    attributes_b: dict[str, float] | None = None
+    combined_a: float | None = None  # with weights: the weighted rewards that ``better`` and ``p_a`` compare
+    combined_b: float | None = None
 
 
 def compare_scores(score_a: float, score_b: float, members_a: Sequence[float] = (),
@@ -95,6 +99,41 @@ def combine_attributes(score: float, attributes: dict[str, float], weights: dict
         raise ValueError(f"unknown weight {', '.join(map(repr, unknown))}: the model scores {', '.join(known)} "
                          "('reward' is the preference score)")  # fmt: skip
     return sum(w * known[k] for k, w in weights.items())
+
+
+def check_weights(attribute_names: Sequence[str], weights: dict[str, float]) -> None:
+    """Refuse weights that :func:`combine_attributes` cannot apply to a model with these attribute heads, before any
+    scoring: a model without heads has nothing to weigh (a silent ``reward``-only sum would hide a wrong model), an
+    unknown name or a non-finite weight is a typo. ``ValueError`` with one message; callers add their own context."""
+    if not attribute_names:
+        raise ValueError("this model has no attribute heads (train it with model.attributes), so there is nothing "
+                         "to weigh; drop the weights")  # fmt: skip
+    if not weights:
+        raise ValueError(f"no weights given; name some of: reward, {', '.join(attribute_names)}")
+    combine_attributes(0.0, dict.fromkeys(attribute_names, 0.0), weights)  # unknown names
+    for name, w in weights.items():
+        if not math.isfinite(w):
+            raise ValueError(f"weight {name!r} is {w}; weights are finite numbers")
+
+
+def compare_rows(row_a: Sequence[float], row_b: Sequence[float], attribute_names: Sequence[str] = (),
+                 weights: dict[str, float] | None = None) -> Comparison:  # fmt: skip
+    """The comparison of two rows of :meth:`Scorer.score_items` (``members=True``): with attribute heads,
+    ``[score, *attributes]``, and with ``weights`` the comparison is of the combined rewards (``score_a``/``score_b``
+    stay the preference scores); otherwise ``[score]`` or an ensemble's ``[mean, *members]``."""
+    if not attribute_names:
+        return compare_scores(row_a[0], row_b[0], row_a[1:], row_b[1:])
+    attrs_a, attrs_b = dict(zip(attribute_names, row_a[1:])), dict(zip(attribute_names, row_b[1:]))
+    if weights is None:
+        c = compare_scores(row_a[0], row_b[0])
+        return replace(c, attributes_a=attrs_a, attributes_b=attrs_b)
+    combined_a, combined_b = (
+        combine_attributes(row_a[0], attrs_a, weights),
+        combine_attributes(row_b[0], attrs_b, weights),
+    )
+    c = compare_scores(combined_a, combined_b)
+    return replace(c, score_a=row_a[0], score_b=row_b[0], attributes_a=attrs_a, attributes_b=attrs_b,
+                   combined_a=combined_a, combined_b=combined_b)  # fmt: skip
 
 
 def best_first(scores: Sequence[float]) -> list[int]:
@@ -439,10 +478,14 @@ class Scorer:
         """Whether the model scores a text against an image (every response then needs its image)."""
         return self.bundle.vision
 
-    def compare(self, prompt: Text, a: Text, b: Text, *, images: tuple[Any, ...] = ()) -> Comparison:
-        """``images``: the image both answers are about (vision models)."""
+    def compare(self, prompt: Text, a: Text, b: Text, *, images: tuple[Any, ...] = (),
+                weights: dict[str, float] | None = None) -> Comparison:  # fmt: skip
+        """``images``: the image both answers are about (vision models). A model with attribute heads adds each
+        answer's attributes; ``weights`` (:func:`combine_attributes`) compares the combined rewards instead."""
+        if weights is not None:
+            check_weights(self.attribute_names, weights)
         rows = self.score_items(self.encode([prompt, prompt], [a, b], images=[images, images]), members=True)
-        return compare_scores(rows[0][0], rows[1][0], rows[0][1:], rows[1][1:])
+        return compare_rows(rows[0], rows[1], self.attribute_names, weights)
 
     def rank(self, prompt: Text, responses: Sequence[Text], *, images: tuple[Any, ...] = ()) -> list[RankedResponse]:
         """Responses sorted best first (best-of-N); ``images``: the image they are all about (vision models)."""

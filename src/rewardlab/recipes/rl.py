@@ -118,11 +118,44 @@ def check_remote_rewards(cfg: RLConfig) -> None:
                 httpx.get(f"{base}/health", timeout=REACH_TIMEOUT_S)
                 if source.uncertainty_penalty is not None:
                     check_served_ensemble(url, httpx.get(f"{base}/v1/model", timeout=REACH_TIMEOUT_S))
+                if source.attribute is not None:
+                    info = served_model(url, httpx.get(f"{base}/v1/model", timeout=REACH_TIMEOUT_S), "attribute")
+                    check_attribute(source.attribute, url, list(info.get("attributes") or {}))
             except httpx.HTTPError as exc:
                 raise ConfigError(
                     f"rewards: {url} cannot be reached ({type(exc).__name__}: {exc}); start the reward server first, "
                     "or fix the URL"
                 ) from None
+
+
+def served_model(url: str, response: Any, option: str) -> dict[str, Any]:
+    """``/v1/model``'s description of a `rewardlab serve` model, which ``option`` of a remote reward needs."""
+    try:
+        info = response.json() if response.status_code == 200 else None
+    except ValueError:
+        info = None
+    if not isinstance(info, dict):
+        raise ConfigError(f"rewards: {option} on {url}: no rewardlab model description at /v1/model "
+                          f"(HTTP {response.status_code}); it needs `rewardlab serve`")  # fmt: skip
+    return info
+
+
+def check_attribute(attribute: str, where: str, heads: list[str]) -> None:
+    if attribute not in heads:
+        raise ConfigError(f"rewards: attribute {attribute!r}: {where} has no such head (its attribute heads: "
+                          f"{', '.join(heads) or 'none'}; train them with model.attributes)")  # fmt: skip
+
+
+def check_model_attributes(cfg: RLConfig) -> None:
+    """Every `model` reward's ``attribute`` is one of its model's heads, read from ``rewardlab.json`` before
+    anything is loaded or written."""
+    from rewardlab.models.checkpoint import resolve_model_dir
+    from rewardlab.models.export_meta import ExportMeta
+
+    for source in (r for r in cfg.rewards if r.type == "model" and r.attribute is not None):
+        path = resolve_model_dir(Path(str(source.path)))
+        if path.is_dir():  # a missing directory is the loader's to report, with its reason
+            check_attribute(str(source.attribute), str(source.path), ExportMeta.read(path).attribute_names)
 
 
 def check_served_ensemble(url: str, response: Any) -> None:
@@ -149,6 +182,7 @@ def run_rl(cfg: RLConfig) -> RLResult:
     check_rl_dependencies(cfg)
     run_dir = Path(cfg.output_dir)
     check_output_dir(run_dir)
+    check_model_attributes(cfg)
     check_remote_rewards(cfg)
     train_rows, eval_rows = split_prompts(cfg)  # before torch is imported: a wrong path fails at once
     with run_lock(run_dir):

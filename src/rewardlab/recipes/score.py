@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +12,7 @@ from typing import Any
 
 from rewardlab.config.schema import DataSource, ScoreConfig
 from rewardlab.data.records import Text
-from rewardlab.errors import DataError, missing_reason
+from rewardlab.errors import ConfigError, DataError, missing_reason
 
 
 @dataclass
@@ -67,6 +69,56 @@ def _row_images(value: Any, path: str, rowno: int, col: str) -> tuple[Any, ...]:
     return resolve_images(tuple(items), path)
 
 
+def parse_weights(specs: list[str] | None) -> dict[str, float] | None:
+    """``--weights quality=1,verbosity=-0.5`` (the flag may repeat) → ``{"quality": 1.0, "verbosity": -0.5}``;
+    ``reward`` names the preference score. None when no flag was given."""
+    if not specs:
+        return None
+    weights: dict[str, float] = {}
+    for part in (p.strip() for spec in specs for p in spec.split(",")):
+        name, eq, value = part.partition("=")
+        name = name.strip()
+        if not eq or not name:
+            raise ConfigError(f"--weights: {part!r} is not NAME=WEIGHT (e.g. --weights reward=1,verbosity=-0.5)")
+        if name in weights:
+            raise ConfigError(f"--weights: {name!r} is given twice")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise ConfigError(f"--weights: {name}={value!r} is not a number") from None
+        if not math.isfinite(weights[name]):
+            raise ConfigError(f"--weights: {name}={value.strip()} is not a finite number")
+    return weights
+
+
+def check_score_weights(scorer: Any, weights: dict[str, float] | None) -> None:
+    """``--weights`` the model can apply (:func:`~rewardlab.models.scorer.check_weights`), checked before scoring."""
+    from rewardlab.models.scorer import check_weights
+
+    if weights is None:
+        return
+    try:
+        check_weights(scorer.attribute_names, weights)
+    except ValueError as exc:
+        raise ConfigError(f"--weights: {exc}") from None
+
+
+def describe_weights(weights: dict[str, float]) -> str:
+    """``{"reward": 1, "words": -0.5}`` → ``1·reward - 0.5·words`` (what the ``combined`` values are)."""
+    terms = [f"{'-' if w < 0 else '+'} {abs(w):g}·{name}" for name, w in weights.items()]
+    return " ".join(terms).removeprefix("+ ")
+
+
+def combined_values(scores: list[float], attributes: list[dict[str, float]],
+                    weights: dict[str, float] | None) -> list[float] | None:  # fmt: skip
+    """Each response's :func:`~rewardlab.models.scorer.combine_attributes` with ``weights``; None without them."""
+    from rewardlab.models.scorer import combine_attributes
+
+    if weights is None:
+        return None
+    return [combine_attributes(s, a, weights) for s, a in zip(scores, attributes)]
+
+
 def load_scorer(cfg: ScoreConfig) -> Any:
     """The :class:`~rewardlab.models.scorer.Scorer` of ``score``, ``compare`` and ``rank``."""
     from rewardlab.models.scorer import Scorer
@@ -81,16 +133,20 @@ def run_score(
     prompt_col: str,
     response_col: str,
     image_col: str = "images",
+    weights: dict[str, float] | None = None,
 ):
     """Scores every row; writes JSONL (the input row plus ``score``) atomically. Returns (count, destination).
 
     A vision-language model scores each row's text against the row's images (``image_col``: a path or URL, or a
-    list of them); a text model ignores that column."""
+    list of them); a text model ignores that column. A model with attribute heads adds ``attributes`` (each
+    attribute on its 0–1 scale), and ``weights`` adds ``combined``: the weighted sum of ``score`` (as written,
+    normalized with ``normalize``) and the attributes. ``score`` stays the preference score."""
     from rewardlab.data.files import atomic_write_text
 
     data = read_scoring_rows(input_path, prompt_col, response_col, image_col)
     rows = data.rows
     scorer = load_scorer(cfg)
+    check_score_weights(scorer, weights)
     images = data.images if scorer.is_vision else None
     if images is not None and not any(images):
         raise DataError(
@@ -98,9 +154,15 @@ def run_score(
             "--image-column",
             source=input_path,
         )
+    attributes: list[dict[str, float]] | None = None
     try:
-        scores, spread = scorer.score_with_uncertainty(data.prompts, data.responses, normalize=cfg.normalize,
-                                                       images=images)  # fmt: skip
+        if scorer.attribute_names:
+            scores, attributes = scorer.score_with_attributes(data.prompts, data.responses, normalize=cfg.normalize,
+                                                              images=images)  # fmt: skip
+            spread: list[float | None] = [None] * len(scores)
+        else:
+            scores, spread = scorer.score_with_uncertainty(data.prompts, data.responses, normalize=cfg.normalize,
+                                                           images=images)  # fmt: skip
     except DataError as exc:
         if not hasattr(exc, "index"):
             raise
@@ -110,6 +172,12 @@ def run_score(
     # An ensemble adds each score's uncertainty: the members' standard deviation.
     out = [{**row, "score": s, **({"uncertainty": u} if u is not None else {})}
            for row, s, u in zip(rows, scores, spread)]  # fmt: skip
+    if attributes is not None:
+        combined = combined_values(scores, attributes, weights)
+        for i, (row, attrs) in enumerate(zip(out, attributes)):
+            row["attributes"] = attrs
+            if combined is not None:
+                row["combined"] = combined[i]
     lines = "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in out)
     if output_path is None:
         sys.stdout.write(lines)
@@ -118,14 +186,16 @@ def run_score(
     return len(rows), str(Path(output_path))
 
 
-def run_compare(cfg: ScoreConfig, prompt: str, a: str, b: str, image: list[str] | None = None) -> dict[str, Any]:
-    """``image``: paths or URLs of the image(s) both answers are about (vision-language models)."""
+def run_compare(cfg: ScoreConfig, prompt: str, a: str, b: str, image: list[str] | None = None,
+                weights: dict[str, float] | None = None) -> dict[str, Any]:  # fmt: skip
+    """``image``: paths or URLs of the image(s) both answers are about (vision-language models). The fields are
+    /v1/compare's: a model with attribute heads adds ``attributes_a``/``attributes_b``; with ``weights``, ``better``
+    and ``p_a`` compare ``combined_a``/``combined_b`` (``score_a``/``score_b`` stay the preference scores)."""
     scorer = load_scorer(cfg)
-    c = scorer.compare(prompt, a, b, images=image_arg(scorer, image))
-    out = {"better": c.better, "p_a": round(c.p_a, 6), "score_a": c.score_a, "score_b": c.score_b}
-    if c.agreement is not None:
-        out |= {"uncertainty_a": c.uncertainty_a, "uncertainty_b": c.uncertainty_b, "agreement": c.agreement}
-    return out
+    check_score_weights(scorer, weights)
+    c = scorer.compare(prompt, a, b, images=image_arg(scorer, image), weights=weights)
+    out = {k: v for k, v in dataclasses.asdict(c).items() if v is not None}  # what /v1/compare answers
+    return out | {"p_a": round(c.p_a, 6)}
 
 
 def read_responses_file(path: str) -> list[Text]:
@@ -165,14 +235,24 @@ def image_arg(scorer: Any, image: list[str] | None) -> tuple[str, ...]:
 
 
 def run_rank(
-    cfg: ScoreConfig, prompt: str, responses: list[Text], responses_file: str | None, image: list[str] | None = None
+    cfg: ScoreConfig,
+    prompt: str,
+    responses: list[Text],
+    responses_file: str | None,
+    image: list[str] | None = None,
+    weights: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:
-    """Best-of-N: the responses sorted by score, best first, each with its input index and score."""
+    """Best-of-N: the responses sorted by score, best first, each with its input index and score. A model with
+    attribute heads adds each response's ``attributes``; with ``weights`` the order is by ``combined`` (the
+    weighted sum of the score — normalized with ``normalize`` — and the attributes)."""
     if responses_file:
         responses = [*responses, *read_responses_file(responses_file)]
     if len(responses) < 2:
         raise DataError("rank needs at least 2 responses (--response ... --response ..., or --responses-file)")
     scorer = load_scorer(cfg)
+    check_score_weights(scorer, weights)
+    if scorer.attribute_names:
+        return _rank_attributes(cfg, scorer, prompt, responses, image_arg(scorer, image), weights)
     ranked = scorer.rank(prompt, responses, images=image_arg(scorer, image))
     normalized = scorer.normalize([r.score for r in ranked]) if cfg.normalize else None
     return [
@@ -180,4 +260,21 @@ def run_rank(
          **({"normalized_score": normalized[i]} if normalized else {}),
          **({"uncertainty": r.uncertainty} if r.uncertainty is not None else {})}
         for i, r in enumerate(ranked)
+    ]  # fmt: skip
+
+
+def _rank_attributes(cfg: ScoreConfig, scorer: Any, prompt: str, responses: list[Text], images: tuple[Any, ...],
+                     weights: dict[str, float] | None) -> list[dict[str, Any]]:  # fmt: skip
+    """:func:`run_rank` for a model with attribute heads: each response's attributes, and with ``weights`` the
+    order of the combined rewards."""
+    from rewardlab.models.scorer import best_first
+
+    scores, attributes = scorer.score_with_attributes(prompt, responses, images=[images] * len(responses))
+    normalized = scorer.normalize(scores) if cfg.normalize else None
+    combined = combined_values(normalized or scores, attributes, weights)
+    return [
+        {"rank": rank, "index": i, "score": scores[i], "response": responses[i],
+         **({"normalized_score": normalized[i]} if normalized else {}), "attributes": attributes[i],
+         **({"combined": combined[i]} if combined else {})}
+        for rank, i in enumerate(best_first(combined or scores), start=1)
     ]  # fmt: skip

@@ -32,6 +32,7 @@ class ModelReward:
         scorer: the loaded model (:meth:`from_pretrained` builds one from a directory).
         normalize: subtract the eval-score mean and divide by the std saved in ``rewardlab.json``.
         name: the name TRL logs the reward under (``rewards/<name>/mean``).
+        attribute: a model with attribute heads: the reward is this head's value (0–1) instead of the score.
 
     Prompts and completions are plain strings or chat messages, as TRL passes them. Encoder RMs (a text pair) and
     vision RMs score chat prompts as their last user turn's text and completions as their text. Vision RMs read each
@@ -42,14 +43,29 @@ class ModelReward:
     """
 
     def __init__(self, scorer: Scorer, *, normalize: bool = False, name: str = "rewardlab",
-                 image_column: str | None = None):  # fmt: skip
+                 image_column: str | None = None, attribute: str | None = None):  # fmt: skip
         self.scorer = scorer
         self.normalize = normalize
-        self._last: tuple[Any, tuple[list[float], list[float | None]]] | None = None
+        self.attribute = attribute
+        # The last call's answer (a one-entry dict, so sources made by :meth:`reading` share it): the model's
+        # score, uncertainty penalty and attribute sources of one step score the completions once.
+        self._last: dict[str, Any] = {}
         self.image_columns = (image_column,) if image_column else IMAGE_COLUMNS
         if normalize:
             scorer.normalize([0.0])  # fail now, not at the first training step, if there are no statistics
+        if attribute is not None and attribute not in scorer.attribute_names:
+            heads = ", ".join(scorer.attribute_names) or "none"
+            raise ValueError(f"attribute {attribute!r}: the reward model has no such head (its attribute heads: "
+                             f"{heads})")  # fmt: skip
         self.__name__ = name
+
+    def reading(self, *, name: str, attribute: str | None = None, normalize: bool | None = None) -> ModelReward:
+        """Another reward from the same loaded model (its score, or another attribute), sharing its weights and
+        each step's forward pass."""
+        other = ModelReward(self.scorer, normalize=self.normalize if normalize is None else normalize, name=name,
+                            attribute=attribute)  # fmt: skip
+        other.image_columns, other._last = self.image_columns, self._last
+        return other
 
     @classmethod
     def from_pretrained(cls, path: str, settings: ScoringSettings | None = None, *, image_column: str | None = None,
@@ -63,15 +79,23 @@ class ModelReward:
         )
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float]:
+        if self.attribute is not None:
+            return [a[self.attribute] for a in self._scored(prompts, completions, columns)["attributes"]]
         return self.score_with_uncertainty(prompts, completions, **columns)[0]
 
     def score_with_uncertainty(self, prompts: Sequence[Any], completions: Sequence[Any],
                                **columns: Any) -> tuple[list[float], list[float | None]]:  # fmt: skip
-        """The rewards and (an ensemble) their uncertainties; the last call's answer is kept, so the
+        """The scores and (an ensemble) their uncertainties; the last call's answer is kept, so the
         :class:`UncertaintyPenalty` of the same step reads it instead of scoring again."""
-        key = json.dumps([list(prompts), list(completions)], sort_keys=True, default=str)
-        if self._last is not None and self._last[0] == key:
-            return self._last[1]
+        scored = self._scored(prompts, completions, columns)
+        return scored["scores"], scored["uncertainties"]
+
+    def _scored(self, prompts: Sequence[Any], completions: Sequence[Any], columns: dict[str, Any]) -> dict[str, Any]:
+        """``{"scores", "uncertainties", "attributes"}`` of the completions (uncertainties None but for an ensemble,
+        attributes empty dicts without attribute heads), from the last call's answer where it scored the same."""
+        key = json.dumps([list(prompts), list(completions), self.normalize], sort_keys=True, default=str)
+        if self._last.get("key") == key:
+            return self._last["result"]
         images = _images(columns, self.image_columns) if self.scorer.is_vision else None
         texts, answers = list(prompts), list(completions)
         # A vision RM scores plain text against its image; an encoder RM a (prompt, response) text pair, which no
@@ -79,8 +103,15 @@ class ModelReward:
         if self.scorer.is_vision or self.scorer.model.pooling == "cls":
             texts = [_text(p, last_user=True) for p in texts]
             answers = [_text(c) for c in answers]
-        result = self.scorer.score_with_uncertainty(texts, answers, normalize=self.normalize, images=images)
-        self._last = (key, result)
+        if self.scorer.attribute_names:
+            scores, attributes = self.scorer.score_with_attributes(texts, answers, normalize=self.normalize,
+                                                                   images=images)  # fmt: skip
+            result = {"scores": scores, "uncertainties": [None] * len(scores), "attributes": attributes}
+        else:
+            scores, spread = self.scorer.score_with_uncertainty(texts, answers, normalize=self.normalize,
+                                                                images=images)  # fmt: skip
+            result = {"scores": scores, "uncertainties": spread, "attributes": [{} for _ in scores]}
+        self._last.update(key=key, result=result)
         return result
 
 
@@ -116,31 +147,48 @@ class RemoteReward:
     """
 
     def __init__(self, urls: str | Sequence[str], *, normalize: bool | None = None, name: str = "remote_rm",
-                 image_column: str | None = None, **client_options: Any):  # fmt: skip
+                 image_column: str | None = None, attribute: str | None = None, **client_options: Any):  # fmt: skip
         from rewardlab.serving.client import RewardClient
 
         self.client = RewardClient(urls, normalize=normalize, **client_options)
         self.image_columns = (image_column,) if image_column else IMAGE_COLUMNS
+        self.attribute = attribute
         self._last: tuple[str, Scored] | None = None
         self.__name__ = name
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float]:
+        if self.attribute is not None:
+            return self.attribute_values(prompts, completions, **columns)
         return self.score_with_uncertainty(prompts, completions, **columns)[0]
+
+    def attribute_values(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float]:
+        """The server's value of ``attribute`` for each completion (/v1/score's ``attributes``)."""
+        prompts, completions, images = self._inputs(prompts, completions, columns)
+        _, attributes = self.client.score_with_attributes(list(prompts), list(completions), images=images)
+        missing = [a for a in attributes if self.attribute not in a]
+        if missing:
+            raise RuntimeError(f"{self.__name__}: the reward server sent no attribute {self.attribute!r} (it sent: "
+                               f"{', '.join(missing[0]) or 'none'})")  # fmt: skip
+        return [a[self.attribute] for a in attributes]
 
     def score_with_uncertainty(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> Scored:
         """The rewards and (an ensemble server) their uncertainties; the last call's answer is kept, so the
         :class:`UncertaintyPenalty` of the same step reads it instead of asking the servers again."""
-        images = None
-        if any(columns.get(name) is not None for name in self.image_columns):
-            images = _images(columns, self.image_columns)
-            prompts = [_text(p, last_user=True) for p in prompts]
-            completions = [_text(c) for c in completions]
+        prompts, completions, images = self._inputs(prompts, completions, columns)
         key = json.dumps([list(prompts), list(completions), images], sort_keys=True, default=str)
         if self._last is not None and self._last[0] == key:
             return self._last[1]
         result = self.client.score_with_uncertainty(list(prompts), list(completions), images=images)
         self._last = (key, result)
         return result
+
+    def _inputs(self, prompts: Sequence[Any], completions: Sequence[Any],
+                columns: dict[str, Any]) -> tuple[Sequence[Any], Sequence[Any], list[Any] | None]:  # fmt: skip
+        """What is sent: with an image column, each completion's images and the texts as a vision RM reads them."""
+        if not any(columns.get(name) is not None for name in self.image_columns):
+            return prompts, completions, None
+        images = _images(columns, self.image_columns)
+        return [_text(p, last_user=True) for p in prompts], [_text(c) for c in completions], images
 
     def close(self) -> None:
         self.client.close()

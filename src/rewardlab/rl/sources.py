@@ -15,19 +15,17 @@ from rewardlab.rl.rules import make_rule
 def build_rewards(sources: Sequence[RewardSource]) -> tuple[list[Callable[..., list[float]]], list[float]]:
     """One reward function per source (each logged under its own name; duplicates get ``_2``, ``_3``...), and
     the weights of the summed reward. A model or remote source with ``uncertainty_penalty: λ`` is followed by its
-    :class:`~rewardlab.rl.rewards.UncertaintyPenalty` (``<name>_uncertainty``, weight ``−λ·weight``)."""
+    :class:`~rewardlab.rl.rewards.UncertaintyPenalty` (``<name>_uncertainty``, weight ``−λ·weight``). Model sources
+    with one path and scoring settings (e.g. one per attribute head) share one loaded model."""
     funcs: list[Any] = []
     weights: list[float] = []
     seen: dict[str, int] = {}
+    loaded: dict[tuple[str, str, str | None], ModelReward] = {}
     for src in sources:
         if src.type == "rule":
             func: Any = make_rule(str(src.rule), src.options, src.name)
         elif src.type == "model":
-            func = ModelReward.from_pretrained(str(src.path), src.scoring(), image_column=src.image_column)
-            func.__name__ = src.name or "model"
-            if src.uncertainty_penalty is not None and func.scorer.members < 2:
-                raise ConfigError(f"rewards: uncertainty_penalty needs an ensemble reward model; {src.path} has "
-                                  "one head (train it with model.ensemble, or drop the penalty)")  # fmt: skip
+            func = model_reward(src, loaded)
         else:
             key = None
             if src.api_key_env is not None:
@@ -38,8 +36,9 @@ def build_rewards(sources: Sequence[RewardSource]) -> tuple[list[Callable[..., l
                 src.url,
                 normalize=src.normalize or None,
                 api_key=key,
-                name=src.name or "remote",
+                name=src.name or src.attribute or "remote",
                 image_column=src.image_column,
+                attribute=src.attribute,
             )
         name = func.__name__
         seen[name] = seen.get(name, 0) + 1
@@ -52,3 +51,22 @@ def build_rewards(sources: Sequence[RewardSource]) -> tuple[list[Callable[..., l
             funcs.append(UncertaintyPenalty(func, f"{func.__name__}_uncertainty"))
             weights.append(-src.weight * src.uncertainty_penalty)
     return funcs, weights
+
+
+def model_reward(src: RewardSource, loaded: dict[tuple[str, str, str | None], ModelReward]) -> ModelReward:
+    """The :class:`ModelReward` of a ``model`` source: a model already loaded for another source with the same path
+    and scoring settings is read again (no second copy of its weights), not loaded twice."""
+    settings = src.scoring()
+    key = (str(src.path), settings.model_copy(update={"normalize": False}).model_dump_json(), src.image_column)
+    name = src.name or src.attribute or "model"
+    first = loaded.get(key)
+    if first is None:
+        first = loaded[key] = ModelReward.from_pretrained(str(src.path), settings, image_column=src.image_column)
+    heads = first.scorer.attribute_names
+    if src.attribute is not None and src.attribute not in heads:
+        raise ConfigError(f"rewards: attribute {src.attribute!r}: {src.path} has no such head (its attribute heads: "
+                          f"{', '.join(heads) or 'none'})")  # fmt: skip
+    if src.uncertainty_penalty is not None and first.scorer.members < 2:
+        raise ConfigError(f"rewards: uncertainty_penalty needs an ensemble reward model; {src.path} has "
+                          "one head (train it with model.ensemble, or drop the penalty)")  # fmt: skip
+    return first.reading(name=name, attribute=src.attribute, normalize=settings.normalize)

@@ -12,6 +12,7 @@ says only that the server failed (the traceback goes to the server log). Request
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hmac
 import logging
@@ -20,6 +21,7 @@ import statistics
 import time
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -30,7 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rewardlab.config.schema import ServeConfig
 from rewardlab.errors import ConfigError, DataError
-from rewardlab.models.scorer import Scorer, best_first, compare_scores
+from rewardlab.models.scorer import Scorer, best_first, check_weights, combine_attributes, compare_rows
 from rewardlab.serving.batcher import Batcher, QueueFull, ScoringFailed
 from rewardlab.serving.errors import RequestError
 from rewardlab.serving.images import resolve_images
@@ -71,6 +73,22 @@ def api_key_from_env(cfg: ServeConfig) -> str | None:
             f"export {cfg.api_key_env}=<key> (the server will not start open when told to require a key)"
         )
     return key
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One request's scores, in order: ``uncertainties`` an ensemble's (scaled as the scores are), ``attributes``
+    a model with attribute heads' ``{name: value}`` per item; None for other models."""
+
+    scores: list[float]
+    uncertainties: list[float] | None = None
+    attributes: list[dict[str, float]] | None = None
+
+    def combined(self, weights: dict[str, float] | None) -> list[float] | None:
+        """Each item's :func:`~rewardlab.models.scorer.combine_attributes` (checked weights); None without them."""
+        if weights is None or self.attributes is None:
+            return None
+        return [combine_attributes(s, a, weights) for s, a in zip(self.scores, self.attributes)]
 
 
 class Service:
@@ -123,17 +141,29 @@ class Service:
                 "send normalize=false", field="normalize")  # fmt: skip
         return normalize
 
+    def weights(self, weights: dict[str, float] | None) -> dict[str, float] | None:
+        """A request's ``weights``, checked against the model's attribute heads before anything is scored."""
+        if weights is not None:
+            try:
+                check_weights(self.scorer.attribute_names, weights)
+            except ValueError as exc:
+                raise RequestError(422, str(exc), field="weights") from None
+        return weights
+
     async def score(self, prompts: list[Any], responses: list[Any], images: list[list[Any]], fields: list[str],
-                    normalize: bool = False) -> tuple[list[float], list[float] | None]:  # fmt: skip
-        """Scores of one request's items, in order, and (an ensemble) their uncertainties: the members' standard
-        deviations, scaled as the scores are; None for a single-head model. ``fields`` names each item in errors."""
+                    normalize: bool = False) -> Scored:  # fmt: skip
+        """Scores of one request's items, in order, with (an ensemble) their uncertainties — the members' standard
+        deviations, scaled as the scores are — or (attribute heads) their attributes. ``fields`` names each item in
+        errors."""
         rows = await self.rows(prompts, responses, images, fields)
         scores = [r[0] for r in rows]
+        names = self.scorer.attribute_names
+        attributes = [dict(zip(names, r[1:])) for r in rows] if names else None
         spread = [statistics.pstdev(r[1:]) for r in rows] if self.scorer.members > 1 else None
         if not normalize:
-            return scores, spread
+            return Scored(scores, spread, attributes)
         std = self.scorer.normalization.std or 1.0
-        return self.scorer.normalize(scores), None if spread is None else [s / std for s in spread]
+        return Scored(self.scorer.normalize(scores), None if spread is None else [s / std for s in spread], attributes)
 
     async def rows(self, prompts: list[Any], responses: list[Any], images: list[list[Any]],
                    fields: list[str]) -> list[list[float]]:  # fmt: skip
@@ -209,6 +239,7 @@ class Service:
             dtype=str(param.dtype).removeprefix("torch."),
             rewardlab_version=rewardlab.__version__,
             members=scorer.members,
+            attributes=scorer.bundle.meta.attributes,
             limits={
                 "max_items_per_request": cfg.max_items_per_request,
                 "max_text_chars": cfg.max_text_chars,
@@ -312,12 +343,14 @@ def create_app(scorer: Scorer, cfg: ServeConfig, *, name: str | None = None) -> 
         """Scores of `items`, in request order."""
         service.check_count(len(req.items), "items")
         normalize = service.normalized(req.normalize)
+        weights = service.weights(req.weights)
         fields = [f"items[{i}]" for i in range(len(req.items))]
         prompts = [service.text(it.prompt, f"{f}.prompt", allow_empty=True) for it, f in zip(req.items, fields)]
         responses = [service.text(it.response, f"{f}.response") for it, f in zip(req.items, fields)]
         images = [list(it.images) for it in req.items]
-        scores, spread = await service.score(prompts, responses, images, fields, normalize)
-        return ScoreResponse(scores=scores, uncertainties=spread, normalized=normalize)
+        out = await service.score(prompts, responses, images, fields, normalize)
+        return ScoreResponse(scores=out.scores, uncertainties=out.uncertainties, attributes=out.attributes,
+                             combined=out.combined(weights), normalized=normalize)  # fmt: skip
 
     @app.post(
         f"/{API_VERSION}/compare",
@@ -327,21 +360,15 @@ def create_app(scorer: Scorer, cfg: ServeConfig, *, name: str | None = None) -> 
         tags=["score"],
     )  # an ensemble's uncertainties; absent for a single head
     async def compare(req: CompareRequest) -> CompareResponse:
-        """Which of two responses is better, and how sure: P(a) = σ(score_a − score_b)."""
+        """Which of two responses is better, and how sure: P(a) = σ(score_a − score_b) (with `weights`, of the
+        combined rewards)."""
+        weights = service.weights(req.weights)
         prompt = service.text(req.prompt, "prompt", allow_empty=True)
         a, b = service.text(req.a, "a"), service.text(req.b, "b")
         images = list(req.images)
         rows = await service.rows([prompt, prompt], [a, b], [images, images], ["a", "b"])
-        c = compare_scores(rows[0][0], rows[1][0], rows[0][1:], rows[1][1:])
-        return CompareResponse(
-            better=c.better,
-            p_a=c.p_a,
-            score_a=c.score_a,
-            score_b=c.score_b,
-            uncertainty_a=c.uncertainty_a,
-            uncertainty_b=c.uncertainty_b,
-            agreement=c.agreement,
-        )
+        c = compare_rows(rows[0], rows[1], service.scorer.attribute_names, weights)
+        return CompareResponse(**dataclasses.asdict(c))
 
     @app.post(
         f"/{API_VERSION}/rank",
@@ -354,14 +381,18 @@ def create_app(scorer: Scorer, cfg: ServeConfig, *, name: str | None = None) -> 
         """Best-of-N: the responses sorted by score, best first."""
         service.check_count(len(req.responses), "responses")
         normalize = service.normalized(req.normalize)
+        weights = service.weights(req.weights)
         prompt = service.text(req.prompt, "prompt", allow_empty=True)
         fields = [f"responses[{i}]" for i in range(len(req.responses))]
         responses = [service.text(r, f) for r, f in zip(req.responses, fields)]
         images = list(req.images)
-        scores, spread = await service.score([prompt] * len(responses), responses, [images] * len(responses), fields,
-                                             normalize)  # fmt: skip
-        ranking = [{"index": i, "score": scores[i], **({"uncertainty": spread[i]} if spread else {})}
-                   for i in best_first(scores)]  # fmt: skip
+        out = await service.score([prompt] * len(responses), responses, [images] * len(responses), fields, normalize)
+        combined = out.combined(weights)
+        ranking = [{"index": i, "score": out.scores[i],
+                    **({"uncertainty": out.uncertainties[i]} if out.uncertainties else {}),
+                    **({"attributes": out.attributes[i]} if out.attributes else {}),
+                    **({"combined": combined[i]} if combined else {})}
+                   for i in best_first(combined or out.scores)]  # fmt: skip
         return RankResponse(ranking=ranking, normalized=normalize)
 
     @app.post("/get_reward", response_model=GetRewardResponse, responses=ERRORS, tags=["openrlhf"])
@@ -382,11 +413,14 @@ def create_app(scorer: Scorer, cfg: ServeConfig, *, name: str | None = None) -> 
             service.text(r, f, allow_empty=bool(p))
         if any(unsplit):  # a warning only where some query was affected
             logger.warning("%d of %d queries do not start with their prompt; scored whole", sum(unsplit), len(unsplit))
-        raw, spread = await service.score(prompts, responses, [[] for _ in responses], fields)
+        out = await service.score(prompts, responses, [[] for _ in responses], fields)
+        raw = out.scores
         rewards = service.scorer.normalize(raw) if normalize else raw
         logs = {"rewardlab_score": raw, "rewardlab_unsplit": unsplit}
-        if spread is not None:
-            logs["rewardlab_uncertainty"] = spread
+        if out.uncertainties is not None:
+            logs["rewardlab_uncertainty"] = out.uncertainties
+        for name in service.scorer.attribute_names:  # OpenRLHF logs each extra_logs key as its own series
+            logs[f"rewardlab_attribute_{name}"] = [a[name] for a in out.attributes or []]
         return GetRewardResponse(rewards=rewards, scores=raw, extra_logs=logs)
 
     known_paths.update(getattr(r, "path", None) for r in app.routes)

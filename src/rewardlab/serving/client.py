@@ -21,6 +21,10 @@ How a call is served:
 ``protocol="openrlhf"`` (or a URL ending in ``/get_reward``) talks OpenRLHF's contract: each sample is sent as
 ``query = prompt + response`` with ``prompts = [prompt]``, and the ``rewards`` field is returned.
 
+A model with attribute heads: :meth:`RewardClient.score_with_attributes` gives each response's attributes, and
+``score(..., weights={"reward": 1, "verbosity": -0.5})`` the weighted sums the server computes (``combined``;
+rewardlab protocol only: OpenRLHF's contract carries no weights).
+
 :class:`AsyncRewardClient` is the same for asyncio code.
 """
 
@@ -44,6 +48,20 @@ import httpx
 Protocol = Literal["auto", "rewardlab", "openrlhf"]
 TRANSIENT_STATUS = (408, 429, 500, 502, 503, 504)
 Scored = tuple[list[float], list[float] | None]  # scores, and an ensemble's uncertainties
+WithAttributes = tuple[list[float], list[dict[str, float]]]  # scores, and each sample's attributes
+ATTRIBUTE_LOG = "rewardlab_attribute_"  # /get_reward's extra_logs key prefix of an attribute's values
+
+
+@dataclass
+class Answer:
+    """What the servers sent for some samples, in order: ``scores``, and where the server's model has them an
+    ensemble's ``uncertainties``, the ``attributes`` of each sample (``{name: value}``), and with weights the
+    ``combined`` rewards."""
+
+    scores: list[float]
+    uncertainties: list[float] | None = None
+    attributes: list[dict[str, float]] | None = None
+    combined: list[float] | None = None
 
 
 class RemoteScoringError(RuntimeError):
@@ -168,11 +186,14 @@ class _Core:
             self.endpoints[i].down_until = time.monotonic() + self.cooldown_s
 
     def payload(self, e: Endpoint, prompts: list[Any], responses: list[Any], images: list[Any] | None,
-                normalize: bool | None) -> dict[str, Any]:  # fmt: skip
+                normalize: bool | None, weights: dict[str, float] | None = None) -> dict[str, Any]:  # fmt: skip
         normalize = self.normalize if normalize is None else normalize
         if e.protocol == "openrlhf":
             if images and any(images):
                 raise ValueError("OpenRLHF's /get_reward carries no images; use protocol=rewardlab for vision models")
+            if weights is not None:
+                raise ValueError("OpenRLHF's /get_reward carries no attribute weights; use protocol=rewardlab "
+                                 "(the server's base URL)")  # fmt: skip
             texts = [(_plain(p), _plain(r)) for p, r in zip(prompts, responses)]
             body: dict[str, Any] = {"query": [p + r for p, r in texts], "prompts": [p for p, _ in texts]}
         else:
@@ -184,11 +205,14 @@ class _Core:
             body = {"items": items}
         if normalize is not None:
             body["normalize"] = normalize
+        if weights is not None:
+            body["weights"] = weights
         return body
 
-    def answer(self, e: Endpoint, response: httpx.Response, n: int) -> Scored:
-        """``(scores, uncertainties)``; the uncertainties (an ensemble's members' standard deviation: ``/v1/score``'s
-        ``uncertainties``, ``/get_reward``'s ``extra_logs.rewardlab_uncertainty``) are None for a single head."""
+    def answer(self, e: Endpoint, response: httpx.Response, n: int) -> Answer:
+        """The scores; the uncertainties (an ensemble's members' standard deviation: ``/v1/score``'s
+        ``uncertainties``, ``/get_reward``'s ``extra_logs.rewardlab_uncertainty``) are None for a single head, the
+        attributes (``attributes``, or ``extra_logs.rewardlab_attribute_<name>``) None without attribute heads."""
         if response.status_code in TRANSIENT_STATUS:
             retry_after = response.headers.get("Retry-After")
             delay = float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else None
@@ -202,23 +226,32 @@ class _Core:
                 pass
             raise RequestRejected(response.status_code, message, field_name, e.base + e.path)
         body = response.json()
+        combined = None
         if e.protocol == "openrlhf":
-            scores, spread = body.get("rewards"), (body.get("extra_logs") or {}).get("rewardlab_uncertainty")
+            logs = body.get("extra_logs") or {}
+            scores, spread = body.get("rewards"), logs.get("rewardlab_uncertainty")
+            names = [k.removeprefix(ATTRIBUTE_LOG) for k in logs if k.startswith(ATTRIBUTE_LOG)]
+            columns = [logs[ATTRIBUTE_LOG + name] for name in names]
+            ok = names and all(isinstance(c, list) and len(c) == n for c in columns)
+            attributes = [dict(zip(names, values)) for values in zip(*columns)] if ok else None
         else:
             scores, spread = body.get("scores"), body.get("uncertainties")
+            attributes, combined = body.get("attributes"), body.get("combined")
         if not isinstance(scores, list) or len(scores) != n:
             raise _Transient(f"malformed answer ({n} scores expected)")
-        if not isinstance(spread, list) or len(spread) != n:
-            spread = None
-        return [float(s) for s in scores], None if spread is None else [float(u) for u in spread]
+        return Answer([float(s) for s in scores], _floats(spread, n), _attributes(attributes, n), _floats(combined, n))
 
     @staticmethod
-    def joined(parts: list[Scored]) -> Scored:
-        """The chunks' answers in order; uncertainties only when every server sent them."""
-        scores = [s for part, _ in parts for s in part]
-        if any(spread is None for _, spread in parts):
-            return scores, None
-        return scores, [u for _, spread in parts for u in spread or []]
+    def joined(parts: list[Answer]) -> Answer:
+        """The chunks' answers in order; uncertainties, attributes and combined rewards only where every server
+        sent them."""
+
+        def column(name: str) -> list[Any] | None:
+            values = [getattr(p, name) for p in parts]
+            return None if any(v is None for v in values) else [x for v in values for x in v]
+
+        return Answer([s for p in parts for s in p.scores], column("uncertainties"), column("attributes"),
+                      column("combined"))  # fmt: skip
 
     def delay(self, attempt: int, error: _Transient) -> float:
         if error.retry_after is not None:
@@ -251,10 +284,28 @@ class RewardClient(_Core):
         self._http.close()
 
     def score(self, prompts: Sequence[Any] | str, responses: Sequence[Any], images: Sequence[Any] | None = None, *,
-              normalize: bool | None = None) -> list[float]:  # fmt: skip
+              normalize: bool | None = None, weights: dict[str, float] | None = None) -> list[float]:  # fmt: skip
         """One score per response, in order. ``prompts``: one prompt for all or one per response; ``images``: one
-        tuple of images (paths, URLs, bytes, PIL images) per response, for vision models."""
-        return self.score_with_uncertainty(prompts, responses, images, normalize=normalize)[0]
+        tuple of images (paths, URLs, bytes, PIL images) per response, for vision models. ``weights`` (a model with
+        attribute heads): the combined rewards ``Σ weight · value`` instead, ``reward`` naming the score."""
+        return combined_or_scores(self.answer_all(prompts, responses, images, normalize, weights), weights)
+
+    def score_with_attributes(self, prompts: Sequence[Any] | str, responses: Sequence[Any],
+                              images: Sequence[Any] | None = None, *,
+                              normalize: bool | None = None) -> WithAttributes:  # fmt: skip
+        """:meth:`score`, and each response's attributes (``{name: value}``, 0–1 scale) as
+        :meth:`~rewardlab.models.scorer.Scorer.score_with_attributes` gives them: empty dicts when the server's
+        model has no attribute heads."""
+        out = self.answer_all(prompts, responses, images, normalize, None)
+        return out.scores, out.attributes if out.attributes is not None else [{} for _ in out.scores]
+
+    def answer_all(self, prompts: Sequence[Any] | str, responses: Sequence[Any], images: Sequence[Any] | None,
+                   normalize: bool | None, weights: dict[str, float] | None) -> Answer:  # fmt: skip
+        """Everything the servers sent for these samples, in order (one :class:`Answer`)."""
+        prompts, responses = _aligned(prompts, responses)
+        chunks = self.plan(len(responses))
+        run = lambda c: self._run(c, prompts, responses, images, normalize, weights)  # noqa: E731
+        return self.joined(list(self._pool.map(run, chunks)))
 
     def score_with_uncertainty(
         self,
@@ -266,17 +317,17 @@ class RewardClient(_Core):
     ) -> Scored:
         """:meth:`score`, and an ensemble server's uncertainty of each score (its members' standard deviation,
         scaled as the scores are); None when the server's model has one head."""  # fmt: skip
-        prompts, responses = _aligned(prompts, responses)
-        chunks = self.plan(len(responses))
-        return self.joined(list(self._pool.map(lambda c: self._run(c, prompts, responses, images, normalize), chunks)))
+        out = self.answer_all(prompts, responses, images, normalize, None)
+        return out.scores, out.uncertainties
 
-    def _run(self, chunk: Chunk, prompts: list, responses: list, images: Any, normalize: bool | None) -> Scored:
+    def _run(self, chunk: Chunk, prompts: list, responses: list, images: Any, normalize: bool | None,
+             weights: dict[str, float] | None) -> Answer:  # fmt: skip
         sl = slice(chunk.start, chunk.end)
         errors: list[str] = []
         while (i := self.next_endpoint(chunk)) is not None:
             chunk.tried.add(i)
             e = self.endpoints[i]
-            body = self.payload(e, prompts[sl], responses[sl], images[sl] if images else None, normalize)
+            body = self.payload(e, prompts[sl], responses[sl], images[sl] if images else None, normalize, weights)
             for attempt in range(self.retries + 1):
                 try:
                     return self.answer(e, self._http.post(e.base + e.path, json=body), chunk.end - chunk.start)
@@ -289,15 +340,19 @@ class RewardClient(_Core):
             self.mark_down(i)
         raise self.failed(chunk, len(responses), errors)
 
-    def compare(self, prompt: Any, a: Any, b: Any, images: Sequence[Any] = ()) -> dict[str, Any]:
-        """``{"better", "p_a", "score_a", "score_b"}`` from one server (rewardlab protocol)."""
+    def compare(self, prompt: Any, a: Any, b: Any, images: Sequence[Any] = (), *,
+                weights: dict[str, float] | None = None) -> dict[str, Any]:  # fmt: skip
+        """``{"better", "p_a", "score_a", "score_b"}`` from one server (rewardlab protocol); a model with attribute
+        heads adds ``attributes_a``/``attributes_b``, and ``weights`` compares ``combined_a``/``combined_b``."""
         body = {"prompt": prompt, "a": a, "b": b, "images": [encode_image(im) for im in images]}
-        return self._single("/v1/compare", body)
+        return self._single("/v1/compare", body | ({"weights": weights} if weights is not None else {}))
 
-    def rank(self, prompt: Any, responses: Sequence[Any], images: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        """``[{"index", "score"}, ...]`` best first, from one server (rewardlab protocol)."""
+    def rank(self, prompt: Any, responses: Sequence[Any], images: Sequence[Any] = (), *,
+             weights: dict[str, float] | None = None) -> list[dict[str, Any]]:  # fmt: skip
+        """``[{"index", "score"}, ...]`` best first, from one server (rewardlab protocol); with ``weights``, by the
+        ``combined`` reward each item then carries."""
         body = {"prompt": prompt, "responses": list(responses), "images": [encode_image(im) for im in images]}
-        return self._single("/v1/rank", body)["ranking"]
+        return self._single("/v1/rank", body | ({"weights": weights} if weights is not None else {}))["ranking"]
 
     def _single(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         errors = []
@@ -331,8 +386,22 @@ class AsyncRewardClient(_Core):
         await self._http.aclose()
 
     async def score(self, prompts: Sequence[Any] | str, responses: Sequence[Any], images: Sequence[Any] | None = None,
-                    *, normalize: bool | None = None) -> list[float]:  # fmt: skip
-        return (await self.score_with_uncertainty(prompts, responses, images, normalize=normalize))[0]
+                    *, normalize: bool | None = None,
+                    weights: dict[str, float] | None = None) -> list[float]:  # fmt: skip
+        return combined_or_scores(await self.answer_all(prompts, responses, images, normalize, weights), weights)
+
+    async def score_with_attributes(self, prompts: Sequence[Any] | str, responses: Sequence[Any],
+                                    images: Sequence[Any] | None = None, *,
+                                    normalize: bool | None = None) -> WithAttributes:  # fmt: skip
+        out = await self.answer_all(prompts, responses, images, normalize, None)
+        return out.scores, out.attributes if out.attributes is not None else [{} for _ in out.scores]
+
+    async def answer_all(self, prompts: Sequence[Any] | str, responses: Sequence[Any], images: Sequence[Any] | None,
+                         normalize: bool | None, weights: dict[str, float] | None) -> Answer:  # fmt: skip
+        prompts, responses = _aligned(prompts, responses)
+        chunks = self.plan(len(responses))
+        return self.joined(await asyncio.gather(*(self._run(c, prompts, responses, images, normalize, weights)
+                                                  for c in chunks)))  # fmt: skip
 
     async def score_with_uncertainty(
         self,
@@ -342,19 +411,17 @@ class AsyncRewardClient(_Core):
         *,
         normalize: bool | None = None,
     ) -> Scored:
-        prompts, responses = _aligned(prompts, responses)
-        chunks = self.plan(len(responses))
-        return self.joined(await asyncio.gather(*(self._run(c, prompts, responses, images, normalize)
-                                                  for c in chunks)))  # fmt: skip
+        out = await self.answer_all(prompts, responses, images, normalize, None)
+        return out.scores, out.uncertainties
 
-    async def _run(self, chunk: Chunk, prompts: list, responses: list, images: Any,
-                   normalize: bool | None) -> Scored:  # fmt: skip
+    async def _run(self, chunk: Chunk, prompts: list, responses: list, images: Any, normalize: bool | None,
+                   weights: dict[str, float] | None) -> Answer:  # fmt: skip
         sl = slice(chunk.start, chunk.end)
         errors: list[str] = []
         while (i := self.next_endpoint(chunk)) is not None:
             chunk.tried.add(i)
             e = self.endpoints[i]
-            body = self.payload(e, prompts[sl], responses[sl], images[sl] if images else None, normalize)
+            body = self.payload(e, prompts[sl], responses[sl], images[sl] if images else None, normalize, weights)
             for attempt in range(self.retries + 1):
                 try:
                     response = await self._http.post(e.base + e.path, json=body)
@@ -367,6 +434,26 @@ class AsyncRewardClient(_Core):
                     await asyncio.sleep(self.delay(attempt, error))
             self.mark_down(i)
         raise self.failed(chunk, len(responses), errors)
+
+
+def combined_or_scores(answer: Answer, weights: dict[str, float] | None) -> list[float]:
+    """The answer's scores, or with ``weights`` its combined rewards (which a server that weighed them sent)."""
+    if weights is None:
+        return answer.scores
+    if answer.combined is None:
+        raise RemoteScoringError("weights were sent, but a server answered without `combined` rewards (is it an "
+                                 "older rewardlab serve?)")  # fmt: skip
+    return answer.combined
+
+
+def _floats(values: Any, n: int) -> list[float] | None:
+    return [float(v) for v in values] if isinstance(values, list) and len(values) == n else None
+
+
+def _attributes(values: Any, n: int) -> list[dict[str, float]] | None:
+    if not isinstance(values, list) or len(values) != n or not all(isinstance(v, dict) for v in values):
+        return None
+    return [{k: float(x) for k, x in v.items()} for v in values]
 
 
 def _transient(exc: Exception) -> _Transient:

@@ -42,18 +42,34 @@ class ScoreItem(Strict):
     images: list[Image] = Field(default_factory=list, description="Vision models: the image(s) the text is about.")
 
 
+WEIGHTS_DESCRIPTION = (
+    "A model with attribute heads: `{name: weight}` over its attributes (0–1 scale) and `reward` (the preference "
+    'score, normalized when the scores are), e.g. `{"reward": 1, "verbosity": -0.5}`; the answer adds the '
+    "weighted sums as `combined` (422 for a name the model lacks, or for a model without attribute heads)."
+)
+ATTRIBUTES_DESCRIPTION = (
+    "A model with attribute heads: each response's `{attribute: value}` on the 0–1 scale of the attribute's range "
+    "(0 = its min, 1 = its max; ranges at /v1/model); absent for other models."
+)
+
+
 class ScoreRequest(Strict):
     items: list[ScoreItem] = Field(min_length=1, description="What to score; scores come back in this order.")
     normalize: StrictBool | None = Field(
         None, description="(score − mean) / std with the statistics saved with the model (default: the server's)."
     )
+    weights: dict[str, float] | None = Field(None, description=WEIGHTS_DESCRIPTION)
 
 
 class ScoreResponse(BaseModel):
-    scores: list[float]
+    scores: list[float] = Field(description="The preference scores (never weighted: see `combined`).")
     uncertainties: list[float] | None = Field(
         None, description="An ensemble model's uncertainty per score: its members' standard deviation (scaled as "
         "the scores are); absent for a single-head model.")  # fmt: skip
+    attributes: list[dict[str, float]] | None = Field(None, description=ATTRIBUTES_DESCRIPTION)
+    combined: list[float] | None = Field(
+        None, description="With the request's `weights`: Σ weight · value per item (`reward` = its score); absent "
+        "without weights.")  # fmt: skip
     normalized: bool = Field(description="Whether the scores are (score − mean) / std (the request's `normalize`, "
                              "else the server's default).")  # fmt: skip
 
@@ -63,16 +79,25 @@ class CompareRequest(Strict):
     a: Text
     b: Text
     images: list[Image] = Field(default_factory=list, description="Vision models: the image both answers are about.")
+    weights: dict[str, float] | None = Field(
+        None, description=WEIGHTS_DESCRIPTION + " `better` and `p_a` then compare the combined rewards."
+    )
 
 
 class CompareResponse(BaseModel):
     better: Literal["a", "b"] = Field(description='"a" on an exact tie.')
-    p_a: float = Field(description="P(a is better) = σ(score_a − score_b).")
+    p_a: float = Field(
+        description="P(a is better) = σ(score_a − score_b), or σ(combined_a − combined_b) with weights."
+    )
     score_a: float
     score_b: float
     uncertainty_a: float | None = Field(None, description="An ensemble's members' standard deviation of score_a.")
     uncertainty_b: float | None = Field(None, description="An ensemble's members' standard deviation of score_b.")
     agreement: float | None = Field(None, description="An ensemble's share of members preferring `better`.")
+    attributes_a: dict[str, float] | None = Field(None, description="A model with attribute heads: a's attributes.")
+    attributes_b: dict[str, float] | None = Field(None, description="A model with attribute heads: b's attributes.")
+    combined_a: float | None = Field(None, description="With `weights`: a's combined reward.")
+    combined_b: float | None = Field(None, description="With `weights`: b's combined reward.")
 
 
 class RankRequest(Strict):
@@ -82,12 +107,17 @@ class RankRequest(Strict):
     normalize: StrictBool | None = Field(
         None, description="As for /v1/score: normalized scores (the order is the same)."
     )
+    weights: dict[str, float] | None = Field(
+        None, description=WEIGHTS_DESCRIPTION + " The ranking is then by `combined`."
+    )
 
 
 class RankedItem(BaseModel):
     index: int = Field(description="Position in the request's `responses`.")
     score: float
     uncertainty: float | None = Field(None, description="An ensemble's members' standard deviation of the score.")
+    attributes: dict[str, float] | None = Field(None, description="A model with attribute heads: its attributes.")
+    combined: float | None = Field(None, description="With `weights`: the combined reward the ranking is by.")
 
 
 class RankResponse(BaseModel):
@@ -111,7 +141,8 @@ class GetRewardResponse(BaseModel):
     scores: list[float] = Field(description="The model's raw scores.")
     extra_logs: dict[str, list[float]] = Field(
         description="`rewardlab_score` (raw scores), `rewardlab_unsplit` (1 where the query did not start with its "
-        "prompt) and, for an ensemble, `rewardlab_uncertainty` (the members' standard deviation, raw)."
+        "prompt), for an ensemble `rewardlab_uncertainty` (the members' standard deviation, raw) and, for a model "
+        "with attribute heads, `rewardlab_attribute_<name>` per attribute (0–1 scale)."
     )
 
 
@@ -133,6 +164,9 @@ class ModelInfo(BaseModel):
     rewardlab_version: str
     limits: dict[str, Any]
     members: int = Field(1, description="Heads of an ensemble model (its scores come with uncertainties); 1: one.")
+    attributes: dict[str, list[float]] | None = Field(
+        None, description="Attribute heads, in order: `{name: [min, max]}`, the rating range a value's 0–1 scale "
+        "spans; null for a model without them.")  # fmt: skip
 
 
 class Health(BaseModel):
