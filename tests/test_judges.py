@@ -1,0 +1,145 @@
+"""LLM judges (``rewardlab.judges``): templates and their checks, expected scores from answer log-probabilities,
+pairwise verdicts in both orders, schedules and their cost, the Bradley–Terry fit, and the SQLite cache — on a tiny
+causal chat model built from a config."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rewardlab.errors import ConfigError
+from rewardlab.judges.aggregate import bradley_terry, calls_per_group, schedule, swiss_pairs, win_rate
+from rewardlab.judges.judge import expected_value
+from rewardlab.judges.templates import Template
+
+
+@pytest.fixture(scope="module")
+def chat_lm(tmp_path_factory):
+    """A tiny random Qwen2 causal LM with a chat template; its tokenizer knows the answer tokens A, B, 1..9."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rewardlab.models.tiny import tiny_config, train_tokenizer
+
+    texts = ["Which response is better? Answer with a single letter: A or B.", "Rate it from 1 to 9."] * 50
+    texts += [" ".join("AB123456789") + " hello world the sky is blue answer response request"] * 50
+    tokenizer = train_tokenizer(texts, 300)
+    config = tiny_config("qwen2", len(tokenizer), tokenizer, hidden=32, layers=2, heads=2)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    path = tmp_path_factory.mktemp("judge") / "chat"
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_templates_render_and_refuse_missing_or_unknown_fields(tmp_path):
+    text = Template(None, "pairwise").render(prompt="Q?", response_a="one", response_b="two")
+    assert "[Response A]\none" in text and "[Response B]\ntwo" in text and "Q?" in text
+    assert "from 1 (useless" in Template(None, "pointwise").render(prompt="Q", response="R", low=1, high=9)
+    with pytest.raises(ConfigError, match=r"must use \{\{ response_b \}\}"):
+        Template("{{ prompt }} {{ response_a }}", "pairwise")
+    with pytest.raises(ConfigError, match="names reference, which a pointwise judge does not give"):
+        Template("{{ prompt }} {{ response }} {{ reference }}", "pointwise")
+    path = tmp_path / "rubric.j2"
+    path.write_text("Score {{ response }} for {{ prompt }} on {{ low }}-{{ high }}.")
+    assert Template(str(path), "pointwise").render(prompt="p", response="r", low=1, high=5) == "Score r for p on 1-5."
+    with pytest.raises(ConfigError, match="no such file"):
+        Template(str(tmp_path / "missing.j2"), "pointwise")
+
+
+def test_expected_value_on_hand_set_logprobs():
+    assert expected_value([math.log(0.2), math.log(0.8)], [1, 2]) == pytest.approx(1.8)
+    # Unnormalized log-probabilities are renormalized among the answers: 1:2:1 over 1, 2, 3 → 2.
+    assert expected_value([math.log(1), math.log(2), math.log(1)], [1, 2, 3]) == pytest.approx(2.0)
+
+
+def test_local_backend_scores_batched_left_padded_messages_as_it_scores_each_alone(chat_lm):
+    import torch
+
+    from rewardlab.judges.backends import LocalBackend
+
+    backend = LocalBackend(str(chat_lm), batch_size=4)
+    messages = ["Rate it.", "Which response is better? Answer with a single letter: A or B.", "hello world"]
+    batched = backend.answer_logprobs(messages, ["A", "B"])
+    tokens = backend.answer_tokens(["A", "B"])
+    for message, got in zip(messages, batched):
+        text = backend.tokenizer.apply_chat_template([{"role": "user", "content": message}], tokenize=False,
+                                                     add_generation_prompt=True)  # fmt: skip
+        ids = backend.tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids
+        with torch.no_grad():
+            alone = torch.log_softmax(backend.model(ids).logits[0, -1].float(), -1)[tokens].tolist()
+        assert got == pytest.approx(alone, abs=1e-5)
+    assert backend.calls == 3
+    with pytest.raises(ConfigError, match="distinct tokens"):
+        backend.answer_tokens(["A", "A"])
+
+
+def test_swapping_the_two_responses_flips_the_preference_exactly(chat_lm):
+    from rewardlab.judges.backends import LocalBackend
+    from rewardlab.judges.judge import Judge
+
+    judge = Judge(LocalBackend(str(chat_lm)))
+    ab = judge.prefer("Name the sky's colour.", "blue", "the sky is blue")
+    ba = judge.prefer("Name the sky's colour.", "the sky is blue", "blue")
+    assert ab.p_a == pytest.approx(1 - ba.p_a, abs=1e-12)
+    assert ab.first == pytest.approx(1 - ba.second, abs=1e-12) and ab.second == pytest.approx(1 - ba.first, abs=1e-12)
+    assert ab.p_a == pytest.approx((ab.first + ab.second) / 2)
+    scores = judge.score("Name the sky's colour.", ["blue", "the sky is blue"])
+    assert all(1 <= s <= 9 for s in scores) and scores[0] != scores[1]
+
+
+def test_bradley_terry_recovers_known_strengths_from_a_synthetic_win_matrix():
+    theta = [1.0, 0.0, -1.0, 0.5, -0.5]
+    g = len(theta)
+    verdicts = {(i, j): 1 / (1 + math.exp(theta[j] - theta[i])) for i in range(g) for j in range(i + 1, g)}
+    fitted = bradley_terry(g, verdicts, prior=0.0)
+    assert fitted == pytest.approx(theta, abs=1e-6)  # theta has mean 0, as the fit is centred
+    shrunk = bradley_terry(g, verdicts, prior=0.5)  # the prior pulls towards 0 but keeps the order
+    assert sorted(range(g), key=shrunk.__getitem__) == sorted(range(g), key=theta.__getitem__)
+    assert all(abs(s) < abs(t) for s, t in zip(shrunk, theta) if t)
+    unbeaten = bradley_terry(3, {(0, 1): 1.0, (0, 2): 1.0, (1, 2): 0.5})
+    assert all(math.isfinite(x) for x in unbeaten) and unbeaten[0] > unbeaten[1] == pytest.approx(unbeaten[2])
+    assert win_rate(3, {(0, 1): 1.0, (0, 2): 0.75, (1, 2): 0.5}) == [0.875, 0.25, 0.375]
+
+
+def test_schedules_and_their_cost_per_group():
+    assert schedule(4, "all") == [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+    assert schedule(4, "reference") == [(0, 1), (0, 2), (0, 3)]
+    assert schedule(6, "round_robin", rounds=1) == [(0, 1), (0, 5), (1, 2), (2, 3), (3, 4), (4, 5)]
+    # calls (both orders) at G = 4, 8, 16 — the table in docs
+    assert [calls_per_group(g, "all") for g in (4, 8, 16)] == [12, 56, 240]
+    assert [calls_per_group(g, "round_robin", rounds=2) for g in (4, 8, 16)] == [12, 32, 64]
+    assert [calls_per_group(g, "reference") for g in (4, 8, 16)] == [6, 14, 30]
+    assert [calls_per_group(g, "swiss", rounds=3) for g in (4, 8, 16)] == [12, 24, 48]
+    played = swiss_pairs(8, lambda i, j: 1.0 if i < j else 0.0, rounds=3)
+    assert len(played) == 12 and len(set(played)) == 12  # no pair twice
+
+
+def test_group_rewards_and_the_cache_make_no_second_call(chat_lm, tmp_path):
+    from rewardlab.judges.backends import CachedBackend, LocalBackend
+    from rewardlab.judges.judge import Judge
+
+    completions = ["blue", "the sky is blue", "green", "hello world"]
+    cached = CachedBackend(LocalBackend(str(chat_lm)), tmp_path / "judge.sqlite")
+    judge = Judge(cached)
+    first = judge.group_rewards("Name the sky's colour.", completions)
+    assert first.calls == 12 and len(first.verdicts) == 6 and sum(first.rewards) == pytest.approx(0, abs=1e-9)
+    again = Judge(CachedBackend(LocalBackend(str(chat_lm)), tmp_path / "judge.sqlite"))
+    second = again.group_rewards("Name the sky's colour.", completions)
+    assert second.calls == 0 and second.rewards == first.rewards and again.backend.hits == 12
+    other = Judge(again.backend, pairwise="Better? {{ prompt }} A: {{ response_a }} B: {{ response_b }}")
+    assert other.group_rewards("Name the sky's colour.", completions[:2]).calls == 2  # a new template: new calls
+    rates = judge.group_rewards("Name the sky's colour.", completions, how="win_rate", schedule_kind="reference")
+    assert rates.calls == 0 and len(rates.verdicts) == 3  # its pairs were all judged before
+
+
+def test_a_model_without_a_chat_template_is_refused(tmp_path):
+    from rewardlab.judges.backends import LocalBackend
+    from rewardlab.models.tiny import train_tokenizer
+
+    tokenizer = train_tokenizer(["plain text only"] * 20, 280, chat_template=False)
+    tokenizer.save_pretrained(tmp_path / "base")
+    with pytest.raises(ConfigError, match="no chat template, so it is not a chat model"):
+        LocalBackend(str(tmp_path / "base"))
