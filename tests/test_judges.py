@@ -143,3 +143,39 @@ def test_a_model_without_a_chat_template_is_refused(tmp_path):
     tokenizer.save_pretrained(tmp_path / "base")
     with pytest.raises(ConfigError, match="no chat template, so it is not a chat model"):
         LocalBackend(str(tmp_path / "base"))
+
+
+def test_a_two_step_grpo_run_with_a_pairwise_judge_reward(chat_lm, tmp_path):
+    """GRPO's groups of completions are judged pair by pair and fitted into one reward each (a few seconds)."""
+    pytest.importorskip("trl")
+    from rewardlab.cli import main
+    from tests.test_rl import make_policy, metrics, rl_config
+    from tests.tiny import write_jsonl
+
+    make_policy(tmp_path)
+    write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": f"Describe tea in {n} words."} for n in range(2, 14)])
+    cache = tmp_path / "verdicts.sqlite"
+    rewards = [{"type": "judge", "path": str(chat_lm), "name": "judge", "judge": {"cache": str(cache)}},
+               {"type": "judge", "path": str(chat_lm), "name": "rating", "weight": 0.1,
+                "judge": {"mode": "pointwise", "scale": [1, 5]}}]  # fmt: skip
+    assert main(["rl", "--config", str(rl_config(tmp_path, "run", rewards=rewards))]) == 0
+    train = [r for r in metrics(tmp_path / "run") if "rewards/judge/mean" in r]
+    assert [r["step"] for r in train] == [1, 2]
+    for r in train:
+        assert r["rewards/judge/mean"] == pytest.approx(0, abs=1e-6)  # Bradley–Terry strengths are centred per group
+        assert 1 <= r["rewards/rating/mean"] <= 5
+    assert cache.is_file()
+
+
+def test_judge_rewards_group_consecutive_completions_of_one_prompt(chat_lm):
+    from rewardlab.config.schema import RewardSource
+    from rewardlab.rl.rewards import JudgeReward
+
+    func = JudgeReward.from_source(RewardSource(type="judge", path=str(chat_lm), judge={"schedule": "reference"}))
+    prompts = ["p1"] * 3 + ["p2"] * 2 + ["p3"]
+    rewards = func(prompts, ["a", "b", "c", "d", "e", "f"])
+    assert rewards[5] == 0.0  # alone: nothing to compare with
+    assert sum(rewards[:3]) == pytest.approx(0, abs=1e-9) and sum(rewards[3:5]) == pytest.approx(0, abs=1e-9)
+    assert func.calls == 2 * (2 + 1)  # reference schedule: G - 1 pairs, both orders
+    with pytest.raises(ValueError, match="a judge reward takes none of"):
+        RewardSource(type="judge", path=str(chat_lm), normalize=True)

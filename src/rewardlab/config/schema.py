@@ -592,11 +592,32 @@ class PromptData(StrictModel):
         return self
 
 
-class RewardSource(ScoringSettings):
-    """One reward: a rule, a rewardlab reward model, or a remote server; ``weight`` scales it in the sum. The
-    scoring settings apply to `model` rewards (`normalize` to `remote` ones too)."""
+class JudgeSettings(StrictModel):
+    """How an LLM judge (`type: judge`) turns a group's completions into rewards (docs/rl.md, LLM judges)."""
 
-    type: Literal["rule", "model", "remote"] = Field(description="Where the reward comes from.")
+    mode: Literal["pairwise", "pointwise"] = Field(
+        "pairwise",
+        description="`pairwise`: the judge compares completions of one prompt (both orders) and a fit turns the "
+        "verdicts into one reward each; `pointwise`: it rates each completion alone (the expected score).",
+    )
+    schedule: Literal["all", "round_robin", "reference", "swiss"] = Field(
+        "all", description="Pairwise: which pairs of a group are judged (cost per group: docs/rl.md)."
+    )
+    aggregation: Literal["bradley_terry", "win_rate"] = Field(
+        "bradley_terry", description="Pairwise: Bradley–Terry strengths (centred on 0) or win rates."
+    )
+    rounds: int = Field(2, ge=1, description="`round_robin`: neighbours each side; `swiss`: rounds played.")
+    template: str | None = Field(None, description="Jinja2 template (text or file); default: the shipped one.")
+    scale: tuple[int, int] = Field((1, 9), description="Pointwise: the score scale (each score one token).")
+    cache: str | None = Field(None, description="SQLite file caching the judge's verdicts (a rerun makes no calls).")
+
+
+class RewardSource(ScoringSettings):
+    """One reward: a rule, a rewardlab reward model, a remote server or an LLM judge; ``weight`` scales it in the
+    sum. The scoring settings apply to `model` rewards (`normalize` to `remote` ones too; `device`, `dtype` and
+    `batch_size` to a judge)."""
+
+    type: Literal["rule", "model", "remote", "judge"] = Field(description="Where the reward comes from.")
     name: str | None = Field(None, description="Name in the logs (`rewards/<name>/mean`); default from the source.")
     weight: float = Field(1.0, description="Weight in the summed reward.")
     rule: str | None = Field(
@@ -606,7 +627,10 @@ class RewardSource(ScoringSettings):
     options: dict[str, Any] = Field(
         default_factory=dict, description="`rule`: the rule's settings (see docs/rl.md, 'Rule rewards')."
     )
-    path: str | None = Field(None, description="`model`: a rewardlab model directory (or run directory).")
+    path: str | None = Field(
+        None, description="`model`: a rewardlab model directory (or run directory); `judge`: a chat model (causal LM)."
+    )
+    judge: JudgeSettings = Field(default_factory=JudgeSettings, description="`judge`: how it judges.")
     url: str | list[str] | None = Field(None, description="`remote`: `rewardlab serve` URL(s) or `.../get_reward`.")
     batch_size: int = Field(32, ge=1, description="`model`: most responses scored in one forward pass.")
     api_key_env: str | None = Field(None, description="`remote`: environment variable with the server's API key.")
@@ -632,9 +656,12 @@ class RewardSource(ScoringSettings):
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> RewardSource:
-        need = {"rule": "rule", "model": "path", "remote": "url"}[self.type]
+        need = {"rule": "rule", "model": "path", "remote": "url", "judge": "path"}[self.type]
         if getattr(self, need) in (None, "", []):
             raise ValueError(f"a `{self.type}` reward needs `{need}`")
+        if self.type == "judge" and (self.attribute or self.uncertainty_penalty is not None or self.normalize):
+            raise ValueError("a judge reward takes none of attribute, uncertainty_penalty, normalize (they read a "
+                             "reward model's heads)")  # fmt: skip
         if self.uncertainty_penalty is not None and self.type == "rule":
             raise ValueError("uncertainty_penalty needs an ensemble reward model (`model` or `remote`); a rule has "
                              "no uncertainty")  # fmt: skip

@@ -194,6 +194,59 @@ class RemoteReward:
         self.client.close()
 
 
+class JudgeReward:
+    """An LLM judge as a TRL reward function. Pairwise: the completions of one prompt (GRPO/RLOO pass each prompt's
+    ``num_generations`` completions one after another) are judged on the schedule's pairs, both orders, and the
+    verdicts fitted into one reward per completion (Bradley–Terry strengths or win rates); a prompt with a single
+    completion gets 0. Pointwise: each completion's expected score. ``calls`` counts the judge's model calls."""
+
+    def __init__(self, judge: Any, settings: Any, name: str = "judge"):
+        self.judge, self.settings = judge, settings
+        self.__name__ = name
+
+    @classmethod
+    def from_source(cls, src: Any) -> JudgeReward:
+        from rewardlab.judges.backends import CachedBackend, LocalBackend
+        from rewardlab.judges.judge import Judge
+        from rewardlab.models.scorer import resolve_device
+
+        s = src.judge
+        backend: Any = LocalBackend(str(src.path), device=resolve_device(src.device), dtype=src.dtype,
+                                    batch_size=src.batch_size)  # fmt: skip
+        if s.cache:
+            backend = CachedBackend(backend, s.cache)
+        template = {"pointwise": s.template} if s.mode == "pointwise" else {"pairwise": s.template}
+        return cls(Judge(backend, scale=s.scale, **template), s, name=src.name or "judge")
+
+    @property
+    def calls(self) -> int:
+        return self.judge.backend.calls
+
+    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float]:
+        texts = [_conversation(p) for p in prompts]
+        answers = [_text(c) for c in completions]
+        if self.settings.mode == "pointwise":
+            return self.judge.score(texts, answers)
+        rewards = [0.0] * len(answers)
+        start = 0
+        while start < len(texts):
+            end = start + 1
+            while end < len(texts) and texts[end] == texts[start]:
+                end += 1
+            if end - start > 1:
+                group = self.judge.group_rewards(texts[start], answers[start:end],
+                                                 schedule_kind=self.settings.schedule, how=self.settings.aggregation,
+                                                 rounds=self.settings.rounds)  # fmt: skip
+                rewards[start:end] = group.rewards
+            start = end
+        return rewards
+
+
+def _conversation(value: Any) -> str:
+    """A prompt as the judge reads it: a string as is; chat messages as ``role: text`` turns."""
+    return value if isinstance(value, str) else plain_text(value, turn_sep="\n\n", part_sep="\n", roles=True)
+
+
 def _images(columns: dict[str, Any], names: Sequence[str] = IMAGE_COLUMNS) -> list[tuple[Any, ...]]:
     for name in names:
         if columns.get(name) is not None:

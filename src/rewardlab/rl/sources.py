@@ -8,7 +8,7 @@ from typing import Any
 
 from rewardlab.config.schema import RewardSource
 from rewardlab.errors import ConfigError
-from rewardlab.rl.rewards import ModelReward, RemoteReward, UncertaintyPenalty
+from rewardlab.rl.rewards import JudgeReward, ModelReward, RemoteReward, UncertaintyPenalty
 from rewardlab.rl.rules import make_rule
 
 
@@ -26,6 +26,8 @@ def build_rewards(sources: Sequence[RewardSource]) -> tuple[list[Callable[..., l
             func: Any = make_rule(str(src.rule), src.options, src.name)
         elif src.type == "model":
             func = model_reward(src, loaded)
+        elif src.type == "judge":
+            func = JudgeReward.from_source(src)
         else:
             key = None
             if src.api_key_env is not None:
