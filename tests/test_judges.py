@@ -179,3 +179,139 @@ def test_judge_rewards_group_consecutive_completions_of_one_prompt(chat_lm):
     assert func.calls == 2 * (2 + 1)  # reference schedule: G - 1 pairs, both orders
     with pytest.raises(ValueError, match="a judge reward takes none of"):
         RewardSource(type="judge", path=str(chat_lm), normalize=True)
+
+
+class FakeEndpoint:
+    """An OpenAI-compatible chat endpoint for tests: prefers the response that mentions "blue" (A/B log-probabilities
+    -0.1 / -2.4), rates "blue" 5 on a 1–5 scale; ``fail`` answers 503 that many times first; ``plain`` returns text
+    without log-probabilities (``reply``); checks the bearer key."""
+
+    def __init__(self, key: str = "secret"):
+        from starlette.applications import Starlette
+        from starlette.responses import JSONResponse
+        from starlette.routing import Route
+
+        self.requests, self.fail, self.plain, self.reply = 0, 0, False, "A"
+
+        async def complete(request):
+            if request.headers.get("authorization") != f"Bearer {key}":
+                return JSONResponse({"error": "bad key"}, status_code=401)
+            self.requests += 1
+            if self.fail:
+                self.fail -= 1
+                return JSONResponse({"error": "busy"}, status_code=503, headers={"Retry-After": "0"})
+            body = await request.json()
+            text = body["messages"][0]["content"]
+            if self.plain:
+                return JSONResponse({"choices": [{"message": {"role": "assistant", "content": self.reply}}]})
+            if "[Response A]" in text:
+                a_part = text.split("[Response A]")[1].split("[Response B]")[0]
+                top = {"A": -0.1, "B": -2.4} if "blue" in a_part else {"A": -2.4, "B": -0.1}
+            else:
+                top = {"5": -0.2, "1": -1.8} if "blue" in text.split("[Response]")[1] else {"1": -0.2, "5": -1.8}
+            tops = [{"token": t, "logprob": lp} for t, lp in top.items()]
+            first = max(top, key=top.get)
+            return JSONResponse({"choices": [{"message": {"role": "assistant", "content": first},
+                                              "logprobs": {"content": [{"token": first, "logprob": top[first],
+                                                                        "top_logprobs": tops}]}}]})  # fmt: skip
+
+        self.app = Starlette(routes=[Route("/v1/chat/completions", complete, methods=["POST"])])
+
+
+@pytest.fixture
+def endpoint(monkeypatch):
+    from tests.servers import AppServer
+
+    monkeypatch.setenv("JUDGE_KEY", "secret")
+    fake = FakeEndpoint()
+    with AppServer(fake.app) as server:
+        yield fake, server.url + "/v1"
+
+
+def test_an_openai_compatible_endpoint_judges_from_its_logprobs_with_a_cache(endpoint, tmp_path):
+    from rewardlab.judges.backends import CachedBackend, EndpointBackend, normalized
+    from rewardlab.judges.judge import Judge
+
+    fake, url = endpoint
+    judge = Judge(EndpointBackend(url, "judge-model", api_key_env="JUDGE_KEY"), scale=(1, 5))
+    verdict = judge.prefer("Colour of the sky?", "blue", "green")
+    expected = normalized([-0.1, -2.4])[0]
+    assert verdict.first == pytest.approx(expected) and verdict.second == pytest.approx(expected)
+    assert not verdict.disagree and fake.requests == 2
+    scores = judge.score("Colour of the sky?", ["blue", "green"])
+    floor = -2.4 - 10  # answers 2-4 are not among the top log-probabilities
+    assert scores[0] > 4 and scores[1] < 2
+    assert scores[0] == pytest.approx(sum(k * p for k, p in zip(range(1, 6), normalized([-1.8, floor + 0.6, floor +
+                                      0.6, floor + 0.6, -0.2]))), abs=1e-3)  # fmt: skip
+    cached = Judge(CachedBackend(EndpointBackend(url, "judge-model", api_key_env="JUDGE_KEY"), tmp_path / "c.sqlite"))
+    cached.group_rewards("Colour of the sky?", ["blue", "green", "red"])
+    before = fake.requests
+    again = cached.group_rewards("Colour of the sky?", ["blue", "green", "red"])
+    assert fake.requests == before and again.calls == 0 and again.rewards[0] == max(again.rewards)
+
+
+def test_endpoint_retries_busy_answers_and_respects_its_rate(endpoint):
+    import time
+
+    from rewardlab.judges.backends import EndpointBackend
+
+    fake, url = endpoint
+    fake.fail = 2
+    backend = EndpointBackend(url, "m", api_key_env="JUDGE_KEY", concurrency=1)
+    assert backend.answer_logprobs(["[Response A] blue [Response B] green"], ["A", "B"]) == [[-0.1, -2.4]]
+    assert fake.requests == 3 and [ok for _, ok in backend.log] == [False, False, True]
+    limited = EndpointBackend(url, "m", api_key_env="JUDGE_KEY", concurrency=4, rate=20.0)
+    start = time.monotonic()
+    limited.answer_logprobs(["[Response A] blue [Response B] green"] * 8, ["A", "B"])
+    sent = sorted(limited.sent)
+    assert all(
+        t - start >= k / 20.0 - 1e-6 for k, t in enumerate(sent)
+    )  # the k-th request left no earlier than k/rate
+
+
+def test_endpoint_without_logprobs_parses_the_reply_and_counts_unparseable_ones(endpoint):
+    from rewardlab.judges.backends import EndpointBackend
+    from rewardlab.judges.judge import Judge
+
+    fake, url = endpoint
+    fake.plain = True
+    judge = Judge(EndpointBackend(url, "m", api_key_env="JUDGE_KEY"))
+    assert judge.prefer("q", "x", "y").first == 1.0  # "A": the first shown wins, for certain
+    fake.reply = "I cannot decide"
+    verdict = judge.prefer("q", "x", "y")
+    assert verdict.p_a == 0.5 and judge.backend.unparseable == 2
+
+
+def test_endpoint_bad_key_missing_key_and_no_server_are_clear_errors(endpoint, monkeypatch):
+    from rewardlab.errors import ModelError
+    from rewardlab.judges.backends import EndpointBackend
+
+    _, url = endpoint
+    monkeypatch.setenv("WRONG_KEY", "nope")
+    with pytest.raises(ConfigError, match=r"refused the key \(HTTP 401\); check WRONG_KEY"):
+        EndpointBackend(url, "m", api_key_env="WRONG_KEY").answer_logprobs(["hi"], ["A", "B"])
+    with pytest.raises(ConfigError, match="UNSET_KEY is empty or unset"):
+        EndpointBackend(url, "m", api_key_env="UNSET_KEY")
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dead = EndpointBackend(f"http://127.0.0.1:{port}/v1", "m", retries=1)  # one retry, after a 0.5 s backoff
+    with pytest.raises(ModelError, match="no answer after 2 tries"):
+        dead.answer_logprobs(["hi"], ["A", "B"])
+
+
+def test_a_judge_reward_on_an_endpoint_and_its_config_checks(endpoint):
+    from rewardlab.config.schema import RewardSource
+    from rewardlab.rl.rewards import JudgeReward
+
+    fake, url = endpoint
+    src = RewardSource(type="judge", url=url, api_key_env="JUDGE_KEY", judge={"model": "m", "schedule": "all"})
+    func = JudgeReward.from_source(src)
+    rewards = func(["Colour of the sky?"] * 3, ["green", "blue", "red"])
+    assert rewards[1] == max(rewards) and fake.requests == 6 and func.calls == 6
+    with pytest.raises(ValueError, match="needs judge.model"):
+        RewardSource(type="judge", url=url)
+    with pytest.raises(ValueError, match="not both"):
+        RewardSource(type="judge", url=url, path="x", judge={"model": "m"})

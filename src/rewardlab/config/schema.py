@@ -610,6 +610,9 @@ class JudgeSettings(StrictModel):
     template: str | None = Field(None, description="Jinja2 template (text or file); default: the shipped one.")
     scale: tuple[int, int] = Field((1, 9), description="Pointwise: the score scale (each score one token).")
     cache: str | None = Field(None, description="SQLite file caching the judge's verdicts (a rerun makes no calls).")
+    model: str | None = Field(None, description="With `url` (an OpenAI-compatible endpoint): the served model's name.")
+    concurrency: int = Field(8, ge=1, description="With `url`: requests in flight at once.")
+    rate: float | None = Field(None, gt=0, description="With `url`: at most this many requests a second.")
 
 
 class RewardSource(ScoringSettings):
@@ -656,9 +659,16 @@ class RewardSource(ScoringSettings):
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> RewardSource:
-        need = {"rule": "rule", "model": "path", "remote": "url", "judge": "path"}[self.type]
-        if getattr(self, need) in (None, "", []):
-            raise ValueError(f"a `{self.type}` reward needs `{need}`")
+        if self.type == "judge":
+            if bool(self.path) == bool(self.url) or isinstance(self.url, list):
+                raise ValueError("a `judge` reward needs `path` (a local chat model) or `url` (one OpenAI-compatible "
+                                 "endpoint, its /v1 base, with judge.model), not both")  # fmt: skip
+            if self.url and not self.judge.model:
+                raise ValueError("a `judge` reward on an endpoint (`url`) needs judge.model, the served model's name")
+        else:
+            need = {"rule": "rule", "model": "path", "remote": "url"}[self.type]
+            if getattr(self, need) in (None, "", []):
+                raise ValueError(f"a `{self.type}` reward needs `{need}`")
         if self.type == "judge" and (self.attribute or self.uncertainty_penalty is not None or self.normalize):
             raise ValueError("a judge reward takes none of attribute, uncertainty_penalty, normalize (they read a "
                              "reward model's heads)")  # fmt: skip

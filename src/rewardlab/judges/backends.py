@@ -144,3 +144,133 @@ def normalized(logprobs: Sequence[float]) -> list[float]:
     weights = [math.exp(lp - top) for lp in logprobs]
     total = sum(weights)
     return [w / total for w in weights]
+
+
+class EndpointBackend:
+    """An OpenAI-compatible chat endpoint (vLLM, SGLang, llama.cpp's server, a hosted API): ``url`` is its base
+    (``http://host:8000/v1``), ``model`` the served model's name, the key read from the environment variable
+    ``api_key_env`` (never from a file, never logged).
+
+    Each message is one ``/chat/completions`` request for a single token with ``logprobs`` and ``top_logprobs``:
+    an answer's log-probability is its token's among the top ones (an answer not among them gets the floor
+    ``min(top) − 10``). A server that returns no log-probabilities gets its one-token reply parsed instead: the answer
+    it names is certain, the others impossible; a reply that names none is *unparseable* — counted in
+    ``unparseable`` and scored as no preference (all answers equal). Requests run ``concurrency`` at a time, at most
+    ``rate`` a second; a connection error, 429 or 5xx is retried ``retries`` times with exponential backoff (the
+    server's ``Retry-After`` when it gives one); 401/403 is a :class:`ConfigError` at once. ``log`` collects one
+    ``(seconds, ok)`` per request (latency; the cost log)."""
+
+    def __init__(self, url: str, model: str, *, api_key_env: str | None = None, concurrency: int = 8,
+                 rate: float | None = None, retries: int = 4, timeout_s: float = 120.0,
+                 top_logprobs: int = 20):  # fmt: skip
+        import os
+
+        import httpx
+
+        key = None
+        if api_key_env is not None:
+            key = os.environ.get(api_key_env) or None
+            if key is None:
+                raise ConfigError(f"judge endpoint: the environment variable {api_key_env} is empty or unset")
+        self.url = url.rstrip("/") + "/chat/completions"
+        self.model, self.key_env = model, api_key_env
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.client = httpx.Client(headers=headers, timeout=timeout_s)
+        self.concurrency, self.rate, self.retries, self.top = concurrency, rate, retries, top_logprobs
+        self.name = f"endpoint:{url.rstrip('/')}:{model}"
+        self.calls = 0
+        self.unparseable = 0
+        self.log: list[tuple[float, bool]] = []
+        self.sent: list[float] = []  # time.monotonic() of each request as it left (the rate limit's record)
+        self._lock = threading.Lock()
+        self._next_slot = 0.0
+
+    def close(self) -> None:
+        self.client.close()
+
+    def answer_logprobs(self, messages: Sequence[str], answers: Sequence[str]) -> list[list[float]]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return list(pool.map(lambda m: self._one(m, answers), messages))
+
+    def _wait_for_slot(self) -> None:
+        """At most ``rate`` requests a second, spread evenly (a request waits for its slot)."""
+        import time
+
+        if not self.rate:
+            return
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next_slot)
+            self._next_slot = slot + 1.0 / self.rate
+        if slot > now:
+            time.sleep(slot - now)
+
+    def _one(self, message: str, answers: Sequence[str]) -> list[float]:
+        import time
+
+        import httpx
+
+        body = {"model": self.model, "messages": [{"role": "user", "content": message}], "max_tokens": 1,
+                "temperature": 0, "logprobs": True, "top_logprobs": self.top}  # fmt: skip
+        for attempt in range(self.retries + 1):
+            self._wait_for_slot()
+            start = time.monotonic()
+            with self._lock:
+                self.sent.append(start)
+            retry_after = None
+            try:
+                response = self.client.post(self.url, json=body)
+            except httpx.TransportError as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code in (401, 403):
+                    self.log.append((time.monotonic() - start, False))
+                    hint = f"; check {self.key_env}" if self.key_env else "; set api_key_env"
+                    raise ConfigError(f"judge endpoint {self.url} refused the key (HTTP {response.status_code}){hint}")
+                if response.status_code == 200:
+                    self.log.append((time.monotonic() - start, True))
+                    with self._lock:
+                        self.calls += 1
+                    return self._read(response.json(), answers)
+                reason = f"HTTP {response.status_code}: {response.text[:200]}"
+                if response.status_code not in (429, 500, 502, 503, 504):
+                    raise ModelError(f"judge endpoint {self.url}: {reason}")
+                retry_after = _seconds(response.headers.get("retry-after"))
+            self.log.append((time.monotonic() - start, False))
+            if attempt < self.retries:
+                time.sleep(retry_after if retry_after is not None else 0.5 * 2**attempt)
+        raise ModelError(f"judge endpoint {self.url}: no answer after {self.retries + 1} tries ({reason}); is the "
+                         "server up and the URL its /v1 base?")  # fmt: skip
+
+    def _read(self, payload: dict[str, Any], answers: Sequence[str]) -> list[float]:
+        try:
+            choice = payload["choices"][0]
+            content = (choice.get("message") or {}).get("content") or ""
+            tops = ((choice.get("logprobs") or {}).get("content") or [{}])[0].get("top_logprobs") or []
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise ModelError(
+                f"judge endpoint {self.url}: not an OpenAI chat completion: {str(payload)[:200]}"
+            ) from None
+        if tops:
+            seen: dict[str, float] = {}
+            for entry in tops:
+                token = str(entry.get("token", "")).strip()
+                if token and token not in seen:
+                    seen[token] = float(entry["logprob"])
+            floor = min(seen.values(), default=0.0) - 10.0
+            return [seen.get(a, floor) for a in answers]
+        named = [a for a in answers if content.strip().startswith(a)]
+        if len(named) != 1:
+            with self._lock:
+                self.unparseable += 1
+            return [0.0] * len(answers)
+        return [0.0 if a == named[0] else -math.inf for a in answers]
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None

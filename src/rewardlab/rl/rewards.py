@@ -206,13 +206,17 @@ class JudgeReward:
 
     @classmethod
     def from_source(cls, src: Any) -> JudgeReward:
-        from rewardlab.judges.backends import CachedBackend, LocalBackend
+        from rewardlab.judges.backends import CachedBackend, EndpointBackend, LocalBackend
         from rewardlab.judges.judge import Judge
         from rewardlab.models.scorer import resolve_device
 
         s = src.judge
-        backend: Any = LocalBackend(str(src.path), device=resolve_device(src.device), dtype=src.dtype,
-                                    batch_size=src.batch_size)  # fmt: skip
+        if src.url:
+            backend: Any = EndpointBackend(str(src.url), str(s.model), api_key_env=src.api_key_env,
+                                           concurrency=s.concurrency, rate=s.rate)  # fmt: skip
+        else:
+            backend = LocalBackend(str(src.path), device=resolve_device(src.device), dtype=src.dtype,
+                                   batch_size=src.batch_size)  # fmt: skip
         if s.cache:
             backend = CachedBackend(backend, s.cache)
         template = {"pointwise": s.template} if s.mode == "pointwise" else {"pairwise": s.template}
