@@ -315,3 +315,24 @@ def test_a_judge_reward_on_an_endpoint_and_its_config_checks(endpoint):
         RewardSource(type="judge", url=url)
     with pytest.raises(ValueError, match="not both"):
         RewardSource(type="judge", url=url, path="x", judge={"model": "m"})
+
+
+def test_judge_benchmark_quick_run_prints_throughput_and_the_call_table():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "bench_judge.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip  (the timeout is a hang guard)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = {line.split("|")[1].strip(): line for line in proc.stdout.splitlines() if line.startswith("| ")}
+    for label in ("local", "local, cache warm", "endpoint", "endpoint, cache cold", "endpoint, cache warm"):
+        assert label in rows, proc.stdout
+    assert rows["all"].split("|")[2:5] == [" 12 ", " 56 ", " 240 "]
