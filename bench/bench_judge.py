@@ -78,7 +78,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-judge-"))
     model = build_chat_model(root, args.hidden, args.layers)
     local = LocalBackend(str(model), batch_size=16)
-    words = "the sky is blue green red tea coffee".split()
+    words = ["the", "sky", "is", "blue", "green", "red", "tea", "coffee"]
     triples = [(f"Name a colour ({i}).", " ".join(words[i % 7 :] + words[: i % 7]), " ".join(words[(i + 3) % 7 :]))
                for i in range(args.pairs)]  # fmt: skip
     times: dict[str, list[float]] = {}
