@@ -336,3 +336,32 @@ def test_judge_benchmark_quick_run_prints_throughput_and_the_call_table():
     for label in ("local", "local, cache warm", "endpoint", "endpoint, cache cold", "endpoint, cache warm"):
         assert label in rows, proc.stdout
     assert rows["all"].split("|")[2:5] == [" 12 ", " 56 ", " 240 "]
+
+
+def test_bench_takes_a_judge_as_a_model_and_scores_by_both_orders(chat_lm, tmp_path):
+    import json
+
+    from rewardlab.cli import main
+    from rewardlab.judges.aggregate import bradley_terry
+    from rewardlab.judges.backends import LocalBackend
+    from rewardlab.judges.judge import Judge
+    from tests.test_bench_suites import RB1_ROWS
+    from tests.tiny import write_jsonl
+
+    data = write_jsonl(tmp_path / "rb.jsonl", RB1_ROWS)
+    row = {"id": "1", "subset": "Focus", "prompt": "Say hi.", "chosen": ["Hello!"], "rejected": ["No.", "Bye.", "Go"]}
+    rb2 = write_jsonl(tmp_path / "rb2.jsonl", [row])
+    out = tmp_path / "out"
+    suites = ["--suite", "rewardbench,rewardbench2", "--data", f"rewardbench={data}", "--data", f"rewardbench2={rb2}"]
+    assert main(["bench", "--model", f"judge:{chat_lm}", *suites, "--out", str(out), "--device", "cpu"]) == 0
+    results = {r["suite"]: r for r in json.loads((out / "bench.json").read_text())["results"]}
+    assert results["rewardbench"]["model"] == "judge-chat" and results["rewardbench"]["inputs"].startswith("judge:")
+    judge = Judge(LocalBackend(str(chat_lm), batch_size=16))  # the bench's batch: the same padded rows
+    verdicts = judge.prefer_many([(row["prompt"], row["chosen"], row["rejected"]) for row in RB1_ROWS])
+    for verdict, entry in zip(verdicts, results["rewardbench"]["scores"]):
+        chosen, rejected = entry["chosen"][0], entry["rejected"][0]
+        assert (chosen > rejected) == (verdict.p_a > 0.5)  # the pair's strengths follow P(chosen ≻ rejected)
+        assert [chosen, rejected] == pytest.approx(bradley_terry(2, {(0, 1): verdict.p_a}), abs=1e-9)
+    four = results["rewardbench2"]["scores"][0]
+    assert len(four["chosen"]) == 1 and len(four["rejected"]) == 3
+    assert sum(four["chosen"] + four["rejected"]) == pytest.approx(0, abs=1e-9)  # one group's centred strengths

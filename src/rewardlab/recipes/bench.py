@@ -95,7 +95,10 @@ def model_names(models: list[str]) -> list[str]:
     """A folder-safe name per model (a hub ``org/name`` becomes ``org--name``); repeats get ``-2``, ``-3``."""
     names: list[str] = []
     for model in models:
+        judge = model.startswith("judge:")
+        model = model[len("judge:") :] if judge else model
         base = Path(model.rstrip("/")).name if Path(model).exists() else model.strip("/").replace("/", "--")
+        base = f"judge-{base}" if judge else base
         base = re.sub(r"[^A-Za-z0-9_.=-]+", "_", base).strip("._") or "model"
         name, k = base, 2
         while name in names:
@@ -107,10 +110,12 @@ def model_names(models: list[str]) -> list[str]:
 def cache_meta(model: str, cfg: BenchConfig) -> dict[str, Any]:
     """What a cache's scores depend on: the model (for a folder: its path and its weight files' sizes and times, so
     a retrained model is scored afresh) and the settings that change scores."""
-    path = Path(model)
+    judge = model.startswith("judge:")  # a judge's scores depend on its weights just the same
+    path = Path(model[len("judge:") :] if judge else model)
     weights = (sorted(f"{f.name}:{f.stat().st_size}:{int(f.stat().st_mtime)}" for f in path.rglob("*.safetensors"))
                if path.is_dir() else [])  # fmt: skip
-    return {"model": str(path.resolve()) if path.exists() else model, "weights": weights,
+    name = str(path.resolve()) if path.exists() else str(path)
+    return {"model": f"judge:{name}" if judge else name, "weights": weights,
             "max_length": cfg.max_length, "dtype": cfg.dtype}  # fmt: skip
 
 
@@ -119,6 +124,13 @@ def score_items(scorer: Any, items: list[BenchItem], cache: ScoreCache, on_batch
     todo = [it for it in items if it.key not in cache.scores]
     for start in range(0, len(todo), CHUNK_ITEMS):
         chunk = todo[start : start + CHUNK_ITEMS]
+        if hasattr(scorer, "score_groups"):  # an LLM judge: each item's responses compared pairwise
+            strengths = scorer.score_groups([(it.prompt, it.responses) for it in chunk])
+            cache.add({it.key: ItemScores(tuple(s[: len(it.chosen)]), tuple(s[len(it.chosen) :]))
+                       for it, s in zip(chunk, strengths)})  # fmt: skip
+            if on_batch is not None:
+                on_batch(sum(len(it.responses) for it in chunk))
+            continue
         prompts = [it.prompt for it in chunk for _ in it.responses]  # responses to one prompt share its tokens
         images = [it.images for it in chunk for _ in it.responses] if any(it.images for it in chunk) else None
         encoded = scorer.encode(prompts, [r for it in chunk for r in it.responses], images=images)
@@ -135,7 +147,9 @@ def score_items(scorer: Any, items: list[BenchItem], cache: ScoreCache, on_batch
 
 def input_description(scorer: Any) -> str:
     """How the model's rows are built (for the log and bench.json): the input format's recipe and whether chat rows
-    use the tokenizer's chat template; a vision RM says its family's layout."""
+    use the tokenizer's chat template; a vision RM says its family's layout; a judge, how it judges."""
+    if hasattr(scorer, "describe"):
+        return scorer.describe()
     transform = scorer.transform
     fmt = getattr(transform, "input_format", None)
     if fmt is None:
@@ -223,6 +237,7 @@ def blank_image() -> Any:
 
 def run_bench(cfg: BenchConfig) -> BenchResult:
     """Score every model on every suite (through the cache), then write bench.json, bench.csv and print tables."""
+    from rewardlab.judges.scoring import is_judge, load_judge_scorer
     from rewardlab.models.scorer import Scorer
     from rewardlab.recipes.eval_output import progress_bar
 
@@ -234,7 +249,10 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
     plain = {s: text_only_items(items) for s, (_, items) in suites.items() if s in vision}
     with RunLock(out):
         for model, name in zip(cfg.model, model_names(cfg.model)):
-            scorer = Scorer.from_pretrained(model, cfg.scoring())
+            if is_judge(model):
+                scorer: Any = load_judge_scorer(model, cfg)
+            else:
+                scorer = Scorer.from_pretrained(model, cfg.scoring())
             if vision and not scorer.is_vision:
                 raise ConfigError(f"{', '.join(sorted(vision))}: image benchmarks need a vision-language RM; {model} "
                                   "is a text model (run it on the text suites)")  # fmt: skip
