@@ -365,3 +365,32 @@ def test_bench_takes_a_judge_as_a_model_and_scores_by_both_orders(chat_lm, tmp_p
     four = results["rewardbench2"]["scores"][0]
     assert len(four["chosen"]) == 1 and len(four["rejected"]) == 3
     assert sum(four["chosen"] + four["rejected"]) == pytest.approx(0, abs=1e-9)  # one group's centred strengths
+
+
+def test_score_compare_and_rank_take_a_judge(chat_lm, tmp_path, capsys):
+    import json
+
+    from rewardlab.cli import main
+    from rewardlab.judges.backends import LocalBackend
+    from rewardlab.judges.judge import Judge
+
+    model = f"judge:{chat_lm}"
+    judge = Judge(LocalBackend(str(chat_lm)))
+    assert main(["compare", "--model", model, "--prompt", "Sky?", "--a", "blue", "--b", "green"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    verdict = judge.prefer("Sky?", "blue", "green")
+    assert out["p_a"] == pytest.approx(verdict.p_a, abs=1e-6) and out["orders_disagree"] == verdict.disagree
+    assert out["better"] == ("a" if verdict.p_a > 0.5 else "b")
+    assert main(["rank", "--model", model, "--prompt", "Sky?", "--response", "blue", "--response", "green",
+                 "--response", "red"]) == 0  # fmt: skip
+    ranked = json.loads(capsys.readouterr().out)
+    strengths = judge.group_rewards("Sky?", ["blue", "green", "red"]).rewards
+    assert [r["index"] for r in ranked] == sorted(range(3), key=lambda i: -strengths[i])
+    rows = tmp_path / "in.jsonl"
+    rows.write_text('{"prompt": "Sky?", "response": "blue"}\n{"prompt": "Sky?", "response": "green"}\n')
+    assert main(["score", "--model", model, "--input", str(rows), "--output", str(tmp_path / "out.jsonl")]) == 0
+    scores = [json.loads(line)["score"] for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert scores == pytest.approx(judge.score("Sky?", ["blue", "green"]), abs=1e-6)
+    capsys.readouterr()
+    assert main(["compare", "--model", model, "--prompt", "q", "--a", "x", "--b", "y", "--weights", "reward=1"]) == 2
+    assert "a judge has none" in capsys.readouterr().err

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardlab.config.schema import DataSource, ScoreConfig
-from rewardlab.data.records import Text
+from rewardlab.data.records import Text, plain_text
 from rewardlab.errors import ConfigError, DataError, missing_reason
 
 
@@ -141,10 +141,11 @@ def run_score(
     list of them); a text model ignores that column. A model with attribute heads adds ``attributes`` (each
     attribute on its 0–1 scale), and ``weights`` adds ``combined``: the weighted sum of ``score`` (as written,
     normalized with ``normalize``) and the attributes. ``score`` stays the preference score."""
-    from rewardlab.data.files import atomic_write_text
-
     data = read_scoring_rows(input_path, prompt_col, response_col, image_col)
     rows = data.rows
+    if is_judge(cfg.model):  # pointwise: each response's expected rating
+        ratings = judge_of(cfg, weights).score([_plain(p) for p in data.prompts], [_plain(r) for r in data.responses])
+        return _write_rows([{**row, "score": s} for row, s in zip(rows, ratings)], output_path)
     scorer = load_scorer(cfg)
     check_score_weights(scorer, weights)
     images = data.images if scorer.is_vision else None
@@ -178,12 +179,37 @@ def run_score(
             row["attributes"] = attrs
             if combined is not None:
                 row["combined"] = combined[i]
+    return _write_rows(out, output_path)
+
+
+def _write_rows(out: list[dict[str, Any]], output_path: str | None) -> tuple[int, str]:
+    from rewardlab.data.files import atomic_write_text
+
     lines = "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in out)
     if output_path is None:
         sys.stdout.write(lines)
-        return len(rows), "stdout"
+        return len(out), "stdout"
     atomic_write_text(output_path, lines)
-    return len(rows), str(Path(output_path))
+    return len(out), str(Path(output_path))
+
+
+def is_judge(model: str) -> bool:
+    from rewardlab.judges.scoring import is_judge as judge_spec
+
+    return judge_spec(model)
+
+
+def judge_of(cfg: ScoreConfig, weights: dict[str, float] | None) -> Any:
+    """The :class:`~rewardlab.judges.judge.Judge` of ``--model judge:PATH`` (a local chat model)."""
+    from rewardlab.judges.scoring import load_judge_scorer
+
+    if weights:
+        raise ConfigError("--weights combines a reward model's attribute heads; a judge has none")
+    return load_judge_scorer(cfg.model, cfg).judge
+
+
+def _plain(value: Any) -> str:
+    return value if isinstance(value, str) else plain_text(value, turn_sep="\n\n", roles=True)
 
 
 def run_compare(cfg: ScoreConfig, prompt: str, a: str, b: str, image: list[str] | None = None,
@@ -191,6 +217,11 @@ def run_compare(cfg: ScoreConfig, prompt: str, a: str, b: str, image: list[str] 
     """``image``: paths or URLs of the image(s) both answers are about (vision-language models). The fields are
     /v1/compare's: a model with attribute heads adds ``attributes_a``/``attributes_b``; with ``weights``, ``better``
     and ``p_a`` compare ``combined_a``/``combined_b`` (``score_a``/``score_b`` stay the preference scores)."""
+    if is_judge(cfg.model):  # both orders; p_a is their mean
+        v = judge_of(cfg, weights).prefer(prompt, a, b)
+        better = "a" if v.p_a > 0.5 else "b" if v.p_a < 0.5 else "tie"
+        return {"better": better, "p_a": round(v.p_a, 6), "p_a_a_first": round(v.first, 6),
+                "p_a_b_first": round(v.second, 6), "orders_disagree": v.disagree}  # fmt: skip
     scorer = load_scorer(cfg)
     check_score_weights(scorer, weights)
     c = scorer.compare(prompt, a, b, images=image_arg(scorer, image), weights=weights)
@@ -249,6 +280,11 @@ def run_rank(
         responses = [*responses, *read_responses_file(responses_file)]
     if len(responses) < 2:
         raise DataError("rank needs at least 2 responses (--response ... --response ..., or --responses-file)")
+    if is_judge(cfg.model):  # every pair, both orders, fitted into Bradley–Terry strengths
+        group = judge_of(cfg, weights).group_rewards(_plain(prompt), [_plain(r) for r in responses])
+        order = sorted(range(len(responses)), key=lambda i: -group.rewards[i])
+        return [{"rank": k + 1, "index": i, "score": group.rewards[i], "response": responses[i]}
+                for k, i in enumerate(order)]  # fmt: skip
     scorer = load_scorer(cfg)
     check_score_weights(scorer, weights)
     if scorer.attribute_names:
