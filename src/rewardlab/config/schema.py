@@ -483,7 +483,10 @@ class ScoringSettings(StrictModel):
 
 
 class ScoreConfig(ScoringSettings):
-    model: str = Field(description="Model directory written by `rewardlab train` (or any text RM).")
+    model: str = Field(
+        description="Model directory written by `rewardlab train` (or any RM), or `judge:PATH`: a local chat model "
+        "as an LLM judge."
+    )
 
 
 class ServeConfig(ScoringSettings):
@@ -850,7 +853,10 @@ class BenchConfig(ScoringSettings):
     """`rewardlab bench`: reward models on the standard benchmarks, each scored by its official metric beside the
     length baselines (``normalize`` does not change any metric)."""
 
-    model: list[str] = Field(min_length=1, description="Reward model directory or hub name.")
+    model: list[str] = Field(
+        min_length=1,
+        description="Reward model directory or hub name, or `judge:PATH` (a local chat model as a judge).",
+    )
     suite: list[BenchSuite] = Field(
         min_length=1, description="Benchmark suites, comma-separated or repeated: " + ", ".join(BENCH_SUITES) + "."
     )
