@@ -394,3 +394,31 @@ def test_score_compare_and_rank_take_a_judge(chat_lm, tmp_path, capsys):
     capsys.readouterr()
     assert main(["compare", "--model", model, "--prompt", "q", "--a", "x", "--b", "y", "--weights", "reward=1"]) == 2
     assert "a judge has none" in capsys.readouterr().err
+
+
+def test_rl_refuses_a_judge_that_cannot_judge_before_writing_anything(chat_lm, tmp_path, capsys):
+    pytest.importorskip("trl")
+    import socket
+
+    from rewardlab.cli import main
+    from rewardlab.models.tiny import train_tokenizer
+    from tests.test_rl import make_policy, rl_config
+    from tests.tiny import write_jsonl
+
+    make_policy(tmp_path)
+    write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": f"Describe tea in {n} words."} for n in range(2, 14)])
+    train_tokenizer(["plain text"] * 20, 280, chat_template=False).save_pretrained(tmp_path / "base")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    cases = [
+        ({"type": "judge", "path": str(tmp_path / "base")}, "not a chat model"),
+        ({"type": "judge", "path": str(chat_lm), "judge": {"template": "{{ prompt }} {{ response_a }}"}},
+         "must use {{ response_b }}"),
+        ({"type": "judge", "url": dead, "judge": {"model": "m"}}, "cannot be reached"),
+        ({"type": "judge", "url": dead, "api_key_env": "NO_SUCH_KEY_VAR", "judge": {"model": "m"}}, "NO_SUCH_KEY_VAR"),
+    ]  # fmt: skip
+    for i, (source, says) in enumerate(cases):
+        assert main(["rl", "--config", str(rl_config(tmp_path, f"bad{i}", rewards=[source]))]) == 2
+        err = capsys.readouterr().err
+        assert says in err and "Traceback" not in err and not (tmp_path / f"bad{i}").exists(), err

@@ -128,6 +128,40 @@ def check_remote_rewards(cfg: RLConfig) -> None:
                 ) from None
 
 
+def check_judge_rewards(cfg: RLConfig) -> None:
+    """Every judge reward can judge before anything is written: its template has the fields its mode needs, a local
+    judge's tokenizer has a chat template, an endpoint's key variable is set and the endpoint answers (any HTTP
+    status will do)."""
+    import os
+
+    import httpx
+
+    from rewardlab.judges.templates import Template
+
+    for source in (r for r in cfg.rewards if r.type == "judge"):
+        s = source.judge
+        Template(s.template, s.mode)
+        if source.path:
+            from transformers import AutoTokenizer
+
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(str(source.path))
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"rewards: judge {source.path}: cannot load its tokenizer ({exc})") from None
+            if not getattr(tokenizer, "chat_template", None):
+                raise ConfigError(f"rewards: judge {source.path}: its tokenizer has no chat template, so it is not a "
+                                  "chat model; a judge needs an instruction-tuned (chat) model")  # fmt: skip
+            continue
+        if source.api_key_env is not None and not os.environ.get(source.api_key_env):
+            raise ConfigError(f"rewards: judge endpoint: the environment variable {source.api_key_env} is empty or "
+                              "unset")  # fmt: skip
+        try:
+            httpx.get(str(source.url).rstrip("/") + "/models", timeout=REACH_TIMEOUT_S)
+        except httpx.HTTPError as exc:
+            raise ConfigError(f"rewards: judge endpoint {source.url} cannot be reached ({type(exc).__name__}: {exc});"
+                              " start the server first, or fix the URL (its /v1 base)") from None  # fmt: skip
+
+
 def served_model(url: str, response: Any, option: str) -> dict[str, Any]:
     """``/v1/model``'s description of a `rewardlab serve` model, which ``option`` of a remote reward needs."""
     try:
@@ -184,6 +218,7 @@ def run_rl(cfg: RLConfig) -> RLResult:
     check_output_dir(run_dir)
     check_model_attributes(cfg)
     check_remote_rewards(cfg)
+    check_judge_rewards(cfg)
     train_rows, eval_rows = split_prompts(cfg)  # before torch is imported: a wrong path fails at once
     with run_lock(run_dir):
         tidy_run_dir(run_dir)
