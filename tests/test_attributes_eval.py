@@ -1,11 +1,14 @@
 """Evaluating attribute heads: the metric functions on hand-built arrays, `rewardlab eval` on a tiny attribute model
-(rated rows, ranked groups with ratings, weights), and what is skipped and said."""
+(rated rows, ranked groups with ratings, weights), what is skipped and said, and bench/bench_attributes.py --quick."""
 
 from __future__ import annotations
 
 import csv
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -189,3 +192,24 @@ def test_attributes_missing_from_the_data_and_unknown_weights_are_said_not_crash
     assert "Traceback" not in err.err
     assert main(["eval", "--config", str(root / "partial.yaml"), "--weights", "reward"]) == 2
     assert "is not NAME=NUMBER" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- the bench
+
+
+def test_the_attributes_bench_quick_run_reports_every_fold_metric(tmp_path):
+    """bench_attributes.py --quick: a tiny model on generated groups, one fold; the table and JSON agree."""
+    script = Path(__file__).resolve().parents[1] / "bench" / "bench_attributes.py"
+    out = tmp_path / "a.json"
+    offline = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, str(script), "--quick", "--out", str(out), "--work", str(tmp_path / "w")],
+                          capture_output=True, text=True, env={**os.environ, **offline}, timeout=900)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    res = json.loads(out.read_text(encoding="utf-8"))
+    (fold,) = res["per_fold"].values()
+    assert fold["n_responses"] == 16 and fold["n_pairs"] == 8  # 2 of the 10 passages: 8 groups of 2
+    assert fold["longer_wins"] + fold["shorter_wins"] == pytest.approx(1.0)
+    for name in ("correctness", "selection", "overall"):
+        assert -1 <= fold[f"{name}/pearson"] <= 1 and fold[f"{name}/constant_mse"] >= 0
+    assert "| correctness: Pearson r, length only (signed) |" in proc.stdout
+    assert "| baseline: longer wins |" in proc.stdout
