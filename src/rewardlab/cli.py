@@ -253,7 +253,7 @@ def cmd_serve(ns: argparse.Namespace) -> int:
 def cmd_eval(ns: argparse.Namespace) -> int:
     from rewardlab.recipes.evaluate import run_eval
 
-    result = run_eval(config_from(ns, EvalConfig))
+    result = run_eval(config_from(ns, EvalConfig, **({"weights": ns.weights} if ns.weights else {})))
     if result.rows and all(r["status"] != "ok" for r in result.rows):
         print("error: no model directory could be evaluated (see the error column)", file=sys.stderr)
         return EXIT_INPUT_ERROR
@@ -295,6 +295,11 @@ def cmd_inspect(ns: argparse.Namespace) -> int:
 
 def _config_file(required: bool, help_text: str) -> Callable[[argparse.ArgumentParser], None]:
     return lambda p: p.add_argument("--config", required=required, default=None, help=help_text)
+
+
+def _eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="YAML file with model_dirs and eval_sets (see configs/eval.yaml).")
+    p.add_argument("--weights", default=None, help=EvalConfig.model_fields["weights"].description)
 
 
 def _tune_args(p: argparse.ArgumentParser) -> None:
@@ -469,8 +474,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "eval": Command(
         "Evaluate model dirs × checkpoints × eval sets → CSV, JSON, log, plots.", cmd_eval,
-        arguments=_config_file(True, "YAML file with model_dirs and eval_sets (see configs/eval.yaml)."),
-        overrides="key=value overrides, e.g. output_dir=eval_out batch_size=32",
+        arguments=_eval_args, overrides="key=value overrides, e.g. output_dir=eval_out batch_size=32",
     ),
     "bench": Command(
         "Standard RM benchmarks (RewardBench 1/2, RM-Bench, JudgeBench, PPE, VL-RewardBench, Multimodal RewardBench) "

@@ -801,6 +801,17 @@ class DemoConfig(StrictModel):
     )
 
 
+def _name_values(text: str, what: str) -> dict[str, Any]:
+    """``"reward=1,verbosity=-0.5"`` → ``{"reward": "1", "verbosity": "-0.5"}`` (pydantic checks the values)."""
+    out: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, number = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"{what}: {item!r} is not NAME=NUMBER (e.g. reward=1,verbosity=-0.5)")
+        out[name.strip()] = number.strip()
+    return out
+
+
 class EvalSetConfig(DataSource):
     """One evaluation set: a data source (pairs or ranked groups) with a display name."""
 
@@ -834,12 +845,20 @@ class EvalConfig(ScoringSettings):
     bench: EvalBench | None = Field(
         None, description="Benchmark suites every evaluated model also runs (`suite`, `data`, `split`, `limit`)."
     )
+    weights: dict[str, float] | None = Field(
+        None,
+        description="Attribute heads: also report the pairwise accuracy of `Σ weight · value`, where `reward` is the "
+        "preference score (raw; normalized with `normalize: true`) and any other key an attribute (0–1), e.g. "
+        "`{reward: 1, verbosity: -0.5}`; on the command line `--weights reward=1,verbosity=-0.5`.",
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _one_dir(cls, value: Any) -> Any:
         if isinstance(value, dict) and isinstance(value.get("model_dirs"), str):
-            return {**value, "model_dirs": [value["model_dirs"]]}
+            value = {**value, "model_dirs": [value["model_dirs"]]}
+        if isinstance(value, dict) and isinstance(value.get("weights"), str):
+            value = {**value, "weights": _name_values(value["weights"], "weights")}
         return value
 
 

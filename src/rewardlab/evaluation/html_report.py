@@ -272,6 +272,8 @@ COLUMNS = [
     ("kendall_tau", "Kendall τ", _plain("kendall_tau")),
     ("spearman_rho", "Spearman ρ", _plain("spearman_rho")),
     ("top1_accuracy", "top-1", lambda row: _bar_cell(row.get("top1_accuracy"))),
+    ("n_rated", "rated responses", _plain("n_rated")),
+    ("combined_accuracy", "weighted accuracy", lambda row: _bar_cell(row.get("combined_accuracy"))),
     ("seconds", "seconds", _plain("seconds", 1)),
 ]
 
@@ -303,6 +305,7 @@ def _eval_page(run_dir: Path, data: dict) -> str:
         body.append(_h("h2", f"Eval set: {eval_set}"))
         body += _results_table(members, best)
         body += _subset_table([d for d in details if str(d.get("eval_set", "?")) == eval_set])
+        body += _attribute_table([r for _, r in members if r.get("status") == "ok"])
         body.append(_plot_grid(plots.pop(eval_set, [])))
     leftover = [fig for figs in plots.values() for fig in figs]
     if leftover:
@@ -359,6 +362,31 @@ def _results_table(members: list[tuple[int, dict]], best: set[int]) -> list[dict
     note = _note("★ best on this eval set (accuracy; Kendall τ for ranking-only sets). Red rows could not be "
                  "evaluated. Accuracy 0.5 is chance.")  # fmt: skip
     return [_table(header, rows), note]
+
+
+ATTRIBUTE_METRICS = [("n", "n"), ("pearson", "Pearson r"), ("spearman", "Spearman ρ"), ("mse", "MSE"),
+                     ("constant_mse", "constant's MSE"), ("length_pearson", "rating ~ length r"),
+                     ("prediction_length_pearson", "head ~ length r")]  # fmt: skip
+
+
+def _attribute_table(rows: list[dict]) -> list[dict[str, Any]]:
+    """Attribute heads against the held-out ratings: one row per model/checkpoint and attribute; the rows' notes."""
+    body = []
+    for r in rows:
+        attributes = r.get("attributes") if isinstance(r.get("attributes"), dict) else {}
+        for name, m in attributes.items():
+            if isinstance(m, dict):
+                cells = [_cell(r.get("model")), _cell(r.get("checkpoint")), _cell(name)]
+                body.append(_row(cells + [_cell(_fmt(m.get(key)), num=True) for key, _ in ATTRIBUTE_METRICS]))
+    notes = [f"{r.get('model')} / {r.get('checkpoint')}: {r['note']}" for r in rows if r.get("note")]
+    out: list[dict[str, Any]] = []
+    if body:
+        header = [("model", False), ("checkpoint", False), ("attribute", False)]
+        out += [_h("h3", "Attribute heads vs held-out ratings"),
+                _table(header + [(label, True) for _, label in ATTRIBUTE_METRICS], body),
+                _note("Ratings scaled to 0–1 by the model's range. The constant predicts this set's mean rating; a "
+                      "length-only predictor reaches |rating ~ length r|. Length in characters.")]  # fmt: skip
+    return out + [_note(text) for text in notes]
 
 
 def _subset_table(details: list[dict]) -> list[dict[str, Any]]:

@@ -343,3 +343,43 @@ def _selective(m: np.ndarray, s: np.ndarray, coverages: Sequence[float], name: s
     ranks = _average_ranks(s[decided])  # 1-based ranks of the uncertainties, ties sharing their mean rank
     u = ranks[wrong[decided]].sum() - n_wrong * (n_wrong + 1) / 2  # Mann–Whitney U of the misranked pairs
     return {**out, auroc: float(u / (n_wrong * n_right))}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Attribute heads: a predicted rating per response against the held-out rating
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rank correlation of two equal-length series (n,): the Pearson r of their average ranks (ties
+    share the mean rank). nan when n < 2 or either series is constant."""
+    a, b = _vectors(x=x, y=y)
+    return pearson(_average_ranks(a), _average_ranks(b))
+
+
+def attribute_metrics(predicted: Sequence[float], ratings: Sequence[float], lengths: Sequence[float]) -> dict:
+    """How well one attribute head predicts the held-out ratings, beside what length and a constant get.
+
+    ``predicted``: the head's values (n,) on the 0–1 scale; ``ratings``: the human ratings (n,) scaled to 0–1 by
+    the same range; ``lengths``: each response's length (n,) in characters.
+
+    Returns ``n``; ``pearson`` and ``spearman`` of prediction vs rating; ``mse`` (mean squared error on the 0–1
+    scale); ``constant_mse``: the error of predicting the mean rating *of this eval set* for every response (the
+    ratings' population variance; an optimistic constant baseline, since it knows the held-out mean);
+    ``length_pearson`` / ``length_spearman``: signed correlations of the rating with length (a length-only
+    predictor, fitted with the right sign, reaches their absolute values); ``prediction_length_pearson``: how much
+    the prediction follows length (expected for verbosity, a warning sign for correctness). Correlations are nan
+    when undefined (n < 2 or a constant series); ``mse`` and ``constant_mse`` are nan when n == 0.
+    """
+    p, r, n_chars = _vectors(predicted=predicted, ratings=ratings, lengths=lengths)
+    n = int(p.size)
+    return {
+        "n": n,
+        "pearson": pearson(p, r),
+        "spearman": spearman(p, r),
+        "mse": float(((p - r) ** 2).mean()) if n else float("nan"),
+        "constant_mse": float(((r - r.mean()) ** 2).mean()) if n else float("nan"),
+        "length_pearson": pearson(r, n_chars),
+        "length_spearman": spearman(r, n_chars),
+        "prediction_length_pearson": pearson(p, n_chars),
+    }

@@ -74,6 +74,36 @@ def print_table(rows: list[dict[str, Any]], best: dict[str, int]) -> None:
             style="bold green" if i in best_idx else None,
         )  # fmt: skip
     stdout_console().print(table)
+    print_attribute_table(rows)
+
+
+def print_attribute_table(rows: list[dict[str, Any]]) -> None:
+    """Per row and attribute head: the head against the held-out ratings, beside length and a constant; then the
+    rows' notes (what was skipped). Nothing when no row has either."""
+    from rich.table import Table
+
+    from rewardlab.recipes.console import stdout_console
+
+    console = stdout_console()
+    with_attributes = [r for r in rows if r["status"] == "ok" and r.get("attributes")]
+    if with_attributes:
+        table = Table(title="attribute heads vs held-out ratings (0–1 scale; length in characters)")
+        header = ("model", "checkpoint", "eval set", "attribute", "n", "Pearson", "Spearman", "MSE", "const. MSE",
+                  "rating~len r", "pred~len r")  # fmt: skip
+        for col in header:
+            table.add_column(col, justify="left" if col in header[:4] else "right")
+        for r in with_attributes:
+            for name, m in r["attributes"].items():
+                table.add_row(r["model"], r["checkpoint"], r["eval_set"], name, _fmt(m["n"]), _fmt(m["pearson"], 3),
+                              _fmt(m["spearman"], 3), _fmt(m["mse"]), _fmt(m["constant_mse"]),
+                              _fmt(m["length_pearson"], 3), _fmt(m["prediction_length_pearson"], 3))  # fmt: skip
+        console.print(table)
+    for r in rows:
+        if r.get("combined_accuracy") is not None:
+            console.print(f"{r['model']}/{r['checkpoint']} on {r['eval_set']}: weighted accuracy "
+                          f"{r['combined_accuracy']:.4f} (score alone {_fmt(r.get('accuracy'))})")  # fmt: skip
+        if r.get("note"):
+            console.print(f"note: {r['model']}/{r['checkpoint']} on {r['eval_set']}: {r['note']}")
 
 
 def _slug(text: str) -> str:

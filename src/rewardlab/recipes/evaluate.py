@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardlab.config.schema import EvalConfig, ScoringSettings
-from rewardlab.data.records import PreferencePair, RankedGroup, Text
+from rewardlab.data.records import PreferencePair, RankedGroup, Text, plain_text
 from rewardlab.errors import DataError, ModelError, RewardlabError
 from rewardlab.models.export_meta import META_NAME
 from rewardlab.recipes.run_dir import step_in_name
@@ -31,8 +31,11 @@ CSV_COLUMNS = [
     "margin_std", "ece", "score_mean", "score_std", "score_length_corr", "accuracy_chosen_shorter",
     "n_chosen_shorter", "n_groups", "kendall_tau", "spearman_rho", "top1_accuracy", "selective_accuracy_50",
     "selective_accuracy_80", "uncertainty_auroc", "margin_selective_accuracy_50", "margin_selective_accuracy_80",
-    "margin_auroc", "seconds", "path", "error",
+    "margin_auroc", "n_rated", "combined_accuracy", "seconds", "path", "error", "note",
 ]  # fmt: skip
+# Per attribute head, as CSV columns ``<attribute>_<metric>`` after CSV_COLUMNS (see metrics.attribute_metrics).
+ATTRIBUTE_COLUMNS = ("n", "pearson", "spearman", "mse", "constant_mse", "length_pearson", "length_spearman",
+                     "prediction_length_pearson")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -47,10 +50,18 @@ class Candidate:
 
 @dataclass
 class EvalSet:
+    """One eval set's records: pairs, ranked groups (K >= 2, maybe rated) and rated responses (groups of one)."""
+
     name: str
     source: str
     pairs: list[PreferencePair] = field(default_factory=list)
     groups: list[RankedGroup] = field(default_factory=list)
+    rated: list[RankedGroup] = field(default_factory=list)
+
+    @property
+    def n_rated(self) -> int:
+        """Responses with ratings: every response of a rated group, and every rated response."""
+        return sum(len(g.responses) for g in self.groups + self.rated if g.ratings is not None)
 
 
 @dataclass
@@ -112,9 +123,13 @@ def load_eval_sets(cfg: EvalConfig) -> list[EvalSet]:
         records, _ = read_source(source)
         es = EvalSet(source.display_name, source.path)
         for rec in records:
-            (es.pairs if isinstance(rec, PreferencePair) else es.groups).append(rec)
-        if not es.pairs and not any(len(set(g.ranks)) > 1 for g in es.groups):
-            raise DataError("the eval set has no pair to compare (empty, or only ties)", source=source.path)
+            if isinstance(rec, PreferencePair):
+                es.pairs.append(rec)
+            else:  # a group of one is a rated response: its ratings are evaluated, it gives no pair
+                (es.rated if len(rec.responses) == 1 else es.groups).append(rec)
+        if not es.pairs and not any(len(set(g.ranks)) > 1 for g in es.groups) and not es.n_rated:
+            raise DataError("the eval set has no pair to compare (empty, or only ties) and no ratings",
+                            source=source.path)  # fmt: skip
         sets.append(es)
     names = [s.name for s in sets]
     if len(set(names)) != len(names):
@@ -129,7 +144,12 @@ def response_length(tokenizer: Any, response: Text) -> int:
 
 @dataclass
 class SetScores:
-    """Scores of one model on one eval set; pairs from groups included (ties give no pair)."""
+    """Scores of one model on one eval set; pairs from groups included (ties give no pair).
+
+    Every response is scored once, in the flat order: the pairs' chosen, the pairs' rejected, each group's responses,
+    the rated responses. ``pair_index`` holds each pair's (chosen, rejected) index into that order, and the
+    ``response_*`` lists one entry per response in it: ``response_attributes`` the attribute heads' values (empty
+    dicts without heads), ``response_ratings`` the human ratings (None where the record has none)."""
 
     chosen: list[float]
     rejected: list[float]
@@ -138,40 +158,60 @@ class SetScores:
     subsets: list[str | None]
     group_scores: list[list[float]]
     margin_spread: list[float] | None = None  # an ensemble's members' standard deviation of each pair's margin
+    pair_index: list[tuple[int, int]] = field(default_factory=list)
+    response_scores: list[float] = field(default_factory=list)
+    response_chars: list[int] = field(default_factory=list)
+    response_attributes: list[dict[str, float]] = field(default_factory=list)
+    response_ratings: list[dict[str, float | None] | None] = field(default_factory=list)
+
+
+def flat_responses(es: EvalSet) -> tuple[list[Text], list[Text], list[tuple], list[dict | None]]:
+    """(prompts, responses, images, ratings) of every response of ``es`` in :class:`SetScores`' flat order."""
+    prompts = [p.prompt for p in es.pairs] * 2
+    responses = [p.chosen for p in es.pairs] + [p.rejected for p in es.pairs]
+    images = [p.images for p in es.pairs] * 2
+    ratings: list[dict | None] = [None] * len(responses)
+    for g in es.groups + es.rated:
+        prompts += [g.prompt] * len(g.responses)
+        responses += list(g.responses)
+        images += [g.images] * len(g.responses)
+        ratings += list(g.ratings) if g.ratings is not None else [None] * len(g.responses)
+    return prompts, responses, images, ratings
 
 
 def score_set(scorer: Any, es: EvalSet, on_batch: Any = None) -> SetScores:
-    prompts = [p.prompt for p in es.pairs] * 2 + [g.prompt for g in es.groups for _ in g.responses]
-    responses = [p.chosen for p in es.pairs] + [p.rejected for p in es.pairs]
-    responses += [r for g in es.groups for r in g.responses]
-    images = [p.images for p in es.pairs] * 2 + [g.images for g in es.groups for _ in g.responses]
+    prompts, responses, images, ratings = flat_responses(es)
     members: list[list[float]] = []
-    if scorer.members > 1:
+    names = scorer.attribute_names
+    if scorer.members > 1 or names:  # an ensemble's members, or the attribute heads after the score
         rows = scorer.score_items(scorer.encode(prompts, responses, images=images), on_batch, members=True)
-        scores, members = [r[0] for r in rows], [r[1:] for r in rows]
+        scores = [r[0] for r in rows]
+        members = [r[1:] for r in rows] if scorer.members > 1 else []
+        attributes = [dict(zip(names, r[1:])) for r in rows] if names else [{} for _ in rows]
     else:
         scores = scorer.score(prompts, responses, on_batch=on_batch, images=images)
+        attributes = [{} for _ in scores]
     lengths = [response_length(scorer.tokenizer, r) for r in responses]
     n = len(es.pairs)
-    out = SetScores(scores[:n], scores[n : 2 * n], lengths[:n], lengths[n : 2 * n], [p.subset for p in es.pairs], [])
-    if members:
-        out.margin_spread = [margin_spread(members[i], members[n + i]) for i in range(n)]
+    index = [(i, n + i) for i in range(n)]
+    subsets = [p.subset for p in es.pairs]
     offset = 2 * n
+    group_scores = []
     for g in es.groups:
         k = len(g.responses)
-        gs, gl = scores[offset : offset + k], lengths[offset : offset + k]
-        out.group_scores.append(gs)
-        for i in range(k):
-            for j in range(k):
-                if g.ranks[i] < g.ranks[j]:
-                    out.chosen.append(gs[i])
-                    out.rejected.append(gs[j])
-                    out.chosen_len.append(gl[i])
-                    out.rejected_len.append(gl[j])
-                    out.subsets.append(g.subset)
-                    if members:
-                        out.margin_spread.append(margin_spread(members[offset + i], members[offset + j]))
+        group_scores.append(scores[offset : offset + k])
+        better = [(offset + i, offset + j) for i in range(k) for j in range(k) if g.ranks[i] < g.ranks[j]]
+        index += better
+        subsets += [g.subset] * len(better)
         offset += k
+    out = SetScores(
+        [scores[i] for i, _ in index], [scores[j] for _, j in index], [lengths[i] for i, _ in index],
+        [lengths[j] for _, j in index], subsets, group_scores, pair_index=index, response_scores=scores,
+        response_chars=[len(plain_text(r)) for r in responses], response_attributes=attributes,
+        response_ratings=ratings,
+    )  # fmt: skip
+    if members:
+        out.margin_spread = [margin_spread(members[i], members[j]) for i, j in index]
     return out
 
 
@@ -218,18 +258,70 @@ def set_metrics(scores: SetScores, es: EvalSet, bins: int) -> tuple[dict[str, An
     return row, detail
 
 
+def attribute_results(scores: SetScores, ranges: dict[str, list[float]] | None) -> tuple[dict[str, Any], list[str]]:
+    """Per attribute head of the model (``ranges``: ``model.attributes``), ``metrics.attribute_metrics`` on the
+    responses that have that rating, ratings scaled to 0–1 by the head's range; and notes on what could not be
+    evaluated (no heads, an attribute the data does not rate, ratings the model has no head for)."""
+    from rewardlab.evaluation.metrics import attribute_metrics
+    from rewardlab.recipes.train import scaled_ratings
+
+    rated = [i for i, r in enumerate(scores.response_ratings) if r is not None]
+    given = list(dict.fromkeys(name for i in rated for name in scores.response_ratings[i]))
+    if not rated:
+        return {}, []
+    if not ranges:
+        return {}, [f"attributes skipped: the model has no attribute heads ({len(rated)} rated responses)"]
+    notes = []
+    missing = [name for name in ranges if name not in given]
+    if missing:
+        notes.append(f"not in the eval data's ratings: {', '.join(missing)} (the model's heads: {', '.join(ranges)})")
+    unused = [name for name in given if name not in ranges]
+    if unused:
+        notes.append(f"ratings without a head in the model, ignored: {', '.join(unused)}")
+    targets = {i: scaled_ratings(scores.response_ratings[i], ranges) for i in rated}
+    out: dict[str, Any] = {}
+    for k, name in enumerate(ranges):
+        keep = [i for i in rated if not math.isnan(targets[i][k])]  # an unknown (null) rating is left out
+        if name not in missing:
+            out[name] = attribute_metrics(
+                [scores.response_attributes[i][name] for i in keep],
+                [targets[i][k] for i in keep],
+                [scores.response_chars[i] for i in keep],
+            )
+    return out, notes
+
+
+def combined_accuracy(scores: SetScores, weights: dict[str, float], preference: list[float]) -> float:
+    """Pairwise accuracy (ties half) of ``combine_attributes(score, attributes, weights)`` on the set's pairs;
+    ``preference``: each response's preference score in the flat order (raw or normalized). ValueError for a
+    weight that names neither ``reward`` nor one of the model's attributes."""
+    from rewardlab.evaluation.metrics import preference_accuracy
+    from rewardlab.models.scorer import combine_attributes
+
+    combined = [combine_attributes(s, a, weights) for s, a in zip(preference, scores.response_attributes)]
+    pairs = scores.pair_index
+    return preference_accuracy([combined[i] for i, _ in pairs], [combined[j] for _, j in pairs])["accuracy"]
+
+
 def samples(scores: SetScores, es: EvalSet) -> dict[str, Any]:
     """Per-sample scores (JSON, and the plots of the best model)."""
     groups = [
         {"prompt": g.prompt, "responses": list(g.responses), "ranks": list(g.ranks), "scores": s}
         for g, s in zip(es.groups, scores.group_scores)
     ]
+    rated = [
+        {"ratings": rating, "attributes": attributes, "score": score, "characters": chars}
+        for rating, attributes, score, chars in zip(scores.response_ratings, scores.response_attributes,
+                                                    scores.response_scores, scores.response_chars)
+        if rating is not None
+    ]  # fmt: skip
     return {
         "chosen": scores.chosen,
         "rejected": scores.rejected,
         "chosen_length": scores.chosen_len,
         "rejected_length": scores.rejected_len,
         "groups": groups,
+        **({"rated": rated} if rated else {}),
     }
 
 
@@ -306,10 +398,29 @@ def evaluate_candidate(cand: Candidate, sets: list[EvalSet], cfg: EvalConfig, pr
             results.append(({**base, "eval_set": es.name, "status": "error", "error": str(exc)}, {}, None))
             continue
         row, detail = set_metrics(scores, es, cfg.calibration_bins)
+        row.update(attribute_row(scorer, scores, cfg, f"{cand.path} on {es.name}"))
         row = {**base, "eval_set": es.name, "status": "ok", **row, "seconds": round(time.perf_counter() - t0, 3)}
         results.append((row, detail, samples(scores, es)))
     logger.info("%s/%s: done in %.1f s", cand.model, cand.checkpoint, time.perf_counter() - start)
     return results
+
+
+def attribute_row(scorer: Any, scores: SetScores, cfg: EvalConfig, where: str) -> dict[str, Any]:
+    """The row's attribute part: ``n_rated``, ``attributes`` ({name: metrics}), ``combined_accuracy`` (with
+    ``cfg.weights``) and ``note`` (what was skipped, and why; also logged)."""
+    attributes, notes = attribute_results(scores, scorer.bundle.meta.attributes)
+    row: dict[str, Any] = {}
+    if attributes:
+        row.update(n_rated=max(m["n"] for m in attributes.values()), attributes=attributes)
+    if cfg.weights and scores.pair_index:
+        try:
+            preference = scorer.normalize(scores.response_scores) if cfg.normalize else scores.response_scores
+            row["combined_accuracy"] = combined_accuracy(scores, cfg.weights, preference)
+        except (ValueError, ModelError) as exc:
+            notes.append(f"weights skipped: {exc}")
+    for note in notes:
+        logger.warning("%s: %s", where, note)
+    return {**row, **({"note": "; ".join(notes)} if notes else {})}
 
 
 def reused_row(row: dict[str, Any], cand: Candidate) -> dict[str, Any]:
@@ -333,11 +444,18 @@ def best_rows(rows: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
+    """CSV_COLUMNS, then ``<attribute>_<metric>`` for every attribute head met in ``rows`` (in order of meeting)."""
+    names = list(dict.fromkeys(name for row in rows for name in row.get("attributes") or {}))
+    extra = {f"{name}_{metric}": (name, metric) for name in names for metric in ATTRIBUTE_COLUMNS}
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS + list(extra), extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_COLUMNS})
+        flat = {k: row.get(k) for k in CSV_COLUMNS}
+        flat.update(
+            {k: (row.get("attributes") or {}).get(name, {}).get(metric) for k, (name, metric) in extra.items()}
+        )
+        writer.writerow({k: ("" if v is None else v) for k, v in flat.items()})
     return buf.getvalue()
 
 
@@ -393,7 +511,7 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
     try:
         logger.info("evaluating %d model directories on %d eval sets", len(candidates), len(sets))
         rows, details, kept = [], [], {}
-        per_candidate = sum(2 * len(s.pairs) + sum(len(g.responses) for g in s.groups) for s in sets)
+        per_candidate = sum(2 * len(s.pairs) + sum(len(g.responses) for g in s.groups + s.rated) for s in sets)
         with progress_bar(len(candidates) * per_candidate) as progress:
             same, scored = SameModels(), {}
             for i, cand in enumerate(candidates, start=1):
