@@ -251,3 +251,15 @@ def test_inspect_summarizes_the_ratings_of_rated_files_and_rated_groups(tmp_path
     assert report["ratings"]["words"]["count"] == 1 and report["ratings"]["words"]["missing"] == 1
     out = capsys.readouterr().out
     assert "rated responses (one row per response)" in out and "[quality=3, words=?] b" in out
+
+
+def test_a_run_reports_its_attribute_heads_on_the_held_out_rated_responses(base, tmp_path):
+    cfg = train_config(tmp_path, base, "held-out", groups=True)
+    cfg["data"].pop("eval")
+    cfg["data"]["eval_fraction"] = 0.25
+    run(tmp_path, cfg)
+    results = json.loads((tmp_path / "held-out" / "results.json").read_text())
+    held = results["attributes"]
+    assert set(held) == {"quality", "words"}
+    assert held["quality"]["n"] == 2 * 6  # 6 of 24 groups held out, two rated responses each
+    assert held["quality"]["mse"] >= 0 and -1 <= held["words"]["length_pearson"] <= 1

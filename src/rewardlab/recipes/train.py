@@ -97,7 +97,7 @@ def _train(cfg: TrainConfig, run_dir: Path, data: PreparedData) -> TrainResult:
     align_metrics(run_dir, resume)
     built = build_trainer(cfg, run_dir, data, callbacks=[MetricsFileCallback(run_dir / "metrics.jsonl")])
     built.trainer.train(resume_from_checkpoint=resume)
-    return finish_run(cfg, built.trainer, built.eval_set, built.counts)
+    return finish_run(cfg, built.trainer, built.eval_set, built.counts, rated=data.rated)
 
 
 @dataclass
@@ -173,7 +173,30 @@ def make_collator(cfg: TrainConfig, pad_token_id: int, padding_side: str, sharin
                         irrelevant_swap=cfg.data.irrelevant_swap, **sharing)  # fmt: skip
 
 
-def finish_run(cfg: TrainConfig, trainer: Any, eval_set: Any, counts: dict[str, Any]) -> TrainResult:
+def held_out_attributes(model_dir: Path, rated: list[Any], attributes: dict[str, tuple[float, float]]) -> dict:
+    """The export's attribute heads on the held-out rated responses (``data.eval`` or the ``eval_fraction`` split):
+    per attribute, :func:`~rewardlab.evaluation.metrics.attribute_metrics` (correlations beside length and a
+    constant), responses without that rating left out."""
+    from rewardlab.data.records import plain_text
+    from rewardlab.evaluation.metrics import attribute_metrics
+    from rewardlab.models.scorer import Scorer
+
+    scorer = Scorer.from_pretrained(str(model_dir))
+    prompts = [g.prompt for g in rated]
+    responses = [g.responses[0] for g in rated]
+    _, predicted = scorer.score_with_attributes(prompts, responses)
+    targets = [scaled_ratings(g.ratings[0], attributes) for g in rated]
+    out = {}
+    for k, name in enumerate(attributes):
+        keep = [i for i, t in enumerate(targets) if t[k] == t[k]]  # known ratings (NaN is not equal to itself)
+        found = attribute_metrics([predicted[i][name] for i in keep], [targets[i][k] for i in keep],
+                                  [len(plain_text(responses[i])) for i in keep])  # fmt: skip
+        out[name] = {k: (v if v == v else None) for k, v in found.items()}  # NaN (undefined) → null in JSON
+    return out
+
+
+def finish_run(cfg: TrainConfig, trainer: Any, eval_set: Any, counts: dict[str, Any],
+               rated: list[Any] | None = None) -> TrainResult:  # fmt: skip
     """Final eval, normalization statistics, atomic export (LoRA merged if asked), plot and report."""
     import uuid
 
@@ -204,6 +227,8 @@ def finish_run(cfg: TrainConfig, trainer: Any, eval_set: Any, counts: dict[str, 
         save_reward_model(trainer.model, trainer.processing_class, model_dir, meta, merge_lora=merge)
         summary = {"metrics": metrics, "counts": counts, "global_step": trainer.state.global_step,
                    "export_id": export_id}  # fmt: skip
+        if rated and cfg.model.attributes:
+            summary["attributes"] = held_out_attributes(model_dir, rated, cfg.model.attributes)
         atomic_write_text(run_dir / "results.json", json.dumps(summary, indent=2))
         plot_learning_curve(run_dir / "metrics.jsonl", run_dir / "learning_curve.png")
         write_train_report(run_dir, metrics, counts, export_id=export_id)
