@@ -19,8 +19,10 @@ pairs: the pairs train the preference head, each summary's ratings the attribute
 fold. Per attribute: Pearson and Spearman of the head (0-1) with the rating (scaled to 0-1), beside the same
 correlations of the rating with the summary's length in characters (a length-only predictor reaches their absolute
 values, with the sign read off the held-out data: a generous baseline), the MSE beside a constant's (the held-out
-mean rating: generous too), and how much the head follows length. Preference accuracy on the held-out pairs beside
-"longer wins" and "shorter wins". The table has each fold's value (the seeds' mean), the mean over folds and its
+mean rating: generous too), and how much the head follows length. A third baseline knows who wrote each summary:
+every summary gets its system's mean rating over the training folds (``human`` summaries are rated far above the
+two BART systems'). Preference accuracy on the held-out pairs beside "longer wins", "shorter wins" and "the system
+with the higher training mean wins". The table has each fold's value (the seeds' mean), the mean over folds and its
 standard error.
 """
 
@@ -92,7 +94,7 @@ def squality_groups(folder: Path) -> list[dict[str, Any]]:
             prompt = questions[passage][int(key)]["question_text"]
             ranks = [e["overall"]["overall-ranking"] for e in entries]
             groups.append({"passage": passage, "prompt": prompt, "responses": [e["response"] for e in entries],
-                           "ranks": ranks, "ratings": ratings})  # fmt: skip
+                           "ranks": ranks, "ratings": ratings, "systems": list(SYSTEMS)})  # fmt: skip
     return groups
 
 
@@ -108,7 +110,7 @@ def quick_groups(work: Path) -> tuple[str, list[dict[str, Any]]]:
         ratings = [{a: 80.0 - 10 * j for j, a in enumerate(ATTRIBUTES)}, {a: 20.0 + 5 * j for j, a in
                    enumerate(ATTRIBUTES)}]  # fmt: skip
         groups.append({"passage": str(i % 10), "prompt": p.prompt, "responses": [p.chosen, p.rejected],
-                       "ranks": [1, 2], "ratings": ratings})  # fmt: skip
+                       "ranks": [1, 2], "ratings": ratings, "systems": ["chosen", "rejected"]})  # fmt: skip
     return str(model), groups
 
 
@@ -166,11 +168,24 @@ def pairs_of(groups: list[dict[str, Any]]) -> list[tuple[int, int]]:
     return out
 
 
-def fold_metrics(held_out: list[dict[str, Any]], result: dict[str, Any]) -> dict[str, float]:
-    """Flat metrics of one run on its held-out groups (keys ``<attribute>/<metric>``, ``accuracy`` ...)."""
-    from rewardlab.evaluation.metrics import attribute_metrics, preference_accuracy
+def system_means(train: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Each system's mean rating per attribute over the training groups: the "which system wrote it" predictor."""
+    by_system: dict[str, list[dict[str, float]]] = {}
+    for g in train:
+        for system, rating in zip(g["systems"], g["ratings"]):
+            by_system.setdefault(system, []).append(rating)
+    return {s: {a: statistics.mean(r[a] for r in rs) for a in ATTRIBUTES} for s, rs in by_system.items()}
+
+
+def fold_metrics(held_out: list[dict[str, Any]], result: dict[str, Any], systems: dict[str, dict[str, float]]) -> dict:
+    """Flat metrics of one run on its held-out groups (keys ``<attribute>/<metric>``, ``accuracy`` ...); ``systems``:
+    the training folds' mean rating of each system (``system_means``), a baseline that knows who wrote a summary."""
+    import numpy as np
+
+    from rewardlab.evaluation.metrics import attribute_metrics, pearson, preference_accuracy
 
     lengths = [len(r) for g in held_out for r in g["responses"]]
+    writers = [s for g in held_out for s in g["systems"]]
     ratings = [rating for g in held_out for rating in g["ratings"]]
     pairs = pairs_of(held_out)
     scores = result["scores"]
@@ -179,12 +194,20 @@ def fold_metrics(held_out: list[dict[str, Any]], result: dict[str, Any]) -> dict
         "longer_wins": preference_accuracy([lengths[i] for i, _ in pairs], [lengths[j] for _, j in pairs])["accuracy"],
     }
     out["shorter_wins"] = 1.0 - out["longer_wins"]
+    by_writer = [systems[s]["overall"] for s in writers]  # who wrote it, ranked by its training mean overall rating
+    out["system_wins"] = preference_accuracy([by_writer[i] for i, _ in pairs], [by_writer[j] for _, j in pairs])[
+        "accuracy"
+    ]
     for a in ATTRIBUTES:
         predicted = [values[a] for values in result["attributes"]]
         m = attribute_metrics(predicted, [r[a] / 100 for r in ratings], lengths)
         out.update({f"{a}/{key}": value for key, value in m.items() if key != "n"})
         head = preference_accuracy([predicted[i] for i, _ in pairs], [predicted[j] for _, j in pairs])
         out[f"{a}/pair_accuracy"] = head["accuracy"]
+        by_system = np.asarray([systems[s][a] / 100 for s in writers])
+        truth = np.asarray([r[a] / 100 for r in ratings])
+        out[f"{a}/system_pearson"] = pearson(by_system, truth)
+        out[f"{a}/system_mse"] = float(((by_system - truth) ** 2).mean())
     out["n_responses"], out["n_pairs"] = len(lengths), len(pairs)
     return out
 
@@ -198,11 +221,14 @@ def mean_se(values: list[float]) -> tuple[float, float | None]:
 
 
 ROWS = [("accuracy", "preference accuracy (score head)"), ("longer_wins", "baseline: longer wins"),
-        ("shorter_wins", "baseline: shorter wins")]  # fmt: skip
+        ("shorter_wins", "baseline: shorter wins"),
+        ("system_wins", "baseline: the system with the higher training mean wins")]  # fmt: skip
 ATTRIBUTE_ROWS = [
     ("pearson", "Pearson r, head"), ("length_pearson", "Pearson r, length only (signed)"),
     ("spearman", "Spearman ρ, head"), ("length_spearman", "Spearman ρ, length only (signed)"),
+    ("system_pearson", "Pearson r, system only (train mean per system)"),
     ("mse", "MSE (0-1 scale), head"), ("constant_mse", "MSE, constant (held-out mean)"),
+    ("system_mse", "MSE, system only"),
     ("prediction_length_pearson", "Pearson r of the head with length"),
     ("pair_accuracy", "preference accuracy of the head"),
 ]  # fmt: skip
@@ -246,7 +272,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                     "attribute_weight": args.attribute_weight, "bf16": args.bf16,
                     "run_dir": str(work / f"run-{fold}-{seed}")}  # fmt: skip
             start = time.perf_counter()
-            metrics = fold_metrics(held_out, train_and_score(spec, train, held_out))
+            metrics = fold_metrics(held_out, train_and_score(spec, train, held_out), system_means(train))
             seconds = round(time.perf_counter() - start, 1)
             runs.append({"fold": fold, "seed": seed, "passages": sorted(held), "metrics": metrics, "seconds": seconds})
             summary = ", ".join(f"{a} r {metrics[f'{a}/pearson']:.3f} (length {metrics[f'{a}/length_pearson']:.3f})"

@@ -209,6 +209,8 @@ def test_the_attributes_bench_quick_run_reports_every_fold_metric(tmp_path):
     (fold,) = res["per_fold"].values()
     assert fold["n_responses"] == 16 and fold["n_pairs"] == 8  # 2 of the 10 passages: 8 groups of 2
     assert fold["longer_wins"] + fold["shorter_wins"] == pytest.approx(1.0)
+    assert fold["system_wins"] == 1.0  # in the generated groups the chosen response is always rated higher
+    assert fold["overall/system_pearson"] == pytest.approx(1.0)  # and its ratings depend on the position alone
     for name in ("correctness", "selection", "overall"):
         assert -1 <= fold[f"{name}/pearson"] <= 1 and fold[f"{name}/constant_mse"] >= 0
     assert "| correctness: Pearson r, length only (signed) |" in proc.stdout
