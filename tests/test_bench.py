@@ -168,3 +168,30 @@ def test_gpu_benchmark_dry_run_records_every_part(tmp_path: Path) -> None:
         assert cells["vision", family]["s_once"] > 0 and cells["vision", family]["speedup"] > 0
     markdown = (out / "results.md").read_text(encoding="utf-8")
     assert "## train: ok" in markdown and "| qwen3-0.6b-1k-share |" in markdown
+
+
+@pytest.mark.slow
+def test_active_labeling_benchmark_quick_run_reports_every_strategy(tmp_path: Path) -> None:
+    """bench_active.py --quick: the S0 ensemble selects through `rewardlab select`, each strategy's model trains on
+    S0 + its picks and is scored on the test half; the report has every strategy with its difference to random."""
+    out, md = tmp_path / "a.json", tmp_path / "a.md"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT.parent / "bench_active.py"), "--quick", "--json", str(out), "--out", str(md),
+         "--work", str(tmp_path / "work")],
+        capture_output=True, text=True, env={**os.environ, **OFFLINE}, timeout=1800,  # a hang guard
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    res = json.loads(out.read_text(encoding="utf-8"))
+    assert res["pool"] + res["test"] == 160 and res["settings"]["sizes"] == [16]
+    strategies = {(r["n"], r["strategy"]) for r in res["runs"]}
+    assert {(16, "random"), (16, "spread"), (16, "margin"), (0, "S0 only")} <= strategies
+    for run in res["runs"]:
+        assert run["n_test"] == res["test"] and 0 <= run["accuracy"] <= 1
+    picks = [
+        json.loads((tmp_path / "work" / f"select-{c}-0.json").read_text())["pair_ids"] for c in ("spread", "margin")
+    ]
+    for ids in picks:
+        assert len(ids) == 16 == len(set(ids))
+    row = res["summary"]["16"]["margin"]
+    assert row["vs_random"]["mean"] == pytest.approx(row["mean"] - res["summary"]["16"]["random"]["mean"])
+    assert "| S0 + 16 spread |" in md.read_text(encoding="utf-8") and "vs random" in proc.stdout
