@@ -68,6 +68,16 @@ def run(root, cfg, rc=0, *args) -> list[dict]:
     return [json.loads(line) for line in (root / cfg["output_dir"].rsplit("/", 1)[-1] / "metrics.jsonl").open()]
 
 
+def train_heads_and_plain(root) -> tuple:
+    """A tiny Qwen2 trained 6 steps twice, with attribute heads (quality, words) and without: the two exports."""
+    base = make_tiny(root / "qwen2", "qwen2")
+    run(root, train_config(root, base, "heads"))
+    plain = train_config(root, base, "plain", rated=False)
+    del plain["model"]["attributes"]
+    run(root, plain)
+    return root / "heads" / "model", root / "plain" / "model"
+
+
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     return make_tiny(tmp_path_factory.mktemp("attributes") / "qwen2", "qwen2")

@@ -18,8 +18,8 @@ from rewardlab.cli import main
 from rewardlab.data.synthetic import make_pairs
 from rewardlab.evaluation.metrics import attribute_metrics, spearman
 from rewardlab.recipes.evaluate import SetScores, attribute_results, combined_accuracy
-from tests.test_attributes import ATTRIBUTES, rated_rows, run, train_config
-from tests.tiny import make_tiny, pair_rows, write_jsonl
+from tests.test_attributes import ATTRIBUTES, rated_rows, train_heads_and_plain
+from tests.tiny import pair_rows, write_jsonl
 
 SQRT10 = math.sqrt(10)
 
@@ -95,11 +95,7 @@ def test_combined_accuracy_weighs_score_and_attributes():
 def models(tmp_path_factory):
     """A tiny attribute model (quality, words) and a plain one, each trained 6 steps, and the eval files."""
     root = tmp_path_factory.mktemp("attributes-eval")
-    base = make_tiny(root / "qwen2", "qwen2")
-    run(root, train_config(root, base, "heads"))
-    plain = train_config(root, base, "plain", rated=False)
-    del plain["model"]["attributes"]
-    run(root, plain)
+    train_heads_and_plain(root)
     groups = []
     for p in make_pairs(10, seed=31):
         groups.append({"prompt": p.prompt, "responses": [p.chosen, p.rejected], "ranks": [1, 2],

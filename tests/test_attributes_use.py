@@ -10,8 +10,7 @@ import math
 
 import pytest
 
-from tests.test_attributes import ATTRIBUTES, PROMPT, RESPONSES, run, train_config
-from tests.tiny import make_tiny
+from tests.test_attributes import ATTRIBUTES, PROMPT, RESPONSES, train_heads_and_plain
 
 WEIGHTS = {"reward": 1.0, "words": -2.0, "quality": 0.5}
 WEIGHTS_FLAG = "reward=1,words=-2,quality=0.5"
@@ -20,13 +19,7 @@ WEIGHTS_FLAG = "reward=1,words=-2,quality=0.5"
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """A tiny decoder RM with attribute heads (quality, words) and one without: (attribute export, plain export)."""
-    root = tmp_path_factory.mktemp("attributes-use")
-    base = make_tiny(root / "qwen2", "qwen2")
-    run(root, train_config(root, base, "attr"))
-    plain = train_config(root, base, "plain", rated=False)
-    del plain["model"]["attributes"]
-    run(root, plain)
-    return root / "attr" / "model", root / "plain" / "model"
+    return train_heads_and_plain(tmp_path_factory.mktemp("attributes-use"))
 
 
 @pytest.fixture(scope="module")
