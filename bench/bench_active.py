@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_quality import HH_HARMLESS, fold_of, quick_inputs, read_rows  # noqa: E402
+from bench_quality import HH_HARMLESS, add_training_args, fold_of, quick_inputs, read_rows  # noqa: E402
 
 STRATEGIES = ("random", "spread", "margin")
 
@@ -62,13 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--seed-set", type=int, default=200, help="Pairs of S0, the labeled start.")
     p.add_argument("--members", type=int, default=5, help="Heads of the ensemble that selects.")
-    p.add_argument("--epochs", type=float, default=1.0)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--learning-rate", type=float, default=5e-5)
-    p.add_argument("--max-length", type=int, default=512)
-    p.add_argument("--warmup", type=float, default=0.05, help="Warm-up as a fraction of the steps.")
-    p.add_argument("--no-bf16", dest="bf16", action="store_false", help="fp32 instead of bf16 autocast.")
-    p.add_argument("--quick", action="store_true", help="A tiny generated model and data set: a smoke test.")
+    add_training_args(p)
     p.add_argument("--out", default=None, help="Write the report (markdown) here.")
     p.add_argument("--json", default=None, help="Write all results as JSON here.")
     p.add_argument("--work", default=None, help="Working directory; finished steps in it are reused.")

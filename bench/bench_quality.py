@@ -81,6 +81,17 @@ def hhh_rows() -> list[dict[str, Any]]:
              "rejected": " " + r["rejected"]} for r in read_rows(str(HHH_PAIRS))]  # fmt: skip
 
 
+def add_training_args(p: argparse.ArgumentParser) -> None:
+    """The training settings every run of a quality bench shares (this one's and bench_active.py's), and --quick."""
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--learning-rate", type=float, default=5e-5)
+    p.add_argument("--max-length", type=int, default=512)
+    p.add_argument("--warmup", type=float, default=0.05, help="Warm-up as a fraction of the steps.")
+    p.add_argument("--no-bf16", dest="bf16", action="store_false", help="fp32 instead of bf16 autocast.")
+    p.add_argument("--quick", action="store_true", help="A tiny generated model and data set: a smoke test.")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(HH_HARMLESS), help="Preference file (JSONL, optionally .gz).")
@@ -93,13 +104,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="Folds to score (kfold: 0..k-1; halves: `first` / `second`, the half trained on). All "
                    "by default.")  # fmt: skip
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--epochs", type=float, default=1.0)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--learning-rate", type=float, default=5e-5)
-    p.add_argument("--max-length", type=int, default=512)
-    p.add_argument("--warmup", type=float, default=0.05, help="Warm-up as a fraction of the steps.")
-    p.add_argument("--no-bf16", dest="bf16", action="store_false", help="fp32 instead of bf16 autocast.")
-    p.add_argument("--quick", action="store_true", help="A tiny generated model and data set: a smoke test.")
+    add_training_args(p)
     p.add_argument("--tiny-decoder", type=int, default=None, metavar="N",
                    help="The decoder check: a tiny Qwen2 built from a config, N generated pairs, the given seeds "
                    "and folds (max length 96, learning rate 2e-3: it starts from random weights).")  # fmt: skip
