@@ -55,6 +55,7 @@ ROOTS: list[tuple[type[BaseModel], str]] = [
     (VisionDemoConfig, "`rewardlab demo --vision`"),
     (RLDemoConfig, "`rewardlab demo --rl`"),
     (OveroptDemoConfig, "`rewardlab demo --overopt`"),
+    (schema.JudgeFile, "a judge file: `--model judge:judge.yaml`"),
 ]
 
 

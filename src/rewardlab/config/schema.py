@@ -484,8 +484,8 @@ class ScoringSettings(StrictModel):
 
 class ScoreConfig(ScoringSettings):
     model: str = Field(
-        description="Model directory written by `rewardlab train` (or any RM), or `judge:PATH`: a local chat model "
-        "as an LLM judge."
+        description="Model directory written by `rewardlab train` (or any RM), or `judge:SPEC`: an LLM judge (a local "
+        "chat model, `http://HOST/v1#MODEL` or a judge file; docs/rl.md)."
     )
 
 
@@ -493,7 +493,10 @@ class ServeConfig(ScoringSettings):
     """`rewardlab serve`: an HTTP scoring server for one model (routes: docs/serving.md). ``normalize`` is the
     default of requests' `normalize` flag, and what /get_reward returns as `rewards`."""
 
-    model: str = Field(description="Model directory written by `rewardlab train` (a run directory works too).")
+    model: str = Field(
+        description="Model directory written by `rewardlab train` (a run directory works too), or `judge:SPEC`: an "
+        "LLM judge (a local chat model, `http://HOST/v1#MODEL` or a judge file; docs/serving.md)."
+    )
     host: str = Field("127.0.0.1", description="Interface to bind; 0.0.0.0 exposes the server to the network.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port (0: any free port, printed at start).")
     name: str | None = Field(None, description="Model name reported by /v1/model (default: the directory name).")
@@ -610,12 +613,35 @@ class JudgeSettings(StrictModel):
         "bradley_terry", description="Pairwise: Bradley–Terry strengths (centred on 0) or win rates."
     )
     rounds: int = Field(2, ge=1, description="`round_robin`: neighbours each side; `swiss`: rounds played.")
-    template: str | None = Field(None, description="Jinja2 template (text or file); default: the shipped one.")
+    template: str | dict[Literal["pointwise", "pairwise"], str] | None = Field(
+        None,
+        description="Jinja2 template (text or file) for `mode`'s kind, or `{pointwise: ..., pairwise: ...}` for both "
+        "(a served judge rates and compares); default: the shipped ones.",
+    )
     scale: tuple[int, int] = Field((1, 9), description="Pointwise: the score scale (each score one token).")
     cache: str | None = Field(None, description="SQLite file caching the judge's verdicts (a rerun makes no calls).")
     model: str | None = Field(None, description="With `url` (an OpenAI-compatible endpoint): the served model's name.")
     concurrency: int = Field(8, ge=1, description="With `url`: requests in flight at once.")
     rate: float | None = Field(None, gt=0, description="With `url`: at most this many requests a second.")
+
+
+class JudgeFile(JudgeSettings):
+    """A judge named by a file (``--model judge:judge.yaml``): where its verdicts come from — a local chat model
+    (`path`) or an OpenAI-compatible endpoint (`url` + `model`) — and how it judges. Relative paths (`path`,
+    `cache`, template files) are read from the file's folder."""
+
+    path: str | None = Field(None, description="A local chat model (causal LM directory or hub name).")
+    url: str | None = Field(None, description="An OpenAI-compatible endpoint's /v1 base (with `model`).")
+    api_key_env: str | None = Field(None, description="With `url`: environment variable holding the endpoint's key.")
+
+    @model_validator(mode="after")
+    def _one_backend(self) -> JudgeFile:
+        if bool(self.path) == bool(self.url):
+            raise ValueError("a judge needs `path` (a local chat model) or `url` (an OpenAI-compatible endpoint, its "
+                             "/v1 base, with `model`), not both")  # fmt: skip
+        if self.url and not self.model:
+            raise ValueError("a judge on an endpoint (`url`) needs `model`, the served model's name")
+        return self
 
 
 class RewardSource(ScoringSettings):
@@ -833,7 +859,8 @@ class EvalConfig(ScoringSettings):
 
     model_dirs: list[str] = Field(
         description="Model or run directories; glob patterns allowed (e.g. `runs/*`). A run directory's "
-        "`model/` export and each checkpoint are evaluated."
+        "`model/` export and each checkpoint are evaluated. `judge:SPEC` evaluates an LLM judge (a local chat model, "
+        "`http://HOST/v1#MODEL` or a judge file; pairs judged in both orders)."
     )
     checkpoint_pattern: str = Field("checkpoint-*", description="Glob for checkpoint subdirectories.")
     include_final: bool = Field(True, description="Also evaluate the final export (the directory itself or `model/`).")
@@ -874,7 +901,8 @@ class BenchConfig(ScoringSettings):
 
     model: list[str] = Field(
         min_length=1,
-        description="Reward model directory or hub name, or `judge:PATH` (a local chat model as a judge).",
+        description="Reward model directory or hub name, or `judge:SPEC`: an LLM judge (a local chat model, "
+        "`http://HOST/v1#MODEL` or a judge file; docs/rl.md).",
     )
     suite: list[BenchSuite] = Field(
         min_length=1, description="Benchmark suites, comma-separated or repeated: " + ", ".join(BENCH_SUITES) + "."

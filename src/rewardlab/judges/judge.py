@@ -116,6 +116,25 @@ class Judge:
         return GroupRewards(rewards, verdicts, self.backend.calls - before, sum(v.disagree for v in pairs), pairs)
 
 
+def judge_rewards(judge: Judge, settings: Any, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
+    """One reward per completion of a batch, as ``settings`` (a :class:`~rewardlab.config.schema.JudgeSettings`)
+    says: pointwise, each completion's expected score; pairwise, the completions of one prompt (wherever they sit in
+    the batch) judged on the schedule's pairs and aggregated — a prompt with a single completion gets 0."""
+    if settings.mode == "pointwise":
+        return judge.score(list(prompts), list(completions))
+    rewards = [0.0] * len(completions)
+    groups: dict[str, list[int]] = {}
+    for i, prompt in enumerate(prompts):
+        groups.setdefault(prompt, []).append(i)
+    for prompt, members in groups.items():
+        if len(members) > 1:
+            group = judge.group_rewards(prompt, [completions[i] for i in members], schedule_kind=settings.schedule,
+                                        how=settings.aggregation, rounds=settings.rounds)  # fmt: skip
+            for i, reward in zip(members, group.rewards):
+                rewards[i] = reward
+    return rewards
+
+
 def expected_value(logprobs: Sequence[float], values: Sequence[float]) -> float:
     """Σ value · P(value), the answers' probabilities renormalized among themselves."""
     return sum(v * p for v, p in zip(values, normalized(logprobs)))

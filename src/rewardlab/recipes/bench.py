@@ -107,10 +107,17 @@ def model_names(models: list[str]) -> list[str]:
     return names
 
 
-def cache_meta(model: str, cfg: BenchConfig) -> dict[str, Any]:
+def cache_meta(model: str, cfg: BenchConfig, scorer: Any = None) -> dict[str, Any]:
     """What a cache's scores depend on: the model (for a folder: its path and its weight files' sizes and times, so
-    a retrained model is scored afresh) and the settings that change scores."""
-    judge = model.startswith("judge:")  # a judge's scores depend on its weights just the same
+    a retrained model is scored afresh) and the settings that change scores; for a judge, its backend (model and
+    weights, or endpoint and served model) and every setting of its judge file (templates, mode, schedule)."""
+    judge = model.startswith("judge:")
+    if judge and scorer is not None:
+        j = scorer.judge
+        templates = [t.text for t in (j.pointwise_template, j.pairwise_template)]
+        return {"model": f"judge:{j.backend.name}", "settings": scorer.settings.model_dump(mode="json",
+                exclude={"cache", "concurrency", "rate", "path", "url", "api_key_env"}), "templates": templates,
+                "dtype": cfg.dtype}  # fmt: skip
     path = Path(model[len("judge:") :] if judge else model)
     weights = (sorted(f"{f.name}:{f.stat().st_size}:{int(f.stat().st_mtime)}" for f in path.rglob("*.safetensors"))
                if path.is_dir() else [])  # fmt: skip
@@ -160,17 +167,21 @@ def input_description(scorer: Any) -> str:
 
 
 def response_lengths(items: list[BenchItem], tokenizer: Any) -> dict[str, list[ItemScores]]:
-    """Each item's response lengths in characters and in the model tokenizer's tokens (as :class:`ItemScores`)."""
+    """Each item's response lengths in characters and in the model tokenizer's tokens (as :class:`ItemScores`);
+    characters only without a tokenizer (a judge behind an endpoint)."""
     texts = [plain_text(r) for it in items for r in it.responses]
     tokens = (
-        [len(ids) for ids in tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]] if texts else []
+        [len(ids) for ids in tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]]
+        if texts and tokenizer is not None
+        else []
     )
     chars = [char_length(r) for it in items for r in it.responses]
-    out: dict[str, list[ItemScores]] = {"chars": [], "tokens": []}
+    units = (("chars", chars), ("tokens", tokens)) if tokenizer is not None else (("chars", chars),)
+    out: dict[str, list[ItemScores]] = {unit: [] for unit, _ in units}
     offset = 0
     for it in items:
         c, k = len(it.chosen), len(it.responses)
-        for unit, values in (("chars", chars), ("tokens", tokens)):
+        for unit, values in units:
             out[unit].append(ItemScores(tuple(map(float, values[offset : offset + c])),
                                         tuple(map(float, values[offset + c : offset + k]))))  # fmt: skip
         offset += k
@@ -258,18 +269,23 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
                                   "is a text model (run it on the text suites)")  # fmt: skip
             inputs = input_description(scorer)
             logger.info("%s: inputs built as %s", name, inputs)
-            meta = cache_meta(model, cfg)
+            meta = cache_meta(model, cfg, scorer)
             caches = {s: ScoreCache(out / "cache" / name / f"{s}.jsonl", meta) for s in suites}
             caches |= {f"{s}-{TEXT_ONLY}": ScoreCache(out / "cache" / name / f"{s}-{TEXT_ONLY}.jsonl", meta)
                        for s in vision}  # fmt: skip
             work = {s: items for s, (_, items) in suites.items()} | {f"{s}-{TEXT_ONLY}": v for s, v in plain.items()}
             total = sum(len(it.responses) for s, items in work.items() for it in items
                         if it.key not in caches[s].scores)  # fmt: skip
+            judged: dict[str, dict[str, int]] = {}  # a judge: pairs judged now and how often their orders split
             with progress_bar(total) as progress:
                 for sname, items in work.items():
                     progress.describe(f"{name} · {sname}")
                     result.cached[(name, sname)] = sum(it.key in caches[sname].scores for it in items)
+                    before = (getattr(scorer, "pairs", 0), getattr(scorer, "disagreements", 0))
                     result.scored[(name, sname)] = score_items(scorer, items, caches[sname], progress.advance)
+                    if is_judge(model):
+                        judged[sname] = {"pairs": scorer.pairs - before[0],
+                                         "orders_disagree": scorer.disagreements - before[1]}  # fmt: skip
             for sname, (suite, items) in suites.items():
                 text_only = ([caches[f"{sname}-{TEXT_ONLY}"].scores[it.key] for it in plain[sname]]
                              if sname in vision else None)  # fmt: skip
@@ -280,10 +296,17 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
                     logger.warning("%s on %s: %d responses longer than the model's max length were truncated (the "
                                    "prompt's start cut first)", name, sname, entry["truncated_responses"])  # fmt: skip
                 scored_now = result.scored[(name, sname)]
+                if sname in judged:
+                    entry["judge"] = judged[sname]
+                    if judged[sname]["pairs"]:
+                        logger.info("%s on %s: the two orders picked different responses in %d of %d pairs judged",
+                                    name, sname, judged[sname]["orders_disagree"], judged[sname]["pairs"])  # fmt: skip
                 results.append({"model": name, "path": model, "inputs": inputs, "scored_now": scored_now, **entry})
                 result.rows += [{"model": name, "suite": sname, **r} for r in entry["rows"]]
                 logger.info("%s on %s: %d items scored, %d from the cache", name, sname,
                             result.scored[(name, sname)], result.cached[(name, sname)])  # fmt: skip
+            if hasattr(scorer, "close"):
+                scorer.close()  # a judge's endpoint connections
             del scorer
         payload = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    "config": cfg.model_dump(mode="json"), "results": results}  # fmt: skip

@@ -31,7 +31,8 @@ CSV_COLUMNS = [
     "margin_std", "ece", "score_mean", "score_std", "score_length_corr", "accuracy_chosen_shorter",
     "n_chosen_shorter", "n_groups", "kendall_tau", "spearman_rho", "top1_accuracy", "selective_accuracy_50",
     "selective_accuracy_80", "uncertainty_auroc", "margin_selective_accuracy_50", "margin_selective_accuracy_80",
-    "margin_auroc", "n_rated", "combined_accuracy", "seconds", "path", "error", "note",
+    "margin_auroc", "n_rated", "combined_accuracy", "judge_pairs", "order_disagreement", "judge_calls", "seconds",
+    "path", "error", "note",
 ]  # fmt: skip
 # Per attribute head, as CSV columns ``<attribute>_<metric>`` after CSV_COLUMNS (see metrics.attribute_metrics).
 ATTRIBUTE_COLUMNS = ("n", "pearson", "spearman", "mse", "constant_mse", "length_pearson", "length_spearman",
@@ -46,6 +47,7 @@ class Candidate:
     checkpoint: str
     step: int | None
     path: Path
+    judge: str | None = None  # ``judge:SPEC``: an LLM judge, not a model directory
 
 
 @dataclass
@@ -93,8 +95,14 @@ def _final_name(run_dir: Path, checkpoints: list[Path]) -> str:
 
 def find_candidates(cfg: EvalConfig) -> list[Candidate]:
     """Expand ``model_dirs`` globs into final exports and checkpoints, checkpoints in step order."""
+    from rewardlab.judges.spec import is_judge
+    from rewardlab.recipes.bench import model_names
+
     found: list[Candidate] = []
     for pattern in cfg.model_dirs:
+        if is_judge(pattern):
+            found.append(Candidate(model_names([pattern])[0], "judge", None, Path("."), judge=pattern))
+            continue
         dirs = [Path(p) for p in sorted(glob(str(Path(pattern).expanduser()))) if Path(p).is_dir()]
         if not dirs:
             raise ModelError(f"model_dirs: no directory matches {pattern!r}")
@@ -378,7 +386,10 @@ def evaluate_candidate(cand: Candidate, sets: list[EvalSet], cfg: EvalConfig, pr
     """[(row, detail, samples)] per eval set; a load or scoring failure becomes an error row per set."""
     from rewardlab.models.scorer import Scorer
 
-    base = {"model": cand.model, "checkpoint": cand.checkpoint, "step": cand.step, "path": str(cand.path)}
+    base = {"model": cand.model, "checkpoint": cand.checkpoint, "step": cand.step,
+            "path": cand.judge or str(cand.path)}  # fmt: skip
+    if cand.judge is not None:
+        return evaluate_judge(cand, sets, cfg, base, progress)
     start = time.perf_counter()
     try:
         scorer = Scorer.from_pretrained(str(cand.path), cfg.scoring())
@@ -403,6 +414,74 @@ def evaluate_candidate(cand: Candidate, sets: list[EvalSet], cfg: EvalConfig, pr
         results.append((row, detail, samples(scores, es)))
     logger.info("%s/%s: done in %.1f s", cand.model, cand.checkpoint, time.perf_counter() - start)
     return results
+
+
+def evaluate_judge(cand: Candidate, sets: list[EvalSet], cfg: EvalConfig, base: dict[str, Any],
+                   progress: Any) -> list[tuple]:  # fmt: skip
+    """:func:`evaluate_candidate` for an LLM judge: pairs judged in both orders, groups as the judge scores them;
+    a judge that cannot be built is a :class:`ConfigError` (it is a setting to fix, not a bad checkpoint)."""
+    from rewardlab.judges.scoring import load_judge_scorer
+
+    scorer = load_judge_scorer(str(cand.judge), cfg.scoring())
+    results = []
+    try:
+        for es in sets:
+            t0 = time.perf_counter()
+            pairs, split, calls = scorer.pairs, scorer.disagreements, scorer.calls
+            scores = judge_set(scorer, es, progress)
+            row, detail = set_metrics(scores, es, cfg.calibration_bins)
+            judged = scorer.pairs - pairs
+            row.update(judge_calls=scorer.calls - calls, **({"judge_pairs": judged, "order_disagreement":
+                       (scorer.disagreements - split) / judged} if judged else {}))  # fmt: skip
+            notes = [f"{es.n_rated} rated responses skipped: a judge has no attribute heads"] if es.n_rated else []
+            row = {**base, "eval_set": es.name, "status": "ok", **row, **({"note": notes[0]} if notes else {}),
+                   "seconds": round(time.perf_counter() - t0, 3)}  # fmt: skip
+            results.append((row, detail, samples(scores, es)))
+    finally:
+        scorer.close()
+    return results
+
+
+def judge_set(scorer: Any, es: EvalSet, progress: Any = None) -> SetScores:
+    """A judge's :class:`SetScores`: each pair's verdict P(chosen ≻ rejected) (both orders) as the scores
+    ``±logit(P)/2``, so the margin is the verdict's log-odds and σ(margin) = P (the calibration metrics read the
+    judge's own probability); each group's scores as the judge gives them (Bradley–Terry strengths or ratings)."""
+    from rewardlab.judges.scoring import logit
+
+    verdicts = scorer.prefer_pairs([(p.prompt, p.chosen, p.rejected) for p in es.pairs]) if es.pairs else []
+    if progress is not None:
+        progress(2 * len(es.pairs))
+    half = [logit(v.p_a) / 2 for v in verdicts]
+    scores = half + [-h for h in half]
+    responses: list[Text] = [p.chosen for p in es.pairs] + [p.rejected for p in es.pairs]
+    group_scores = scorer.score_groups([(g.prompt, g.responses) for g in es.groups]) if es.groups else []
+    if progress is not None:
+        progress(sum(len(g.responses) for g in es.groups + es.rated))
+    for g, s in zip(es.groups, group_scores):
+        scores += s
+        responses += list(g.responses)
+    lengths = [judge_length(scorer.tokenizer, r) for r in responses]
+    n = len(es.pairs)
+    index = [(i, n + i) for i in range(n)]
+    subsets = [p.subset for p in es.pairs]
+    offset = 2 * n
+    for g in es.groups:
+        k = len(g.responses)
+        better = [(offset + i, offset + j) for i in range(k) for j in range(k) if g.ranks[i] < g.ranks[j]]
+        index += better
+        subsets += [g.subset] * len(better)
+        offset += k
+    return SetScores(
+        [scores[i] for i, _ in index], [scores[j] for _, j in index], [lengths[i] for i, _ in index],
+        [lengths[j] for _, j in index], subsets, group_scores, pair_index=index, response_scores=scores,
+        response_chars=[len(plain_text(r)) for r in responses], response_attributes=[{} for _ in scores],
+        response_ratings=[None] * len(scores),
+    )  # fmt: skip
+
+
+def judge_length(tokenizer: Any, response: Text) -> int:
+    """A response's length in the judge's tokens, or in characters for a judge without a tokenizer (an endpoint)."""
+    return response_length(tokenizer, response) if tokenizer is not None else len(plain_text(response))
 
 
 def attribute_row(scorer: Any, scores: SetScores, cfg: EvalConfig, where: str) -> dict[str, Any]:
@@ -491,7 +570,7 @@ def run_bench_section(cfg: EvalConfig, candidates: list[Candidate], rows: list[d
     if not chosen:
         return {"rows": [], "models": {}}
     scoring = {k: v for k, v in cfg.model_dump().items() if k in ScoringSettings.model_fields}
-    bench_cfg = BenchConfig(model=[str(c.path) for c in chosen], out=str(Path(cfg.output_dir) / "bench"),
+    bench_cfg = BenchConfig(model=[c.judge or str(c.path) for c in chosen], out=str(Path(cfg.output_dir) / "bench"),
                             **cfg.bench.model_dump(), **scoring)  # fmt: skip
     result = run_bench(bench_cfg)
     names = model_names(bench_cfg.model)
@@ -516,7 +595,7 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
             same, scored = SameModels(), {}
             for i, cand in enumerate(candidates, start=1):
                 progress.describe(f"[{i}/{len(candidates)}] {cand.model}/{cand.checkpoint}")
-                twin = same.match(cand.path)
+                twin = same.match(cand.path) if cand.judge is None else None
                 if twin is not None and twin in scored:
                     logger.info("%s: the same model as %s; its scores are reused", cand.path, twin)
                     progress.advance(per_candidate)

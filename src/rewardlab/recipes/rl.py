@@ -136,11 +136,12 @@ def check_judge_rewards(cfg: RLConfig) -> None:
 
     import httpx
 
+    from rewardlab.judges.spec import templates
     from rewardlab.judges.templates import Template
 
     for source in (r for r in cfg.rewards if r.type == "judge"):
-        s = source.judge
-        Template(s.template, s.mode)
+        for kind, template in templates(source.judge).items():
+            Template(template, kind)  # type: ignore[arg-type]
         if source.path:
             from transformers import AutoTokenizer
 

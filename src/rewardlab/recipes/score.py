@@ -143,8 +143,9 @@ def run_score(
     normalized with ``normalize``) and the attributes. ``score`` stays the preference score."""
     data = read_scoring_rows(input_path, prompt_col, response_col, image_col)
     rows = data.rows
-    if is_judge(cfg.model):  # pointwise: each response's expected rating
-        ratings = judge_of(cfg, weights).score([_plain(p) for p in data.prompts], [_plain(r) for r in data.responses])
+    if is_judge(cfg.model):  # a row is rated alone (pointwise): each response's expected rating
+        judge = judge_of(cfg, weights).judge
+        ratings = judge.score([prompt_text(p) for p in data.prompts], [plain_text(r) for r in data.responses])
         return _write_rows([{**row, "score": s} for row, s in zip(rows, ratings)], output_path)
     scorer = load_scorer(cfg)
     check_score_weights(scorer, weights)
@@ -200,16 +201,19 @@ def is_judge(model: str) -> bool:
 
 
 def judge_of(cfg: ScoreConfig, weights: dict[str, float] | None) -> Any:
-    """The :class:`~rewardlab.judges.judge.Judge` of ``--model judge:PATH`` (a local chat model)."""
+    """The :class:`~rewardlab.judges.scoring.JudgeScorer` of ``--model judge:SPEC`` (a local chat model, an
+    endpoint or a judge file)."""
     from rewardlab.judges.scoring import load_judge_scorer
 
     if weights:
         raise ConfigError("--weights combines a reward model's attribute heads; a judge has none")
-    return load_judge_scorer(cfg.model, cfg).judge
+    return load_judge_scorer(cfg.model, cfg)
 
 
-def _plain(value: Any) -> str:
-    return value if isinstance(value, str) else plain_text(value, turn_sep="\n\n", roles=True)
+def prompt_text(value: Any) -> str:
+    from rewardlab.judges.scoring import prompt_text as as_text
+
+    return as_text(value)
 
 
 def run_compare(cfg: ScoreConfig, prompt: str, a: str, b: str, image: list[str] | None = None,
@@ -217,8 +221,8 @@ def run_compare(cfg: ScoreConfig, prompt: str, a: str, b: str, image: list[str] 
     """``image``: paths or URLs of the image(s) both answers are about (vision-language models). The fields are
     /v1/compare's: a model with attribute heads adds ``attributes_a``/``attributes_b``; with ``weights``, ``better``
     and ``p_a`` compare ``combined_a``/``combined_b`` (``score_a``/``score_b`` stay the preference scores)."""
-    if is_judge(cfg.model):  # both orders; p_a is their mean
-        v = judge_of(cfg, weights).prefer(prompt, a, b)
+    if is_judge(cfg.model):  # pairwise: both orders, p_a their mean; pointwise: σ of the ratings' difference
+        v = judge_of(cfg, weights).prefer_pairs([(prompt, a, b)])[0]
         better = "a" if v.p_a > 0.5 else "b" if v.p_a < 0.5 else "tie"
         return {"better": better, "p_a": round(v.p_a, 6), "p_a_a_first": round(v.first, 6),
                 "p_a_b_first": round(v.second, 6), "orders_disagree": v.disagree}  # fmt: skip
@@ -280,10 +284,10 @@ def run_rank(
         responses = [*responses, *read_responses_file(responses_file)]
     if len(responses) < 2:
         raise DataError("rank needs at least 2 responses (--response ... --response ..., or --responses-file)")
-    if is_judge(cfg.model):  # every pair, both orders, fitted into Bradley–Terry strengths
-        group = judge_of(cfg, weights).group_rewards(_plain(prompt), [_plain(r) for r in responses])
-        order = sorted(range(len(responses)), key=lambda i: -group.rewards[i])
-        return [{"rank": k + 1, "index": i, "score": group.rewards[i], "response": responses[i]}
+    if is_judge(cfg.model):  # pairwise: the schedule's pairs, both orders, fitted into strengths; or ratings
+        scores = judge_of(cfg, weights).score_groups([(prompt, responses)])[0]
+        order = sorted(range(len(responses)), key=lambda i: -scores[i])
+        return [{"rank": k + 1, "index": i, "score": scores[i], "response": responses[i]}
                 for k, i in enumerate(order)]  # fmt: skip
     scorer = load_scorer(cfg)
     check_score_weights(scorer, weights)

@@ -31,15 +31,21 @@ def run_serve(cfg: ServeConfig, on_listening: Callable[[str], None] | None = Non
     check_serve_dependencies()
     import uvicorn
 
+    from rewardlab.judges.spec import is_judge
     from rewardlab.models.scorer import Scorer
     from rewardlab.serving.app import api_key_from_env, create_app
 
     api_key_from_env(cfg)  # fail before the model loads
     if cfg.image_root is not None and not Path(cfg.image_root).is_dir():
         raise ConfigError(f"image_root={cfg.image_root}: no such folder")
-    scorer = Scorer.from_pretrained(cfg.model, cfg.scoring())
-    name = cfg.name or Path(os.path.normpath(cfg.model)).name
-    app = create_app(scorer, cfg, name=name)
+    if is_judge(cfg.model):
+        from rewardlab.judges.scoring import load_judge_scorer
+        from rewardlab.serving.judge_app import create_judge_app
+
+        app = create_judge_app(load_judge_scorer(cfg.model, cfg), cfg)
+    else:
+        scorer = Scorer.from_pretrained(cfg.model, cfg.scoring())
+        app = create_app(scorer, cfg, name=cfg.name or Path(os.path.normpath(cfg.model)).name)
     if cfg.host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("binding %s: the server is reachable from the network%s", cfg.host,
                        "" if cfg.api_key_env else "; consider api_key_env=VAR to require a key")  # fmt: skip

@@ -206,49 +206,24 @@ class JudgeReward:
 
     @classmethod
     def from_source(cls, src: Any) -> JudgeReward:
-        from rewardlab.judges.backends import CachedBackend, EndpointBackend, LocalBackend
-        from rewardlab.judges.judge import Judge
+        from rewardlab.judges.spec import build_judge
         from rewardlab.models.scorer import resolve_device
 
-        s = src.judge
-        if src.url:
-            backend: Any = EndpointBackend(str(src.url), str(s.model), api_key_env=src.api_key_env,
-                                           concurrency=s.concurrency, rate=s.rate)  # fmt: skip
-        else:
-            backend = LocalBackend(str(src.path), device=resolve_device(src.device), dtype=src.dtype,
-                                   batch_size=src.batch_size)  # fmt: skip
-        if s.cache:
-            backend = CachedBackend(backend, s.cache)
-        template = {"pointwise": s.template} if s.mode == "pointwise" else {"pairwise": s.template}
-        return cls(Judge(backend, scale=s.scale, **template), s, name=src.name or "judge")
+        judge = build_judge(src.judge, path=src.path, url=str(src.url) if src.url else None,
+                            api_key_env=src.api_key_env, device=resolve_device(src.device), dtype=src.dtype,
+                            batch_size=src.batch_size)  # fmt: skip
+        return cls(judge, src.judge, name=src.name or "judge")
 
     @property
     def calls(self) -> int:
         return self.judge.backend.calls
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float]:
-        texts = [_conversation(p) for p in prompts]
-        answers = [_text(c) for c in completions]
-        if self.settings.mode == "pointwise":
-            return self.judge.score(texts, answers)
-        rewards = [0.0] * len(answers)
-        start = 0
-        while start < len(texts):
-            end = start + 1
-            while end < len(texts) and texts[end] == texts[start]:
-                end += 1
-            if end - start > 1:
-                group = self.judge.group_rewards(texts[start], answers[start:end],
-                                                 schedule_kind=self.settings.schedule, how=self.settings.aggregation,
-                                                 rounds=self.settings.rounds)  # fmt: skip
-                rewards[start:end] = group.rewards
-            start = end
-        return rewards
+        from rewardlab.judges.judge import judge_rewards
+        from rewardlab.judges.scoring import prompt_text
 
-
-def _conversation(value: Any) -> str:
-    """A prompt as the judge reads it: a string as is; chat messages as ``role: text`` turns."""
-    return value if isinstance(value, str) else plain_text(value, turn_sep="\n\n", part_sep="\n", roles=True)
+        return judge_rewards(self.judge, self.settings, [prompt_text(p) for p in prompts],
+                             [_text(c) for c in completions])  # fmt: skip
 
 
 def _images(columns: dict[str, Any], names: Sequence[str] = IMAGE_COLUMNS) -> list[tuple[Any, ...]]:

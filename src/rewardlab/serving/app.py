@@ -91,26 +91,11 @@ class Scored:
         return [combine_attributes(s, a, weights) for s, a in zip(self.scores, self.attributes)]
 
 
-class Service:
-    """What the routes share: the scorer, its batcher, the limits, the metrics."""
+class Limits:
+    """A server's per-request limits (``cfg``): items per request and characters per text."""
 
-    def __init__(self, scorer: Scorer, cfg: ServeConfig, name: str):
-        self.scorer, self.cfg, self.name = scorer, cfg, name
-        self.metrics = ServerMetrics(queue_depth=lambda: self.batcher.pending)
-        self.batcher = Batcher(
-            # A coalesced batch is one forward pass where it fits the server's limits (not the scorer's own).
-            # Each item comes back as [score] (or an ensemble's [mean, member 1, ..., member K]).
-            functools.partial(
-                scorer.score_items, batch_size=cfg.batch_size, max_batch_tokens=cfg.max_batch_tokens, members=True
-            ),  # fmt: skip
-            max_batch_size=cfg.batch_size,
-            max_batch_tokens=cfg.max_batch_tokens,
-            max_wait_ms=cfg.max_wait_ms,
-            max_queue_items=cfg.max_queue_items,
-            on_batch=self.metrics.observe_batch,
-        )
-        suffixes = (_special_tokens(scorer.tokenizer) if cfg.strip_special_tokens else set()) | set(cfg.strip_texts)
-        self.suffixes = sorted((t for t in suffixes if t), key=len, reverse=True)
+    cfg: ServeConfig
+    suffixes: list[str]  # what a query's response may end with that is not text (special tokens, strip_texts)
 
     def check_count(self, n: int, field: str) -> None:
         if n > self.cfg.max_items_per_request:
@@ -132,6 +117,37 @@ class Service:
         if not allow_empty and not out:
             raise RequestError(422, "empty; a response needs some text", field=field)
         return out
+
+    def strip_special(self, text: str) -> str:
+        """``text`` without the special tokens (and ``strip_texts``) it ends with, and the whitespace between them."""
+        while True:
+            stripped = text.rstrip()
+            token = next((t for t in self.suffixes if stripped.endswith(t)), None)
+            if token is None:
+                return text
+            text = stripped[: -len(token)]
+
+
+class Service(Limits):
+    """What the routes share: the scorer, its batcher, the limits, the metrics."""
+
+    def __init__(self, scorer: Scorer, cfg: ServeConfig, name: str):
+        self.scorer, self.cfg, self.name = scorer, cfg, name
+        self.metrics = ServerMetrics(queue_depth=lambda: self.batcher.pending)
+        self.batcher = Batcher(
+            # A coalesced batch is one forward pass where it fits the server's limits (not the scorer's own).
+            # Each item comes back as [score] (or an ensemble's [mean, member 1, ..., member K]).
+            functools.partial(
+                scorer.score_items, batch_size=cfg.batch_size, max_batch_tokens=cfg.max_batch_tokens, members=True
+            ),  # fmt: skip
+            max_batch_size=cfg.batch_size,
+            max_batch_tokens=cfg.max_batch_tokens,
+            max_wait_ms=cfg.max_wait_ms,
+            max_queue_items=cfg.max_queue_items,
+            on_batch=self.metrics.observe_batch,
+        )
+        suffixes = (_special_tokens(scorer.tokenizer) if cfg.strip_special_tokens else set()) | set(cfg.strip_texts)
+        self.suffixes = sorted((t for t in suffixes if t), key=len, reverse=True)
 
     def normalized(self, flag: bool | None) -> bool:
         normalize = self.cfg.normalize if flag is None else flag
@@ -206,15 +222,6 @@ class Service:
             message = str(exc).split(": ", 1)[1] if index is not None else str(exc)
             raise RequestError(422, message, field=fields[index] if index is not None else None) from None
 
-    def strip_special(self, text: str) -> str:
-        """``text`` without the special tokens (and ``strip_texts``) it ends with, and the whitespace between them."""
-        while True:
-            stripped = text.rstrip()
-            token = next((t for t in self.suffixes if stripped.endswith(t)), None)
-            if token is None:
-                return text
-            text = stripped[: -len(token)]
-
     def info(self) -> ModelInfo:
         import rewardlab
 
@@ -264,7 +271,6 @@ def _special_tokens(tokenizer: Any) -> set[str]:
 def create_app(scorer: Scorer, cfg: ServeConfig, *, name: str | None = None) -> FastAPI:
     """The server for ``scorer``; ``cfg`` sets limits, batching and security (its ``model``/``host``/``port`` are
     for ``rewardlab serve`` and unused here)."""
-    import rewardlab
 
     api_key = api_key_from_env(cfg)
     if cfg.normalize and not scorer.normalization:
@@ -282,55 +288,12 @@ def create_app(scorer: Scorer, cfg: ServeConfig, *, name: str | None = None) -> 
         finally:
             service.batcher.stop()  # in-flight requests have finished: uvicorn drains them first
 
-    app = FastAPI(
-        title="rewardlab reward model server",
-        version=rewardlab.__version__,
-        description='Scores responses with a reward model. Errors are `{"error": {type, message, field}}`.',
-        lifespan=lifespan,
-    )
-    app.state.service = service
-
-    @app.exception_handler(RequestError)
-    async def _request_error(_request: Request, exc: RequestError) -> JSONResponse:
-        return error_response(exc.status, exc.type, exc.message, exc.field, exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(422, "invalid_request", *validation_message(exc.errors()))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if exc.status_code == 400 and "parsing the body" in str(exc.detail):  # the JSON parser itself gave up
-            return error_response(422, "invalid_request", f"malformed JSON: {unparsable_body(exc)}", None)
-        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, kind, str(exc.detail), None, dict(exc.headers or {}))
-
-    @app.exception_handler(Exception)
-    async def _internal_error(_request: Request, _exc: Exception) -> JSONResponse:
-        # Starlette re-raises after this response, and uvicorn logs the traceback (never the request body).
-        return error_response(500, "internal", "internal server error (the server log has the details)", None)
-
-    known_paths: set[str | None] = set()  # filled once the routes exist
-    app.add_middleware(BodyLimit, max_bytes=cfg.max_body_bytes)
-    if api_key is not None:
-        app.add_middleware(BearerAuth, key=api_key)  # outside BodyLimit: bodies of refused requests are never read
-
-    # Outermost: 401s and 413s are counted too.
-    app.add_middleware(Observe, metrics=service.metrics, known_paths=known_paths)
-
-    @app.get("/health", response_model=Health, tags=["ops"])
-    async def health() -> Health:
-        """Liveness and readiness: the model is loaded before the server accepts connections."""
-        return Health(status="ok", model=service.name)
+    app, known_paths = base_app(cfg, service, api_key, lifespan, title="rewardlab reward model server",
+                                description="Scores responses with a reward model.")  # fmt: skip
 
     @app.get(f"/{API_VERSION}/model", response_model=ModelInfo, tags=["ops"])
     async def model_info() -> ModelInfo:
         return service.info()
-
-    @app.get("/metrics", tags=["ops"])
-    async def metrics() -> Response:
-        """Prometheus text format."""
-        return Response(service.metrics.render(), media_type=service.metrics.content_type)
 
     @app.post(
         f"/{API_VERSION}/score",
@@ -425,6 +388,58 @@ def create_app(scorer: Scorer, cfg: ServeConfig, *, name: str | None = None) -> 
 
     known_paths.update(getattr(r, "path", None) for r in app.routes)
     return app
+
+
+def base_app(cfg: ServeConfig, service: Any, api_key: str | None, lifespan: Any, *, title: str,
+             description: str) -> tuple[FastAPI, set[str | None]]:  # fmt: skip
+    """The app every rewardlab server starts from: JSON errors, the body limit, the key check, metrics, ``/health``
+    and ``/metrics``; ``service`` has ``name`` and ``metrics``. Returns the app and the set of known paths, which the
+    caller fills once its routes exist (requests to other paths are counted as one route)."""
+    import rewardlab
+
+    app = FastAPI(title=title, version=rewardlab.__version__, lifespan=lifespan,
+                  description=f'{description} Errors are `{{"error": {{type, message, field}}}}`.')  # fmt: skip
+    app.state.service = service
+
+    @app.exception_handler(RequestError)
+    async def _request_error(_request: Request, exc: RequestError) -> JSONResponse:
+        return error_response(exc.status, exc.type, exc.message, exc.field, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(422, "invalid_request", *validation_message(exc.errors()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):  # the JSON parser itself gave up
+            return error_response(422, "invalid_request", f"malformed JSON: {unparsable_body(exc)}", None)
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, kind, str(exc.detail), None, dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def _internal_error(_request: Request, _exc: Exception) -> JSONResponse:
+        # Starlette re-raises after this response, and uvicorn logs the traceback (never the request body).
+        return error_response(500, "internal", "internal server error (the server log has the details)", None)
+
+    known_paths: set[str | None] = set()
+    app.add_middleware(BodyLimit, max_bytes=cfg.max_body_bytes)
+    if api_key is not None:
+        app.add_middleware(BearerAuth, key=api_key)  # outside BodyLimit: bodies of refused requests are never read
+
+    # Outermost: 401s and 413s are counted too.
+    app.add_middleware(Observe, metrics=service.metrics, known_paths=known_paths)
+
+    @app.get("/health", response_model=Health, tags=["ops"])
+    async def health() -> Health:
+        """Liveness and readiness: the model is loaded before the server accepts connections."""
+        return Health(status="ok", model=service.name)
+
+    @app.get("/metrics", tags=["ops"])
+    async def metrics() -> Response:
+        """Prometheus text format."""
+        return Response(service.metrics.render(), media_type=service.metrics.content_type)
+
+    return app, known_paths
 
 
 def unparsable_body(exc: BaseException) -> str:

@@ -98,6 +98,11 @@ class CompareResponse(BaseModel):
     attributes_b: dict[str, float] | None = Field(None, description="A model with attribute heads: b's attributes.")
     combined_a: float | None = Field(None, description="With `weights`: a's combined reward.")
     combined_b: float | None = Field(None, description="With `weights`: b's combined reward.")
+    p_a_a_first: float | None = Field(None, description="A pairwise judge: P(a ≻ b) with a shown first.")
+    p_a_b_first: float | None = Field(None, description="A pairwise judge: P(a ≻ b) with b shown first.")
+    orders_disagree: bool | None = Field(
+        None, description="A pairwise judge: the two orders picked different responses (it followed the position)."
+    )
 
 
 class RankRequest(Strict):
@@ -167,6 +172,22 @@ class ModelInfo(BaseModel):
     attributes: dict[str, list[float]] | None = Field(
         None, description="Attribute heads, in order: `{name: [min, max]}`, the rating range a value's 0–1 scale "
         "spans; null for a model without them.")  # fmt: skip
+
+
+class JudgeInfo(BaseModel):
+    """``/v1/model`` of a served LLM judge (``rewardlab serve --model judge:SPEC``)."""
+
+    name: str
+    kind: Literal["judge"] = "judge"
+    judge: str = Field(description="How it judges, in words (backend, mode, schedule, template).")
+    backend: Literal["local", "endpoint"]
+    mode: Literal["pairwise", "pointwise"]
+    schedule: str
+    aggregation: str
+    scale: tuple[int, int]
+    cached: bool
+    rewardlab_version: str
+    limits: dict[str, Any]
 
 
 class Health(BaseModel):
