@@ -110,13 +110,16 @@ def test_bench_and_rank_take_an_endpoint_judge_through_a_judge_file(endpoint, tm
     args = ["bench", "--model", f"judge:{spec}", "--suite", "rewardbench", "--data", f"rewardbench={data}", "--out"]
     assert main([*args, str(tmp_path / "out")]) == 0
     result = json.loads((tmp_path / "out" / "bench.json").read_text())["results"][0]
-    assert result["judge"] == {"pairs": len(rows), "orders_disagree": 0}  # the fake judge follows the content
+    n = len(rows)  # the fake judge follows the content, never the position
+    assert result["judge"] == {"pairs": n, "orders_disagree": 0, "calls": 2 * n, "cache_hits": 0, "unparseable": 0}
     assert fake.requests == 2 * len(rows) and (tmp_path / "verdicts.sqlite").is_file()
     overall = next(r for r in result["rows"] if r["level"] == "overall")
     assert overall["value"] == 1.0
     assert overall["longer_chars"] is not None and overall["longer_tokens"] is None  # no tokenizer behind an endpoint
     assert main([*args, str(tmp_path / "again")]) == 0
     assert fake.requests == 2 * len(rows)  # the judge file's cache: no second call
+    again = json.loads((tmp_path / "again" / "bench.json").read_text())["results"][0]["judge"]
+    assert (again["calls"], again["cache_hits"]) == (0, 2 * n)
     capsys.readouterr()
     assert main(["rank", "--model", f"judge:{spec}", "--prompt", "Sky?", "--response", "green", "--response",
                  "blue sky"]) == 0  # fmt: skip

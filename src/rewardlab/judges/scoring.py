@@ -102,6 +102,28 @@ class JudgeScorer:
             verdicts[g][(i, j)] = verdict.p_a
         return [bradley_terry(len(r), v) for (_, r), v in zip(groups, verdicts)]
 
+    def usage(self) -> dict[str, Any]:
+        """What the judge has cost so far: model calls, answers from the cache, unparseable replies and (an endpoint)
+        requests with their latency (median and 95th percentile, seconds) and failed tries."""
+        backend = self.judge.backend
+        inner = getattr(backend, "backend", backend)
+        out: dict[str, Any] = {"calls": backend.calls, "cache_hits": getattr(backend, "hits", 0),
+                               "unparseable": getattr(inner, "unparseable", 0)}  # fmt: skip
+        log = getattr(inner, "log", None)
+        if log:
+            ok = sorted(seconds for seconds, fine in log if fine)
+            out |= {"requests": len(log), "failed_requests": sum(not fine for _, fine in log)}
+            if ok:
+                out |= {"latency_p50_s": ok[len(ok) // 2], "latency_p95_s": ok[min(len(ok) - 1, int(0.95 * len(ok)))]}
+        return out
+
+    def counts(self) -> dict[str, int]:
+        """Running counts: pairs judged in both orders, those whose two orders split, model calls, cache hits and
+        unparseable replies (subtract two snapshots for what one piece of work cost)."""
+        used = self.usage()
+        return {"pairs": self.pairs, "orders_disagree": self.disagreements,
+                **{k: used[k] for k in ("calls", "cache_hits", "unparseable")}}  # fmt: skip
+
     def close(self) -> None:
         backend = getattr(self.judge.backend, "backend", self.judge.backend)
         if hasattr(backend, "close"):

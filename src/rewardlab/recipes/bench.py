@@ -281,11 +281,10 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
                 for sname, items in work.items():
                     progress.describe(f"{name} · {sname}")
                     result.cached[(name, sname)] = sum(it.key in caches[sname].scores for it in items)
-                    before = (getattr(scorer, "pairs", 0), getattr(scorer, "disagreements", 0))
+                    before = scorer.counts() if is_judge(model) else {}
                     result.scored[(name, sname)] = score_items(scorer, items, caches[sname], progress.advance)
                     if is_judge(model):
-                        judged[sname] = {"pairs": scorer.pairs - before[0],
-                                         "orders_disagree": scorer.disagreements - before[1]}  # fmt: skip
+                        judged[sname] = {k: v - before[k] for k, v in scorer.counts().items()}
             for sname, (suite, items) in suites.items():
                 text_only = ([caches[f"{sname}-{TEXT_ONLY}"].scores[it.key] for it in plain[sname]]
                              if sname in vision else None)  # fmt: skip
@@ -305,7 +304,8 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
                 result.rows += [{"model": name, "suite": sname, **r} for r in entry["rows"]]
                 logger.info("%s on %s: %d items scored, %d from the cache", name, sname,
                             result.scored[(name, sname)], result.cached[(name, sname)])  # fmt: skip
-            if hasattr(scorer, "close"):
+            if is_judge(model):
+                logger.info("%s: judge usage %s", name, scorer.usage())  # calls, cache hits, latency (an endpoint)
                 scorer.close()  # a judge's endpoint connections
             del scorer
         payload = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -427,17 +427,23 @@ def evaluate_judge(cand: Candidate, sets: list[EvalSet], cfg: EvalConfig, base: 
     try:
         for es in sets:
             t0 = time.perf_counter()
-            pairs, split, calls = scorer.pairs, scorer.disagreements, scorer.calls
+            before = scorer.counts()
             scores = judge_set(scorer, es, progress)
             row, detail = set_metrics(scores, es, cfg.calibration_bins)
-            judged = scorer.pairs - pairs
-            row.update(judge_calls=scorer.calls - calls, **({"judge_pairs": judged, "order_disagreement":
-                       (scorer.disagreements - split) / judged} if judged else {}))  # fmt: skip
+            used = {k: v - before[k] for k, v in scorer.counts().items()}
+            row["judge_calls"] = used["calls"]
+            if used["pairs"]:
+                row.update(judge_pairs=used["pairs"], order_disagreement=used["orders_disagree"] / used["pairs"])
             notes = [f"{es.n_rated} rated responses skipped: a judge has no attribute heads"] if es.n_rated else []
-            row = {**base, "eval_set": es.name, "status": "ok", **row, **({"note": notes[0]} if notes else {}),
+            if used["unparseable"]:
+                notes.append(f"{used['unparseable']} unparseable judge replies (scored as no preference)")
+            for note in notes:
+                logger.warning("%s on %s: %s", cand.judge, es.name, note)
+            row = {**base, "eval_set": es.name, "status": "ok", **row, **({"note": "; ".join(notes)} if notes else {}),
                    "seconds": round(time.perf_counter() - t0, 3)}  # fmt: skip
             results.append((row, detail, samples(scores, es)))
     finally:
+        logger.info("%s: judge usage %s", cand.judge, scorer.usage())
         scorer.close()
     return results
 

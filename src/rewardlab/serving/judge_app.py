@@ -132,6 +132,7 @@ def create_judge_app(scorer: JudgeScorer, cfg: ServeConfig, *, name: str | None 
         try:
             yield
         finally:
+            logger.info("%s: judge usage %s", service.name, scorer.usage())
             scorer.close()
 
     app, known_paths = base_app(cfg, service, api_key, lifespan, title="rewardlab judge server",
