@@ -131,7 +131,9 @@ def test_score_compare_rank_print_the_uncertainty(trained, tmp_path, capsys):
     from rewardlab.serving.schemas import CompareResponse
 
     # The CLI prints what /v1/compare answers (an ensemble: every field but an attribute model's).
-    assert list(c) == [k for k in CompareResponse.model_fields if not k.startswith(("attributes_", "combined_"))]
+    assert list(c) == [
+        k for k in CompareResponse.model_fields if not k.startswith(("attributes_", "combined_", "p_a_", "orders_"))
+    ]
     assert c["uncertainty_a"] == pytest.approx(spread[0], abs=1e-6) and 0 <= c["agreement"] <= 1
     argv = ["rank", "--model", str(export), "--prompt", PROMPT, *[x for r in RESPONSES for x in ("--response", r)]]
     assert main(argv) == 0

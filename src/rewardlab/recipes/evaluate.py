@@ -200,6 +200,16 @@ def score_set(scorer: Any, es: EvalSet, on_batch: Any = None) -> SetScores:
         scores = scorer.score(prompts, responses, on_batch=on_batch, images=images)
         attributes = [{} for _ in scores]
     lengths = [response_length(scorer.tokenizer, r) for r in responses]
+    out = set_scores(es, scores, lengths, responses, attributes, ratings)
+    if members:
+        out.margin_spread = [margin_spread(members[i], members[j]) for i, j in out.pair_index]
+    return out
+
+
+def set_scores(es: EvalSet, scores: list[float], lengths: list[int], responses: list[Text],
+               attributes: list[dict[str, float]], ratings: list[dict | None]) -> SetScores:  # fmt: skip
+    """:class:`SetScores` from one value per response in the flat order (pairs' chosen, pairs' rejected, each
+    group's responses, then any rated ones): each group's pairs (ties give none) follow the set's pairs."""
     n = len(es.pairs)
     index = [(i, n + i) for i in range(n)]
     subsets = [p.subset for p in es.pairs]
@@ -212,15 +222,12 @@ def score_set(scorer: Any, es: EvalSet, on_batch: Any = None) -> SetScores:
         index += better
         subsets += [g.subset] * len(better)
         offset += k
-    out = SetScores(
+    return SetScores(
         [scores[i] for i, _ in index], [scores[j] for _, j in index], [lengths[i] for i, _ in index],
         [lengths[j] for _, j in index], subsets, group_scores, pair_index=index, response_scores=scores,
         response_chars=[len(plain_text(r)) for r in responses], response_attributes=attributes,
         response_ratings=ratings,
     )  # fmt: skip
-    if members:
-        out.margin_spread = [margin_spread(members[i], members[j]) for i, j in index]
-    return out
 
 
 def margin_spread(chosen: list[float], rejected: list[float]) -> float:
@@ -467,22 +474,7 @@ def judge_set(scorer: Any, es: EvalSet, progress: Any = None) -> SetScores:
         scores += s
         responses += list(g.responses)
     lengths = [judge_length(scorer.tokenizer, r) for r in responses]
-    n = len(es.pairs)
-    index = [(i, n + i) for i in range(n)]
-    subsets = [p.subset for p in es.pairs]
-    offset = 2 * n
-    for g in es.groups:
-        k = len(g.responses)
-        better = [(offset + i, offset + j) for i in range(k) for j in range(k) if g.ranks[i] < g.ranks[j]]
-        index += better
-        subsets += [g.subset] * len(better)
-        offset += k
-    return SetScores(
-        [scores[i] for i, _ in index], [scores[j] for _, j in index], [lengths[i] for i, _ in index],
-        [lengths[j] for _, j in index], subsets, group_scores, pair_index=index, response_scores=scores,
-        response_chars=[len(plain_text(r)) for r in responses], response_attributes=[{} for _ in scores],
-        response_ratings=[None] * len(scores),
-    )  # fmt: skip
+    return set_scores(es, scores, lengths, responses, [{} for _ in scores], [None] * len(scores))
 
 
 def judge_length(tokenizer: Any, response: Text) -> int:
