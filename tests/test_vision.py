@@ -73,6 +73,21 @@ def test_save_load_gives_identical_scores(models, shots, tmp_path, family):
     assert after[0] == pytest.approx(before[0], abs=1e-6) and after[1] == pytest.approx(before[1], abs=1e-6)
 
 
+def test_a_vlm_without_a_reward_head_warns_that_its_scores_are_random(models, tmp_path, caplog):
+    family = VISION[0]
+    with caplog.at_level("WARNING", logger="rewardlab.models.checkpoint"):
+        scorer = scorer_for(models[family])
+    assert "without a reward head" in caplog.text and "random" in caplog.text
+    from rewardlab.models.vision import ProcessorBundle
+
+    bundle = ProcessorBundle(scorer.tokenizer, scorer.transform.image_processor)
+    out = save_reward_model(scorer.model, bundle, tmp_path / "export", ExportMeta(max_length=256))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="rewardlab.models.checkpoint"):
+        RewardBundle.load(out)
+    assert "without a reward head" not in caplog.text  # an export carries its head
+
+
 @pytest.mark.parametrize("family", VISION)
 def test_image_encoded_once_per_pair_gives_the_same_scores(models, shots, family):
     """The pair batch sends each image once (image_rows); scoring each row with its own copy agrees."""

@@ -314,6 +314,12 @@ def load_model_files(path: str | os.PathLike[str], *, dtype: str | None = None) 
     try:
         if (path / HEAD_FILE).is_file() or ((path / "config.json").is_file() and read_vision_family(str(path))):
             backbone = VisionRewardBackbone.from_pretrained(path, **kwargs)
+            if not (path / HEAD_FILE).is_file():
+                logger.warning(
+                    "%s: a vision-language model without a reward head (%s): the head is freshly initialised, so "
+                    "its scores are random and differ at each load; train it with `rewardlab train` (or load an "
+                    "export) before trusting a score", path, HEAD_FILE,
+                )  # fmt: skip
         elif meta.kind == "lora":
             backbone, base = _load_lora_ensemble(path, meta, kwargs)
             assets = path if _has_files(path, "tokenizer_config.json", "tokenizer.json") else Path(base)
