@@ -11,7 +11,7 @@ import pytest
 
 from rewardlab.cli import main
 from rewardlab.errors import ConfigError
-from tests.test_judges import FakeEndpoint, chat_lm  # noqa: F401  (a module fixture)
+from tests.test_judges import chat_lm, endpoint  # noqa: F401  (fixtures)
 from tests.tiny import write_jsonl
 
 PAIRS = [
@@ -26,8 +26,8 @@ def test_a_judge_spec_names_a_model_an_endpoint_or_a_file(tmp_path, monkeypatch)
     from rewardlab.judges.spec import read_spec
 
     assert read_spec("judge:some/dir").path == "some/dir"
-    endpoint = read_spec("judge:http://127.0.0.1:9/v1#qwen3-8b")
-    assert (endpoint.url, endpoint.model) == ("http://127.0.0.1:9/v1", "qwen3-8b")
+    remote = read_spec("judge:http://127.0.0.1:9/v1#qwen3-8b")
+    assert (remote.url, remote.model) == ("http://127.0.0.1:9/v1", "qwen3-8b")
     with pytest.raises(ConfigError, match="after '#'"):
         read_spec("judge:http://127.0.0.1:9/v1")
     (tmp_path / "rubric.j2").write_text("Rate {{ response }} for {{ prompt }} from {{ low }} to {{ high }}.")
@@ -89,17 +89,7 @@ def test_eval_judges_pairs_in_both_orders_and_reads_its_probability_as_the_margi
     assert rows["groups"]["n_groups"] == 1 and rows["groups"]["judge_calls"] == 6  # 3 pairs, both orders
 
 
-@pytest.fixture
-def endpoint(monkeypatch):
-    from tests.servers import AppServer
-
-    monkeypatch.setenv("JUDGE_KEY", "secret")
-    fake = FakeEndpoint()
-    with AppServer(fake.app) as server:
-        yield fake, server.url + "/v1"
-
-
-def test_bench_and_rank_take_an_endpoint_judge_through_a_judge_file(endpoint, tmp_path, capsys):
+def test_bench_and_rank_take_an_endpoint_judge_through_a_judge_file(endpoint, tmp_path, capsys):  # noqa: F811
     from tests.test_bench_suites import RB1_ROWS
 
     fake, url = endpoint
