@@ -146,8 +146,7 @@ class Service(Limits):
             max_queue_items=cfg.max_queue_items,
             on_batch=self.metrics.observe_batch,
         )
-        suffixes = (_special_tokens(scorer.tokenizer) if cfg.strip_special_tokens else set()) | set(cfg.strip_texts)
-        self.suffixes = sorted((t for t in suffixes if t), key=len, reverse=True)
+        self.suffixes = strip_suffixes(scorer.tokenizer, cfg)
 
     def normalized(self, flag: bool | None) -> bool:
         normalize = self.cfg.normalize if flag is None else flag
@@ -261,6 +260,13 @@ class Service(Limits):
 def _parts(message: dict[str, Any]) -> list[Any]:
     content = message.get("content")
     return [{"text": content}] if isinstance(content, str) else list(content or [])
+
+
+def strip_suffixes(tokenizer: Any, cfg: ServeConfig) -> list[str]:
+    """What a query's response may end with that is not text: the tokenizer's special tokens (with
+    ``strip_special_tokens``) and ``strip_texts``, longest first (``None`` tokenizer: ``strip_texts`` only)."""
+    suffixes = (_special_tokens(tokenizer) if cfg.strip_special_tokens else set()) | set(cfg.strip_texts)
+    return sorted((t for t in suffixes if t), key=len, reverse=True)
 
 
 def _special_tokens(tokenizer: Any) -> set[str]:

@@ -33,7 +33,16 @@ from rewardlab.data.records import plain_text
 from rewardlab.errors import ConfigError
 from rewardlab.judges.judge import judge_rewards
 from rewardlab.judges.scoring import JudgeScorer, logit, prompt_text
-from rewardlab.serving.app import API_VERSION, ERRORS, RETRY_AFTER_S, Limits, api_key_from_env, base_app, split_queries
+from rewardlab.serving.app import (
+    API_VERSION,
+    ERRORS,
+    RETRY_AFTER_S,
+    Limits,
+    api_key_from_env,
+    base_app,
+    split_queries,
+    strip_suffixes,
+)
 from rewardlab.serving.errors import RequestError
 from rewardlab.serving.metrics import ServerMetrics
 from rewardlab.serving.schemas import (
@@ -62,9 +71,7 @@ class JudgeService(Limits):
         self.local = scorer.settings.url is None
         self._model_lock = threading.Lock()
         self._count_lock = threading.Lock()
-        tokenizer = scorer.tokenizer
-        special = set(getattr(tokenizer, "all_special_tokens", []) or []) if cfg.strip_special_tokens else set()
-        self.suffixes = sorted((t for t in special | set(cfg.strip_texts) if t), key=len, reverse=True)
+        self.suffixes = strip_suffixes(scorer.tokenizer, cfg)
 
     def refuse_extras(self, *, images: list[Any], weights: Any = None, normalize: bool | None = None) -> None:
         if images:
