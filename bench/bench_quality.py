@@ -28,7 +28,10 @@ Sides and variants:
   default each: ``keep_dropout`` (``model.disable_dropout=false``, the default before this bench), ``shuffle``
   (random batches instead of length-grouped ones), ``whole_text`` (the transcript as one response with an empty
   prompt, as TRL encodes it), ``drop_long`` (``data.overlong=drop``, as TRL drops over-long pairs). Beyond TRL:
-  ``length_debias_1`` / ``length_debias_0.1`` (``loss.length_decorrelation`` at 1.0 / 0.1).
+  ``length_debias_1`` / ``length_debias_0.1`` (``loss.length_decorrelation`` at 1.0 / 0.1); ``no_warmup``;
+  ``ensemble_5`` (5 bootstrapped heads); ``lora`` (one LoRA adapter, rank 16 on every linear layer, learning rate
+  2e-4) and ``lora_ensemble_5`` (5 bootstrapped LoRA members on one frozen base, the same settings). An ensemble's
+  run also reports selective accuracy and the AUROC of its spread, beside the same with the mean's margin.
 - ``trl``: ``trl.RewardTrainer`` with its defaults except the shared settings (learning rate, batch size,
   epochs, max length, warm-up, precision, seed); its model is scored on the whole transcripts as TRL encodes them
   (``tokenizer(text + eos_token)``, cut from the left at ``max_length`` so the end of the response is kept, as
@@ -68,6 +71,13 @@ VARIANTS = {
     "length_debias_0.1": {"loss": {"length_decorrelation": 0.1}},
     "no_warmup": {"training": {"warmup_steps": 0.0}},
     "ensemble_5": {"model": {"ensemble": {"members": 5}}},  # 5 bootstrapped heads; the reward is their mean
+    # LoRA (rank 16 on every linear layer, the head trained fully) at a LoRA learning rate, alone and as 5
+    # bootstrapped members on one frozen base: the single adapter is the ensemble's baseline.
+    "lora": {"model": {"lora": {}}, "training": {"learning_rate": 2e-4}},
+    "lora_ensemble_5": {
+        "model": {"lora": {}, "ensemble": {"members": 5, "kind": "lora"}},
+        "training": {"learning_rate": 2e-4},
+    },
 }
 # Zero-shot: the HHH-alignment pairs (221, human-written; there the longer answer is usually the better one), put in
 # the hh-rlhf transcript form the models were trained on.
