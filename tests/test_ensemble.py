@@ -373,17 +373,27 @@ def test_an_ensemble_with_lora_exports_merged_and_reloads_its_checkpoint_adapter
 
 
 @pytest.mark.slow
-def test_overopt_demo_runs_three_arms_against_a_logged_gold_reward(tmp_path, capsys):
+@pytest.mark.parametrize("kind", ["heads", "lora"])
+def test_overopt_demo_runs_three_arms_against_a_logged_gold_reward(kind, tmp_path, capsys):
     """`rewardlab demo --overopt` at a tiny size: the proxy RMs train on gold-labelled pairs with the asked share of
     flipped labels; each arm's RL logs the gold rule at every step but trains on the proxy alone (gold weight 0:
     the single arm's summed reward is exactly its proxy's), the penalized arm logs its uncertainty and trains on
-    mean − λ·std; plot, report and summary written."""
+    mean − λ·std; plot, report and summary written. With `ensemble_kind=lora` the ensemble proxy is LoRA members
+    (base + adapters export) and RL penalizes their spread the same way."""
     from rewardlab.cli import main
 
     out = tmp_path / "oo"
     args = ["demo", "--overopt", "--output-dir", str(out), "warmup_steps=10", "n_pairs=48", "rl_steps=3",
-            "n_prompts=32", "n_eval=16", "members=3", "penalty=2.0", "label_noise=0.25"]  # fmt: skip
+            "n_prompts=32", "n_eval=16", "members=3", "penalty=2.0", "label_noise=0.25",
+            f"ensemble_kind={kind}"]  # fmt: skip
     assert main(args) == 0
+    proxy = out / "rm-ensemble" / "model"
+    if kind == "lora":  # the base and one adapter per member, no merged model at the top
+        assert json.loads((proxy / "rewardlab.json").read_text())["ensemble_kind"] == "lora"
+        assert sorted(p.name for p in (proxy / "members").iterdir()) == ["member_1", "member_2", "member_3"]
+    else:  # one model whose logits are the mean and the 3 heads
+        assert json.loads((proxy / "config.json").read_text())["id2label"]["3"] == "member_3"
+    assert ("3 LoRA members" if kind == "lora" else "3 heads") in (out / "report.md").read_text()
     assert "ensemble − λ·std" in capsys.readouterr().out
     summary = json.loads((out / "demo_summary.json").read_text())
     assert set(summary["arms"]) == {"single", "ensemble", "penalized"}

@@ -4,8 +4,9 @@ Offline, CPU, minutes.
 1. **Gold reward**: the ``word_count`` rule on prompts "Write exactly N words about TOPIC:" — what we really want.
 2. **Proxy reward models**: pairs of random-length answers, labelled by the gold rule with label noise (each label
    flipped with probability ``label_noise``), ``n_pairs`` of them — a thin, noisy sample, as real preference data
-   is. A single RM and an ensemble of ``members`` bootstrapped heads (``model.ensemble``) are trained on them with
-   ``rewardlab train``, on the warmed-up policy as the backbone (an RM initialised from the SFT model).
+   is. A single RM and an ensemble of ``members`` bootstrapped heads (``model.ensemble``; with ``ensemble_kind:
+   lora``, LoRA members on the frozen policy) are trained on them with ``rewardlab train``, on the warmed-up policy
+   as the backbone (an RM initialised from the SFT model).
 3. **RL**, the same GRPO run (``rewardlab rl``'s code path) three times, against (a) the single proxy, (b) the
    ensemble's mean, (c) the ensemble with ``uncertainty_penalty: λ`` (``mean − λ·std``). The gold rule rides along
    with weight 0: it is logged at every step (``rewards/gold/mean``) but never trained on.
@@ -22,7 +23,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -43,7 +44,15 @@ class OveroptDemoConfig(StrictModel):
     max_words: int = Field(8, ge=1, description="Largest N asked for.")
     n_pairs: int = Field(300, ge=8, description="Gold-labelled pairs the proxy RMs learn from.")
     label_noise: float = Field(0.2, ge=0, lt=0.5, description="Probability that a pair's gold label is flipped.")
-    members: int = Field(5, ge=2, le=16, description="Heads of the ensemble proxy.")
+    members: int = Field(5, ge=2, le=16, description="Members of the ensemble proxy.")
+    ensemble_kind: Literal["heads", "lora"] = Field(
+        "heads",
+        description=(
+            "The ensemble proxy's kind (`model.ensemble.kind`): bootstrapped heads on one fine-tuned backbone, or "
+            "bootstrapped LoRA members (rank 8, every linear layer) on the frozen warmed-up policy, which differ in "
+            "the backbone too. The single proxy is fully fine-tuned either way."
+        ),
+    )
     penalty: float = Field(1.0, ge=0, description="λ of the penalized arm: the reward is mean − λ·std.")
     rm_epochs: float = Field(3.0, gt=0, description="Epochs of proxy RM training.")
     rm_learning_rate: float = Field(5e-4, gt=0, description="Proxy RM learning rate.")
@@ -101,7 +110,9 @@ def gold_pairs(cfg: OveroptDemoConfig, rng: random.Random) -> tuple[list[dict[st
 def proxy_config(cfg: OveroptDemoConfig, out: Path, pairs: Path, backbone: Path, members: int) -> TrainConfig:
     model: dict[str, Any] = {"name_or_path": str(backbone)}
     if members > 1:
-        model["ensemble"] = {"members": members}
+        model["ensemble"] = {"members": members, "kind": cfg.ensemble_kind}
+        if cfg.ensemble_kind == "lora":
+            model["lora"] = {"r": 8, "alpha": 16}
     return TrainConfig.model_validate({
         "output_dir": str(out), "seed": cfg.seed, "data": {"train": str(pairs), "max_length": 64}, "model": model,
         "training": {"num_train_epochs": cfg.rm_epochs, "learning_rate": cfg.rm_learning_rate,
@@ -217,9 +228,10 @@ def write_overopt_record(cfg: OveroptDemoConfig, demo: OveroptResult, flipped: f
                "labels_flipped": flipped, "seconds": demo.seconds, "config": cfg.model_dump()}  # fmt: skip
     atomic_write_text(demo.run_dir / "demo_summary.json", json.dumps(summary, indent=2, ensure_ascii=False))
     s = demo.start
+    members = f"{cfg.members} {'LoRA members' if cfg.ensemble_kind == 'lora' else 'heads'}"
     lines = ["# Overoptimization demo", "",
              f"Proxy RMs trained on {cfg.n_pairs} gold-labelled pairs ({flipped:.0%} of labels flipped); GRPO "
-             f"{cfg.rl_steps} steps per arm, beta {cfg.beta}; ensemble of {cfg.members} heads, penalty λ = "
+             f"{cfg.rl_steps} steps per arm, beta {cfg.beta}; ensemble of {members}, penalty λ = "
              f"{cfg.penalty}. Held-out: {cfg.n_eval} prompts, answers sampled at temperature 1.", "",
              "| | gold reward (held out) | exact-count rate | peak logged gold | last logged gold | last proxy | "
              "last KL |", "|---|---:|---:|---:|---:|---:|---:|",
