@@ -605,8 +605,8 @@ def test_lora_ensemble_settings_are_checked(base, tmp_path, capsys):
 
 
 def test_overopt_demo_and_select_refuse_bad_input(base, tmp_path, capsys):
-    """Bad settings exit 2 with one message, before anything is written: N ranges, another demo at once, a spread
-    criterion on a single-head model."""
+    """Bad settings exit 2 with one message, before anything is written: N ranges, an unknown ensemble kind, another
+    demo at once, a spread criterion on a single-head model."""
     from rewardlab.cli import main
     from rewardlab.data.synthetic import make_pairs
     from tests.tiny import pair_rows, write_jsonl
@@ -614,6 +614,9 @@ def test_overopt_demo_and_select_refuse_bad_input(base, tmp_path, capsys):
     out = tmp_path / "oo"
     assert main(["demo", "--overopt", "--output-dir", str(out), "min_words=9", "max_words=3"]) == 2
     assert "min_words=9 is above max_words=3" in capsys.readouterr().err and not out.exists()
+    assert main(["demo", "--overopt", "--output-dir", str(out), "ensemble_kind=forest"]) == 2
+    err = capsys.readouterr().err
+    assert "ensemble_kind" in err and "Traceback" not in err and not out.exists()
     assert main(["demo", "--overopt", "--rl", "--output-dir", str(out)]) == 2
     assert "choose one demo" in capsys.readouterr().err and not out.exists()
     assert main(["demo", "--overopt", "--output-dir", str(out), "label_noise=0.7"]) == 2

@@ -146,9 +146,12 @@ class DataConfig(StrictModel):
     )
 
 
+EnsembleKind = Literal["heads", "lora"]  # how an ensemble's members are built and stored
+
+
 class EnsembleSettings(StrictModel):
     members: int = Field(5, ge=1, le=64, description="Members of the ensemble (K).")
-    kind: Literal["heads", "lora"] = Field(
+    kind: EnsembleKind = Field(
         "heads",
         description=(
             "`heads`: K scalar heads on one backbone, one forward pass for all of them; the export is one plain "

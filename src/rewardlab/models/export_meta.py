@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from rewardlab.config.schema import EnsembleKind
 from rewardlab.data.input_format import InputFormat
 from rewardlab.errors import ModelError
 
@@ -63,7 +64,7 @@ class ExportMeta(BaseModel):
     attributes: dict[str, list[float]] | None = None
     # An ensemble's kind: "heads" (or None) is one classifier with len(labels) logits; "lora" is a peft base
     # (base/, or the one `adapter` names) with one adapter and one-logit head per member in members/member_k/.
-    ensemble_kind: Literal["heads", "lora"] | None = None
+    ensemble_kind: EnsembleKind | None = None
     # A fresh id per export of a training run, recorded in the run's results.json too: results describe the model
     # beside them only when the ids match (a crash between the export and results.json leaves them apart).
     export_id: str | None = None
@@ -100,7 +101,7 @@ class ExportMeta(BaseModel):
         return list(self.attributes or {})
 
     @property
-    def kind(self) -> Literal["heads", "lora"]:
+    def kind(self) -> EnsembleKind:
         """How the members are stored (see ``ensemble_kind``); ``heads`` for a single model too."""
         return self.ensemble_kind or "heads"
 

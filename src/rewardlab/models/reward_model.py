@@ -13,6 +13,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from rewardlab.config.schema import EnsembleKind
+
 
 def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
     """Index of the last attended token of each row, for left or right padding. ``(b, t) → (b,)``."""
@@ -100,7 +102,7 @@ class RewardModel(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, pooling: Literal["last", "cls"], members: int = 1,
-                 kind: Literal["heads", "lora"] = "heads", attributes: int = 0):  # fmt: skip
+                 kind: EnsembleKind = "heads", attributes: int = 0):  # fmt: skip
         super().__init__()
         self.backbone = backbone
         self.pooling = pooling

@@ -23,11 +23,11 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field
 
-from rewardlab.config.schema import RLConfig, StrictModel, TrainConfig
+from rewardlab.config.schema import EnsembleKind, RLConfig, StrictModel, TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class OveroptDemoConfig(StrictModel):
     n_pairs: int = Field(300, ge=8, description="Gold-labelled pairs the proxy RMs learn from.")
     label_noise: float = Field(0.2, ge=0, lt=0.5, description="Probability that a pair's gold label is flipped.")
     members: int = Field(5, ge=2, le=16, description="Members of the ensemble proxy.")
-    ensemble_kind: Literal["heads", "lora"] = Field(
+    ensemble_kind: EnsembleKind = Field(
         "heads",
         description=(
             "The ensemble proxy's kind (`model.ensemble.kind`): bootstrapped heads on one fine-tuned backbone, or "
