@@ -121,6 +121,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default=None, help="Write all results as JSON here.")
     p.add_argument("--work", default=None, help="Working directory; finished runs in it are reused.")
     p.add_argument("--lock", default=None, help="Hold an exclusive lock on this file while each run trains.")
+    p.add_argument("--combine", nargs="+", default=None, metavar="JSON",
+                   help="Train nothing: summarize the runs of earlier --out files together (paired to TRL where "
+                   "it ran the same fold and seed; a run in two files: the later file's), e.g. seeds measured in "
+                   "separate sessions. Baselines come from --data.")  # fmt: skip
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -457,6 +461,31 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "baselines": base}  # fmt: skip
 
 
+def combine(paths: list[str], data: str) -> dict[str, Any]:
+    """The runs of several result files summarized as one benchmark (seed ensembles are not recomputed: they need
+    the scores, which the files do not keep)."""
+    runs: dict[tuple[str, str, int], dict[str, Any]] = {}
+    settings = []
+    for path in paths:
+        try:
+            res = json.loads(Path(path).read_text(encoding="utf-8"))
+            settings.append((res["settings"]["protocol"], res["settings"]["k"]))
+            for run in res["runs"]:
+                if run["seed"] is not None:  # a seed ensemble's row
+                    runs[(run["label"], str(run["fold"]), run["seed"])] = run
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise SystemExit(f"--combine {path}: not a result file of this bench ({type(e).__name__}: {e})") from None
+    if len(set(settings)) > 1:
+        raise SystemExit(f"--combine: the files use different protocols ({sorted(set(settings))}); combine one")
+    protocol, k = settings[0]
+    folds = splits(read_rows(data), protocol, k)
+    evaluated = [folds[f][1] for f in sorted({fold for _, fold, _ in runs})]
+    base = {key: sum(baselines(h)[key] * len(h) for h in evaluated) / sum(map(len, evaluated))
+            for key in ("shorter_wins", "longer_wins")}  # fmt: skip
+    return {"settings": {"combined": paths, "protocol": protocol, "k": k}, "runs": list(runs.values()),
+            "summary": summarize(list(runs.values())), "ensembles": {}, "baselines": base}  # fmt: skip
+
+
 def signed(d: dict[str, Any] | None, scale: float = 100.0) -> str:
     if d is None:
         return "–"
@@ -484,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         worker_main(args.worker)
         return 0
-    res = run_benchmark(args)
+    res = combine(args.combine, args.data) if args.combine else run_benchmark(args)
     print(markdown(res))
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=2), encoding="utf-8")

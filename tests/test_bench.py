@@ -88,6 +88,47 @@ def test_quality_benchmark_quick_run_scores_both_sides(tmp_path: Path) -> None:
     assert "| baseline: shorter wins |" in proc.stdout
 
 
+def test_quality_benchmark_combines_result_files_into_one_paired_summary(tmp_path: Path) -> None:
+    """bench_quality.py --combine: runs from separate result files are summarized together, paired to TRL by fold
+    and seed; a run present in two files is taken from the later one; files of different protocols are refused."""
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"q{i}", "chosen": "a" * (1 + i % 3), "rejected": "bb"}) + "\n"
+                            for i in range(12)), encoding="utf-8")  # fmt: skip
+
+    def run(label: str, fold: str, seed: int, correct: float, shorter: int) -> dict:
+        metrics = {"n": 10, "correct": correct, "prefers_shorter": shorter, "unequal": 8}
+        return {"label": label, "fold": fold, "seed": seed, "metrics": metrics, "seconds": 1.0}
+
+    def write(name: str, runs: list[dict], k: int = 2) -> str:
+        path = tmp_path / name
+        path.write_text(json.dumps({"settings": {"protocol": "kfold", "k": k}, "runs": runs}), encoding="utf-8")
+        return str(path)
+
+    trl, ours = "TRL RewardTrainer", "rewardlab default"
+    first = write("a.json", [run(trl, "0", 0, 6, 4), run(trl, "1", 0, 7, 4), run(ours, "0", 0, 5, 6)])
+    ensemble = {**run(ours, "0", None, 9, 1), "label": "rewardlab default, ensemble of 2 seeds"}
+    second = write("b.json", [run(ours, "0", 0, 8, 2), run(ours, "1", 0, 8, 5), ensemble])
+    out = tmp_path / "c.json"
+    script = SCRIPT.parent / "bench_quality.py"
+    cmd = [sys.executable, str(script), "--combine", first, second, "--data", str(data), "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **OFFLINE}, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    res = json.loads(out.read_text(encoding="utf-8"))
+    assert set(res["summary"]) == {trl, ours}  # the ensemble row is not a run
+    row = res["summary"][ours]
+    assert row["correct"] == 16 and row["accuracy"] == pytest.approx(0.8)  # fold 0 from the later file (8, not 5)
+    # Paired per fold: 0.8 - 0.6 and 0.8 - 0.7; shorter share 2/8 - 4/8 and 5/8 - 4/8.
+    assert row["vs_trl"]["mean"] == pytest.approx(0.15) and row["vs_trl"]["stderr"] == pytest.approx(0.05)
+    assert row["vs_trl"]["n"] == 2 and row["vs_trl"]["positive"] == 2
+    assert row["shorter_vs_trl"]["mean"] == pytest.approx(-0.0625) and row["shorter_vs_trl"]["positive"] == 1
+    assert res["baselines"]["shorter_wins"] + res["baselines"]["longer_wins"] == pytest.approx(1.0)
+    assert "| rewardlab default | 0.8000" in proc.stdout
+
+    other = write("d.json", [run(trl, "0", 0, 6, 4)], k=5)
+    proc = subprocess.run(cmd[:4] + [other, "--data", str(data)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "different protocols" in proc.stderr and "Traceback" not in proc.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(
     importlib.util.find_spec("aiohttp") is None or importlib.util.find_spec("fastapi") is None,
