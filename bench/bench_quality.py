@@ -65,7 +65,8 @@ VARIANTS = {
     "default": {},
     "keep_dropout": {"model": {"disable_dropout": False}},
     "shuffle": {"training": {"train_sampling_strategy": "random"}},
-    "whole_text": {},  # the data file is rewritten, see write_fold
+    "whole_text": {},  # the data file is rewritten, see write_fold: [CLS] [SEP] prompt+response [SEP], segment ids 0/1
+    "one_segment": {"data": {"text_pair": False}},  # [CLS] prompt+response [SEP], segment ids 0, as TRL builds it
     "drop_long": {"data": {"overlong": "drop"}},
     "length_debias_1": {"loss": {"length_decorrelation": 1.0}},
     "length_debias_0.1": {"loss": {"length_decorrelation": 0.1}},

@@ -241,6 +241,7 @@ LAYOUTS = [
     ("qwen2", "last", {}),  # format 2: tokenizer(prompt + response)
     ("qwen2", "last", {"input_format": InputFormat(version=1, append_eos=True)}),  # prompt, response apart
     ("bert", "cls", {"input_format": InputFormat(layout="pair")}),  # [CLS] prompt [SEP] response [SEP]
+    ("bert", "cls", {"input_format": InputFormat(layout="joined")}),  # [CLS] prompt+response [SEP]
     ("qwen2", "last", {"chat_template": "always"}),  # rendered by the chat template
 ]
 

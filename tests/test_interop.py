@@ -5,7 +5,8 @@ names the one adapter a user must call instead. Four tiny models, each trained a
 - ``qwen2``: a decoder whose pad token differs from its EOS, trained on plain strings;
 - ``llama_bos_pad_eos``: a decoder whose tokenizer adds a BOS and pads with the EOS (as Llama's do);
 - ``chat``: a decoder trained on chat messages with its ChatML template;
-- ``bert``: an encoder (a [CLS] prompt [SEP] response [SEP] text pair).
+- ``bert``: an encoder (a [CLS] prompt [SEP] response [SEP] text pair);
+- ``bert_joined``: the same encoder trained on one segment (``data.text_pair: false``: [CLS] prompt+response [SEP]).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def exports(tmp_path_factory) -> dict[str, Path]:
         "chat": make_tiny(root / "base_chat", "qwen2", seed=1),
         "bert": make_tiny(root / "base_bert", "bert"),
     }
+    bases["bert_joined"] = bases["bert"]
     tok = AutoTokenizer.from_pretrained(bases["llama_bos_pad_eos"])
     tok.bos_token = "[CLS]"  # an unused special of the tiny vocabulary, added first as Llama's <s> is
     tok.add_bos_token = True
@@ -71,7 +73,7 @@ def exports(tmp_path_factory) -> dict[str, Path]:
         cfg = build_config(TrainConfig, {
             "output_dir": str(root / f"run_{name}"),
             "data": {"train": str(root / ("chat.jsonl" if name == "chat" else "plain.jsonl")), "eval_fraction": 0.25,
-                     "max_length": 96},
+                     "max_length": 96, "text_pair": name != "bert_joined"},
             "model": {"name_or_path": str(base)},
             "training": {"max_steps": 6, "per_device_train_batch_size": 8, "learning_rate": 3e-3,
                          "save_strategy": "no", "eval_strategy": "no", "logging_steps": 3},
@@ -201,6 +203,31 @@ def test_trl_grpo_reward_path(exports, tmp_path, name, conversational):
         assert max(abs(a - b) for a, b in zip(native, want)) > 1e-3
     else:
         assert native == pytest.approx(want, abs=TOL)
+
+
+def test_an_encoder_trained_on_one_segment_scores_the_same_through_its_natural_call(exports):
+    """``data.text_pair: false``: the export records the one-segment layout, and ``tokenizer(prompt + response)``
+    (plain transformers, right-padded batch) and ``pipeline("text-classification")`` on ``prompt + response`` give
+    rewardlab's scores; the text-pair call does not (it is another input)."""
+    from transformers import pipeline
+
+    directory = exports["bert_joined"]
+    fmt = json.loads((directory / "rewardlab.json").read_text())["input_format"]
+    assert (fmt["layout"], fmt["recipe"], fmt["score_token"]) == ("joined", "tokenizer(prompt + response)", "cls")
+    card = (directory / "README.md").read_text()
+    assert "`[CLS] prompt+response [SEP]`" in card and "text_pair" not in card
+    want = rewardlab_scores(directory)
+    assert len(set(round(s, 4) for s in want)) > 3  # the probes get different scores: the check can fail
+    tok = AutoTokenizer.from_pretrained(directory)
+    model = AutoModelForSequenceClassification.from_pretrained(directory).eval()
+    texts = [p + r for p, r in PROBES]
+    with torch.no_grad():
+        got = model(**tok(texts, padding=True, return_tensors="pt")).logits[:, 0].tolist()
+        pair = model(**tok([p for p, _ in PROBES], [r for _, r in PROBES], padding=True, return_tensors="pt"))
+    assert got == pytest.approx(want, abs=TOL)
+    assert max(abs(a - b) for a, b in zip(pair.logits[:, 0].tolist(), want)) > 1e-3
+    pipe = pipeline("text-classification", model=str(directory), function_to_apply="none", device="cpu")
+    assert [out["score"] for out in pipe(texts)] == pytest.approx(want, abs=TOL)
 
 
 def test_model_reward_normalizes_and_names_itself(exports):

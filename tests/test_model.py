@@ -101,6 +101,24 @@ def test_encoder_layout_matches_native_pair_encoding(tiny_dirs):
     assert enc.token_type_ids == [0] * (first_sep + 1) + [1] * (len(enc.input_ids) - first_sep - 1)
 
 
+def test_encoder_one_segment_layout_is_the_natural_call(tiny_dirs):
+    """``data.text_pair: false``: ``[CLS] prompt+response [SEP]``, segment ids 0, as ``tokenizer(prompt + response)``
+    builds it; an over-long text loses its start and keeps the response's end."""
+    tok = AutoTokenizer.from_pretrained(tiny_dirs["bert"])
+    joined = TextTransform(tok, 64, "cls", input_format=InputFormat.for_training("cls", False, text_pair=False))
+    enc = joined.encode("Tell me", " about tea")
+    natural = tok("Tell me about tea")
+    assert enc.input_ids == natural.input_ids
+    assert enc.token_type_ids == natural.token_type_ids == [0] * len(enc.input_ids)
+    assert enc.input_ids.count(tok.sep_token_id) == 1 and not enc.truncated
+    short = TextTransform(tok, 8, "cls", input_format=joined.input_format)
+    cut = short.encode("one two three four five", " six seven")
+    assert cut.truncated and len(cut.input_ids) == 8
+    assert cut.input_ids == [tok.cls_token_id] + tok("one two three four five six seven", add_special_tokens=False
+                                                     ).input_ids[-6:] + [tok.sep_token_id]  # fmt: skip
+    assert InputFormat.for_training("last", False, text_pair=False).layout == "concat"  # decoders: no effect
+
+
 @pytest.mark.parametrize("append_eos", [False, True])
 def test_truncation_cuts_prompt_start_then_response_start(tiny_dirs, append_eos):
     tok = AutoTokenizer.from_pretrained(tiny_dirs["qwen2"])

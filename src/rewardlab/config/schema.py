@@ -102,6 +102,15 @@ class DataConfig(StrictModel):
             "always the built-in layout."
         ),
     )
+    text_pair: bool = Field(
+        True,
+        description=(
+            "Encoders (`cls` pooling): the prompt and the response as a text pair, `[CLS] prompt [SEP] response "
+            "[SEP]` with segment ids 0/1 (`tokenizer(prompt, response)`); `false`: one segment, `[CLS] "
+            "prompt+response [SEP]` (`tokenizer(prompt + response)`, as TRL's reward trainer builds it). The "
+            "export records which. Decoders: no effect."
+        ),
+    )
     max_tokens_per_batch: int | None = Field(
         None,
         ge=1,

@@ -11,7 +11,9 @@ Format 2 (rewardlab ≥ 0.2) is chosen so that the *natural call* of every clien
   agree. ``append_eos=True`` (``data.append_eos``) appends the EOS instead (OpenRLHF's convention); the exported
   tokenizer then appends it too, but TRL's GRPO path, which strips it, needs rewardlab's reward function.
 - **Encoders** (``layout="pair"``): ``tokenizer(prompt, response)`` — ``[CLS] prompt [SEP] response [SEP]`` with
-  segment ids 0/1, the score read by the model's own head at ``[CLS]``.
+  segment ids 0/1, the score read by the model's own head at ``[CLS]``. With ``data.text_pair: false``
+  (``layout="joined"``): ``tokenizer(prompt + response)`` — one segment, ``[CLS] prompt+response [SEP]``, segment
+  ids 0, as TRL's reward trainer and ``pipeline("text-classification")`` build it.
 - **Chat messages** are rendered by the tokenizer's chat template and the whole conversation is tokenized
   together without added specials (the template writes its own), as ``apply_chat_template`` + TRL do. A model
   trained on plain strings only is exported with :data:`CONCAT_TEMPLATE`, which renders ``[user, assistant]`` as
@@ -40,14 +42,15 @@ class InputFormat:
     """How a text RM's input is built (see the module docstring). ``version`` 1 is the legacy layout."""
 
     version: int = FORMAT_VERSION
-    layout: Literal["concat", "pair"] = "concat"
+    layout: Literal["concat", "pair", "joined"] = "concat"
     append_eos: bool = False
     # Foreign RMs (no rewardlab.json) are scored as their tokenizer builds inputs: with its own special tokens.
     add_special_tokens: bool = False
 
     @classmethod
-    def for_training(cls, pooling: str, append_eos: bool) -> InputFormat:
-        return cls(layout="pair" if pooling == "cls" else "concat", append_eos=append_eos and pooling != "cls")
+    def for_training(cls, pooling: str, append_eos: bool, text_pair: bool = True) -> InputFormat:
+        encoder = "pair" if text_pair else "joined"
+        return cls(layout=encoder if pooling == "cls" else "concat", append_eos=append_eos and pooling != "cls")
 
     def as_json(self, *, chat_template: str) -> dict[str, Any]:
         """``rewardlab.json``'s ``input_format``; ``chat_template``: ``"trained"`` (the tokenizer's own, used in

@@ -222,7 +222,9 @@ class TextTransform:
         prompt_text, response_text, cut = bound_text(prompt_text, response_text, self.max_length * MAX_CHARS_PER_TOKEN)
         if cut and self.overlong == "drop":
             return None
-        if self.pooling == "cls" or self.input_format.version == 1:
+        if self.pooling == "cls" and self.input_format.layout == "joined":
+            encoded = self._encode_joined(prompt_text + response_text)
+        elif self.pooling == "cls" or self.input_format.version == 1:
             encoded = self._encode_split(prompt_text, response_text, templated)
         else:
             encoded = self._encode_concat(prompt_text + response_text, templated)
@@ -243,6 +245,17 @@ class TextTransform:
         if fitted is None:
             return None
         return EncodedText(head + fitted[1] + tail, None, fitted[2])
+
+    def _encode_joined(self, text: str) -> EncodedText | None:
+        """Encoders with ``data.text_pair: false``: one segment, ``[CLS] prompt+response [SEP]``, as
+        ``tokenizer(prompt + response)`` builds it; over-long text loses its start (the prompt's, then the
+        response's), keeping the response's end."""
+        ids = self.tokenizer(text, add_special_tokens=False, verbose=False).input_ids
+        fitted = fit_to_budget([], ids, self.max_length - len(self._head) - len(self._tail), self.overlong)
+        if fitted is None:
+            return None
+        row = self._head + fitted[1] + self._tail
+        return EncodedText(row, [0] * len(row) if self._type_ids else None, fitted[2])
 
     def _encode_split(self, prompt_text: str, response_text: str, templated: bool) -> EncodedText | None:
         """Encoders (a [CLS]/[SEP] pair) and format 1 decoders: prompt and response tokenized separately."""

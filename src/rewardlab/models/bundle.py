@@ -101,7 +101,7 @@ class RewardBundle:
             ensemble_kind=model_cfg.ensemble.kind if model_cfg.ensemble else None,
             attributes={k: list(v) for k, v in model_cfg.attributes.items()} if model_cfg.attributes else None,
         )  # fmt: skip
-        fmt = InputFormat.for_training(model.pooling, cfg.data.append_eos)
+        fmt = InputFormat.for_training(model.pooling, cfg.data.append_eos, cfg.data.text_pair)
         return assemble(model, tokenizer, meta, model_cfg.name_or_path, text_format=fmt,
                         pixels=(model_cfg.min_pixels, model_cfg.max_pixels))  # fmt: skip
 

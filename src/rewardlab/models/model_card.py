@@ -96,6 +96,11 @@ def _input_format(fmt: dict[str, Any], meta: ExportMeta) -> str:
             "An encoder scored at `[CLS]`: the prompt and the response are a text pair, "
             "`[CLS] prompt [SEP] response [SEP]` with segment ids 0/1."
         )
+    elif fmt.get("layout") == "joined":
+        how = (
+            "An encoder scored at `[CLS]`: `prompt + response`, concatenated exactly as given, is one segment, "
+            "`[CLS] prompt+response [SEP]`, as the tokenizer's natural call builds it."
+        )
     else:
         end = (
             "the tokenizer appends the EOS token, where the score is read"
@@ -114,7 +119,9 @@ def _input_format(fmt: dict[str, Any], meta: ExportMeta) -> str:
     }.get(
         fmt.get("chat_template"),
         "It was trained on plain strings as a text pair, which tools that render a conversation into one string "
-        "(reward-bench, TRL) do not build: use the calls below.",
+        "(reward-bench, TRL) do not build: use the calls below."
+        if fmt.get("layout") == "pair"
+        else "It was trained on plain strings: build the input with the calls below.",
     )
     pad = (
         ""
@@ -148,9 +155,10 @@ def _tokenizer_call(fmt: dict[str, Any]) -> str:
 
 def _usage(fmt: dict[str, Any], meta: ExportMeta) -> str:
     pair = fmt.get("layout") == "pair"
+    encoder = fmt.get("layout") in ("pair", "joined")  # [CLS] ... [SEP]: special tokens TRL's GRPO path leaves out
     call = _tokenizer_call(fmt)
     pipe_input = '{"text": prompt, "text_pair": response}' if pair else "prompt + response"
-    trl_exact = not pair and not fmt.get("append_eos")
+    trl_exact = not encoder and not fmt.get("append_eos")
     trl = (
         '`GRPOTrainer(reward_funcs=["<this directory>"], ...)` scores completions as trained, for plain and '
         "conversational prompts. For weights, normalization or several RMs, `rewardlab.rl.ModelReward` does the same "
@@ -161,16 +169,16 @@ def _usage(fmt: dict[str, Any], meta: ExportMeta) -> str:
         "from rewardlab.rl import ModelReward\n\nGRPOTrainer(..., reward_funcs=[ModelReward.from_pretrained("
         '"<this directory>")])\n```'
     )
-    reader = "`rewardlab score --normalize`" + ("" if pair else " and OpenRLHF (`--normalize_reward`)")
+    reader = "`rewardlab score --normalize`" + ("" if encoder else " and OpenRLHF (`--normalize_reward`)")
     normalize = (
         f"\n\n`config.json` carries `mean` and `std` of the eval scores, used to normalize by {reader}."
-        + ("" if pair else OPENRLHF_BUFFERS)
+        + ("" if encoder else OPENRLHF_BUFFERS)
         if meta.normalization
         else ""
     )
     openrlhf = (
         "Encoders cannot be loaded by OpenRLHF (it expects a decoder with a `score` head)."
-        if pair
+        if encoder
         else 'OpenRLHF\'s `get_llm_for_sequence_regression(dir, "reward", value_head_prefix="score")` loads it '
         "and reads the last attended token; give it the ids above."
     )
