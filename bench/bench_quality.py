@@ -337,7 +337,8 @@ def ensemble_runs(scores: dict[tuple[str, str], list[dict[str, Any]]], held_out:
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per side/variant: accuracy over every scored pair of every fold and seed, its standard error, per-run
-    accuracies, the share of preferences that go to the shorter response, and the paired difference to TRL."""
+    accuracies, the share of preferences that go to the shorter response, and the paired differences to TRL and
+    to rewardlab's default (``vs_trl``, ``vs_default`` and their ``shorter_`` twins)."""
     table: dict[str, dict[str, Any]] = {}
     for run in runs:
         empty = {"n": 0, "correct": 0.0, "prefers_shorter": 0, "unequal": 0, "hhh_n": 0, "hhh_correct": 0.0,
@@ -359,11 +360,12 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             shorter=row["prefers_shorter"] / row["unequal"],
             hhh=row["hhh_correct"] / row["hhh_n"] if row["hhh_n"] else None,
         )
-    reference = table.get("TRL RewardTrainer")
-    for label, row in table.items():
-        if reference is not None and label != "TRL RewardTrainer":
-            row["vs_trl"] = paired(row["runs"], reference["runs"], "accuracy")
-            row["shorter_vs_trl"] = paired(row["runs"], reference["runs"], "shorter")
+    for key, reference_label in (("trl", "TRL RewardTrainer"), ("default", "rewardlab default")):
+        reference = table.get(reference_label)
+        for label, row in table.items():
+            if reference is not None and label != reference_label:
+                row[f"vs_{key}"] = paired(row["runs"], reference["runs"], "accuracy")
+                row[f"shorter_vs_{key}"] = paired(row["runs"], reference["runs"], "shorter")
     return table
 
 

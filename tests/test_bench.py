@@ -121,6 +121,7 @@ def test_quality_benchmark_combines_result_files_into_one_paired_summary(tmp_pat
     assert row["vs_trl"]["mean"] == pytest.approx(0.15) and row["vs_trl"]["stderr"] == pytest.approx(0.05)
     assert row["vs_trl"]["n"] == 2 and row["vs_trl"]["positive"] == 2
     assert row["shorter_vs_trl"]["mean"] == pytest.approx(-0.0625) and row["shorter_vs_trl"]["positive"] == 1
+    assert res["summary"][trl]["vs_default"]["mean"] == pytest.approx(-0.15)  # the other reference: the default
     assert res["baselines"]["shorter_wins"] + res["baselines"]["longer_wins"] == pytest.approx(1.0)
     assert "| rewardlab default | 0.8000" in proc.stdout
 
