@@ -480,6 +480,10 @@ def combine(paths: list[str], data: str) -> dict[str, Any]:
             raise SystemExit(f"--combine {path}: not a result file of this bench ({type(e).__name__}: {e})") from None
     if len(set(settings)) > 1:
         raise SystemExit(f"--combine: the files use different protocols ({sorted(set(settings))}); combine one")
+    if not runs:
+        raise SystemExit(f"--combine {' '.join(paths)}: no runs of a single seed in these files")
+    if not Path(data).is_file():
+        raise SystemExit(f"--combine: the data file {data} (for the baselines) does not exist; pass --data FILE")
     protocol, k = settings[0]
     folds = splits(read_rows(data), protocol, k)
     evaluated = [folds[f][1] for f in sorted({fold for _, fold, _ in runs})]

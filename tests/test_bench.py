@@ -128,6 +128,9 @@ def test_quality_benchmark_combines_result_files_into_one_paired_summary(tmp_pat
     other = write("d.json", [run(trl, "0", 0, 6, 4)], k=5)
     proc = subprocess.run(cmd[:4] + [other, "--data", str(data)], capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0 and "different protocols" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run(cmd[:4] + ["--data", str(tmp_path / "missing.jsonl")], capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert proc.returncode != 0 and "missing.jsonl" in proc.stderr and "Traceback" not in proc.stderr
 
 
 @pytest.mark.slow

@@ -240,22 +240,22 @@ class TextTransform:
         head, tail = self._native if fmt.add_special_tokens and not templated else ([], [])
         if fmt.append_eos and not templated:
             tail = [*tail, tok.eos_token_id]
-        ids = tok(text, add_special_tokens=False, verbose=False).input_ids
-        fitted = fit_to_budget([], ids, self.max_length - len(head) - len(tail), self.overlong)
-        if fitted is None:
-            return None
-        return EncodedText(head + fitted[1] + tail, None, fitted[2])
+        return self._encode_whole(text, head, tail, type_ids=False)
 
     def _encode_joined(self, text: str) -> EncodedText | None:
         """Encoders with ``data.text_pair: false``: one segment, ``[CLS] prompt+response [SEP]``, as
-        ``tokenizer(prompt + response)`` builds it; over-long text loses its start (the prompt's, then the
-        response's), keeping the response's end."""
+        ``tokenizer(prompt + response)`` builds it."""
+        return self._encode_whole(text, self._head, self._tail, type_ids=self._type_ids)
+
+    def _encode_whole(self, text: str, head: list[int], tail: list[int], *, type_ids: bool) -> EncodedText | None:
+        """``text`` tokenized at once between ``head`` and ``tail`` (segment ids all 0 when ``type_ids``); over
+        ``max_length``, its start is cut (the prompt's, then the response's) or, with ``drop``, ``None``."""
         ids = self.tokenizer(text, add_special_tokens=False, verbose=False).input_ids
-        fitted = fit_to_budget([], ids, self.max_length - len(self._head) - len(self._tail), self.overlong)
+        fitted = fit_to_budget([], ids, self.max_length - len(head) - len(tail), self.overlong)
         if fitted is None:
             return None
-        row = self._head + fitted[1] + self._tail
-        return EncodedText(row, [0] * len(row) if self._type_ids else None, fitted[2])
+        row = head + fitted[1] + tail
+        return EncodedText(row, [0] * len(row) if type_ids else None, fitted[2])
 
     def _encode_split(self, prompt_text: str, response_text: str, templated: bool) -> EncodedText | None:
         """Encoders (a [CLS]/[SEP] pair) and format 1 decoders: prompt and response tokenized separately."""
